@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Set up (if needed), lint, check formatting, and run the test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+VENV="${MVDECOR_VENV:-.venv}"
+echo "[test] ruff check"
+"$VENV/bin/ruff" check src tests benchmarks
+echo "[test] ruff format --check"
+"$VENV/bin/ruff" format --check src tests benchmarks
+echo "[test] pytest"
+"$VENV/bin/python" -m pytest -q "$@"

@@ -1,0 +1,258 @@
+"""The ``mvdecor`` command line.
+
+Each sub-command is a thin layer over the Python API. Errors that a user can
+cause (:class:`~mvdecor.errors.MvDecorError`) are printed as one line,
+``mvdecor: error: <file>: <reason>``, with exit code 1; a bad command line
+exits with 2; Ctrl-C with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import textwrap
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from mvdecor import __version__
+from mvdecor.errors import MvDecorError
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def _config_from_args(args: argparse.Namespace):
+    from mvdecor.config import load_config
+
+    render = {}
+    for key in ("rings", "segments", "resolution", "seed", "radius", "fov_degrees"):
+        value = getattr(args, key, None)
+        if value is not None:
+            render[key] = value
+    return load_config(args.config or args.preset, {"render": render} if render else None)
+
+
+def _add_render_options(parser: argparse.ArgumentParser, default_preset: str) -> None:
+    group = parser.add_argument_group("rendering (override the preset)")
+    group.add_argument(
+        "--preset",
+        default=default_preset,
+        choices=("paper", "cpu"),
+        help=f"settings preset: paper = 86 views at 256x256 (the authors'), cpu = 24 views at "
+        f"128x128 (default: {default_preset})",
+    )
+    group.add_argument("--config", metavar="YAML", help="a config file (overrides --preset)")
+    group.add_argument("--rings", type=int, help="rings of the camera sphere (views = 2 + rings x segments)")
+    group.add_argument("--segments", type=int, help="cameras per ring")
+    group.add_argument("--resolution", type=int, help="image size in pixels (square)")
+    group.add_argument("--radius", type=float, help="camera sphere radius (unit-sphere units)")
+    group.add_argument("--fov-degrees", dest="fov_degrees", type=float, help="vertical field of view")
+    group.add_argument("--seed", type=int, help="camera jitter seed")
+
+
+# ------------------------------------------------------------------- commands
+def cmd_render(args: argparse.Namespace) -> int:
+    from mvdecor.render.store import parse_shard, render_dataset
+
+    try:
+        shard = parse_shard(args.shard)
+    except ValueError as exc:
+        raise MvDecorError(str(exc)) from None
+    config = _config_from_args(args)
+    start = time.perf_counter()
+    report = render_dataset(
+        args.dataset,
+        args.out,
+        config.render,
+        workers=args.workers,
+        shard=shard,
+        progress=not args.quiet,
+    )
+    elapsed = time.perf_counter() - start
+    print(
+        f"rendered {len(report.rendered)} shapes ({config.render.num_views} views at "
+        f"{config.render.resolution}px, preset {config.preset}) in {elapsed:.1f} s; "
+        f"skipped {len(report.skipped)} already stored; store: {args.out}"
+    )
+    for shape_id, reason in sorted(report.failed.items()):
+        print(f"mvdecor: warning: {shape_id} not rendered: {reason}", file=sys.stderr)
+    return EXIT_ERROR if report.failed and not report.rendered and not report.skipped else 0
+
+
+def _load_mesh_arg(args: argparse.Namespace):
+    from mvdecor.data.io import load_mesh
+
+    return load_mesh(args.mesh, labels=args.labels, label_names=args.label_names)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    mesh = _load_mesh_arg(args)
+    info = {
+        "file": str(args.mesh),
+        "name": mesh.name,
+        "vertices": mesh.num_vertices,
+        "faces": mesh.num_faces,
+        "parts": len(mesh.part_names),
+        "textured": mesh.has_texture,
+        "textures": len(mesh.textures),
+        "vertex_colors": mesh.vertex_colors is not None,
+        "labelled": mesh.has_labels,
+        "bounds": [mesh.vertices.min(axis=0).round(6).tolist(), mesh.vertices.max(axis=0).round(6).tolist()],
+    }
+    if mesh.has_labels:
+        counts = np.bincount(mesh.face_labels[mesh.face_labels >= 0], minlength=mesh.num_labels)
+        names = mesh.label_names or tuple(str(i) for i in range(len(counts)))
+        info["labels"] = {name: int(c) for name, c in zip(names, counts, strict=False)}
+        info["unlabelled_faces"] = int((mesh.face_labels < 0).sum())
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for key, value in info.items():
+            print(f"{key:>16}: {value}")
+    return 0
+
+
+def cmd_views(args: argparse.Namespace) -> int:
+    from mvdecor.render import Renderer
+    from mvdecor.render.store import shape_camera_seed
+    from mvdecor.viz import save_image, view_panels, view_sheet
+
+    mesh = _load_mesh_arg(args).normalized()
+    config = _config_from_args(args)
+    cameras = config.render.camera_scheme().cameras(seed=shape_camera_seed(mesh.name, config.render.seed))
+    count = len(cameras) if args.num is None else min(args.num, len(cameras))
+    step = max(len(cameras) // max(count, 1), 1)
+    indices = list(range(0, len(cameras), step))[:count]
+    renderer = Renderer(mesh)
+    views = [renderer.render_view(cameras, i) for i in indices]
+    out = Path(args.out)
+    labels = mesh.face_labels if mesh.has_labels else None
+    for i, view in zip(indices, views, strict=True):
+        for buffer, image in view_panels(view, labels, mesh.num_labels or None).items():
+            save_image(image, out / f"view_{i:03d}_{buffer}.png")
+    save_image(view_sheet(views[:8], labels, mesh.num_labels or None), out / "sheet.png")
+    print(f"wrote {len(views)} views of {mesh.name} ({mesh.num_faces} faces) to {out}")
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from mvdecor.data.datasets import DATASETS
+
+    for name, cls in DATASETS.items():
+        doc = textwrap.dedent(cls.__doc__ or "").strip()
+        print(f"{name}\n{textwrap.indent(doc, '    ')}\n")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mvdecor.demo import run_demo
+
+    report = run_demo(args.out, shapes_per_category=args.shapes, workers=args.workers)
+    print(f"demo finished: open {report}")
+    return 0
+
+
+# --------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mvdecor",
+        description=(
+            "Few-shot fine-grained 3D mesh segmentation by multi-view dense correspondence "
+            "learning (MvDeCor, ECCV 2022). Render meshes from many views, learn per-pixel "
+            "embeddings that agree across views, fine-tune on a few labelled shapes, and vote "
+            "the per-view predictions back onto the mesh."
+        ),
+        epilog="Run `mvdecor COMMAND --help` for a command's options. Datasets: `mvdecor datasets`.",
+    )
+    parser.add_argument("--version", action="version", version=f"mvdecor {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "render",
+        help="render every shape of a dataset into a render store",
+        description=(
+            "Render every shape of DATASET into the render store OUT: per shape, the cameras and "
+            "the face id seen by every pixel (everything else is recomputed from them on load), "
+            "compressed, about 1.5-3 MB per shape for 86 views at 256x256. Resumable: shapes "
+            "already in OUT are skipped, and each shape is written atomically. Shardable: "
+            "--shard i/n renders every n-th shape starting at the i-th (0-based), e.g. "
+            "--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT."
+        ),
+    )
+    p.add_argument("dataset", help="a dataset name or spec (see `mvdecor datasets`) or a folder of meshes")
+    p.add_argument("out", help="the render store folder (created if missing)")
+    p.add_argument(
+        "--workers", type=int, default=max((os.cpu_count() or 1), 1), help="processes (default: all cores)"
+    )
+    p.add_argument("--shard", default="0/1", metavar="I/N", help="render only shard I of N (default 0/1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_render_options(p, "paper")
+    p.set_defaults(func=cmd_render)
+
+    def add_mesh_args(q: argparse.ArgumentParser) -> None:
+        q.add_argument("mesh", help="a mesh file: OBJ, PLY, OFF, STL, GLB or GLTF")
+        q.add_argument(
+            "--labels", help="per-face (or per-vertex) labels: .txt, .seg or .npy, one integer per face"
+        )
+        q.add_argument("--label-names", help="label names: .json list or .txt, one per line")
+
+    p = sub.add_parser(
+        "info", help="summarise a mesh file", description="Print what mvdecor reads from a mesh."
+    )
+    add_mesh_args(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser(
+        "views",
+        help="render one mesh and write its views as PNG images",
+        description=(
+            "Render MESH with the preset's cameras and write, per view, PNG pictures of the "
+            "colour, normal, depth and face-id buffers (and labels when given), plus sheet.png."
+        ),
+    )
+    add_mesh_args(p)
+    p.add_argument("out", help="output folder")
+    p.add_argument("--num", type=int, default=8, help="how many views to write (default 8)")
+    _add_render_options(p, "paper")
+    p.set_defaults(func=cmd_views)
+
+    p = sub.add_parser("datasets", help="list the dataset adapters", description="List dataset names.")
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser(
+        "demo",
+        help="run the end-to-end demo on built-in shapes",
+        description=(
+            "Generate built-in synthetic labelled shapes, render them into a store, and write "
+            "pictures of their views and labels into a report folder."
+        ),
+    )
+    p.add_argument("--out", default="demo_output", help="report folder (default: demo_output)")
+    p.add_argument("--shapes", type=int, default=4, help="shapes per category (default 4)")
+    p.add_argument("--workers", type=int, default=max((os.cpu_count() or 1), 1), help="processes")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mvdecor`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except MvDecorError as exc:
+        print(f"mvdecor: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("mvdecor: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

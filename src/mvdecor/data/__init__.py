@@ -1,0 +1,29 @@
+"""Meshes and labels: the :class:`LabelledMesh` contract, file loaders, datasets,
+and the built-in synthetic shapes."""
+
+from mvdecor.data.datasets import DATASETS, ShapeDataset, open_dataset
+from mvdecor.data.io import SUPPORTED_EXTENSIONS, load_label_names, load_labels, load_mesh
+from mvdecor.data.mesh import (
+    LabelledMesh,
+    Normalization,
+    concatenate_meshes,
+    vertex_labels_to_face_labels,
+)
+from mvdecor.data.synthetic import CATEGORIES, make_dataset, make_shape
+
+__all__ = [
+    "CATEGORIES",
+    "DATASETS",
+    "SUPPORTED_EXTENSIONS",
+    "LabelledMesh",
+    "Normalization",
+    "ShapeDataset",
+    "concatenate_meshes",
+    "load_label_names",
+    "load_labels",
+    "load_mesh",
+    "make_dataset",
+    "make_shape",
+    "open_dataset",
+    "vertex_labels_to_face_labels",
+]

@@ -1,0 +1,1 @@
+"""YAML presets: ``paper`` and ``cpu``."""

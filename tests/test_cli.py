@@ -1,0 +1,82 @@
+"""The command line: help, errors as one line with a non-zero exit, and each command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mvdecor.cli import main
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("render", "views", "info", "datasets", "demo"):
+        assert command in out
+
+
+@pytest.mark.parametrize("command", ["render", "views", "info", "demo", "datasets"])
+def test_each_command_has_help(capsys, command):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: mvdecor" in capsys.readouterr().out
+
+
+def test_console_script_runs_as_module():
+    result = subprocess.run(
+        [sys.executable, "-m", "mvdecor", "--version"], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.startswith("mvdecor ")
+
+
+def test_missing_mesh_is_one_line_error(tmp_path, capsys):
+    code = main(["info", str(tmp_path / "nope.obj")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("mvdecor: error: ") and "nope.obj" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_bad_shard_and_unknown_dataset_are_clear_errors(tmp_path, capsys):
+    assert main(["render", "synthetic", str(tmp_path / "o"), "--shard", "3/2", "--quiet"]) == 1
+    assert "i/n" in capsys.readouterr().err
+    assert main(["render", "no_such_dataset", str(tmp_path / "o"), "--quiet"]) == 1
+    assert "neither an existing folder nor a known dataset" in capsys.readouterr().err
+
+
+def test_info_reports_labels(tmp_path, capsys):
+    mesh = tmp_path / "tri.off"
+    mesh.write_text("OFF\n4 2 0\n0 0 0\n1 0 0\n0 1 0\n1 1 0\n3 0 1 2\n3 1 3 2\n")
+    labels = tmp_path / "tri.txt"
+    labels.write_text("0\n1\n")
+    names = tmp_path / "names.txt"
+    names.write_text("left\nright\n")
+    assert main(["info", str(mesh), "--labels", str(labels), "--label-names", str(names), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["faces"] == 2 and info["labels"] == {"left": 1, "right": 1}
+
+
+def test_render_views_and_datasets_commands(tmp_path, capsys):
+    out = tmp_path / "store"
+    args = ["render", "synthetic:categories=mug,n=2", str(out), "--preset", "cpu", "--resolution", "32"]
+    assert main([*args, "--workers", "1", "--quiet"]) == 0
+    assert "rendered 2 shapes" in capsys.readouterr().out
+    assert sorted(p.name for p in (out / "shapes").iterdir()) == ["mug_0000.npz", "mug_0001.npz"]
+    assert main([*args, "--workers", "1", "--quiet"]) == 0
+    assert "skipped 2 already stored" in capsys.readouterr().out
+
+    mesh = tmp_path / "tri.off"
+    mesh.write_text("OFF\n4 2 0\n0 0 0\n1 0 0\n0 1 0\n1 1 0\n3 0 1 2\n3 1 3 2\n")
+    views = tmp_path / "views"
+    assert main(["views", str(mesh), str(views), "--num", "2", "--preset", "cpu", "--resolution", "32"]) == 0
+    assert (views / "sheet.png").is_file() and len(list(views.glob("view_*_normals.png"))) == 2
+
+    assert main(["datasets"]) == 0
+    listing = capsys.readouterr().out
+    assert "synthetic" in listing and "folder" in listing
