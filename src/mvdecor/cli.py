@@ -24,15 +24,31 @@ EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 
 
+_OVERRIDES = {
+    "render": ("rings", "segments", "resolution", "seed", "radius", "fov_degrees"),
+    "model": ("backbone", "output_stride", "modalities"),
+    "pretrain": (
+        "iterations",
+        "pairs_per_batch",
+        "matches_per_pair",
+        "lr",
+        "precision",
+        "device",
+        "num_workers",
+    ),
+}
+
+
 def _config_from_args(args: argparse.Namespace):
     from mvdecor.config import load_config
 
-    render = {}
-    for key in ("rings", "segments", "resolution", "seed", "radius", "fov_degrees"):
-        value = getattr(args, key, None)
-        if value is not None:
-            render[key] = value
-    return load_config(args.config or args.preset, {"render": render} if render else None)
+    overrides: dict[str, dict] = {}
+    for section, keys in _OVERRIDES.items():
+        for key in keys:
+            value = getattr(args, key, None)
+            if value is not None:
+                overrides.setdefault(section, {})[key] = value
+    return load_config(args.config or args.preset, overrides)
 
 
 def _add_render_options(parser: argparse.ArgumentParser, default_preset: str) -> None:
@@ -149,6 +165,58 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_train_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("training (override the preset)")
+    group.add_argument("--iterations", type=int, help="optimiser steps")
+    group.add_argument("--pairs-per-batch", dest="pairs_per_batch", type=int, help="view pairs per step")
+    group.add_argument("--matches-per-pair", dest="matches_per_pair", type=int, help="matches per pair")
+    group.add_argument("--lr", type=float, help="learning rate")
+    group.add_argument(
+        "--precision", choices=("fp32", "bf16", "fp16"), help="fp32, bf16 autocast, fp16 (GPU)"
+    )
+    group.add_argument("--device", help="auto (default: CUDA when available), cpu, cuda, cuda:N")
+    group.add_argument("--workers", dest="num_workers", type=int, help="data-loader processes")
+    group.add_argument("--backbone", choices=("resnet18", "resnet34", "resnet50"), help="encoder")
+    group.add_argument("--output-stride", dest="output_stride", type=int, choices=(8, 16))
+    group.add_argument(
+        "--modalities",
+        type=lambda text: text.split(","),
+        help="input channels, e.g. grey,normal,depth or rgb",
+    )
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from mvdecor.train.pretrain import pretrain
+
+    config = _config_from_args(args)
+    result = pretrain(
+        config,
+        args.dataset,
+        args.run,
+        store=args.store,
+        resume=not args.restart,
+        progress=not args.quiet,
+    )
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(
+            f"pre-trained to step {result.step} (preset {config.preset}); last loss {result.train_loss:.4f}, "
+            f"best validation loss {result.best_val_loss:.4f}; checkpoints in {result.last_checkpoint.parent}"
+        )
+    return 0
+
+
+def cmd_evaluate_embedding(args: argparse.Namespace) -> int:
+    from mvdecor.evaluation.embedding import evaluate_embedding
+
+    result = evaluate_embedding(
+        args.checkpoint, args.dataset, shapes=args.shapes, pairs_per_shape=args.pairs, device=args.device
+    )
+    print(json.dumps(result, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from mvdecor.demo import run_demo
 
@@ -221,6 +289,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num", type=int, default=8, help="how many views to write (default 8)")
     _add_render_options(p, "paper")
     p.set_defaults(func=cmd_views)
+
+    p = sub.add_parser(
+        "pretrain",
+        help="self-supervised pre-training on a dataset's shapes (no labels needed)",
+        description=(
+            "Pre-train the embedding network so that pixels of two views seeing the same 3D point "
+            "get the same embedding (dense InfoNCE over multi-view correspondences; paper section "
+            "3.1). Writes RUN/config.yaml, metrics.csv, val.csv, tensorboard/ and checkpoints/ "
+            "(last.pt, best.pt, step_*.pt). Re-running the same command resumes exactly where it "
+            "stopped; Ctrl-C saves first. For several GPUs: torchrun --nproc-per-node N -m mvdecor "
+            "pretrain ..."
+        ),
+    )
+    p.add_argument("dataset", help="a dataset name or spec (see `mvdecor datasets`) or a folder of meshes")
+    p.add_argument("run", help="the run folder")
+    p.add_argument(
+        "--store", help="a render store of DATASET made by `mvdecor render` (default: render on the fly)"
+    )
+    p.add_argument("--restart", action="store_true", help="ignore RUN/checkpoints/last.pt and start over")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_render_options(p, "cpu")
+    _add_train_options(p)
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser(
+        "evaluate-embedding",
+        help="cross-view correspondence accuracy of a pre-trained network",
+        description=(
+            "For pairs of views of held-out shapes, the share of matched pixels whose nearest "
+            "embedding in the other view lies within 2 and 5 pixels of the true match, against a "
+            "randomly initialised network of the same architecture and raw normals."
+        ),
+    )
+    p.add_argument(
+        "checkpoint", help="a checkpoint written by `mvdecor pretrain` (e.g. RUN/checkpoints/best.pt)"
+    )
+    p.add_argument("dataset", help="dataset spec or folder")
+    p.add_argument(
+        "--shapes", nargs="*", help="shape ids to evaluate on (default: the run's validation shapes)"
+    )
+    p.add_argument("--pairs", type=int, default=8, help="view pairs per shape (default 8)")
+    p.add_argument("--device", default="cpu", help="device (default cpu)")
+    p.add_argument("--out", help="also write the result as JSON here")
+    p.set_defaults(func=cmd_evaluate_embedding)
 
     p = sub.add_parser("datasets", help="list the dataset adapters", description="List dataset names.")
     p.set_defaults(func=cmd_datasets)

@@ -67,6 +67,110 @@ class RenderConfig:
 
 
 @dataclass(frozen=True)
+class ModelConfig:
+    """The embedding network (paper section 3.3, DESIGN.md section 3).
+
+    Attributes
+    ----------
+    backbone : str
+        ``resnet18``, ``resnet34`` or ``resnet50`` (paper: resnet50).
+    output_stride : int
+        8 (ASPP rates 12, 24, 36; the paper's) or 16 (6, 12, 18; cheaper).
+    embed_dim : int
+        Embedding size per pixel (64).
+    modalities : tuple of str
+        Input channels, in this order: ``grey`` or ``rgb``, ``normal``, ``depth``
+        (paper: grey + normal + depth for PartNet, rgb + ... for textured humans).
+    imagenet_checkpoint : str
+        Optional path to a torchvision-layout ResNet state dict to start the
+        encoder from (empty: random initialisation). Nothing is downloaded.
+    """
+
+    backbone: str = "resnet50"
+    output_stride: int = 8
+    embed_dim: int = 64
+    modalities: tuple[str, ...] = ("grey", "normal", "depth")
+    imagenet_checkpoint: str = ""
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Self-supervised pre-training by dense multi-view InfoNCE (paper section 3.1).
+
+    Attributes
+    ----------
+    iterations : int
+        Optimiser steps (paper: 200k on PartNet, 100k on RenderPeople).
+    pairs_per_batch : int
+        View pairs per step (paper: 8 pairs = 16 views), per process.
+    matches_per_pair : int
+        Matched pixels sampled without replacement per pair (4000).
+    temperature : float
+        InfoNCE temperature (0.07).
+    radius : float
+        Two pixels correspond when their hit points are closer than this
+        (unit-sphere units; authors: 5e-3, about one pixel at 256x256).
+    radius_footprints : float
+        If > 0, use this many pixel footprints at the typical camera distance
+        instead of ``radius`` (keeps matching sane at low resolution).
+    overlap_threshold : float
+        Pairs must share more than this share of the smaller foreground (0.15).
+    lr : float
+        Adam learning rate (1e-3).
+    plateau_factor, plateau_patience : float, int
+        The learning rate is multiplied by ``plateau_factor`` when the
+        validation loss has not improved for ``plateau_patience`` validations.
+    val_fraction : float
+        Share of shapes held out for validation.
+    val_pairs : int
+        Fixed validation pairs (the same at every validation).
+    val_every, checkpoint_every, log_every : int
+        In steps.
+    precision : str
+        ``fp32``, ``bf16`` (autocast, CPU or GPU) or ``fp16`` (autocast with
+        gradient scaling, GPU only).
+    device : str
+        ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+    num_workers : int
+        Data-loader processes that render or load views and match pixels.
+    seed : int
+        Seeds initialisation, the split and every sampled pair.
+    """
+
+    iterations: int = 200_000
+    pairs_per_batch: int = 8
+    matches_per_pair: int = 4000
+    temperature: float = 0.07
+    radius: float = 5e-3
+    radius_footprints: float = 0.0
+    overlap_threshold: float = 0.15
+    lr: float = 1e-3
+    plateau_factor: float = 0.5
+    plateau_patience: int = 5
+    val_fraction: float = 0.1
+    val_pairs: int = 64
+    val_every: int = 2000
+    checkpoint_every: int = 5000
+    log_every: int = 50
+    precision: str = "fp32"
+    device: str = "auto"
+    num_workers: int = 4
+    seed: int = 0
+
+    def resolve_radius(self, render: RenderConfig) -> float:
+        """The correspondence radius actually used with these renders."""
+        if self.radius_footprints <= 0:
+            return self.radius
+        import math
+
+        # Typical distance from a camera to the surface: the mean camera distance
+        # minus half the unit sphere's radius.
+        distance = render.radius * sum(render.distance_scale) / 2 - 0.5
+        footprint = distance * 2 * math.tan(math.radians(render.fov_degrees) / 2) / render.resolution
+        return self.radius_footprints * footprint
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration: one section per stage.
 
@@ -75,14 +179,19 @@ class Config:
     preset : str
         Name of the preset (or file) this configuration came from.
     render : RenderConfig
+    model : ModelConfig
+    pretrain : PretrainConfig
     """
 
     preset: str = "paper"
     render: RenderConfig = field(default_factory=RenderConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["render"]["distance_scale"] = list(self.render.distance_scale)
+        data["model"]["modalities"] = list(self.model.modalities)
         return data
 
     def to_yaml(self) -> str:
@@ -179,3 +288,10 @@ def render_config_to_dict(config: RenderConfig) -> dict[str, Any]:
 def render_config_from_dict(data: dict[str, Any], source: str | None = None) -> RenderConfig:
     """Inverse of :func:`render_config_to_dict`, with the same checks as YAML loading."""
     return _build(RenderConfig, data, "render", source)
+
+
+def config_from_dict(data: dict[str, Any], source: str | None = None) -> Config:
+    """Inverse of :meth:`Config.to_dict` (e.g. the configuration saved in a checkpoint)."""
+    data = dict(data)
+    preset = str(data.pop("preset", "paper"))
+    return dataclasses.replace(_build(Config, data, "", source), preset=preset)

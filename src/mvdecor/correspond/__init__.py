@@ -1,0 +1,37 @@
+"""Multi-view pixel correspondences: which pixels of two views see the same 3D point."""
+
+from mvdecor.correspond.matching import (
+    DEFAULT_RADIUS,
+    Matches,
+    auto_radius,
+    footprint_radius,
+    match_views,
+    match_views_kdtree,
+    overlap_ratio,
+    sample_matches,
+)
+from mvdecor.correspond.pairs import (
+    DEFAULT_THRESHOLD,
+    PairSampler,
+    load_or_compute_overlaps,
+    load_overlaps,
+    overlap_matrix,
+    save_overlaps,
+)
+
+__all__ = [
+    "DEFAULT_RADIUS",
+    "DEFAULT_THRESHOLD",
+    "Matches",
+    "PairSampler",
+    "auto_radius",
+    "footprint_radius",
+    "load_or_compute_overlaps",
+    "load_overlaps",
+    "match_views",
+    "match_views_kdtree",
+    "overlap_matrix",
+    "overlap_ratio",
+    "sample_matches",
+    "save_overlaps",
+]

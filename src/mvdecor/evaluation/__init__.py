@@ -1,0 +1,1 @@
+"""Evaluation: embedding quality (cross-view correspondence) and, later, part mIoU."""

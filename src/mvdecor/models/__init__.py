@@ -1,0 +1,62 @@
+"""Networks, inputs and losses of MvDeCor.
+
+- :mod:`~mvdecor.models.resnet`: ResNet-18/34/50 with torchvision's parameter
+  names, and loading of torchvision ImageNet checkpoints.
+- :mod:`~mvdecor.models.deeplab`: DeepLabV3+ (ASPP + decoder).
+- :mod:`~mvdecor.models.embedding`: the embedding network Φ, the segmentation
+  head Θ, and Φ + Θ.
+- :mod:`~mvdecor.models.inputs`: input modalities and their foreground statistics.
+- :mod:`~mvdecor.models.losses`: (dense) InfoNCE.
+"""
+
+from mvdecor.models.deeplab import ASPP, ASPP_RATES, DeepLabV3Plus
+from mvdecor.models.embedding import EmbeddingNet, SegmentationHead, SegmentationNet, count_parameters
+from mvdecor.models.inputs import (
+    MODALITIES,
+    ChannelStats,
+    channel_count,
+    channel_names,
+    parse_modalities,
+    rgb_channel_indices,
+    view_to_array,
+    views_to_tensor,
+)
+from mvdecor.models.losses import dense_info_nce, gather_pixels, info_nce, reference_info_nce_loop
+from mvdecor.models.resnet import (
+    BACKBONES,
+    LoadReport,
+    ResNet,
+    load_torchvision_state_dict,
+    resnet18,
+    resnet34,
+    resnet50,
+)
+
+__all__ = [
+    "ASPP",
+    "ASPP_RATES",
+    "BACKBONES",
+    "MODALITIES",
+    "ChannelStats",
+    "DeepLabV3Plus",
+    "EmbeddingNet",
+    "LoadReport",
+    "ResNet",
+    "SegmentationHead",
+    "SegmentationNet",
+    "channel_count",
+    "channel_names",
+    "count_parameters",
+    "dense_info_nce",
+    "gather_pixels",
+    "info_nce",
+    "load_torchvision_state_dict",
+    "parse_modalities",
+    "reference_info_nce_loop",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "rgb_channel_indices",
+    "view_to_array",
+    "views_to_tensor",
+]

@@ -1,0 +1,1 @@
+"""Training: data pipelines, checkpoints, logs, and the pre-training loop."""
