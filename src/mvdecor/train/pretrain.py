@@ -111,6 +111,21 @@ def pair_loss(model: torch.nn.Module, batch: ViewPairBatch, temperature: float) 
     return dense_info_nce(emb_a, emb_b, batch.index_a, batch.index_b, batch.valid, temperature)
 
 
+def check_split(split: dict[str, list[str]], known: list[str], dataset: str) -> tuple[list[str], list[str]]:
+    """Validate a user's ``{"train": [...], "val": [...]}`` split against the dataset's shape ids."""
+    if not isinstance(split, dict) or "train" not in split:
+        raise ConfigError(None, 'a split must be a mapping with a "train" list (and optionally "val")')
+    train, val = list(split["train"]), list(split.get("val", split.get("test", [])))
+    unknown = sorted(set(train + val) - set(known))
+    if unknown:
+        raise ConfigError(None, f"split names shapes not in {dataset}: {unknown[:5]}")
+    if not train:
+        raise ConfigError(None, "the split's train list is empty")
+    if set(train) & set(val):
+        raise ConfigError(None, f"shapes in both train and val: {sorted(set(train) & set(val))[:5]}")
+    return sorted(train), sorted(val)
+
+
 @dataclass
 class PretrainResult:
     """Where a run ended."""
@@ -158,6 +173,7 @@ def pretrain(
     iterations: int | None = None,
     progress: bool = True,
     stop_after: int | None = None,
+    split: dict[str, list[str]] | None = None,
 ) -> PretrainResult:
     """Pre-train an embedding network on the shapes of ``dataset`` (labels unused).
 
@@ -173,6 +189,8 @@ def pretrain(
     progress : show a progress bar (rank 0)
     stop_after : stop (with a checkpoint) after this many steps of this call,
         as if interrupted; for tests and time-boxed jobs
+    split : ``{"train": [...], "val": [...]}`` shape ids to use instead of a
+        seeded random split (``val`` may be empty)
     """
     cfg = config.pretrain
     if iterations is not None:
@@ -192,7 +210,10 @@ def pretrain(
     source = ViewSource(
         dataset, config.render, store=store, cache_dir=None if store else run_dir / "overlaps", radius=radius
     )
-    train_ids, val_ids = split_shapes(source.shape_ids(), cfg.val_fraction, cfg.seed)
+    if split is not None:
+        train_ids, val_ids = check_split(split, source.shape_ids(), dataset)
+    else:
+        train_ids, val_ids = split_shapes(source.shape_ids(), cfg.val_fraction, cfg.seed)
     if not train_ids:
         raise ConfigError(None, f"dataset {dataset!r} has no shapes")
 
