@@ -39,15 +39,29 @@ _OVERRIDES = {
 }
 
 
-def _config_from_args(args: argparse.Namespace):
+def _config_from_args(args: argparse.Namespace, train_section: str = "pretrain"):
+    """The preset or config file with the command line's overrides applied.
+
+    Training flags (``--iterations``, ``--lr``...) go to ``train_section``.
+    """
     from mvdecor.config import load_config
 
     overrides: dict[str, dict] = {}
     for section, keys in _OVERRIDES.items():
+        target = train_section if section == "pretrain" else section
         for key in keys:
             value = getattr(args, key, None)
-            if value is not None:
-                overrides.setdefault(section, {})[key] = value
+            if value is not None and not (
+                target == "finetune" and key in ("pairs_per_batch", "matches_per_pair")
+            ):
+                overrides.setdefault(target, {})[key] = value
+    for key in ("views_per_shape", "ssl_weight", "encoder_lr_scale"):
+        value = getattr(args, key, None)
+        if value is not None:
+            overrides.setdefault("finetune", {})[key] = value
+    method = getattr(args, "method", None)
+    if method is not None:
+        overrides.setdefault("segment", {})["method"] = method
     return load_config(args.config or args.preset, overrides)
 
 
@@ -212,6 +226,117 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_label_images(folder: str, shape_ids: list[str]) -> dict[tuple[str, int], Path]:
+    """``<shape>/view_<N>.png`` or ``<shape>_view_<N>.png`` files of a folder."""
+    import re
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise MvDecorError(f"{folder}: no such label image folder")
+    found: dict[tuple[str, int], Path] = {}
+    pattern = re.compile(r"^(?:(?P<shape>.+)_)?view_(?P<index>\d+)\.png$")
+    for path in sorted(root.rglob("*.png")):
+        match = pattern.match(path.name)
+        if not match:
+            continue
+        shape = match.group("shape") or (path.parent.name if path.parent != root else None)
+        if shape is None and len(shape_ids) == 1:
+            shape = shape_ids[0]
+        if shape not in shape_ids:
+            raise MvDecorError(f"{path}: names no shape of the dataset (expected <shape>/view_<N>.png)")
+        found[(shape, int(match.group("index")))] = path
+    if not found:
+        raise MvDecorError(f"{folder}: no label images named <shape>/view_<N>.png or <shape>_view_<N>.png")
+    return found
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from mvdecor.data.datasets import open_dataset
+    from mvdecor.train.finetune import finetune
+
+    config = _config_from_args(args, train_section="finetune")
+    shape_ids = open_dataset(args.dataset).shape_ids()
+    label_images = _parse_label_images(args.label_images, shape_ids) if args.label_images else None
+    if args.labelled:
+        labelled = args.labelled
+    elif label_images:
+        labelled = sorted({s for s, _ in label_images})
+    else:
+        rng = np.random.default_rng(config.finetune.seed)
+        labelled = sorted(rng.choice(shape_ids, size=min(args.k, len(shape_ids)), replace=False).tolist())
+    result = finetune(
+        config,
+        args.dataset,
+        args.run,
+        labelled_shapes=labelled,
+        init=args.init,
+        unlabelled_shapes=args.unlabelled,
+        label_images=label_images,
+        store=args.store,
+        resume=not args.restart,
+        progress=not args.quiet,
+    )
+    print(
+        f"fine-tuned on {len(labelled)} labelled shapes ({', '.join(labelled[:5])}"
+        f"{'...' if len(labelled) > 5 else ''}) to step {result.step} (preset {config.preset}); "
+        f"{len(result.label_names)} classes; model: {result.last_checkpoint}"
+    )
+    return 0
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from mvdecor.data.io import SUPPORTED_EXTENSIONS, load_mesh
+    from mvdecor.inference.export import export_segmentation
+    from mvdecor.inference.segment import Segmenter
+
+    segmenter = Segmenter.from_checkpoint(args.model, args.device, exclude_classes=args.exclude_classes)
+    if args.method:
+        from dataclasses import replace
+
+        segmenter.config = replace(
+            segmenter.config, segment=replace(segmenter.config.segment, method=args.method)
+        )
+    paths: list[Path] = []
+    for item in args.meshes:
+        path = Path(item)
+        if path.is_dir():
+            paths += sorted(p for p in path.iterdir() if p.suffix.lower() in SUPPORTED_EXTENSIONS)
+        else:
+            paths.append(path)
+    if not paths:
+        raise MvDecorError("no mesh files given")
+    out = Path(args.out)
+    from tqdm.auto import tqdm
+
+    for path in tqdm(paths, desc="segment", unit="mesh", disable=args.quiet or len(paths) == 1):
+        mesh = load_mesh(path)
+        result = segmenter.segment(mesh)
+        folder = out / mesh.name if len(paths) > 1 else out
+        files = export_segmentation(
+            result.mesh,
+            result.face_labels,
+            segmenter.label_names,
+            folder,
+            confidence=result.face_confidence,
+            stem=mesh.name,
+        )
+        counts = np.bincount(
+            result.face_labels[result.face_labels >= 0], minlength=len(segmenter.label_names)
+        )
+        parts = ", ".join(f"{segmenter.label_names[i]} {c}" for i, c in enumerate(counts) if c)
+        t = result.timings
+        print(
+            f"{path}: {mesh.num_faces} faces -> {parts}; {100 * result.fusion.seen.mean():.1f}% of faces seen; "
+            f"render {t['render_s']:.1f} s, predict {t['predict_s']:.1f} s, vote {t['vote_s']:.1f} s; "
+            f"wrote {files['ply'].parent}"
+        )
+    return 0
+
+
 def cmd_evaluate_embedding(args: argparse.Namespace) -> int:
     from mvdecor.evaluation.embedding import evaluate_embedding
 
@@ -327,6 +452,66 @@ def build_parser() -> argparse.ArgumentParser:
     _add_render_options(p, "cpu")
     _add_train_options(p)
     p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune a segmentation head on a few labelled shapes or views",
+        description=(
+            "Fine-tune the embedding network with a segmentation head (BN, ReLU, 3x3 conv) by "
+            "cross-entropy over the foreground pixels of labelled views, plus lambda x InfoNCE on "
+            "unlabelled shapes (paper section 3.2). Labelled shapes: --labelled IDS, or --k K drawn "
+            "at random (seeded); --views-per-shape V labels only V views of each (the sparse setting); "
+            "--label-images DIR uses your own label PNGs (one class index per pixel, 255 = unlabelled) "
+            "for views rendered with the preset's cameras (`mvdecor views`). Writes RUN/checkpoints/"
+            "last.pt for `mvdecor segment`; re-running resumes."
+        ),
+    )
+    p.add_argument("dataset", help="dataset spec or folder (labels and label names from it)")
+    p.add_argument("run", help="the run folder")
+    p.add_argument(
+        "--init",
+        default="scratch",
+        help="scratch (default), imagenet (with model.imagenet_checkpoint), or a pre-training checkpoint",
+    )
+    p.add_argument("--labelled", nargs="+", metavar="ID", help="the labelled shape ids")
+    p.add_argument(
+        "--k", type=int, default=2, help="labelled shapes drawn at random when --labelled is absent"
+    )
+    p.add_argument(
+        "--views-per-shape", dest="views_per_shape", type=int, help="labelled views per shape (0: all)"
+    )
+    p.add_argument("--label-images", help="folder of <shape>/view_<N>.png label images")
+    p.add_argument("--unlabelled", nargs="*", metavar="ID", help="shapes for the regulariser (default: all)")
+    p.add_argument("--ssl-weight", dest="ssl_weight", type=float, help="lambda (0 disables the regulariser)")
+    p.add_argument("--encoder-lr-scale", dest="encoder_lr_scale", type=float, help="encoder lr / head lr")
+    p.add_argument("--store", help="a render store of DATASET made with the same render settings")
+    p.add_argument("--restart", action="store_true", help="ignore RUN/checkpoints/last.pt and start over")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_render_options(p, "cpu")
+    _add_train_options(p)
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser(
+        "segment",
+        help="segment meshes with a fine-tuned model and write coloured meshes and labels",
+        description=(
+            "Render each mesh with the model's cameras, predict per-pixel class probabilities, and "
+            "vote them onto the faces (views weighted by (1 - mean normalised entropy)^20; faces no "
+            "view sees take the label of the nearest seen face). Writes per mesh: <name>.labels.txt "
+            "and .npy (one label per face), .confidence.npy, a PLY and a GLB coloured by part (one "
+            "GLB node per part), and a legend (.legend.json, .legend.png). Meshes need no labels."
+        ),
+    )
+    p.add_argument("meshes", nargs="+", help="mesh files or folders of meshes")
+    p.add_argument("--model", required=True, help="a checkpoint written by `mvdecor finetune`")
+    p.add_argument("--out", required=True, help="output folder (one sub-folder per mesh when several)")
+    p.add_argument("--method", choices=("entropy", "average", "majority"), help="voting (default: entropy)")
+    p.add_argument(
+        "--exclude-classes", type=int, nargs="*", default=[], help="classes never predicted (PartNet: 0)"
+    )
+    p.add_argument("--device", default="cpu", help="device (default cpu; e.g. cuda)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_segment)
 
     p = sub.add_parser(
         "evaluate-embedding",

@@ -171,6 +171,80 @@ class PretrainConfig:
 
 
 @dataclass(frozen=True)
+class FinetuneConfig:
+    """Few-shot fine-tuning with a segmentation head (paper section 3.2, DESIGN.md section 4).
+
+    Attributes
+    ----------
+    iterations : int
+        Optimiser steps (the authors: 2k-4k).
+    views_per_batch : int
+        Labelled views per step (8).
+    lr : float
+        Adam learning rate (1e-3), multiplied by ``lr_decay`` every
+        ``lr_decay_every`` steps (0.99 every 40).
+    encoder_lr_scale : float
+        Learning rate of the pre-trained embedding network relative to the head
+        (1.0: the paper; lower values fine-tune more gently).
+    ssl_weight : float
+        lambda, the weight of the self-supervised InfoNCE regulariser on
+        unlabelled shapes (0.001; 0 disables it).
+    ssl_pairs_per_batch : int
+        Unlabelled view pairs per step for the regulariser.
+    ssl_mode : str
+        ``sum``: one loss CE + lambda * InfoNCE (the paper); ``alternate``: the
+        authors' code, a second optimiser step on lambda * InfoNCE each iteration.
+    freeze_backbone_bn : bool
+        Keep the embedding network's BatchNorm statistics frozen (the authors' code).
+    views_per_shape : int
+        0: every view of each labelled shape is labelled; ``v > 0``: only ``v``
+        seeded views per shape (the paper's sparse labelled-view setting).
+    checkpoint_every, log_every : int
+        In steps.
+    precision, device, num_workers, seed
+        As in pre-training.
+    """
+
+    iterations: int = 4000
+    views_per_batch: int = 8
+    lr: float = 1e-3
+    lr_decay: float = 0.99
+    lr_decay_every: int = 40
+    encoder_lr_scale: float = 1.0
+    ssl_weight: float = 1e-3
+    ssl_pairs_per_batch: int = 2
+    ssl_mode: str = "sum"
+    freeze_backbone_bn: bool = False
+    views_per_shape: int = 0
+    checkpoint_every: int = 1000
+    log_every: int = 20
+    precision: str = "fp32"
+    device: str = "auto"
+    num_workers: int = 2
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """Fusing per-view predictions onto the mesh (paper section 3.2).
+
+    Attributes
+    ----------
+    method : str
+        ``entropy`` (views weighted by (1 - mean normalised entropy)^gamma, the
+        paper's), ``average`` (unweighted probabilities) or ``majority``.
+    gamma : float
+        The exponent of the entropy weight (20).
+    batch_views : int
+        Views per network forward pass.
+    """
+
+    method: str = "entropy"
+    gamma: float = 20.0
+    batch_views: int = 8
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration: one section per stage.
 
@@ -181,12 +255,16 @@ class Config:
     render : RenderConfig
     model : ModelConfig
     pretrain : PretrainConfig
+    finetune : FinetuneConfig
+    segment : SegmentConfig
     """
 
     preset: str = "paper"
     render: RenderConfig = field(default_factory=RenderConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -1,0 +1,177 @@
+"""Segment a mesh: render views, predict per-pixel class probabilities, vote per face.
+
+A :class:`Segmenter` holds a fine-tuned network and everything needed to use
+it (channel statistics, the camera scheme it was trained with, label names).
+``segment(mesh)`` works on any mesh, labelled or not: the user's main case.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mvdecor.config import Config
+from mvdecor.data.mesh import LabelledMesh
+from mvdecor.inference.fusion import FaceVoter, FusionResult
+from mvdecor.models.embedding import SegmentationNet
+from mvdecor.models.inputs import ChannelStats, view_to_array
+from mvdecor.render.cameras import Cameras
+from mvdecor.render.renderer import Renderer
+from mvdecor.render.store import shape_camera_seed
+from mvdecor.render.views import RenderedView
+
+
+@dataclass
+class SegmentationResult:
+    """Per-face labels of one mesh and how they were obtained.
+
+    Attributes
+    ----------
+    mesh : the (normalised) mesh that was segmented
+    fusion : the vote (face scores, labels, confidence, seen faces, view weights)
+    label_names : the class names
+    timings : seconds spent rendering, predicting and voting
+    view_predictions : per-view predicted labels ``(H, W)`` int64 (-1 background),
+        kept only when asked for (for 2D pixel metrics)
+    views : the rendered views, kept only when asked for
+    """
+
+    mesh: LabelledMesh
+    fusion: FusionResult
+    label_names: tuple[str, ...]
+    timings: dict[str, float] = field(default_factory=dict)
+    view_predictions: list[np.ndarray] | None = None
+    views: list[RenderedView] | None = None
+
+    @property
+    def face_labels(self) -> np.ndarray:
+        return self.fusion.face_labels
+
+    @property
+    def face_confidence(self) -> np.ndarray:
+        return self.fusion.face_confidence
+
+
+class Segmenter:
+    """A fine-tuned network ready to segment meshes.
+
+    Parameters
+    ----------
+    model : the segmentation network
+    stats : its input channel statistics
+    config : its configuration (render, model and segment sections are used)
+    label_names : class names, one per output channel
+    device : where the network runs
+    exclude_classes : classes never predicted (PartNet's label 0, "other")
+    """
+
+    def __init__(
+        self,
+        model: SegmentationNet,
+        stats: ChannelStats,
+        config: Config,
+        label_names: Sequence[str],
+        device: str | torch.device = "cpu",
+        exclude_classes: Sequence[int] = (),
+    ) -> None:
+        self.model = model.to(device).eval()
+        self.stats, self.config = stats, config
+        self.label_names = tuple(label_names)
+        self.device = torch.device(device)
+        self.exclude_classes = tuple(exclude_classes)
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, device: str | torch.device = "cpu", exclude_classes: Sequence[int] = ()
+    ) -> Segmenter:
+        from mvdecor.train.finetune import load_segmentation_model
+
+        model, stats, config, names = load_segmentation_model(path, device)
+        return cls(model, stats, config, names, device, exclude_classes)
+
+    def cameras_for(self, mesh: LabelledMesh) -> Cameras:
+        """The training camera scheme, seeded per shape as during training."""
+        render = self.config.render
+        return render.camera_scheme().cameras(seed=shape_camera_seed(mesh.name, render.seed))
+
+    @torch.no_grad()
+    def predict(self, views: Sequence[RenderedView]) -> np.ndarray:
+        """Class probabilities ``(V, C, H, W)`` float32 of views (softmax of the logits)."""
+        modalities = self.config.model.modalities
+        out = []
+        batch = max(self.config.segment.batch_views, 1)
+        for start in range(0, len(views), batch):
+            chunk = views[start : start + batch]
+            arrays = [self.stats.normalize(view_to_array(v, modalities), v.mask) for v in chunk]
+            x = torch.from_numpy(np.stack(arrays).astype(np.float32)).to(self.device)
+            logits = self.model(x).float()
+            out.append(torch.softmax(logits, dim=1).cpu().numpy())
+        return np.concatenate(out)
+
+    def segment(
+        self,
+        mesh: LabelledMesh,
+        cameras: Cameras | None = None,
+        *,
+        keep_views: bool = False,
+        normalize: bool = True,
+    ) -> SegmentationResult:
+        """Segment one mesh.
+
+        Parameters
+        ----------
+        mesh : any mesh; normalised into the unit sphere first unless ``normalize=False``
+        cameras : default: the training scheme (``config.render``), seeded by the mesh name
+        keep_views : also return the views and per-view predicted labels
+        """
+        seg = self.config.segment
+        if normalize:
+            mesh = mesh.normalized()
+        cameras = cameras if cameras is not None else self.cameras_for(mesh)
+        timings = {"render_s": 0.0, "predict_s": 0.0, "vote_s": 0.0}
+        start = time.perf_counter()
+        renderer = Renderer(mesh)
+        timings["render_s"] += time.perf_counter() - start
+        voter = FaceVoter(
+            mesh.num_faces,
+            len(self.label_names),
+            method=seg.method,
+            gamma=seg.gamma,
+            exclude_classes=self.exclude_classes,
+        )
+        kept_views: list[RenderedView] = []
+        predictions: list[np.ndarray] = []
+        batch = max(seg.batch_views, 1)
+        for first in range(0, len(cameras), batch):
+            t0 = time.perf_counter()
+            views = [renderer.render_view(cameras, i) for i in range(first, min(first + batch, len(cameras)))]
+            t1 = time.perf_counter()
+            probs = self.predict(views)
+            t2 = time.perf_counter()
+            for view, p in zip(views, probs, strict=True):
+                voter.add_view(view.face_ids, p)
+                if keep_views:
+                    scores = p.copy()
+                    scores[list(self.exclude_classes)] = -np.inf
+                    predictions.append(np.where(view.mask, scores.argmax(0), -1))
+                    kept_views.append(view)
+            timings["render_s"] += t1 - t0
+            timings["predict_s"] += t2 - t1
+            timings["vote_s"] += time.perf_counter() - t2
+        t0 = time.perf_counter()
+        centroids = mesh.triangles.mean(axis=1)
+        fusion = voter.result(face_centroids=centroids)
+        timings["vote_s"] += time.perf_counter() - t0
+        return SegmentationResult(
+            mesh=mesh,
+            fusion=fusion,
+            label_names=self.label_names,
+            timings=timings,
+            view_predictions=predictions if keep_views else None,
+            views=kept_views if keep_views else None,
+        )

@@ -1,0 +1,486 @@
+"""Few-shot fine-tuning: a segmentation head on the embedding network (paper section 3.2).
+
+:func:`finetune` trains a :class:`~mvdecor.models.embedding.SegmentationNet`
+with cross-entropy over the foreground pixels of labelled views (a pixel's
+label is the label of the face it sees, or a user's label image), plus
+``lambda * InfoNCE`` on view pairs of unlabelled shapes as a regulariser. It
+starts from a pre-trained embedding checkpoint, from scratch, or from a
+torchvision-layout ImageNet ResNet file. The run folder mirrors pre-training's
+(``config.yaml``, ``run.json``, ``metrics.csv``, ``tensorboard/``,
+``checkpoints/last.pt``), resumes the same way, and its checkpoints carry the
+label names, so ``mvdecor segment --model RUN/checkpoints/last.pt`` needs
+nothing else.
+
+Supervision settings:
+
+- k labelled shapes with all their views (``views_per_shape = 0``);
+- k shapes with only ``v`` labelled views each (``views_per_shape = v``);
+- a user's own label images for some views of a mesh (PNG, one class index per
+  pixel, 255 = unlabelled), for views rendered with the run's cameras (the
+  views ``mvdecor views`` writes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from mvdecor.config import Config
+from mvdecor.errors import ConfigError, LabelError
+from mvdecor.models.embedding import EmbeddingNet, SegmentationNet
+from mvdecor.models.inputs import ChannelStats, view_to_array
+from mvdecor.models.losses import dense_info_nce
+from mvdecor.train.checkpoint import load_checkpoint, save_checkpoint
+from mvdecor.train.data import ViewPairDataset, ViewSource, collate_pairs, compute_channel_stats
+from mvdecor.train.distributed import resolve_device
+from mvdecor.train.logs import MetricLogger
+from mvdecor.train.pretrain import (
+    StepBatchSampler,
+    _autocast,
+    _rng_state,
+    _set_rng_state,
+    build_model,
+    load_embedding,
+)
+
+#: Value of a label image pixel that carries no label.
+LABEL_IMAGE_IGNORE = 255
+
+
+@dataclass(frozen=True)
+class LabelledView:
+    """One supervised view: a view of a shape, labelled by its faces or by an image.
+
+    Attributes
+    ----------
+    shape_id : str
+    view_index : int
+        Index into the shape's cameras (the run's camera scheme).
+    label_image : Path or None
+        A PNG of class indices (255 = unlabelled) at the render resolution; None
+        to label pixels by the faces they see.
+    """
+
+    shape_id: str
+    view_index: int
+    label_image: Path | None = None
+
+
+def select_labelled_views(
+    shape_ids: Sequence[str], num_views: int, views_per_shape: int, seed: int
+) -> list[LabelledView]:
+    """All views of each shape, or ``views_per_shape`` seeded views of each (sparse setting)."""
+    rng = np.random.default_rng(seed)
+    items = []
+    for shape_id in shape_ids:
+        if views_per_shape <= 0 or views_per_shape >= num_views:
+            chosen = range(num_views)
+        else:
+            chosen = sorted(rng.choice(num_views, size=views_per_shape, replace=False).tolist())
+        items += [LabelledView(shape_id, int(v)) for v in chosen]
+    return items
+
+
+def read_label_image(path: Path, shape: tuple[int, int], num_classes: int) -> np.ndarray:
+    """A label PNG as ``(H, W)`` int64 with ``-1`` for unlabelled pixels.
+
+    Raises
+    ------
+    LabelError
+        Unreadable, wrong size, not single-channel, or a class index out of range.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            if image.mode not in ("L", "P", "I", "I;16"):
+                raise LabelError(
+                    path, f"label images must be single-channel class indices, got mode {image.mode}"
+                )
+            labels = np.asarray(image).astype(np.int64)
+    except (OSError, UnidentifiedImageError) as exc:
+        raise LabelError(path, f"unreadable label image ({exc})") from None
+    if labels.shape != shape:
+        raise LabelError(
+            path, f"label image is {labels.shape[1]}x{labels.shape[0]} but views are {shape[1]}x{shape[0]}"
+        )
+    labels[labels == LABEL_IMAGE_IGNORE] = -1
+    if labels.max() >= num_classes:
+        raise LabelError(path, f"class index {int(labels.max())} out of range for {num_classes} classes")
+    return labels
+
+
+class LabelledViewDataset(torch.utils.data.Dataset):
+    """Item ``k``: a seeded random labelled view, as network input and per-pixel labels.
+
+    Returns dicts with ``inputs`` ``(C, H, W)`` float32 and ``labels`` ``(H, W)``
+    int64 (``-1``: background or unlabelled, ignored by the loss).
+    """
+
+    def __init__(
+        self,
+        source: ViewSource,
+        items: Sequence[LabelledView],
+        modalities: Sequence[str],
+        stats: ChannelStats | None,
+        num_classes: int,
+        seed: int = 0,
+    ) -> None:
+        if not items:
+            raise ConfigError(None, "no labelled views to fine-tune on")
+        self.source, self.items = source, list(items)
+        self.modalities, self.stats = tuple(modalities), stats
+        self.num_classes, self.seed = int(num_classes), int(seed)
+
+    def __len__(self) -> int:
+        return 10**12
+
+    def labels(self, item: LabelledView, view) -> np.ndarray:
+        if item.label_image is not None:
+            labels = read_label_image(item.label_image, (view.height, view.width), self.num_classes)
+        else:
+            mesh = self.source.mesh(item.shape_id)
+            if mesh.face_labels is None:
+                raise LabelError(mesh.source, "a labelled shape has no face labels")
+            labels = view.face_labels(mesh.face_labels)
+        labels = np.where(view.mask, labels, -1)
+        return labels
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng([self.seed, int(index)])
+        item = self.items[int(rng.integers(len(self.items)))]
+        view = self.source.view(item.shape_id, item.view_index)
+        array = view_to_array(view, self.modalities)
+        if self.stats is not None:
+            array = self.stats.normalize(array, view.mask)
+        return {"inputs": np.ascontiguousarray(array, np.float32), "labels": self.labels(item, view)}
+
+
+def collate_views(items: Sequence[dict[str, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
+    return (
+        torch.from_numpy(np.stack([it["inputs"] for it in items])),
+        torch.from_numpy(np.stack([it["labels"] for it in items])),
+    )
+
+
+def label_vocabulary(source: ViewSource, shape_ids: Sequence[str]) -> tuple[str, ...]:
+    """The label names of the dataset (or of its labelled shapes), checked against their labels."""
+    names = tuple(source.dataset.label_names)
+    for shape_id in shape_ids:
+        mesh = source.mesh(shape_id)
+        if mesh.face_labels is None:
+            raise LabelError(mesh.source, f"labelled shape {shape_id} has no face labels")
+        if not names:
+            names = mesh.label_names
+        if mesh.label_names and mesh.label_names != names:
+            raise LabelError(mesh.source, f"label names {mesh.label_names} differ from the dataset's {names}")
+        top = int(mesh.face_labels.max())
+        if names and top >= len(names):
+            raise LabelError(mesh.source, f"face label {top} but only {len(names)} classes are named")
+    if not names:
+        top = max(int(source.mesh(s).face_labels.max()) for s in shape_ids)
+        names = tuple(str(i) for i in range(top + 1))
+    return names
+
+
+@dataclass
+class FinetuneResult:
+    run_dir: Path
+    step: int
+    last_checkpoint: Path
+    label_names: tuple[str, ...]
+    train_loss: float
+
+
+def _initial_embedding(
+    config: Config, init: str | Path, device: torch.device
+) -> tuple[EmbeddingNet, ChannelStats | None, Config]:
+    """``scratch``, ``imagenet`` (``config.model.imagenet_checkpoint``) or a pre-training checkpoint."""
+    if str(init) == "scratch":
+        torch.manual_seed(config.finetune.seed)
+        return build_model(replace(config, model=replace(config.model, imagenet_checkpoint=""))), None, config
+    if str(init) == "imagenet":
+        if not config.model.imagenet_checkpoint:
+            raise ConfigError(
+                None, "init 'imagenet' needs model.imagenet_checkpoint (a torchvision ResNet .pth)"
+            )
+        torch.manual_seed(config.finetune.seed)
+        return build_model(config), None, config
+    embedding, stats, saved = load_embedding(init, device)
+    # The checkpoint decides the architecture and inputs.
+    return embedding, stats, replace(config, model=saved.model)
+
+
+def finetune(
+    config: Config,
+    dataset: str,
+    run_dir: str | Path,
+    *,
+    labelled_shapes: Sequence[str],
+    init: str | Path = "scratch",
+    unlabelled_shapes: Sequence[str] | None = None,
+    label_images: dict[tuple[str, int], Path] | None = None,
+    store: str | Path | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> FinetuneResult:
+    """Fine-tune on a few labelled shapes (or labelled views) of ``dataset``.
+
+    Parameters
+    ----------
+    config : ``config.finetune`` drives training; ``config.render`` the views
+    dataset : dataset spec or folder
+    run_dir : the run folder (resumed from ``checkpoints/last.pt`` when present)
+    labelled_shapes : shape ids whose face labels supervise (all their views, or
+        ``config.finetune.views_per_shape`` of them)
+    init : ``"scratch"``, ``"imagenet"``, or a pre-training checkpoint path
+    unlabelled_shapes : shapes for the InfoNCE regulariser (default: all shapes)
+    label_images : ``{(shape_id, view_index): png}``: supervise these views with
+        the user's label images instead of face labels
+    store : a render store of ``dataset`` made with ``config.render``
+    stop_after : stop (with a checkpoint) after this many steps of this call
+    """
+    cfg = config.finetune
+    run_dir = Path(run_dir)
+    device = resolve_device(cfg.device)
+    last_path = run_dir / "checkpoints" / "last.pt"
+    saved = load_checkpoint(last_path) if resume and last_path.is_file() else None
+
+    embedding, stats, config = _initial_embedding(config, init, device)
+    source = ViewSource(
+        dataset, config.render, store=store, radius=config.pretrain.resolve_radius(config.render)
+    )
+    known = set(source.shape_ids())
+    missing = sorted(set(labelled_shapes) - known)
+    if missing:
+        raise ConfigError(None, f"labelled shapes not in {dataset}: {missing[:5]}")
+    if label_images:
+        items = [LabelledView(s, v, Path(p)) for (s, v), p in sorted(label_images.items())]
+        label_shapes: Sequence[str] = []
+        names = tuple(source.dataset.label_names)
+        if not names:
+            raise ConfigError(None, "label images need label names (labels.json beside the meshes)")
+    else:
+        items = select_labelled_views(labelled_shapes, config.render.num_views, cfg.views_per_shape, cfg.seed)
+        label_shapes = labelled_shapes
+        names = label_vocabulary(source, label_shapes)
+    num_classes = len(names)
+    if saved is not None:
+        if list(saved.get("label_names", [])) != list(names):
+            raise ConfigError(run_dir, "holds a fine-tuning run with other labels; use a new run folder")
+        stats = ChannelStats.from_dict(saved["channel_stats"])
+    if stats is None:
+        stats = compute_channel_stats(
+            source, sorted({i.shape_id for i in items}), config.model.modalities, seed=cfg.seed
+        )
+
+    model = SegmentationNet(embedding, num_classes).to(device)
+    head_params = [p for n, p in model.named_parameters() if not n.startswith("embedding.")]
+    optimizer = torch.optim.Adam(
+        [
+            {"params": list(model.embedding.parameters()), "lr": cfg.lr * cfg.encoder_lr_scale},
+            {"params": head_params, "lr": cfg.lr},
+        ],
+        foreach=True,
+    )
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
+    step = 0
+    if saved is not None:
+        if saved.get("kind") != "segmentation":
+            raise ConfigError(last_path, "is not a fine-tuning checkpoint")
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        step = int(saved["step"])
+        _set_rng_state(saved["rng"], device)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(config.to_yaml())
+    unlabelled = list(unlabelled_shapes) if unlabelled_shapes is not None else source.shape_ids()
+    (run_dir / "run.json").write_text(
+        json.dumps(
+            {
+                "command": "finetune",
+                "dataset": source.dataset.spec,
+                "init": str(init),
+                "preset": config.preset,
+                "labelled_shapes": list(labelled_shapes),
+                "labelled_views": len(items),
+                "unlabelled_shapes": unlabelled if cfg.ssl_weight > 0 else [],
+                "label_names": list(names),
+                "device": str(device),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+
+    generator = torch.Generator().manual_seed(cfg.seed)
+    stop = cfg.iterations if stop_after is None else min(cfg.iterations, step + stop_after)
+    views = LabelledViewDataset(source, items, config.model.modalities, stats, num_classes, cfg.seed)
+    view_loader = DataLoader(
+        views,
+        batch_sampler=StepBatchSampler(step, stop, cfg.views_per_batch),
+        num_workers=cfg.num_workers,
+        collate_fn=collate_views,
+        generator=generator,
+    )
+    ssl_iter = None
+    if cfg.ssl_weight > 0 and cfg.ssl_pairs_per_batch > 0 and unlabelled:
+        pairs = ViewPairDataset(
+            source,
+            unlabelled,
+            config.model.modalities,
+            stats,
+            config.pretrain.matches_per_pair,
+            config.pretrain.overlap_threshold,
+            cfg.seed + 7,
+        )
+        ssl_iter = iter(
+            DataLoader(
+                pairs,
+                batch_sampler=StepBatchSampler(step, stop, cfg.ssl_pairs_per_batch),
+                num_workers=cfg.num_workers,
+                collate_fn=collate_pairs,
+                generator=torch.Generator().manual_seed(cfg.seed + 1),
+            )
+        )
+    if cfg.ssl_mode not in ("sum", "alternate"):
+        raise ConfigError(None, f"finetune.ssl_mode must be 'sum' or 'alternate', got {cfg.ssl_mode!r}")
+
+    def payload() -> dict:
+        return {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "step": step,
+            "rng": _rng_state(device),
+            "config": config.to_dict(),
+            "channel_stats": stats.to_dict(),
+            "label_names": list(names),
+            "num_classes": num_classes,
+            "kind": "segmentation",
+        }
+
+    from tqdm.auto import tqdm
+
+    logger = MetricLogger(run_dir, "metrics", resume_step=step)
+    bar = tqdm(total=cfg.iterations, initial=step, desc="finetune", unit="it", disable=not progress)
+    ce_loss = torch.nn.CrossEntropyLoss(ignore_index=-1)
+    last = math.nan
+    start_time = time.perf_counter()
+
+    def set_train_mode() -> None:
+        model.train()
+        if cfg.freeze_backbone_bn:
+            for module in model.embedding.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+
+    try:
+        for inputs, labels in view_loader:
+            set_train_mode()
+            inputs, labels = inputs.to(device), labels.to(device)
+            with _autocast(device, cfg.precision):
+                logits = model(inputs)
+            loss_ce = ce_loss(logits.float(), labels)
+            loss_ssl = torch.zeros((), device=device)
+            batch = next(ssl_iter).to(device) if ssl_iter is not None else None
+            optimizer.zero_grad(set_to_none=True)
+            if batch is not None and cfg.ssl_mode == "sum":
+                loss_ssl = _ssl_loss(model.embedding, batch, config, device, cfg.precision)
+                (loss_ce + cfg.ssl_weight * loss_ssl).backward()
+                optimizer.step()
+            else:
+                loss_ce.backward()
+                optimizer.step()
+                if batch is not None:  # the authors' alternating second step
+                    optimizer.zero_grad(set_to_none=True)
+                    loss_ssl = _ssl_loss(model.embedding, batch, config, device, cfg.precision)
+                    (cfg.ssl_weight * loss_ssl).backward()
+                    optimizer.step()
+            scheduler.step()
+            step += 1
+            last = float(loss_ce.detach())
+            if not math.isfinite(last):
+                raise FloatingPointError(f"loss became {last} at step {step}; lower the learning rate")
+            bar.update()
+            bar.set_postfix(ce=f"{last:.3f}")
+            if step % cfg.log_every == 0 or step == stop:
+                with torch.no_grad():
+                    fg = labels >= 0
+                    acc = float((logits.argmax(1)[fg] == labels[fg]).float().mean()) if fg.any() else math.nan
+                logger.log(
+                    step,
+                    loss_ce=last,
+                    loss_ssl=float(loss_ssl.detach()),
+                    pixel_accuracy=acc,
+                    lr=optimizer.param_groups[1]["lr"],
+                    it_per_s=step / max(time.perf_counter() - start_time, 1e-9),
+                )
+            if step % cfg.checkpoint_every == 0:
+                save_checkpoint(last_path, payload())
+    except KeyboardInterrupt:
+        save_checkpoint(last_path, payload())
+        bar.write(f"interrupted at step {step}; resume by running the same command again")
+        raise
+    finally:
+        bar.close()
+        logger.close()
+    save_checkpoint(last_path, payload())
+    return FinetuneResult(run_dir, step, last_path, names, last)
+
+
+def _ssl_loss(
+    embedding: EmbeddingNet, batch, config: Config, device: torch.device, precision: str
+) -> torch.Tensor:
+    b = len(batch)
+    with _autocast(device, precision) if device.type == "cuda" else contextlib.nullcontext():
+        out = embedding(torch.cat([batch.inputs_a, batch.inputs_b]))
+    return dense_info_nce(
+        out[:b].float(),
+        out[b:].float(),
+        batch.index_a,
+        batch.index_b,
+        batch.valid,
+        config.pretrain.temperature,
+    )
+
+
+def load_segmentation_model(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[SegmentationNet, ChannelStats, Config, tuple[str, ...]]:
+    """A fine-tuned network with its channel statistics, configuration and label names.
+
+    Raises
+    ------
+    ConfigError
+        The file is a pre-training checkpoint, or does not fit its own configuration.
+    """
+    from mvdecor.config import config_from_dict
+
+    payload = load_checkpoint(path, map_location=device)
+    if payload.get("kind") != "segmentation":
+        raise ConfigError(path, "is not a fine-tuned segmentation checkpoint (run `mvdecor finetune` first)")
+    config = config_from_dict(payload["config"], source=str(path))
+    names = tuple(payload["label_names"])
+    embedding = build_model(replace(config, model=replace(config.model, imagenet_checkpoint="")))
+    model = SegmentationNet(embedding, len(names))
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as exc:
+        raise ConfigError(
+            path, f"checkpoint does not fit its configuration ({str(exc).splitlines()[0]})"
+        ) from None
+    model.to(device).eval()
+    return model, ChannelStats.from_dict(payload["channel_stats"]), config, names
