@@ -80,3 +80,46 @@ def test_render_views_and_datasets_commands(tmp_path, capsys):
     assert main(["datasets"]) == 0
     listing = capsys.readouterr().out
     assert "synthetic" in listing and "folder" in listing
+
+
+def test_finetune_then_segment_an_unlabelled_mesh(tmp_path, capsys):
+    import numpy as np
+    import trimesh
+
+    run = tmp_path / "ft"
+    common = [
+        "--preset",
+        "cpu",
+        "--rings",
+        "1",
+        "--segments",
+        "4",
+        "--resolution",
+        "32",
+        "--backbone",
+        "resnet18",
+    ]
+    code = main(["finetune", "synthetic:categories=mug,n=2,textured=0", str(run), "--labelled", "mug_0000",
+                 "--iterations", "2", "--ssl-weight", "0", "--device", "cpu", "--quiet", *common])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert "fine-tuned on 1 labelled shapes" in capsys.readouterr().out
+    # A mesh file with no labels at all: the user's main case.
+    mesh = tmp_path / "cup.off"
+    cyl = trimesh.creation.cylinder(radius=0.4, height=1.0, sections=16)
+    mesh.write_text(
+        "OFF\n"
+        f"{len(cyl.vertices)} {len(cyl.faces)} 0\n"
+        + "".join(f"{x} {y} {z}\n" for x, y, z in cyl.vertices)
+        + "".join(f"3 {a} {b} {c}\n" for a, b, c in cyl.faces)
+    )
+    out = tmp_path / "seg"
+    assert (
+        main(["segment", str(mesh), "--model", str(run / "checkpoints" / "last.pt"), "--out", str(out)]) == 0
+    )
+    assert "faces ->" in capsys.readouterr().out
+    labels = np.loadtxt(out / "cup.labels.txt", dtype=int)
+    assert labels.shape == (len(cyl.faces),) and labels.min() >= 0
+    assert (out / "cup.ply").is_file() and (out / "cup.glb").is_file() and (out / "cup.legend.png").is_file()
+    # A missing checkpoint: one clear line, exit code 1.
+    assert main(["segment", str(mesh), "--model", str(tmp_path / "missing.pt"), "--out", str(out)]) == 1
+    assert "no such checkpoint file" in capsys.readouterr().err

@@ -337,6 +337,46 @@ def cmd_segment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fewshot(args: argparse.Namespace) -> int:
+    from mvdecor.data.datasets import open_dataset
+    from mvdecor.evaluation.fewshot import format_fewshot, run_fewshot
+    from mvdecor.train.data import split_shapes
+
+    config = _config_from_args(args, train_section="finetune")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    split_path = Path(args.split) if args.split else out / "split.json"
+    if split_path.is_file():
+        try:
+            split = json.loads(split_path.read_text())
+            train, test = list(split["train"]), list(split["test"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise MvDecorError(
+                f"{split_path}: unreadable split file ({exc}); it needs train and test lists"
+            ) from None
+    else:
+        train, test = split_shapes(open_dataset(args.dataset).shape_ids(), args.test_fraction, args.draw_seed)
+        split_path.write_text(json.dumps({"train": train, "test": test}, indent=2) + "\n")
+    summary = run_fewshot(
+        config,
+        args.dataset,
+        out,
+        train_shapes=train,
+        test_shapes=test,
+        k=args.k,
+        views_per_shape=args.views_per_shape or 0,
+        runs=args.runs,
+        init=args.init,
+        convention=args.convention,
+        weighting=args.weighting,
+        seed=args.draw_seed,
+        progress=not args.quiet,
+    )
+    print(format_fewshot(summary))
+    print(f"results in {out} (split: {split_path})")
+    return 0
+
+
 def cmd_evaluate_embedding(args: argparse.Namespace) -> int:
     from mvdecor.evaluation.embedding import evaluate_embedding
 
@@ -512,6 +552,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="device (default cpu; e.g. cuda)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_segment)
+
+    p = sub.add_parser(
+        "fewshot",
+        help="the few-shot protocol: R runs of k labelled shapes, fine-tune, segment, score",
+        description=(
+            "Split DATASET (one category, one label vocabulary) into train and test shapes (seeded, "
+            "written to OUT/split.json, or read from --split), then for each of R runs draw k labelled "
+            "training shapes covering as many labels as possible, fine-tune from --init, segment every "
+            "test shape and score the fused face labels (part and shape mIoU) and the per-view 2D pixel "
+            "mIoU. Writes OUT/results_<method>_k<k>[_v<v>].json and .md with mean and std over runs."
+        ),
+    )
+    p.add_argument("dataset", help="dataset spec or folder (one category)")
+    p.add_argument("out", help="output folder (per-run fine-tuning folders inside; resumable)")
+    p.add_argument(
+        "--init", default="scratch", help="scratch (default), imagenet, or a pre-training checkpoint"
+    )
+    p.add_argument("--k", type=int, default=2, help="labelled shapes per run (default 2)")
+    p.add_argument(
+        "--views-per-shape", dest="views_per_shape", type=int, help="labelled views per shape (0: all)"
+    )
+    p.add_argument("--runs", type=int, default=5, help="runs, each with its own draw and seed (default 5)")
+    p.add_argument("--convention", choices=("shapenet", "partnet"), default="shapenet", help="scoring rules")
+    p.add_argument(
+        "--weighting", choices=("area", "points", "faces"), default="area", help="per-face weights"
+    )
+    p.add_argument("--test-fraction", type=float, default=0.3, help="share of shapes held out (default 0.3)")
+    p.add_argument(
+        "--split", help='JSON {"train": [ids], "test": [ids]} (default: OUT/split.json, made if missing)'
+    )
+    p.add_argument(
+        "--draw-seed", dest="draw_seed", type=int, default=0, help="seed of the split and the draws"
+    )
+    p.add_argument("--ssl-weight", dest="ssl_weight", type=float, help="lambda (0 disables the regulariser)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_render_options(p, "cpu")
+    _add_train_options(p)
+    p.set_defaults(func=cmd_fewshot)
 
     p = sub.add_parser(
         "evaluate-embedding",
