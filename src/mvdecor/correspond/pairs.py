@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from mvdecor.correspond.matching import DEFAULT_RADIUS, _Prepared, _reproject
+from mvdecor.fileio import atomic_path
 from mvdecor.render.views import RenderedView
 
 #: The authors' overlap threshold: a pair is used when more than this share of
@@ -187,22 +187,12 @@ def save_overlaps(path: str | Path, matrix: np.ndarray, meta: Mapping[str, Any] 
         JSON-serialisable facts about how the matrix was computed (radius,
         subsample, shape id, mesh fingerprint...).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            np.savez(
-                handle,
-                overlap=np.asarray(matrix, np.float32),
-                meta=np.array(json.dumps(dict(meta or {}), sort_keys=True)),
-            )
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(
+            handle,
+            overlap=np.asarray(matrix, np.float32),
+            meta=np.array(json.dumps(dict(meta or {}), sort_keys=True)),
+        )
 
 
 def load_overlaps(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from mvdecor.data.mesh import LabelledMesh
+from mvdecor.fileio import atomic_path
 from mvdecor.viz.images import label_palette, save_image
 
 #: Colour of faces without a label (label ``-1``): a dark grey, distinct from the palette's greys.
@@ -29,14 +29,8 @@ UNLABELLED_NAME = "unlabelled"
 
 def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], object]) -> Path:
     """Call ``write(file)`` on a temporary file next to ``path``, then rename it to ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        write(handle)
     return path
 
 

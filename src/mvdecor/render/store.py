@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import zipfile
 import zlib
 from collections.abc import Iterator, Sequence
@@ -38,6 +37,7 @@ import numpy as np
 from mvdecor.config import RenderConfig, render_config_from_dict, render_config_to_dict
 from mvdecor.data.mesh import LabelledMesh
 from mvdecor.errors import ConfigError, MvDecorError, RenderStoreError
+from mvdecor.fileio import atomic_path
 from mvdecor.render.cameras import Cameras
 from mvdecor.render.renderer import Renderer
 from mvdecor.render.views import RenderedView
@@ -63,17 +63,8 @@ def shape_camera_seed(shape_id: str, seed: int) -> int:
 
 def _atomic_write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """``np.savez_compressed`` to a temporary file, then an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, **arrays)
 
 
 def write_shape(path: str | Path, mesh: LabelledMesh, cameras: Cameras, face_ids: np.ndarray) -> None:
@@ -270,10 +261,8 @@ class RenderStore:
             return existing
         if root.exists() and any(root.iterdir()):
             raise ConfigError(root, "exists, is not empty and is not a render store")
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = manifest_path.with_name(f".{STORE_MANIFEST}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(wanted, indent=2) + "\n")
-        os.replace(tmp, manifest_path)
+        with atomic_path(manifest_path) as tmp:
+            tmp.write_text(json.dumps(wanted, indent=2) + "\n")
         return RenderStore(root)
 
     def remove_stale_temporaries(self) -> int:

@@ -8,14 +8,13 @@ plain dict), ``channel_stats``, ``best_val_loss`` and ``format_version``.
 
 from __future__ import annotations
 
-import contextlib
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from mvdecor.errors import FileError
+from mvdecor.fileio import atomic_path
 
 CHECKPOINT_FORMAT_VERSION = 1
 
@@ -27,14 +26,8 @@ class CheckpointError(FileError):
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` to ``path`` via a temporary file and an atomic rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         torch.save({**payload, "format_version": CHECKPOINT_FORMAT_VERSION}, tmp)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
     return path
 
 

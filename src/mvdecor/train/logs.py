@@ -6,6 +6,8 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from mvdecor.fileio import atomic_path
+
 
 class MetricLogger:
     """Append rows of scalars to ``<run>/<name>.csv`` and, if installed, TensorBoard.
@@ -48,12 +50,10 @@ class MetricLogger:
                 )
 
     def _rewrite(self) -> None:
-        tmp = self.path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as handle:
+        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=self._columns)
             writer.writeheader()
             writer.writerows(self._rows)
-        tmp.replace(self.path)
 
     def log(self, step: int, **scalars: float) -> None:
         row = {"step": step, **{k: float(v) for k, v in scalars.items()}}
