@@ -140,3 +140,30 @@ def test_load_or_compute_uses_the_cache_when_it_matches(tmp_path, views, monkeyp
     other = load_or_compute_overlaps(path, subset, radius=0.02, subsample=2, meta={"shape": "chair_3"})
     assert load_overlaps(path)[1]["subsample"] == 2
     assert other.shape == first.shape
+
+
+def test_lazy_views_are_rendered_only_on_a_cache_miss(tmp_path):
+    from mvdecor.correspond import load_or_compute_overlaps
+    from mvdecor.data.synthetic import make_shape
+    from mvdecor.render import CameraScheme, Renderer
+
+    cams = CameraScheme(rings=1, segments=4, resolution=32).cameras(seed=0)
+    renderer = Renderer(make_shape("mug", 0))
+    calls = {"n": 0}
+
+    def render():
+        calls["n"] += 1
+        return renderer.render(cams)
+
+    path = tmp_path / "o.npz"
+    kwargs = {"subsample": 1, "meta": {"shape": "mug"}, "num_views": len(cams), "image_size": (32, 32)}
+    first = load_or_compute_overlaps(path, render, 0.03, **kwargs)
+    again = load_or_compute_overlaps(path, render, 0.03, **kwargs)
+    assert calls["n"] == 1
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_array_equal(first, load_or_compute_overlaps(tmp_path / "eager.npz", render(), 0.03,
+                                                                  subsample=1, meta={"shape": "mug"}))  # fmt: skip
+    load_or_compute_overlaps(path, render, 0.05, **kwargs)  # another radius: recomputed
+    assert calls["n"] == 3
+    with pytest.raises(ValueError, match="num_views and image_size"):
+        load_or_compute_overlaps(path, render, 0.03)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -209,10 +209,13 @@ def load_overlaps(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
 
 def load_or_compute_overlaps(
     path: str | Path,
-    views: Sequence[RenderedView],
+    views: Sequence[RenderedView] | Callable[[], Sequence[RenderedView]],
     radius: float = DEFAULT_RADIUS,
     subsample: int = 1,
     meta: Mapping[str, Any] | None = None,
+    *,
+    num_views: int | None = None,
+    image_size: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """The overlap matrix of ``views``, from ``path`` if it holds one computed the same way.
 
@@ -221,17 +224,26 @@ def load_or_compute_overlaps(
     ``meta`` (pass e.g. the shape id and mesh fingerprint there); otherwise the
     matrix is computed and ``path`` (re)written.
 
+    ``views`` may be a function that renders them: it is then called only when
+    the cache misses, and ``num_views`` and ``image_size`` (H, W) must be given.
+
     Returns
     -------
     (N, N) float32
     """
-    first = views[0] if len(views) else None
+    if callable(views):
+        if num_views is None or image_size is None:
+            raise ValueError("lazily rendered views need num_views and image_size")
+        size: list[int] | None = [int(image_size[0]), int(image_size[1])]
+    else:
+        num_views = len(views)
+        size = [views[0].height, views[0].width] if len(views) else None
     expected = {
         **dict(meta or {}),
         "radius": float(radius),
         "subsample": int(subsample),
-        "num_views": len(views),
-        "image_size": [first.height, first.width] if first is not None else None,
+        "num_views": num_views,
+        "image_size": size,
     }
     # Compare through JSON, as stored (tuples become lists).
     expected = json.loads(json.dumps(expected, sort_keys=True))
@@ -239,8 +251,8 @@ def load_or_compute_overlaps(
     if path.is_file():
         with contextlib.suppress(OSError, ValueError, KeyError):
             matrix, stored = load_overlaps(path)
-            if stored == expected and matrix.shape == (len(views), len(views)):
+            if stored == expected and matrix.shape == (num_views, num_views):
                 return matrix
-    matrix = overlap_matrix(views, radius, subsample)
+    matrix = overlap_matrix(views() if callable(views) else views, radius, subsample)
     save_overlaps(path, matrix, expected)
     return matrix
