@@ -105,8 +105,10 @@ def run_fewshot(
         raise ConfigError(None, "the few-shot protocol needs test shapes")
     source = ViewSource(dataset, config.render, radius=config.pretrain.resolve_radius(config.render))
     names = label_vocabulary(source, list(train_shapes) + list(test_shapes))
-    label_sets = {s: set(np.unique(source.mesh(s).face_labels[source.mesh(s).face_labels >= 0]).tolist())
-                  for s in train_shapes}  # fmt: skip
+    label_sets = {}
+    for shape_id in train_shapes:
+        labels = source.mesh(shape_id).face_labels
+        label_sets[shape_id] = set(np.unique(labels[labels >= 0]).tolist())
     labelled_sets = draw_labelled_sets(label_sets, k, runs, seed)
     exclude = (0,) if convention == "partnet" else ()
     start = time.perf_counter()
