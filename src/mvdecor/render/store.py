@@ -4,7 +4,7 @@ A view is fully determined by its camera and the face id each pixel sees:
 barycentrics, hit points, depth and flat normals follow by intersecting the
 pixel's ray with that face (:meth:`Renderer.view_from_face_ids`), and shading
 and colour from the mesh. So the store keeps, per shape, only the cameras and
-the face-id images (deflate-compressed int32): about 1.5-3 MB for 86 views at
+the face-id images (deflate-compressed int32): 1.3-4.8 MB for 86 views at
 256x256, against 146 MB for the authors' per-buffer .npy files.
 
 Layout::
