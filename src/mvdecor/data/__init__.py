@@ -11,6 +11,9 @@ from mvdecor.data.mesh import (
 )
 from mvdecor.data.synthetic import CATEGORIES, make_dataset, make_shape
 
+# Adapters register themselves in DATASETS on import.
+from mvdecor.data import coseg, partnet, shapenet_part  # noqa: F401  isort: skip
+
 __all__ = [
     "CATEGORIES",
     "DATASETS",

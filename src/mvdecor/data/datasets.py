@@ -38,6 +38,9 @@ class ShapeDataset(ABC):
     spec: str
     label_names: tuple[str, ...] = ()
 
+    #: The category of every shape of a dataset that has no categories.
+    default_category: str = "all"
+
     @abstractmethod
     def shape_ids(self) -> list[str]:
         """Shape ids, sorted; safe to use as file names."""
@@ -45,6 +48,25 @@ class ShapeDataset(ABC):
     @abstractmethod
     def load(self, shape_id: str) -> LabelledMesh:
         """The shape ``shape_id`` as read (not normalised), ``name`` set to the id."""
+
+    def category_of(self, shape_id: str) -> str:
+        """The category of ``shape_id`` (one label vocabulary per category)."""
+        return self.default_category
+
+    def categories(self) -> dict[str, list[str]]:
+        """Category name -> its shape ids (sorted), in sorted category order."""
+        groups: dict[str, list[str]] = {}
+        for shape_id in self.shape_ids():
+            groups.setdefault(self.category_of(shape_id), []).append(shape_id)
+        return dict(sorted(groups.items()))
+
+    def label_names_of(self, category: str) -> tuple[str, ...]:
+        """The label vocabulary of ``category``."""
+        return self.label_names
+
+    def official_split(self) -> dict[str, dict[str, list[str]]] | None:
+        """The dataset's own ``{category: {"train": ids, "test": ids}}`` split, if it ships one."""
+        return None
 
     def __len__(self) -> int:
         return len(self.shape_ids())
@@ -114,14 +136,14 @@ class SyntheticDataset(ShapeDataset):
         from mvdecor.data import synthetic
 
         known = tuple(synthetic.CATEGORIES)
-        self.categories = tuple(categories) if categories else known
-        unknown = [c for c in self.categories if c not in synthetic.CATEGORIES]
+        self.category_names = tuple(categories) if categories else known
+        unknown = [c for c in self.category_names if c not in synthetic.CATEGORIES]
         if unknown:
             raise ConfigError(None, f"unknown synthetic categories {unknown}; known: {', '.join(known)}")
         self.n, self.seed, self.textured, self.detail = int(n), int(seed), float(textured), int(detail)
-        self.label_names = synthetic.CATEGORIES[self.categories[0]]
+        self.label_names = synthetic.CATEGORIES[self.category_names[0]]
         self.spec = (
-            f"synthetic:categories={'+'.join(self.categories)},n={self.n},seed={self.seed},"
+            f"synthetic:categories={'+'.join(self.category_names)},n={self.n},seed={self.seed},"
             f"textured={self.textured:g},detail={self.detail}"
         )
 
@@ -143,11 +165,11 @@ class SyntheticDataset(ShapeDataset):
             raise ConfigError(None, f"bad synthetic dataset option: {exc}") from None
 
     def shape_ids(self) -> list[str]:
-        return sorted(f"{c}_{i:04d}" for c in self.categories for i in range(self.n))
+        return sorted(f"{c}_{i:04d}" for c in self.category_names for i in range(self.n))
 
     def _parse(self, shape_id: str) -> tuple[str, int]:
         category, _, index = shape_id.rpartition("_")
-        if category not in self.categories or not index.isdigit() or int(index) >= self.n:
+        if category not in self.category_names or not index.isdigit() or int(index) >= self.n:
             raise MeshLoadError(None, f"no synthetic shape {shape_id!r} in {self.spec}")
         return category, int(index)
 
@@ -163,6 +185,11 @@ class SyntheticDataset(ShapeDataset):
 
     def category_of(self, shape_id: str) -> str:
         return self._parse(shape_id)[0]
+
+    def label_names_of(self, category: str) -> tuple[str, ...]:
+        from mvdecor.data import synthetic
+
+        return tuple(synthetic.CATEGORIES[category])
 
 
 # --------------------------------------------------------------------- folder
@@ -206,6 +233,7 @@ class FolderDataset(ShapeDataset):
                     labels = next((path / n for n in _FOLDER_LABEL_FILES if (path / n).is_file()), None)
                     self._add(_safe_id(path.name), meshes[0], labels)
         self.label_names = self._read_label_names()
+        self.default_category = _safe_id(self.root.name)
 
     def _add(self, shape_id: str, mesh_path: Path, labels: Path | None) -> None:
         unique, k = shape_id, 1

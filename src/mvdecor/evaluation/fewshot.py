@@ -1,7 +1,9 @@
 """The few-shot protocol: R runs of (draw k labelled shapes, fine-tune, segment, evaluate).
 
 :func:`run_fewshot` implements DESIGN.md section 5 for one category (one label
-vocabulary): each run draws its own k labelled training shapes (seeded; the set
+vocabulary); :func:`run_fewshot_split` runs it for every category of a split
+(:mod:`mvdecor.data.splits`) and reports each category and the mean over
+categories, as the paper does. In each category, each run draws its own k labelled training shapes (seeded; the set
 covering the most labels among many random draws, as the authors do), fine-tunes
 from the given initialisation (``scratch``, ``imagenet`` or a pre-training
 checkpoint) with its own seed, segments every test shape, and scores the fused
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,6 +26,7 @@ import numpy as np
 from mvdecor.config import Config
 from mvdecor.errors import ConfigError
 from mvdecor.evaluation.segmentation import SegmentationEvaluator, pixel_miou
+from mvdecor.fileio import atomic_path
 from mvdecor.inference.segment import Segmenter
 from mvdecor.train.data import ViewSource
 from mvdecor.train.finetune import finetune, label_vocabulary
@@ -60,6 +63,11 @@ def draw_labelled_sets(
                 break
         sets.append(best)
     return sets
+
+
+def _write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def _mean_std(values: Sequence[float]) -> dict[str, float]:
@@ -116,7 +124,7 @@ def run_fewshot(
     for run, labelled in enumerate(labelled_sets):
         ft = replace(config.finetune, seed=seed + run, views_per_shape=views_per_shape)
         run_config = replace(config, finetune=ft)
-        tag = f"{method}_k{k}" + (f"_v{views_per_shape}" if views_per_shape else "") + f"_run{run}"
+        tag = f"{_setting_tag(method, k, views_per_shape)}_run{run}"
         result = finetune(
             run_config,
             dataset,
@@ -178,22 +186,38 @@ def run_fewshot(
         "pixel_miou_2d": _mean_std([r["pixel_miou_2d"] for r in per_run]),
         "per_run": per_run,
     }
-    tag = f"{method}_k{k}" + (f"_v{views_per_shape}" if views_per_shape else "")
-    (out / f"results_{tag}.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / f"results_{tag}.md").write_text(format_fewshot(summary))
+    _write_results(
+        out / f"results_{_setting_tag(method, k, views_per_shape)}", summary, format_fewshot(summary)
+    )
     return summary
+
+
+def _write_results(stem: Path, record: dict, table: str) -> None:
+    """``stem.json`` (the record) and ``stem.md`` (its table), each written atomically."""
+    _write_text(stem.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
+    _write_text(stem.with_suffix(".md"), table)
+
+
+def _pm(stats: dict) -> str:
+    """``mean ± std`` of a fraction, in percent."""
+    return f"{100 * stats['mean']:.1f} ± {100 * stats['std']:.1f}"
+
+
+def _title(record: dict) -> str:
+    v = record["v"]
+    return f"# Few-shot: {record['method']}, k = {record['k']}" + (
+        f", {v} labelled views per shape" if v else ""
+    )
 
 
 def format_fewshot(summary: dict) -> str:
     """A markdown table of a protocol's results (mean ± std over runs, in %)."""
 
     def pm(key: str) -> str:
-        return f"{100 * summary[key]['mean']:.1f} ± {100 * summary[key]['std']:.1f}"
+        return _pm(summary[key])
 
-    v = summary["v"]
     lines = [
-        f"# Few-shot: {summary['method']}, k = {summary['k']}"
-        + (f", {v} labelled views per shape" if v else ""),
+        _title(summary),
         "",
         f"Dataset `{summary['dataset']}`, preset `{summary['preset']}`, {summary['runs']} runs, "
         f"{summary['convention']} rules, {summary['weighting']} weighting, "
@@ -212,4 +236,133 @@ def format_fewshot(summary: dict) -> str:
             value = r["part_iou"].get(name)
             cells.append("n/a" if value is None or value != value else f"{100 * value:.1f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _setting_tag(method: str, k: int, views_per_shape: int) -> str:
+    return f"{method}_k{k}" + (f"_v{views_per_shape}" if views_per_shape else "")
+
+
+def run_fewshot_split(
+    config: Config,
+    dataset: str,
+    out: str | Path,
+    split: Mapping[str, Mapping[str, Sequence[str]]],
+    *,
+    k: int,
+    views_per_shape: int = 0,
+    runs: int = 5,
+    init: str | Path | Mapping[str, str | Path] = "scratch",
+    method: str | None = None,
+    categories: Sequence[str] | None = None,
+    convention: str = "shapenet",
+    weighting: str = "area",
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
+    """:func:`run_fewshot` for every category of ``split``; per-category and mean results.
+
+    Parameters
+    ----------
+    split : ``{category: {"train": ids, "test": ids}}`` (see :mod:`mvdecor.data.splits`)
+    init : one initialisation for all categories, or ``{category: init}``
+    categories : run only these categories of the split (default all)
+    Other parameters as for :func:`run_fewshot`.
+
+    Returns
+    -------
+    dict
+        ``{"dataset", "preset", "method", "k", "v", "runs", "convention",
+        "weighting", "wall_s", "per_category": {category: run_fewshot's summary},
+        "mean": {"part_miou", "shape_miou", "fused_miou", "pixel_miou_2d"}}``:
+        each ``mean`` value is the mean over categories of the per-category
+        means. Written to ``OUT/results_<tag>.json`` and ``.md``; each category's
+        runs live in ``OUT/<category>/`` and a category whose results file
+        already exists with the same shapes and runs is read back, not re-run.
+    """
+    out = Path(out)
+    names = list(categories) if categories else list(split)
+    missing = [c for c in names if c not in split]
+    if missing:
+        raise ConfigError(None, f"categories {missing} are not in the split (it has {', '.join(split)})")
+    if method is None:
+        first = init if not isinstance(init, Mapping) else next(iter(init.values()), "scratch")
+        method = str(first) if str(first) in ("scratch", "imagenet") else "mvdecor"
+    tag = _setting_tag(method, k, views_per_shape)
+    start = time.perf_counter()
+    per_category = {}
+    for category in names:
+        entry = split[category]
+        cat_init = init[category] if isinstance(init, Mapping) else init
+        cat_out = out / category
+        done = cat_out / f"results_{tag}.json"
+        if done.is_file():
+            previous = json.loads(done.read_text())
+            if (
+                previous.get("runs") == runs
+                and previous.get("train_shapes") == list(entry["train"])
+                and previous.get("test_shapes") == list(entry["test"])
+            ):
+                per_category[category] = previous
+                continue
+        summary = run_fewshot(
+            config,
+            dataset,
+            cat_out,
+            train_shapes=list(entry["train"]),
+            test_shapes=list(entry["test"]),
+            k=k,
+            views_per_shape=views_per_shape,
+            runs=runs,
+            init=cat_init,
+            method=method,
+            convention=convention,
+            weighting=weighting,
+            seed=seed,
+            progress=progress,
+        )
+        summary["category"] = category
+        _write_text(done, json.dumps(summary, indent=2) + "\n")
+        per_category[category] = summary
+    keys = ("part_miou", "shape_miou", "fused_miou", "pixel_miou_2d")
+    combined = {
+        "dataset": next(iter(per_category.values()))["dataset"] if per_category else dataset,
+        "preset": config.preset,
+        "method": method,
+        "k": k,
+        "v": views_per_shape or None,
+        "runs": runs,
+        "convention": convention,
+        "weighting": weighting,
+        "wall_s": round(time.perf_counter() - start, 1),
+        "per_category": per_category,
+        "mean": {key: float(np.mean([s[key]["mean"] for s in per_category.values()])) for key in keys},
+    }
+    _write_results(out / f"results_{tag}", combined, format_fewshot_split(combined))
+    return combined
+
+
+def format_fewshot_split(combined: dict) -> str:
+    """A markdown table: one row per category and the mean (mean ± std over runs, in %)."""
+
+    pm = _pm
+    lines = [
+        _title(combined),
+        "",
+        f"Dataset `{combined['dataset']}`, preset `{combined['preset']}`, {combined['runs']} runs per category, "
+        f"{combined['convention']} rules, {combined['weighting']} weighting; {combined['wall_s']:.0f} s.",
+        "",
+        "| category | test shapes | fused 3D part mIoU | fused 3D shape mIoU | per-view 2D pixel mIoU |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for category, s in combined["per_category"].items():
+        lines.append(
+            f"| {category} | {len(s['test_shapes'])} | {pm(s['part_miou'])} | {pm(s['shape_miou'])} "
+            f"| {pm(s['pixel_miou_2d'])} |"
+        )
+    mean = combined["mean"]
+    lines.append(
+        f"| **mean** | | {100 * mean['part_miou']:.1f} | {100 * mean['shape_miou']:.1f} "
+        f"| {100 * mean['pixel_miou_2d']:.1f} |"
+    )
     return "\n".join(lines) + "\n"

@@ -173,8 +173,13 @@ def collate_views(items: Sequence[dict[str, np.ndarray]]) -> tuple[torch.Tensor,
 
 
 def label_vocabulary(source: ViewSource, shape_ids: Sequence[str]) -> tuple[str, ...]:
-    """The label names of the dataset (or of its labelled shapes), checked against their labels."""
-    names = tuple(source.dataset.label_names)
+    """The label names of the shapes' category (or of the shapes), checked against their labels.
+
+    All shapes must share one vocabulary: that of the dataset's category of the
+    first shape, else the names the meshes carry, else ``"0", "1", ...``.
+    """
+    dataset = source.dataset
+    names = tuple(dataset.label_names_of(dataset.category_of(shape_ids[0]))) if shape_ids else ()
     for shape_id in shape_ids:
         mesh = source.mesh(shape_id)
         if mesh.face_labels is None:
@@ -182,7 +187,9 @@ def label_vocabulary(source: ViewSource, shape_ids: Sequence[str]) -> tuple[str,
         if not names:
             names = mesh.label_names
         if mesh.label_names and mesh.label_names != names:
-            raise LabelError(mesh.source, f"label names {mesh.label_names} differ from the dataset's {names}")
+            raise LabelError(
+                mesh.source, f"label names {mesh.label_names} differ from the other shapes' {names}"
+            )
         top = int(mesh.face_labels.max())
         if names and top >= len(names):
             raise LabelError(mesh.source, f"face label {top} but only {len(names)} classes are named")

@@ -1,0 +1,339 @@
+"""The few-shot benchmark: MvDeCor against the same network from scratch, per category.
+
+For one dataset, on one split and one set of seeds:
+
+1. split every category into train and test shapes (the dataset's official split,
+   else seeded; written to WORK/split.json and reused);
+2. pre-train the embedding network without labels on the training shapes, of all
+   the dataset's categories together (``--pretrain-scope dataset``, as the paper
+   does on PartNet) or of each benchmarked category alone (``category``);
+3. measure the pre-trained network's cross-view correspondence accuracy on the
+   test shapes (against a random network and raw normals);
+4. for every setting (k labelled shapes with all views, or k shapes with v
+   labelled views) and every method (``mvdecor``: fine-tune the pre-trained
+   network; ``scratch``: the same network from random weights), run the few-shot
+   protocol: R runs, each with its own label-covering draw and seed, the same
+   draws for every method;
+5. print a markdown table and write ``benchmarks/results/<name>-<budget>.json``::
+
+       {"dataset", "preset", "machine", "wall_s",
+        "settings": [{"k", "v", "runs",
+                      "per_category": {category: {method: {"mean", "std"}}},
+                      "mean": {method: mean part mIoU over categories}}], ...}
+
+   with every mIoU in percent, plus the budget, the pre-training record and the
+   correspondence accuracy.
+
+Everything is resumable: re-running the same command skips finished pre-training
+and finished (category, setting, method) cells, whose runs live under WORK.
+
+Budgets (``--budget``): ``cpu`` is the ``cpu`` preset with a short fine-tuning
+(see ``BUDGETS``), sized so a few categories finish in about an hour on 2 cores;
+``paper`` is the ``paper`` preset with its own iteration counts, for a GPU.
+
+Example (BENCHMARKS.md has the recorded runs)::
+
+    python benchmarks/fewshot.py partnet_mobility:root=../shared/data/partnet_mobility \\
+        --name partnet_mobility --categories Laptop+Bucket+Safe+Faucet+Microwave \\
+        --settings 1,2,5,2x3 --runs 3 --work /tmp/fewshot-pm
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from mvdecor.config import load_config
+from mvdecor.data.datasets import open_dataset
+from mvdecor.data.splits import load_split, make_split, save_split
+from mvdecor.evaluation.embedding import evaluate_embedding
+from mvdecor.evaluation.fewshot import run_fewshot_split
+from mvdecor.fileio import atomic_path
+from mvdecor.train.data import split_shapes
+from mvdecor.train.pretrain import pretrain
+
+#: Per budget: the preset, and what is changed from it (None keeps the preset's value).
+BUDGETS = {
+    # 1,500 pre-training steps (about 40 minutes on 2 cores); 100 fine-tuning steps
+    # of 4 views, without the lambda = 1e-3 InfoNCE regulariser (its extra view pair
+    # per step costs half a step and moves the loss by ~0.5%), in bf16 autocast.
+    "cpu": {
+        "preset": "cpu",
+        "pretrain_iterations": 1500,
+        "finetune_iterations": 100,
+        "ssl_weight": 0.0,
+        "precision": "bf16",
+    },
+    "paper": {
+        "preset": "paper",
+        "pretrain_iterations": None,
+        "finetune_iterations": None,
+        "ssl_weight": None,
+        "precision": None,
+    },
+}
+
+
+def parse_settings(text: str) -> list[tuple[int, int]]:
+    """``"1,2,5,2x3"`` -> ``[(1, 0), (2, 0), (5, 0), (2, 3)]`` (k, v; v = 0: all views)."""
+    settings = []
+    for item in filter(None, text.split(",")):
+        k, _, v = item.partition("x")
+        settings.append((int(k), int(v or 0)))
+    return settings
+
+
+def machine_description(device: str) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    text = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads"
+    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
+        text += f", GPU {torch.cuda.get_device_name(0)}"
+    return text
+
+
+def _write_json(path: Path, record: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def format_table(record: dict) -> str:
+    methods = record["methods"]
+    lines = [
+        f"Dataset `{record['dataset']}`, budget `{record['budget']}` (preset `{record['preset']}`), "
+        f"{record['machine']}; {record['wall_s'] / 60:.0f} min in all.",
+        "",
+    ]
+    for setting in record["settings"]:
+        label = f"k = {setting['k']}" + (f", v = {setting['v']} views" if setting["v"] else ", all views")
+        lines += [
+            f"**{label}**, {setting['runs']} runs, part mIoU % (mean ± std over runs)",
+            "",
+            "| category | " + " | ".join(methods) + " | mvdecor − scratch |",
+            "| --- |" + " ---: |" * (len(methods) + 1),
+        ]
+        for category, cells in setting["per_category"].items():
+            row = [f"{cells[m]['mean']:.1f} ± {cells[m]['std']:.1f}" for m in methods]
+            gap = (
+                cells["mvdecor"]["mean"] - cells["scratch"]["mean"]
+                if {"mvdecor", "scratch"} <= set(cells)
+                else None
+            )
+            lines.append(
+                f"| {category} | " + " | ".join(row) + f" | {'' if gap is None else f'{gap:+.1f}'} |"
+            )
+        mean = setting["mean"]
+        gap = mean["mvdecor"] - mean["scratch"] if {"mvdecor", "scratch"} <= set(mean) else None
+        lines.append(
+            "| **mean** | "
+            + " | ".join(f"**{mean[m]:.1f}**" for m in methods)
+            + f" | **{'' if gap is None else f'{gap:+.1f}'}** |"
+        )
+        lines.append("")
+    corr = record.get("correspondence")
+    if corr:
+        lines.append(
+            "Correspondence accuracy on the test shapes (within 2 / 5 px): "
+            + ", ".join(
+                f"{name} {100 * corr[name]['acc@2px']:.1f} / {100 * corr[name]['acc@5px']:.1f}"
+                for name in ("pretrained", "random_network", "normals")
+                if name in corr
+            )
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("dataset", help="dataset spec, e.g. partnet_mobility:root=PATH or a folder")
+    parser.add_argument("--name", help="short dataset name for the results file (default: the spec's name)")
+    parser.add_argument("--budget", choices=sorted(BUDGETS), default="cpu")
+    parser.add_argument("--categories", help="categories to benchmark, e.g. Laptop+Bucket (default: all)")
+    parser.add_argument("--settings", default="1,2,5,2x3", help="k or kxv items (default 1,2,5,2x3)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per setting (default 3; the paper uses 5)")
+    parser.add_argument(
+        "--methods", default="mvdecor,scratch", help="methods to run (default mvdecor,scratch)"
+    )
+    parser.add_argument("--pretrain-scope", choices=("dataset", "category"), default="dataset")
+    parser.add_argument("--pretrain-iterations", type=int, help="override the budget's pre-training length")
+    parser.add_argument("--finetune-iterations", type=int, help="override the budget's fine-tuning length")
+    parser.add_argument("--convention", choices=("partnet", "shapenet"), default="partnet")
+    parser.add_argument("--test-fraction", type=float, default=0.3)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split, the draws and the runs")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--work", required=True, help="folder for runs and checkpoints (large; outside the repo)"
+    )
+    parser.add_argument(
+        "--results", default=str(Path(__file__).parent / "results"), help="where the JSON goes"
+    )
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+
+    start = time.perf_counter()
+    budget = BUDGETS[args.budget]
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    dataset = open_dataset(args.dataset)
+    name = args.name or dataset.spec.partition(":")[0]
+    categories = args.categories.split("+") if args.categories else list(dataset.categories())
+    methods = args.methods.split(",")
+
+    split_path = work / "split.json"
+    if split_path.is_file():
+        split = load_split(split_path, dataset)
+    else:
+        split = make_split(dataset, args.test_fraction, args.seed)
+        save_split(split, split_path, dataset.spec, args.seed, args.test_fraction)
+
+    config = load_config(budget["preset"])
+    pre = config.pretrain
+    ft = config.finetune
+    pre = replace(
+        pre,
+        iterations=args.pretrain_iterations or budget["pretrain_iterations"] or pre.iterations,
+        precision=budget["precision"] or pre.precision,
+        device=args.device,
+    )
+    ft = replace(
+        ft,
+        iterations=args.finetune_iterations or budget["finetune_iterations"] or ft.iterations,
+        ssl_weight=ft.ssl_weight if budget["ssl_weight"] is None else budget["ssl_weight"],
+        precision=budget["precision"] or ft.precision,
+        device=args.device,
+    )
+    config = replace(config, pretrain=pre, finetune=ft)
+
+    # Pre-training: one network on every category's training shapes, or one per category.
+    scopes = {"all": None} if args.pretrain_scope == "dataset" else {c: c for c in categories}
+    checkpoints = {}
+    if "mvdecor" in methods:
+        for scope, category in scopes.items():
+            pool = [s for c, e in split.items() if category in (None, c) for s in e["train"]]
+            train, val = split_shapes(pool, 0.1, args.seed)  # 10% for the validation loss
+            run_dir = work / f"pretrain_{scope}"
+            last = run_dir / "checkpoints" / "last.pt"
+            done = run_dir / "done.json"
+            if not done.is_file():
+                print(
+                    f"pre-training on {len(train)} shapes ({scope}), {pre.iterations} iterations", flush=True
+                )
+                t0 = time.perf_counter()
+                pretrain(
+                    config,
+                    dataset.spec,
+                    run_dir,
+                    split={"train": train, "val": val},
+                    progress=not args.quiet,
+                )
+                saved = torch.load(last, map_location="cpu", weights_only=False)
+                _write_json(
+                    done, {"wall_s": round(time.perf_counter() - t0, 1), "iterations": int(saved["step"])}
+                )
+            checkpoints[scope] = last
+    init_of = {
+        "mvdecor": {c: checkpoints["all" if args.pretrain_scope == "dataset" else c] for c in categories}
+        if "mvdecor" in methods
+        else None,
+        "scratch": "scratch",
+    }
+
+    correspondence = None
+    if "mvdecor" in methods:
+        corr_path = work / "correspondence.json"
+        if corr_path.is_file():
+            correspondence = json.loads(corr_path.read_text())
+        else:
+            test_shapes = [s for c in categories for s in split[c]["test"]]
+            device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
+            device = "cpu" if device == "auto" else device
+            checkpoint = checkpoints["all"] if "all" in checkpoints else checkpoints[categories[0]]
+            correspondence = evaluate_embedding(checkpoint, dataset.spec, shapes=test_shapes, device=device)
+            _write_json(corr_path, correspondence)
+
+    settings = []
+    for k, v in parse_settings(args.settings):
+        per_category: dict[str, dict[str, dict[str, float]]] = {c: {} for c in categories}
+        means = {}
+        for method in methods:
+            print(f"k = {k}, v = {v or 'all'}: {method}", flush=True)
+            combined = run_fewshot_split(
+                config,
+                dataset.spec,
+                work / "fewshot",
+                split,
+                k=k,
+                views_per_shape=v,
+                runs=args.runs,
+                init=init_of[method],
+                method=method,
+                categories=categories,
+                convention=args.convention,
+                seed=args.seed,
+                progress=not args.quiet,
+            )
+            for category, summary in combined["per_category"].items():
+                per_category[category][method] = {
+                    "mean": round(100 * summary["part_miou"]["mean"], 2),
+                    "std": round(100 * summary["part_miou"]["std"], 2),
+                    "shape_miou": round(100 * summary["shape_miou"]["mean"], 2),
+                    "pixel_miou_2d": round(100 * summary["pixel_miou_2d"]["mean"], 2),
+                }
+            means[method] = round(100 * combined["mean"]["part_miou"], 2)
+        settings.append(
+            {"k": k, "v": v or None, "runs": args.runs, "per_category": per_category, "mean": means}
+        )
+
+    record = {
+        "dataset": name,
+        "dataset_spec": dataset.spec,
+        "preset": budget["preset"],
+        "budget": args.budget,
+        "machine": machine_description(args.device),
+        "date": time.strftime("%Y-%m-%d"),
+        "wall_s": round(time.perf_counter() - start, 1),
+        "command": "python benchmarks/fewshot.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "units": "part mIoU in percent; mean and std over runs",
+        "convention": args.convention,
+        "methods": methods,
+        "pretrain": {
+            "scope": args.pretrain_scope,
+            "precision": pre.precision,
+            "runs": {s: json.loads((work / f"pretrain_{s}" / "done.json").read_text()) for s in checkpoints},
+        },
+        "finetune": {"iterations": ft.iterations, "ssl_weight": ft.ssl_weight, "precision": ft.precision},
+        "split": {c: {"train": len(split[c]["train"]), "test": len(split[c]["test"])} for c in categories},
+        "correspondence": {
+            key: correspondence[key] for key in ("pretrained", "random_network", "normals", "radius")
+        }
+        if correspondence
+        else None,
+        "settings": settings,
+    }
+    out = Path(args.results) / f"{name}-{args.budget}.json"
+    _write_json(out, record)
+    table = format_table(record)
+    _write_json_md = out.with_suffix(".md")
+    with atomic_path(_write_json_md) as tmp:
+        tmp.write_text(table)
+    print(table)
+    print(f"results in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
