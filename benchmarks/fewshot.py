@@ -55,7 +55,7 @@ from mvdecor.config import load_config
 from mvdecor.data.datasets import open_dataset
 from mvdecor.data.splits import load_split, make_split, save_split
 from mvdecor.evaluation.embedding import evaluate_embedding
-from mvdecor.evaluation.fewshot import run_fewshot_split
+from mvdecor.evaluation.fewshot import finished_fewshot, run_fewshot_cached
 from mvdecor.fileio import atomic_path
 from mvdecor.train.data import split_shapes
 from mvdecor.train.pretrain import pretrain
@@ -127,7 +127,10 @@ def format_table(record: dict) -> str:
             "| --- |" + " ---: |" * (len(methods) + 1),
         ]
         for category, cells in setting["per_category"].items():
-            row = [f"{cells[m]['mean']:.1f} ± {cells[m]['std']:.1f}" for m in methods]
+            row = [
+                f"{cells[m]['mean']:.1f} ± {cells[m]['std']:.1f}" if m in cells else "not run"
+                for m in methods
+            ]
             gap = (
                 cells["mvdecor"]["mean"] - cells["scratch"]["mean"]
                 if {"mvdecor", "scratch"} <= set(cells)
@@ -140,7 +143,7 @@ def format_table(record: dict) -> str:
         gap = mean["mvdecor"] - mean["scratch"] if {"mvdecor", "scratch"} <= set(mean) else None
         lines.append(
             "| **mean** | "
-            + " | ".join(f"**{mean[m]:.1f}**" for m in methods)
+            + " | ".join(f"**{mean[m]:.1f}**" if m in mean else "incomplete" for m in methods)
             + f" | **{'' if gap is None else f'{gap:+.1f}'}** |"
         )
         lines.append("")
@@ -171,7 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pretrain-scope", choices=("dataset", "category"), default="dataset")
     parser.add_argument("--pretrain-iterations", type=int, help="override the budget's pre-training length")
     parser.add_argument("--finetune-iterations", type=int, help="override the budget's fine-tuning length")
-    parser.add_argument("--convention", choices=("partnet", "shapenet"), default="partnet")
+    parser.add_argument(
+        "--convention",
+        choices=("partnet", "shapenet"),
+        help="scoring rules (default: partnet when every category's label 0 is 'other', else shapenet)",
+    )
     parser.add_argument("--test-fraction", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, the draws and the runs")
     parser.add_argument("--device", default="auto")
@@ -182,6 +189,11 @@ def main(argv: list[str] | None = None) -> int:
         "--results", default=str(Path(__file__).parent / "results"), help="where the JSON goes"
     )
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: write the table and JSON from the cells already finished in --work",
+    )
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
@@ -192,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     name = args.name or dataset.spec.partition(":")[0]
     categories = args.categories.split("+") if args.categories else list(dataset.categories())
     methods = args.methods.split(",")
+    convention = args.convention or (
+        "partnet" if all(dataset.label_names_of(c)[:1] == ("other",) for c in categories) else "shapenet"
+    )
 
     split_path = work / "split.json"
     if split_path.is_file():
@@ -223,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     checkpoints = {}
     if "mvdecor" in methods:
         for scope, category in scopes.items():
+            if args.report_only:
+                checkpoints[scope] = work / f"pretrain_{scope}" / "checkpoints" / "last.pt"
+                continue
             pool = [s for c, e in split.items() if category in (None, c) for s in e["train"]]
             train, val = split_shapes(pool, 0.1, args.seed)  # 10% for the validation loss
             run_dir = work / f"pretrain_{scope}"
@@ -257,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         corr_path = work / "correspondence.json"
         if corr_path.is_file():
             correspondence = json.loads(corr_path.read_text())
-        else:
+        elif not args.report_only:
             test_shapes = [s for c in categories for s in split[c]["test"]]
             device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
             device = "cpu" if device == "auto" else device
@@ -265,35 +283,52 @@ def main(argv: list[str] | None = None) -> int:
             correspondence = evaluate_embedding(checkpoint, dataset.spec, shapes=test_shapes, device=device)
             _write_json(corr_path, correspondence)
 
+    # Category by category, each method in turn, so an interrupted benchmark has
+    # comparable cells; finished cells are read back (see run_fewshot_cached).
     settings = []
     for k, v in parse_settings(args.settings):
         per_category: dict[str, dict[str, dict[str, float]]] = {c: {} for c in categories}
-        means = {}
-        for method in methods:
-            print(f"k = {k}, v = {v or 'all'}: {method}", flush=True)
-            combined = run_fewshot_split(
-                config,
-                dataset.spec,
-                work / "fewshot",
-                split,
-                k=k,
-                views_per_shape=v,
-                runs=args.runs,
-                init=init_of[method],
-                method=method,
-                categories=categories,
-                convention=args.convention,
-                seed=args.seed,
-                progress=not args.quiet,
-            )
-            for category, summary in combined["per_category"].items():
+        for category in categories:
+            entry = split[category]
+            for method in methods:
+                cell = dict(
+                    method=method,
+                    k=k,
+                    views_per_shape=v,
+                    runs=args.runs,
+                    train_shapes=entry["train"],
+                    test_shapes=entry["test"],
+                )
+                if args.report_only:
+                    summary = finished_fewshot(work / "fewshot" / category, **cell)
+                    if summary is None:
+                        continue
+                else:
+                    print(f"k = {k}, v = {v or 'all'}, {category}: {method}", flush=True)
+                    summary = run_fewshot_cached(
+                        config,
+                        dataset.spec,
+                        work / "fewshot" / category,
+                        init=init_of[method][category] if method == "mvdecor" else init_of[method],
+                        convention=convention,
+                        seed=args.seed,
+                        progress=not args.quiet,
+                        category=category,
+                        **cell,
+                    )
                 per_category[category][method] = {
                     "mean": round(100 * summary["part_miou"]["mean"], 2),
                     "std": round(100 * summary["part_miou"]["std"], 2),
                     "shape_miou": round(100 * summary["shape_miou"]["mean"], 2),
                     "pixel_miou_2d": round(100 * summary["pixel_miou_2d"]["mean"], 2),
+                    "wall_s": summary["wall_s"],
                 }
-            means[method] = round(100 * combined["mean"]["part_miou"], 2)
+        # A method's mean over categories only where it has every category.
+        means = {
+            m: round(sum(per_category[c][m]["mean"] for c in categories) / len(categories), 2)
+            for m in methods
+            if all(m in per_category[c] for c in categories)
+        }
         settings.append(
             {"k": k, "v": v or None, "runs": args.runs, "per_category": per_category, "mean": means}
         )
@@ -308,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": round(time.perf_counter() - start, 1),
         "command": "python benchmarks/fewshot.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "units": "part mIoU in percent; mean and std over runs",
-        "convention": args.convention,
+        "convention": convention,
         "methods": methods,
         "pretrain": {
             "scope": args.pretrain_scope,

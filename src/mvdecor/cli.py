@@ -663,9 +663,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--precision",
-        choices=("bf16", "fp32"),
-        default="bf16",
-        help="bf16 autocast (default; about 1.8x faster where the CPU supports bf16) or fp32",
+        choices=("auto", "bf16", "fp32"),
+        default="auto",
+        help="auto (default): bf16 autocast where the CPU or GPU supports bf16 natively (about 1.8x "
+        "faster on such CPUs), else fp32",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the split, labelled draw and training")
     p.add_argument("--preset", default="cpu", help="settings preset or YAML file to start from (default cpu)")

@@ -10,6 +10,7 @@ The preset or file in use is written next to every result (``Config.to_yaml``).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -310,11 +311,12 @@ def _build(cls: type, data: dict[str, Any], where: str, source: str | None) -> A
     return cls(**kwargs)
 
 
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+def merge_dicts(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``update`` applied, recursing into nested mappings (neither is modified)."""
     out = dict(base)
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge_dicts(out[key], value)
         else:
             out[key] = value
     return out
@@ -349,8 +351,8 @@ def load_config(preset_or_path: str = "paper", overrides: dict[str, Any] | None 
             raise ConfigError(source, f"unknown base preset {base!r}; presets: {', '.join(PRESETS)}")
         parent = load_config(base).to_dict()
         parent.pop("preset")
-        data = _merge(parent, data)
-    data = _merge(data, overrides or {})
+        data = merge_dicts(parent, data)
+    data = merge_dicts(data, overrides or {})
     data.pop("preset", None)
     config = _build(Config, data, "", source)
     return dataclasses.replace(config, preset=name)

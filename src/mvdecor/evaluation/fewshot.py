@@ -91,6 +91,7 @@ def run_fewshot(
     weighting: str = "area",
     seed: int = 0,
     progress: bool = True,
+    category: str | None = None,
 ) -> dict:
     """Run the protocol; returns (and writes) the results. See the module docstring.
 
@@ -104,6 +105,7 @@ def run_fewshot(
         ``imagenet``, or ``mvdecor`` for a checkpoint)
     convention : ``partnet`` (label 0 "other" never predicted, masked where the
         ground truth is 0) or ``shapenet``
+    category : the category's name, recorded in the results
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -168,6 +170,7 @@ def run_fewshot(
         )
     summary = {
         "dataset": source.dataset.spec,
+        "category": category,
         "preset": config.preset,
         "method": method,
         "init": str(init),
@@ -243,6 +246,51 @@ def _setting_tag(method: str, k: int, views_per_shape: int) -> str:
     return f"{method}_k{k}" + (f"_v{views_per_shape}" if views_per_shape else "")
 
 
+def finished_fewshot(
+    out: str | Path,
+    *,
+    method: str,
+    k: int,
+    views_per_shape: int,
+    runs: int,
+    train_shapes: Sequence[str],
+    test_shapes: Sequence[str],
+) -> dict | None:
+    """The summary :func:`run_fewshot` wrote in ``out`` for this setting, if it matches; else None."""
+    done = Path(out) / f"results_{_setting_tag(method, k, views_per_shape)}.json"
+    if not done.is_file():
+        return None
+    previous = json.loads(done.read_text())
+    same = (
+        previous.get("runs") == runs
+        and previous.get("train_shapes") == list(train_shapes)
+        and previous.get("test_shapes") == list(test_shapes)
+    )
+    return previous if same else None
+
+
+def run_fewshot_cached(
+    config: Config, dataset: str, out: str | Path, *, category: str | None = None, **kwargs: object
+) -> dict:
+    """:func:`run_fewshot`, unless :func:`finished_fewshot` finds its results in ``out`` already.
+
+    ``category`` is recorded in the summary. Keyword arguments are those of
+    :func:`run_fewshot`; ``method`` must be given.
+    """
+    previous = finished_fewshot(
+        out,
+        method=kwargs["method"],
+        k=kwargs["k"],
+        views_per_shape=kwargs.get("views_per_shape", 0),
+        runs=kwargs.get("runs", 5),
+        train_shapes=kwargs["train_shapes"],
+        test_shapes=kwargs["test_shapes"],
+    )
+    if previous is not None:
+        return previous
+    return run_fewshot(config, dataset, out, category=category, **kwargs)
+
+
 def run_fewshot_split(
     config: Config,
     dataset: str,
@@ -294,21 +342,10 @@ def run_fewshot_split(
     for category in names:
         entry = split[category]
         cat_init = init[category] if isinstance(init, Mapping) else init
-        cat_out = out / category
-        done = cat_out / f"results_{tag}.json"
-        if done.is_file():
-            previous = json.loads(done.read_text())
-            if (
-                previous.get("runs") == runs
-                and previous.get("train_shapes") == list(entry["train"])
-                and previous.get("test_shapes") == list(entry["test"])
-            ):
-                per_category[category] = previous
-                continue
-        summary = run_fewshot(
+        per_category[category] = run_fewshot_cached(
             config,
             dataset,
-            cat_out,
+            out / category,
             train_shapes=list(entry["train"]),
             test_shapes=list(entry["test"]),
             k=k,
@@ -320,10 +357,8 @@ def run_fewshot_split(
             weighting=weighting,
             seed=seed,
             progress=progress,
+            category=category,
         )
-        summary["category"] = category
-        _write_text(done, json.dumps(summary, indent=2) + "\n")
-        per_category[category] = summary
     keys = ("part_miou", "shape_miou", "fused_miou", "pixel_miou_2d")
     combined = {
         "dataset": next(iter(per_category.values()))["dataset"] if per_category else dataset,
