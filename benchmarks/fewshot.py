@@ -333,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
             {"k": k, "v": v or None, "runs": args.runs, "per_category": per_category, "mean": means}
         )
 
+    pretrain_runs = {s: json.loads((work / f"pretrain_{s}" / "done.json").read_text()) for s in checkpoints}
     record = {
         "dataset": name,
         "dataset_spec": dataset.spec,
@@ -345,9 +346,7 @@ def main(argv: list[str] | None = None) -> int:
             time.perf_counter() - start
             if not args.report_only
             else sum(c[m]["wall_s"] for st in settings for c in st["per_category"].values() for m in c)
-            + sum(
-                json.loads((work / f"pretrain_{s}" / "done.json").read_text())["wall_s"] for s in checkpoints
-            ),
+            + sum(run["wall_s"] for run in pretrain_runs.values()),
             1,
         ),
         "report_only": args.report_only,
@@ -358,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         "pretrain": {
             "scope": args.pretrain_scope,
             "precision": pre.precision,
-            "runs": {s: json.loads((work / f"pretrain_{s}" / "done.json").read_text()) for s in checkpoints},
+            "runs": pretrain_runs,
         },
         "finetune": {"iterations": ft.iterations, "ssl_weight": ft.ssl_weight, "precision": ft.precision},
         "split": {c: {"train": len(split[c]["train"]), "test": len(split[c]["test"])} for c in categories},
