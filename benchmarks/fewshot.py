@@ -1,4 +1,4 @@
-"""The few-shot benchmark: MvDeCor against the same network from scratch, per category.
+"""The few-shot benchmark: MvDeCor against the paper's 2D baselines, per category.
 
 For one dataset, on one split and one set of seeds:
 
@@ -6,14 +6,23 @@ For one dataset, on one split and one set of seeds:
    else seeded; written to WORK/split.json and reused);
 2. pre-train the embedding network without labels on the training shapes, of all
    the dataset's categories together (``--pretrain-scope dataset``, as the paper
-   does on PartNet) or of each benchmarked category alone (``category``);
-3. measure the pre-trained network's cross-view correspondence accuracy on the
+   does on PartNet) or of each benchmarked category alone (``category``): by
+   MvDeCor into WORK/pretrain_<scope>, and, with the ``densecl`` method, by
+   DenseCL on the same shapes into WORK/pretrain_densecl_<scope>;
+3. measure the MvDeCor network's cross-view correspondence accuracy on the
    test shapes (against a random network and raw normals);
 4. for every setting (k labelled shapes with all views, or k shapes with v
-   labelled views) and every method (``mvdecor``: fine-tune the pre-trained
-   network; ``scratch``: the same network from random weights), run the few-shot
-   protocol: R runs, each with its own label-covering draw and seed, the same
-   draws for every method;
+   labelled views) and every method of ``--methods`` run the few-shot protocol:
+   R runs, each with its own label-covering draw and seed, the same draws and
+   seeds for every method. Methods (the paper's Table 2 rows):
+
+   - ``mvdecor``: fine-tune the MvDeCor pre-trained network;
+   - ``scratch``: the same network from random weights;
+   - ``densecl``: fine-tune the DenseCL pre-trained network (same network, same
+     shapes and budget, no 3D correspondences);
+   - ``imagenet``: the ResNet from ``--imagenet-checkpoint``, a torchvision-layout
+     ImageNet state dict (nothing is downloaded), its first convolution widened
+     to the input channels as in ShapePFCN (see ``load_torchvision_state_dict``);
 5. print a markdown table and write ``benchmarks/results/<name>-<budget>.json``::
 
        {"dataset", "preset", "machine", "wall_s",
@@ -21,8 +30,9 @@ For one dataset, on one split and one set of seeds:
                       "per_category": {category: {method: {"mean", "std"}}},
                       "mean": {method: mean part mIoU over categories}}], ...}
 
-   with every mIoU in percent, plus the budget, the pre-training record and the
-   correspondence accuracy.
+   with every mIoU in percent, plus the budget, the pre-training records and the
+   correspondence accuracy; the table has a column per method and the
+   ``mvdecor − scratch`` gap.
 
 Everything is resumable: re-running the same command skips finished pre-training
 and finished (category, setting, method) cells, whose runs live under WORK.
@@ -30,12 +40,18 @@ and finished (category, setting, method) cells, whose runs live under WORK.
 Budgets (``--budget``): ``cpu`` is the ``cpu`` preset with a short fine-tuning
 (see ``BUDGETS``), sized so a few categories finish in about an hour on 2 cores;
 ``paper`` is the ``paper`` preset with its own iteration counts, for a GPU.
+``--config YAML`` starts from a config file instead of the budget's preset (the
+budget's changes still apply where it makes any).
 
 Example (BENCHMARKS.md has the recorded runs)::
 
     python benchmarks/fewshot.py partnet_mobility:root=../shared/data/partnet_mobility \\
         --name partnet_mobility --categories Laptop+Bucket+Safe+Faucet+Microwave \\
         --settings 1,2,5,2x3 --runs 3 --work /tmp/fewshot-pm
+
+    # the paper's four 2D rows
+    python benchmarks/fewshot.py ... --methods mvdecor,scratch,densecl,imagenet \\
+        --imagenet-checkpoint resnet18-f37072fd.pth
 """
 
 from __future__ import annotations
@@ -59,6 +75,10 @@ from mvdecor.evaluation.fewshot import finished_fewshot, run_fewshot_cached
 from mvdecor.fileio import atomic_path
 from mvdecor.train.data import split_shapes
 from mvdecor.train.pretrain import pretrain
+
+#: Benchmark methods; those in ``PRETRAINED`` pre-train first, with that pre-training method.
+METHODS = ("mvdecor", "scratch", "densecl", "imagenet")
+PRETRAINED = ("mvdecor", "densecl")
 
 #: Per budget: the preset, and what is changed from it (None keeps the preset's value).
 BUDGETS = {
@@ -104,6 +124,11 @@ def machine_description(device: str) -> str:
     if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
         text += f", GPU {torch.cuda.get_device_name(0)}"
     return text
+
+
+def pretrain_folder(work: Path, method: str, scope: str) -> Path:
+    """WORK/pretrain_<scope> for MvDeCor (the layout of earlier runs), WORK/pretrain_<method>_<scope> else."""
+    return work / (f"pretrain_{scope}" if method == "mvdecor" else f"pretrain_{method}_{scope}")
 
 
 def _write_json(path: Path, record: dict) -> None:
@@ -169,7 +194,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", default="1,2,5,2x3", help="k or kxv items (default 1,2,5,2x3)")
     parser.add_argument("--runs", type=int, default=3, help="runs per setting (default 3; the paper uses 5)")
     parser.add_argument(
-        "--methods", default="mvdecor,scratch", help="methods to run (default mvdecor,scratch)"
+        "--methods",
+        default="mvdecor,scratch",
+        help=f"methods to run, of {','.join(METHODS)} (default mvdecor,scratch)",
+    )
+    parser.add_argument(
+        "--imagenet-checkpoint",
+        metavar="PATH",
+        help="torchvision-layout ResNet state dict (.pth) for the imagenet method (nothing is downloaded)",
+    )
+    parser.add_argument(
+        "--config", metavar="YAML", help="a config file to start from instead of the budget's preset"
     )
     parser.add_argument("--pretrain-scope", choices=("dataset", "category"), default="dataset")
     parser.add_argument("--pretrain-iterations", type=int, help="override the budget's pre-training length")
@@ -204,6 +239,13 @@ def main(argv: list[str] | None = None) -> int:
     name = args.name or dataset.spec.partition(":")[0]
     categories = args.categories.split("+") if args.categories else list(dataset.categories())
     methods = args.methods.split(",")
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        parser.error(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+    if "imagenet" in methods and not args.imagenet_checkpoint:
+        parser.error("the imagenet method needs --imagenet-checkpoint PATH")
+    if args.imagenet_checkpoint and not Path(args.imagenet_checkpoint).is_file():
+        parser.error(f"--imagenet-checkpoint {args.imagenet_checkpoint}: no such file")
     convention = args.convention or (
         "partnet" if all(dataset.label_names_of(c)[:1] == ("other",) for c in categories) else "shapenet"
     )
@@ -215,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         split = make_split(dataset, args.test_fraction, args.seed)
         save_split(split, split_path, dataset.spec, args.seed, args.test_fraction)
 
-    config = load_config(budget["preset"])
+    config = load_config(args.config or budget["preset"])
     pre = config.pretrain
     ft = config.finetune
     pre = replace(
@@ -233,26 +275,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     config = replace(config, pretrain=pre, finetune=ft)
 
-    # Pre-training: one network on every category's training shapes, or one per category.
+    # Pre-training: one network on every category's training shapes, or one per category,
+    # per pre-training method, on the same shapes.
     scopes = {"all": None} if args.pretrain_scope == "dataset" else {c: c for c in categories}
-    checkpoints = {}
-    if "mvdecor" in methods:
+    checkpoints: dict[str, dict[str, Path]] = {}  # method -> scope -> checkpoint
+    for method in (m for m in PRETRAINED if m in methods):
+        checkpoints[method] = {}
+        method_config = replace(config, pretrain=replace(pre, method=method))
         for scope, category in scopes.items():
+            run_dir = pretrain_folder(work, method, scope)
+            last = run_dir / "checkpoints" / "last.pt"
+            checkpoints[method][scope] = last
             if args.report_only:
-                checkpoints[scope] = work / f"pretrain_{scope}" / "checkpoints" / "last.pt"
                 continue
             pool = [s for c, e in split.items() if category in (None, c) for s in e["train"]]
             train, val = split_shapes(pool, 0.1, args.seed)  # 10% for the validation loss
-            run_dir = work / f"pretrain_{scope}"
-            last = run_dir / "checkpoints" / "last.pt"
             done = run_dir / "done.json"
             if not done.is_file():
                 print(
-                    f"pre-training on {len(train)} shapes ({scope}), {pre.iterations} iterations", flush=True
+                    f"pre-training ({method}) on {len(train)} shapes ({scope}), {pre.iterations} iterations",
+                    flush=True,
                 )
                 t0 = time.perf_counter()
                 pretrain(
-                    config,
+                    method_config,
                     dataset.spec,
                     run_dir,
                     split={"train": train, "val": val},
@@ -262,13 +308,19 @@ def main(argv: list[str] | None = None) -> int:
                 _write_json(
                     done, {"wall_s": round(time.perf_counter() - t0, 1), "iterations": int(saved["step"])}
                 )
-            checkpoints[scope] = last
+    scope_of = {c: "all" if args.pretrain_scope == "dataset" else c for c in categories}
     init_of = {
-        "mvdecor": {c: checkpoints["all" if args.pretrain_scope == "dataset" else c] for c in categories}
-        if "mvdecor" in methods
-        else None,
-        "scratch": "scratch",
+        **{m: {c: checkpoints[m][scope_of[c]] for c in categories} for m in checkpoints},
+        "scratch": {c: "scratch" for c in categories},
+        "imagenet": {c: "imagenet" for c in categories},
     }
+    # Only the imagenet method reads the ImageNet file; the others keep the budget's config.
+    config_of = {m: config for m in methods}
+    if "imagenet" in methods:
+        imagenet_path = str(Path(args.imagenet_checkpoint).resolve())
+        config_of["imagenet"] = replace(
+            config, model=replace(config.model, imagenet_checkpoint=imagenet_path)
+        )
 
     correspondence = None
     if "mvdecor" in methods:
@@ -279,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
             test_shapes = [s for c in categories for s in split[c]["test"]]
             device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
             device = "cpu" if device == "auto" else device
-            checkpoint = checkpoints["all"] if "all" in checkpoints else checkpoints[categories[0]]
+            checkpoint = next(iter(checkpoints["mvdecor"].values()))
             correspondence = evaluate_embedding(checkpoint, dataset.spec, shapes=test_shapes, device=device)
             _write_json(corr_path, correspondence)
 
@@ -306,10 +358,10 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     print(f"k = {k}, v = {v or 'all'}, {category}: {method}", flush=True)
                     summary = run_fewshot_cached(
-                        config,
+                        config_of[method],
                         dataset.spec,
                         work / "fewshot" / category,
-                        init=init_of[method][category] if method == "mvdecor" else init_of[method],
+                        init=init_of[method][category],
                         convention=convention,
                         seed=args.seed,
                         progress=not args.quiet,
@@ -333,11 +385,19 @@ def main(argv: list[str] | None = None) -> int:
             {"k": k, "v": v or None, "runs": args.runs, "per_category": per_category, "mean": means}
         )
 
-    pretrain_runs = {s: json.loads((work / f"pretrain_{s}" / "done.json").read_text()) for s in checkpoints}
+    # method -> scope -> done.json of the finished pre-training runs
+    pretrain_runs = {
+        method: {
+            scope: json.loads(done.read_text())
+            for scope in scopes
+            if (done := pretrain_folder(work, method, scope) / "done.json").is_file()
+        }
+        for method in checkpoints
+    }
     record = {
         "dataset": name,
         "dataset_spec": dataset.spec,
-        "preset": budget["preset"],
+        "preset": config.preset,
         "budget": args.budget,
         "machine": machine_description(args.device),
         "date": time.strftime("%Y-%m-%d"),
@@ -346,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
             time.perf_counter() - start
             if not args.report_only
             else sum(c[m]["wall_s"] for st in settings for c in st["per_category"].values() for m in c)
-            + sum(run["wall_s"] for run in pretrain_runs.values()),
+            + sum(run["wall_s"] for runs in pretrain_runs.values() for run in runs.values()),
             1,
         ),
         "report_only": args.report_only,
@@ -357,8 +417,10 @@ def main(argv: list[str] | None = None) -> int:
         "pretrain": {
             "scope": args.pretrain_scope,
             "precision": pre.precision,
-            "runs": pretrain_runs,
+            "runs": pretrain_runs.get("mvdecor", {}),
+            **{f"{m}_runs": runs for m, runs in pretrain_runs.items() if m != "mvdecor"},
         },
+        "imagenet_checkpoint": args.imagenet_checkpoint if "imagenet" in methods else None,
         "finetune": {"iterations": ft.iterations, "ssl_weight": ft.ssl_weight, "precision": ft.precision},
         "split": {c: {"train": len(split[c]["train"]), "test": len(split[c]["test"])} for c in categories},
         "correspondence": {

@@ -9,4 +9,7 @@ echo "[test] ruff check"
 echo "[test] ruff format --check"
 "$VENV/bin/ruff" format --check src tests benchmarks
 echo "[test] pytest"
+# The browser tests of the HTML report (tests/viz/test_report.py) must run here,
+# not be skipped: setup.sh installed chromium.
+export MVDECOR_REQUIRE_BROWSER=1
 "$VENV/bin/python" -m pytest -q "$@"

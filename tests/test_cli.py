@@ -123,3 +123,17 @@ def test_finetune_then_segment_an_unlabelled_mesh(tmp_path, capsys):
     # A missing checkpoint: one clear line, exit code 1.
     assert main(["segment", str(mesh), "--model", str(tmp_path / "missing.pt"), "--out", str(out)]) == 1
     assert "no such checkpoint file" in capsys.readouterr().err
+
+
+def test_pretrain_method_and_imagenet_checkpoint_options(capsys):
+    from mvdecor.cli import _config_from_args, build_parser
+
+    with pytest.raises(SystemExit):
+        main(["pretrain", "--help"])
+    assert "--method {mvdecor,densecl}" in capsys.readouterr().out
+    parser = build_parser()
+    config = _config_from_args(parser.parse_args(["pretrain", "d", "run", "--method", "densecl"]))
+    assert config.pretrain.method == "densecl" and config.segment.method == "entropy"
+    assert _config_from_args(parser.parse_args(["pretrain", "d", "run"])).pretrain.method == "mvdecor"
+    args = parser.parse_args(["fewshot", "d", "out", "--init", "imagenet", "--imagenet-checkpoint", "r.pth"])
+    assert _config_from_args(args, train_section="finetune").model.imagenet_checkpoint == "r.pth"

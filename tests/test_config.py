@@ -66,3 +66,24 @@ def test_missing_config_file(tmp_path):
 def test_config_is_frozen():
     with pytest.raises(AttributeError):
         Config().preset = "x"  # type: ignore[misc]
+
+
+def test_presets_name_the_pretraining_method_and_densecl_settings(tmp_path):
+    import yaml
+
+    from mvdecor.config import DenseCLConfig, config_from_dict
+
+    paper, cpu = load_config("paper"), load_config("cpu")
+    assert paper.pretrain.method == cpu.pretrain.method == "mvdecor"
+    assert paper.pretrain.densecl == DenseCLConfig()  # DenseCL's own settings
+    assert paper.pretrain.densecl.queue_size == 65536 and paper.pretrain.densecl.momentum == 0.999
+    assert cpu.pretrain.densecl.queue_size < 65536
+    path = tmp_path / "densecl.yaml"
+    path.write_text("preset: cpu\npretrain:\n  method: densecl\n  densecl:\n    crop_scale: [0.3, 0.9]\n")
+    config = load_config(str(path))
+    assert config.pretrain.method == "densecl" and config.pretrain.densecl.crop_scale == (0.3, 0.9)
+    assert config.pretrain.densecl.queue_size == cpu.pretrain.densecl.queue_size
+    assert config_from_dict(yaml.safe_load(config.to_yaml())).pretrain == config.pretrain  # tuples as lists
+    path.write_text("pretrain:\n  densecl:\n    queue: 5\n")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['queue'\] in pretrain.densecl"):
+        load_config(str(path))

@@ -27,7 +27,7 @@ EXIT_INTERRUPTED = 130
 
 _OVERRIDES = {
     "render": ("rings", "segments", "resolution", "seed", "radius", "fov_degrees"),
-    "model": ("backbone", "output_stride", "modalities"),
+    "model": ("backbone", "output_stride", "modalities", "imagenet_checkpoint"),
     "pretrain": (
         "iterations",
         "pairs_per_batch",
@@ -63,6 +63,9 @@ def _config_from_args(args: argparse.Namespace, train_section: str = "pretrain")
     method = getattr(args, "method", None)
     if method is not None:
         overrides.setdefault("segment", {})["method"] = method
+    pretrain_method = getattr(args, "pretrain_method", None)
+    if pretrain_method is not None:
+        overrides.setdefault("pretrain", {})["method"] = pretrain_method
     return load_config(args.config or args.preset, overrides)
 
 
@@ -221,7 +224,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     )
     if int(os.environ.get("RANK", "0")) == 0:
         print(
-            f"pre-trained to step {result.step} (preset {config.preset}); last loss {result.train_loss:.4f}, "
+            f"pre-trained ({config.pretrain.method}) to step {result.step} (preset {config.preset}); "
+            f"last loss {result.train_loss:.4f}, "
             f"best validation loss {result.best_val_loss:.4f}; checkpoints in {result.last_checkpoint.parent}"
         )
     return 0
@@ -404,6 +408,289 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from mvdecor.viz.report import write_segment_report
+
+    preset, description = args.preset, ""
+    if args.model:
+        from mvdecor.train.checkpoint import load_checkpoint
+
+        payload = load_checkpoint(args.model)
+        preset = preset or payload.get("config", {}).get("preset")
+        description = f"Segmented with the model {args.model}."
+    path = write_segment_report(
+        args.run_dir,
+        title=args.title,
+        preset=preset,
+        ground_truth_dir=args.ground_truth,
+        description=description,
+    )
+    print(f"wrote {path}: open it in a browser (works offline; keep report_assets/ next to it)")
+    return 0
+
+
+def _add_report_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="write report.html (metrics, pictures, interactive 3D views) for a `mvdecor segment` folder",
+        description=(
+            "Write RUN_DIR/report.html for the output folder of `mvdecor segment`: a table of the "
+            "segmented meshes (faces, parts found, mean confidence, and with --ground-truth the share of "
+            "faces labelled right), their legend pictures, and an interactive 3D view of each mesh "
+            "(rotate, zoom, show or hide parts, switch to the ground-truth colouring). The page works "
+            "offline from the folder (file://); its scripts (three.js r147) are copied to "
+            "RUN_DIR/report_assets/. Meshes are embedded whole, not decimated."
+        ),
+    )
+    p.add_argument("run_dir", help="the --out folder of `mvdecor segment`")
+    p.add_argument("--title", help="page title (default: Segmentation of <folder name>)")
+    p.add_argument("--model", help="the checkpoint used by `mvdecor segment`: its preset is shown")
+    p.add_argument("--preset", help="preset or config name to show (default: the model's)")
+    p.add_argument(
+        "--ground-truth",
+        help="folder of true face labels, <name>.labels.npy, .labels.txt or .seg per mesh",
+    )
+    p.set_defaults(func=cmd_report)
+
+
+# ------------------------------------------------------------------- pictures
+def _picture_view(data: str, pick: str, render, store: str | None, cache: dict):
+    """The view ``pick`` (``[SHAPE:]VIEW``) of a mesh file or a dataset, and its title."""
+    from mvdecor.data.io import SUPPORTED_EXTENSIONS, load_mesh
+    from mvdecor.render import Renderer
+    from mvdecor.render.store import shape_camera_seed
+
+    shape, _, index_text = pick.rpartition(":")
+    try:
+        index = int(index_text)
+    except ValueError:
+        raise MvDecorError(
+            f"{pick!r}: expected [SHAPE:]VIEW with an integer view index, e.g. chair_0001:12"
+        ) from None
+    path = Path(data)
+    if path.is_file() and path.suffix.lower() in SUPPORTED_EXTENSIONS:
+        if "mesh" not in cache:
+            mesh = load_mesh(path).normalized()
+            cameras = render.camera_scheme().cameras(seed=shape_camera_seed(mesh.name, render.seed))
+            cache["mesh"] = (Renderer(mesh), cameras)
+        renderer, cameras = cache["mesh"]
+        if shape and shape != renderer.mesh.name:
+            raise MvDecorError(
+                f"{pick!r}: {data} is one mesh, {renderer.mesh.name!r}; give just the view index"
+            )
+        shape = renderer.mesh.name
+        if not 0 <= index < len(cameras):
+            raise MvDecorError(
+                f"{pick!r}: view index out of range; the render settings give {len(cameras)} views"
+            )
+        return renderer.render_view(cameras, index), f"{shape} view {index}"
+    from mvdecor.train.data import ViewSource
+
+    if "source" not in cache:
+        cache["source"] = ViewSource(data, render, store=store)
+    source = cache["source"]
+    ids = source.shape_ids()
+    if not shape and len(ids) == 1:
+        shape = ids[0]
+    if shape not in ids:
+        some = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+        raise MvDecorError(f"{pick!r}: no shape {shape!r} in {data} (shapes: {some}); use SHAPE:VIEW")
+    if not 0 <= index < source.num_views(shape):
+        raise MvDecorError(
+            f"{pick!r}: view index out of range; the render settings give {source.num_views(shape)} views"
+        )
+    return source.view(shape, index), f"{shape} view {index}"
+
+
+def _load_embedding_network(path: str, device: str):
+    """The embedding network, channel statistics and configuration of a pre-training or fine-tuning checkpoint."""
+    from mvdecor.train.checkpoint import load_checkpoint
+    from mvdecor.train.finetune import load_segmentation_model
+    from mvdecor.train.pretrain import load_embedding
+
+    if load_checkpoint(path).get("kind") == "segmentation":
+        model, stats, config, _ = load_segmentation_model(path, device)
+        return model.embedding, stats, config
+    return load_embedding(path, device)
+
+
+def cmd_pictures_curves(args: argparse.Namespace) -> int:
+    from mvdecor.viz.curves import plot_training_curves
+
+    first = Path(args.run[0])
+    default = first / "curves.png" if first.is_dir() else first.with_suffix(".curves.png")
+    out = plot_training_curves(args.run if len(args.run) > 1 else first, args.out or default)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_pictures_embeddings(args: argparse.Namespace) -> int:
+    from mvdecor.viz.embeddings import write_embedding_sheet
+
+    model, stats, config = _load_embedding_network(args.checkpoint, args.device)
+    cache: dict = {}
+    source_view, source_name = _picture_view(args.data, args.source, config.render, args.store, cache)
+    target_view, target_name = _picture_view(args.data, args.target, config.render, args.store, cache)
+    sheet = write_embedding_sheet(
+        args.out,
+        model,
+        source_view,
+        target_view,
+        config.model.modalities,
+        stats,
+        threshold=args.threshold,
+        colors=args.colors,
+        names=(source_name, target_name),
+        note=f"Network: {args.checkpoint}.",
+        device=args.device,
+    )
+    t = sheet.transfer
+    print(
+        f"wrote {sheet.path}: mean best similarity {t.mean_similarity:.3f}, "
+        f"{100 * t.miss_share:.1f}% of target pixels below {args.threshold:g} (red)"
+    )
+    return 0
+
+
+def cmd_pictures_segmentation(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from mvdecor.inference.segment import Segmenter
+    from mvdecor.render import Renderer
+    from mvdecor.viz import part_labels_sheet, save_image, vote_weight_sheet
+
+    segmenter = Segmenter.from_checkpoint(args.model, args.device, exclude_classes=args.exclude_classes)
+    mesh = _load_mesh_arg(args).normalized()
+    result = segmenter.segment(mesh, normalize=False)
+    cameras = segmenter.cameras_for(mesh)
+    # Evenly spread views, skipping the first and last (the poles of the camera sphere).
+    first, last = (1, len(cameras) - 2) if len(cameras) > 2 else (0, len(cameras) - 1)
+    picks = sorted({int(i) for i in np.linspace(first, last, max(args.views, 1)).round()})
+    renderer = Renderer(mesh)
+    views = [renderer.render_view(cameras, i) for i in picks]
+    names = segmenter.label_names
+    columns = {"ground truth": mesh.face_labels} if mesh.has_labels else {}
+    columns["prediction (fused)"] = result.face_labels
+    out = Path(args.out)
+    labels_png = save_image(
+        part_labels_sheet(
+            views,
+            columns,
+            names,
+            caption=f"{mesh.name}: views {', '.join(map(str, picks))} of {len(cameras)}; model {args.model}.",
+        ),
+        out / f"{mesh.name}.labels.png",
+    )
+    votes = vote_weight_sheet(
+        list(segmenter.predict(views)),
+        [v.mask for v in views],
+        names,
+        gamma=segmenter.config.segment.gamma,
+        exclude_classes=segmenter.exclude_classes,
+        titles=[f"view {i}" for i in picks],
+    )
+    weights_png = save_image(votes.image, out / f"{mesh.name}.vote_weights.png")
+    print(f"wrote {labels_png} and {weights_png}")
+    return 0
+
+
+def add_pictures_command(sub) -> None:
+    """Register ``mvdecor pictures`` (curves, embeddings, segmentation) on the sub-command parsers."""
+    p = sub.add_parser(
+        "pictures",
+        help="PNG pictures of your runs: training curves, learned embeddings (Fig. 3), segmentations",
+        description=(
+            "Make PNG pictures of your own runs. `curves`: loss, learning rate and accuracy against "
+            "the step, from a run's metrics.csv (and val.csv). `embeddings`: the paper's Fig. 3 for "
+            "a pre-trained (or fine-tuned) network and two views, each pixel of the target view "
+            "coloured like its most similar source pixel, plus PCA colours of the embeddings. "
+            "`segmentation`: a mesh's predicted parts next to its ground truth from several views, "
+            "and each view's entropy weight in the vote. Run `mvdecor pictures KIND --help`."
+        ),
+    )
+    kinds = p.add_subparsers(dest="picture", metavar="KIND", required=True)
+
+    q = kinds.add_parser(
+        "curves",
+        help="training curves of a run folder or metrics CSV",
+        description=(
+            "Plot the training curves of a run (written by `mvdecor pretrain` or `finetune`): one "
+            "panel each for the losses (training and validation), the learning rate (log scale) "
+            "and any accuracy or mIoU columns, against the step."
+        ),
+    )
+    q.add_argument("run", nargs="+", help="a run folder (reads metrics.csv and val.csv) or CSV files")
+    q.add_argument("--out", help="the PNG to write (default: RUN/curves.png, or beside the CSV)")
+    q.set_defaults(func=cmd_pictures_curves)
+
+    q = kinds.add_parser(
+        "embeddings",
+        help="Fig. 3: colour transfer through learned embeddings between two views",
+        description=(
+            "Render two views with the network's own camera settings, embed them, and write "
+            "source | target | transferred | PCA source | PCA target. Each target pixel takes the "
+            "colour of the source pixel with the most similar embedding (cosine); pixels whose best "
+            "similarity is below --threshold are red. Views are picked as SHAPE:VIEW from a dataset "
+            "(two shapes allowed), or as VIEW from a single mesh file."
+        ),
+    )
+    q.add_argument(
+        "checkpoint", help="a checkpoint of `mvdecor pretrain` (or `finetune`), e.g. RUN/checkpoints/best.pt"
+    )
+    q.add_argument("data", help="a mesh file, a dataset spec (see `mvdecor datasets`) or a folder of meshes")
+    q.add_argument(
+        "--source",
+        required=True,
+        metavar="[SHAPE:]VIEW",
+        help="the view whose colours are transferred, e.g. chair_0001:3",
+    )
+    q.add_argument(
+        "--target",
+        required=True,
+        metavar="[SHAPE:]VIEW",
+        help="the view painted with them, e.g. chair_0002:10",
+    )
+    q.add_argument("--out", default="embeddings.png", help="the PNG to write (default: embeddings.png)")
+    q.add_argument(
+        "--threshold",
+        type=float,
+        default=0.8,
+        help="cosine similarity below which pixels are red (default 0.8)",
+    )
+    q.add_argument(
+        "--colors",
+        choices=("position", "ramp"),
+        default="position",
+        help="source colouring: position = the 3D point each pixel sees (default; a perfect match of one "
+        "shape reproduces the target panel), ramp = a 2D colour ramp over the source image",
+    )
+    q.add_argument("--store", help="a render store of the dataset with the network's render settings")
+    q.add_argument("--device", default="cpu", help="device (default cpu; e.g. cuda)")
+    q.set_defaults(func=cmd_pictures_embeddings)
+
+    q = kinds.add_parser(
+        "segmentation",
+        help="predicted against ground-truth parts from several views, and the vote's view weights",
+        description=(
+            "Segment MESH with a fine-tuned model and write OUT/<name>.labels.png (colour | ground "
+            "truth, when the mesh has labels | fused prediction, from --views views, with a legend "
+            "of part names) and OUT/<name>.vote_weights.png (per view: predicted labels, per-pixel "
+            "normalised entropy, and the view's weight (1 - mean entropy)^gamma in the vote)."
+        ),
+    )
+    q.add_argument("mesh", help="a mesh file: OBJ, PLY, OFF, STL, GLB or GLTF")
+    q.add_argument("--model", required=True, help="a checkpoint written by `mvdecor finetune`")
+    q.add_argument("--labels", help="ground-truth per-face labels: .txt, .seg or .npy")
+    q.add_argument("--label-names", help="label names: .json list or .txt (only used to read --labels)")
+    q.add_argument("--out", default=".", help="output folder (default: the current folder)")
+    q.add_argument("--views", type=int, default=4, help="views to show (default 4)")
+    q.add_argument(
+        "--exclude-classes", type=int, nargs="*", default=[], help="classes never predicted (PartNet: 0)"
+    )
+    q.add_argument("--device", default="cpu", help="device (default cpu; e.g. cuda)")
+    q.set_defaults(func=cmd_pictures_segmentation)
+
+
 # --------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -475,10 +762,13 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Pre-train the embedding network so that pixels of two views seeing the same 3D point "
             "get the same embedding (dense InfoNCE over multi-view correspondences; paper section "
-            "3.1). Writes RUN/config.yaml, metrics.csv, val.csv, tensorboard/ and checkpoints/ "
-            "(last.pt, best.pt, step_*.pt). Re-running the same command resumes exactly where it "
-            "stopped; Ctrl-C saves first. For several GPUs: torchrun --nproc-per-node N -m mvdecor "
-            "pretrain ..."
+            "3.1), or, with --method densecl, by the paper's 2D baseline DenseCL (two augmented "
+            "copies of single views, a momentum network and queues of negatives; settings in the "
+            "config's pretrain.densecl section). Either way the checkpoint is the same embedding "
+            "network, for `mvdecor finetune --init` and `mvdecor fewshot --init`. Writes "
+            "RUN/config.yaml, metrics.csv, val.csv, tensorboard/ and checkpoints/ (last.pt, best.pt, "
+            "step_*.pt). Re-running the same command resumes exactly where it stopped; Ctrl-C saves "
+            "first. For several GPUs (MvDeCor only): torchrun --nproc-per-node N -m mvdecor pretrain ..."
         ),
     )
     p.add_argument("dataset", help="a dataset name or spec (see `mvdecor datasets`) or a folder of meshes")
@@ -489,6 +779,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--restart", action="store_true", help="ignore RUN/checkpoints/last.pt and start over")
     p.add_argument(
         "--split", help='JSON file {"train": [ids], "val": [ids]} (default: a seeded random split)'
+    )
+    p.add_argument(
+        "--method",
+        dest="pretrain_method",
+        choices=("mvdecor", "densecl"),
+        help="mvdecor (multi-view correspondences, the paper's method) or densecl (the 2D baseline) "
+        "(default: the preset's pretrain.method, mvdecor)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_render_options(p, "cpu")
@@ -564,8 +861,10 @@ def build_parser() -> argparse.ArgumentParser:
             "category, for each of R runs draw k labelled training shapes covering as many labels as "
             "possible, fine-tune from --init, segment every test shape and score the fused face labels "
             "(part and shape mIoU) and the per-view 2D pixel mIoU. Writes OUT/results_<method>_k<k>"
-            "[_v<v>].json and .md: mean and std over runs per category, and the mean over categories; "
-            "each category's runs are kept in OUT/<category>/ (an interrupted protocol resumes)."
+            "[_v<v>].json and .md, <method> being scratch, imagenet, or the method that wrote the "
+            "--init checkpoint (mvdecor, densecl): mean and std over runs per category, and the mean "
+            "over categories; each category's runs are kept in OUT/<category>/ (an interrupted "
+            "protocol resumes)."
         ),
     )
     p.add_argument("dataset", help="dataset spec or folder (see `mvdecor datasets`)")
@@ -574,7 +873,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--categories", type=lambda text: text.split("+"), help="only these categories, e.g. Laptop+Bucket"
     )
     p.add_argument(
-        "--init", default="scratch", help="scratch (default), imagenet, or a pre-training checkpoint"
+        "--init",
+        default="scratch",
+        help="scratch (default), imagenet (with --imagenet-checkpoint), or a checkpoint of "
+        "`mvdecor pretrain` (either method)",
+    )
+    p.add_argument(
+        "--imagenet-checkpoint",
+        dest="imagenet_checkpoint",
+        metavar="PTH",
+        help="torchvision-layout ResNet state dict for --init imagenet (first conv widened to the "
+        "input channels; nothing is downloaded)",
     )
     p.add_argument("--k", type=int, default=2, help="labelled shapes per run (default 2)")
     p.add_argument(
@@ -620,6 +929,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="device (default cpu)")
     p.add_argument("--out", help="also write the result as JSON here")
     p.set_defaults(func=cmd_evaluate_embedding)
+
+    add_pictures_command(sub)
 
     p = sub.add_parser("datasets", help="list the dataset adapters", description="List dataset names.")
     p.set_defaults(func=cmd_datasets)
@@ -673,6 +984,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=max((os.cpu_count() or 1), 1), help="processes")
     p.add_argument("--quiet", action="store_true", help="no progress messages or bars")
     p.set_defaults(func=cmd_demo)
+    _add_report_command(sub)
     return parser
 
 

@@ -95,19 +95,89 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class PretrainConfig:
-    """Self-supervised pre-training by dense multi-view InfoNCE (paper section 3.1).
+class DenseCLConfig:
+    """The DenseCL baseline (Wang et al., CVPR 2021) as a pre-training method (``pretrain.method: densecl``).
+
+    Two augmented copies of one rendered view go through a query network and a
+    momentum (key) copy of it; a global head (average pool, MLP) and a dense head
+    (1x1-conv MLP on an ``S x S`` grid) project both to ``projection_dim``; the
+    loss is ``(1 - dense_weight) * global InfoNCE + dense_weight * dense InfoNCE``
+    against queues of negative keys, dense positives matched by the argmax of the
+    features' cosine similarity. No 3D correspondence is used. The defaults are
+    DenseCL's; see :mod:`mvdecor.train.densecl`.
 
     Attributes
     ----------
+    attach : str
+        Where the heads read features: ``embedding`` (the raw per-pixel output of
+        the whole embedding network, so all of it is pre-trained, as MvDeCor's
+        is) or ``backbone`` (the ResNet's last stage, DenseCL's own choice and the
+        paper's baseline; the ASPP and decoder stay randomly initialised).
+    queue_size : int
+        Negative keys in each queue, global and dense (DenseCL: 65536).
+    momentum : float
+        m of the key network's exponential moving average (0.999).
+    temperature : float
+        InfoNCE temperature of both losses (0.2).
+    dense_weight : float
+        lambda, the dense loss's share of the total (0.5).
+    hidden_dim, projection_dim : int
+        Hidden width of both heads (2048) and the size of their output (128).
+    grid_size : int
+        S: the features are average-pooled to an ``S x S`` grid for the dense head
+        and the matching (7, DenseCL's grid for a 224-pixel input).
+    crop_scale, crop_ratio : (float, float)
+        Random resized crop: share of the image area and aspect-ratio range
+        ((0.2, 1.0) and (3/4, 4/3)); resampled with nearest neighbours.
+    flip_prob : float
+        Probability of a horizontal flip (0.5); normals are reflected with it.
+    jitter_prob, brightness, contrast, saturation, hue : float
+        Colour jitter, applied with ``jitter_prob`` (0.8) to the colour channels
+        only (grey or RGB; saturation and hue to RGB only): factors drawn from
+        ``1 +- brightness`` (0.4), ``1 +- contrast`` (0.4), ``1 +- saturation``
+        (0.4), and a hue rotation of up to ``hue`` turns (0.1).
+    grayscale_prob : float
+        Probability of replacing RGB by its luminance (0.2; RGB inputs only).
+    """
+
+    attach: str = "embedding"
+    queue_size: int = 65536
+    momentum: float = 0.999
+    temperature: float = 0.2
+    dense_weight: float = 0.5
+    hidden_dim: int = 2048
+    projection_dim: int = 128
+    grid_size: int = 7
+    crop_scale: tuple[float, float] = (0.2, 1.0)
+    crop_ratio: tuple[float, float] = (0.75, 4 / 3)
+    flip_prob: float = 0.5
+    jitter_prob: float = 0.8
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+    hue: float = 0.1
+    grayscale_prob: float = 0.2
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Self-supervised pre-training (paper section 3.1), by MvDeCor or by a 2D baseline.
+
+    Attributes
+    ----------
+    method : str
+        ``mvdecor`` (dense InfoNCE over multi-view 3D correspondences, the paper's
+        method) or ``densecl`` (the paper's 2D baseline, on single views; see
+        ``densecl``). Either writes a checkpoint that fine-tuning loads alike.
     iterations : int
         Optimiser steps (paper: 200k on PartNet, 100k on RenderPeople).
     pairs_per_batch : int
-        View pairs per step (paper: 8 pairs = 16 views), per process.
+        View pairs per step (paper: 8 pairs = 16 views), per process; for
+        ``densecl``, views per step, each as two augmented copies.
     matches_per_pair : int
         Matched pixels sampled without replacement per pair (4000).
     temperature : float
-        InfoNCE temperature (0.07).
+        InfoNCE temperature of ``mvdecor`` (0.07; ``densecl`` has its own).
     radius : float
         Two pixels correspond when their hit points are closer than this
         (unit-sphere units; authors: 5e-3, about one pixel at 256x256).
@@ -124,7 +194,8 @@ class PretrainConfig:
     val_fraction : float
         Share of shapes held out for validation.
     val_pairs : int
-        Fixed validation pairs (the same at every validation).
+        Fixed validation pairs (the same at every validation); for ``densecl``,
+        fixed validation views.
     val_every, checkpoint_every, log_every : int
         In steps.
     precision : str
@@ -136,8 +207,11 @@ class PretrainConfig:
         Data-loader processes that render or load views and match pixels.
     seed : int
         Seeds initialisation, the split and every sampled pair.
+    densecl : DenseCLConfig
+        Settings of the ``densecl`` method (unused by ``mvdecor``).
     """
 
+    method: str = "mvdecor"
     iterations: int = 200_000
     pairs_per_batch: int = 8
     matches_per_pair: int = 4000
@@ -157,6 +231,7 @@ class PretrainConfig:
     device: str = "auto"
     num_workers: int = 4
     seed: int = 0
+    densecl: DenseCLConfig = field(default_factory=DenseCLConfig)
 
     def resolve_radius(self, render: RenderConfig) -> float:
         """The correspondence radius actually used with these renders."""
@@ -268,16 +343,22 @@ class Config:
     segment: SegmentConfig = field(default_factory=SegmentConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["render"]["distance_scale"] = list(self.render.distance_scale)
-        data["model"]["modalities"] = list(self.model.modalities)
-        return data
+        """Plain nested dicts and lists (tuples become lists, as YAML and JSON need)."""
+        return _lists_for_tuples(dataclasses.asdict(self))
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_yaml())
+
+
+def _lists_for_tuples(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _lists_for_tuples(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_lists_for_tuples(item) for item in value]
+    return value
 
 
 def _build(cls: type, data: dict[str, Any], where: str, source: str | None) -> Any:

@@ -50,7 +50,15 @@ from mvdecor.errors import ConfigError
 from mvdecor.render import Renderer
 from mvdecor.render.cameras import Cameras
 from mvdecor.render.store import RenderReport, RenderStore, render_dataset
-from mvdecor.viz import label_palette, labels_to_rgb, save_image, view_panels, view_sheet
+from mvdecor.viz import (
+    labels_to_rgb,
+    legend_strip,
+    save_image,
+    stack_images,
+    text_strip,
+    view_panels,
+    view_sheet,
+)
 
 #: Categories of the default demo: both have large, well separated parts.
 DEFAULT_CATEGORIES: tuple[str, ...] = ("chair", "table")
@@ -641,65 +649,6 @@ def _prediction_stage(
     return shapes
 
 
-def _text_strip(texts: Sequence[str], cell_width: int, height: int = 16) -> np.ndarray:
-    """A white strip with each text centred in its cell of ``cell_width`` pixels."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    font = ImageFont.load_default()
-    width = len(texts) * cell_width + (len(texts) - 1) * PANEL_GAP
-    image = Image.new("RGB", (width, height), (255, 255, 255))
-    draw = ImageDraw.Draw(image)
-    for i, text in enumerate(texts):
-        box = draw.textbbox((0, 0), text, font=font)
-        x = i * (cell_width + PANEL_GAP) + max((cell_width - (box[2] - box[0])) // 2, 0)
-        y = (height - (box[3] - box[1])) // 2 - box[1]
-        draw.text((x, y), text, fill=(0, 0, 0), font=font)
-    return np.asarray(image)
-
-
-def _legend_strip(label_names: Sequence[str], width: int) -> np.ndarray:
-    """Colour swatches and part names, wrapped to ``width`` pixels."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    font = ImageFont.load_default()
-    palette = label_palette(max(len(label_names), 1))
-    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    swatch, pad, row_h = 10, 6, 16
-    places, x, y = [], pad, 3
-    for name in label_names:
-        box = probe.textbbox((0, 0), name, font=font)
-        entry_w = swatch + 4 + (box[2] - box[0]) + 2 * pad
-        if x + entry_w > width and x > pad:
-            x, y = pad, y + row_h
-        places.append((x, y, box))
-        x += entry_w
-    image = Image.new("RGB", (width, y + row_h + 2), (255, 255, 255))
-    draw = ImageDraw.Draw(image)
-    for (x, y, box), name, rgb in zip(places, label_names, palette, strict=False):
-        draw.rectangle(
-            [x, y + 2, x + swatch, y + 2 + swatch], fill=tuple(int(c) for c in rgb), outline=(0, 0, 0)
-        )
-        draw.text(
-            (x + swatch + 4, y + 2 + (swatch - (box[3] - box[1])) // 2 - box[1]),
-            name,
-            fill=(0, 0, 0),
-            font=font,
-        )
-    return np.asarray(image)
-
-
-def _stack(images: Sequence[np.ndarray], axis: int) -> np.ndarray:
-    """Images side by side (``axis=1``) or one above the other (``axis=0``), white gaps between."""
-    parts = []
-    for image in images:
-        if parts:
-            shape = list(image.shape)
-            shape[axis] = PANEL_GAP
-            parts.append(np.full(shape, 255, np.uint8))
-        parts.append(image)
-    return np.concatenate(parts, axis=axis)
-
-
 def _prediction_picture(
     mesh: LabelledMesh,
     cameras: Cameras,
@@ -715,12 +664,12 @@ def _prediction_picture(
         view = renderer.render_view(cameras, int(index))
         panels = [view_panels(view)["rgb"], labels_to_rgb(view.face_labels(mesh.face_labels), num_labels)]
         panels += [labels_to_rgb(view.face_labels(labels), num_labels) for labels in predictions.values()]
-        rows.append(_stack(panels, axis=1))
-    grid = _stack(rows, axis=0)
+        rows.append(stack_images(panels, axis=1, gap=PANEL_GAP))
+    grid = stack_images(rows, axis=0, gap=PANEL_GAP)
     titles = ["colour", "ground truth", *(METHOD_TITLES.get(m, m) for m in predictions)]
-    header = _text_strip(titles, cell_width=cameras.width)
-    legend = _legend_strip(label_names, grid.shape[1])
-    return _stack([header, grid, legend], axis=0)
+    header = text_strip(titles, cell_width=cameras.width, gap=PANEL_GAP)
+    legend = legend_strip(label_names, grid.shape[1])
+    return stack_images([header, grid, legend], axis=0, gap=PANEL_GAP)
 
 
 # -------------------------------------------------------------------- report

@@ -6,7 +6,8 @@ import json
 
 from mvdecor.cli import main
 from mvdecor.data.synthetic import CATEGORIES
-from mvdecor.evaluation.fewshot import draw_labelled_sets
+from mvdecor.evaluation.fewshot import draw_labelled_sets, method_of_init
+from mvdecor.train.checkpoint import save_checkpoint
 
 
 def test_draws_cover_labels_and_are_seeded():
@@ -44,3 +45,12 @@ def test_fewshot_command_reports_each_category(tmp_path, capsys):
     before = (out / "mug" / "results_scratch_k1.json").stat().st_mtime_ns
     assert main(args) == 0
     assert (out / "mug" / "results_scratch_k1.json").stat().st_mtime_ns == before
+
+
+def test_results_are_filed_under_the_method_that_wrote_the_checkpoint(tmp_path):
+    assert method_of_init("scratch") == "scratch" and method_of_init("imagenet") == "imagenet"
+    save_checkpoint(tmp_path / "densecl.pt", {"model": {}, "method": "densecl"})
+    assert method_of_init(tmp_path / "densecl.pt") == "densecl"
+    # Checkpoints written before methods were recorded are MvDeCor's.
+    save_checkpoint(tmp_path / "old.pt", {"model": {}, "config": {"pretrain": {}}})
+    assert method_of_init(str(tmp_path / "old.pt")) == "mvdecor"

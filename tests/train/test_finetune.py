@@ -148,3 +148,41 @@ def test_finetune_with_regulariser_and_resume(tmp_path):
     assert [float(r.split(",")[col]) for r in a[1:]] == pytest.approx([float(r.split(",")[col]) for r in b[1:]],
                                                                        rel=1e-5)  # fmt: skip
     assert "loss_ssl" in a[0] and float(a[1].split(",")[a[0].split(",").index("loss_ssl")]) > 0
+
+
+def _write_torchvision_resnet18(path):
+    """A randomly initialised ResNet-18 state dict in torchvision's layout (RGB conv1, a classifier)."""
+    import torch
+
+    from mvdecor.models.resnet import resnet18
+
+    torch.manual_seed(123)
+    state = resnet18(in_channels=3).state_dict()
+    state["fc.weight"], state["fc.bias"] = torch.randn(10, 512), torch.zeros(10)
+    torch.save(state, path)
+    return state
+
+
+@pytest.mark.parametrize("modalities", [("grey", "normal", "depth"), ("rgb", "normal", "depth")])
+def test_imagenet_init_widens_the_first_conv_with_the_mean_rgb_filter(tmp_path, modalities):
+    import torch
+
+    from mvdecor.train.finetune import _initial_embedding
+
+    state = _write_torchvision_resnet18(tmp_path / "resnet18.pth")
+    config = ft_config()
+    model = replace(config.model, modalities=modalities, imagenet_checkpoint=str(tmp_path / "resnet18.pth"))
+    embedding, stats, used = _initial_embedding(replace(config, model=model), "imagenet", torch.device("cpu"))
+    assert stats is None and used.model.imagenet_checkpoint == str(tmp_path / "resnet18.pth")
+    conv1 = embedding.backbone.conv1.weight.detach()
+    rgb, mean = state["conv1.weight"], state["conv1.weight"].mean(dim=1)
+    if modalities[0] == "rgb":  # R, G, B filters on the colour channels, their mean on the 4 others
+        torch.testing.assert_close(conv1[:, :3], rgb, rtol=0, atol=0)
+        extra = conv1[:, 3:]
+    else:  # no colour channel: grey, normals and depth all get the mean RGB filter
+        extra = conv1
+    for channel in range(extra.shape[1]):
+        torch.testing.assert_close(extra[:, channel], mean, rtol=0, atol=0)
+    backbone = embedding.backbone.state_dict()
+    for key in ("bn1.running_mean", "layer1.0.conv1.weight", "layer4.1.bn2.weight"):
+        torch.testing.assert_close(backbone[key], state[key], rtol=0, atol=0)

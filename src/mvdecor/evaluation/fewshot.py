@@ -6,11 +6,16 @@ vocabulary); :func:`run_fewshot_split` runs it for every category of a split
 categories, as the paper does. In each category, each run draws its own k labelled training shapes (seeded; the set
 covering the most labels among many random draws, as the authors do), fine-tunes
 from the given initialisation (``scratch``, ``imagenet`` or a pre-training
-checkpoint) with its own seed, segments every test shape, and scores the fused
+checkpoint of any method) with its own seed, segments every test shape, and scores the fused
 face labels (part mIoU and shape mIoU, area-weighted or on sampled points) and
 the per-view 2D pixel mIoU, so the gain from fusion is visible. It writes
 ``OUT/results.json`` and ``OUT/results.md`` (mean ± std over runs) and keeps each
 run's fine-tuning folder, so an interrupted protocol resumes run by run.
+
+Results are filed under a *method* name (``OUT/results_<method>_k<k>[_v<v>]``):
+pass ``method=`` explicitly, or let :func:`method_of_init` name it from the
+initialisation (``scratch``, ``imagenet``, or the method recorded in a
+pre-training checkpoint: ``mvdecor``, ``densecl``).
 """
 
 from __future__ import annotations
@@ -30,6 +35,19 @@ from mvdecor.fileio import atomic_path
 from mvdecor.inference.segment import Segmenter
 from mvdecor.train.data import ViewSource
 from mvdecor.train.finetune import finetune, label_vocabulary
+from mvdecor.train.pretrain import checkpoint_method
+
+
+def method_of_init(init: str | Path) -> str:
+    """The method name results of ``init`` are filed under.
+
+    ``scratch`` and ``imagenet`` name themselves; a pre-training checkpoint is
+    named by the method that wrote it (``mvdecor``, ``densecl``; see
+    :func:`~mvdecor.train.pretrain.checkpoint_method`).
+    """
+    if str(init) in ("scratch", "imagenet"):
+        return str(init)
+    return checkpoint_method(init)
 
 
 def draw_labelled_sets(
@@ -101,8 +119,8 @@ def run_fewshot(
         shapes of the InfoNCE regulariser)
     test_shapes : the shapes segmented and scored
     views_per_shape : 0 for all views, ``v`` for the sparse labelled-view setting
-    method : a name for the initialisation in the report (default: ``scratch``,
-        ``imagenet``, or ``mvdecor`` for a checkpoint)
+    method : the name the results are filed and reported under (``mvdecor``,
+        ``densecl``, ``scratch``, ``imagenet``...); default :func:`method_of_init`
     convention : ``partnet`` (label 0 "other" never predicted, masked where the
         ground truth is 0) or ``shapenet``
     category : the category's name, recorded in the results
@@ -110,7 +128,7 @@ def run_fewshot(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if method is None:
-        method = str(init) if str(init) in ("scratch", "imagenet") else "mvdecor"
+        method = method_of_init(init)
     if not test_shapes:
         raise ConfigError(None, "the few-shot protocol needs test shapes")
     source = ViewSource(dataset, config.render, radius=config.pretrain.resolve_radius(config.render))
@@ -334,8 +352,9 @@ def run_fewshot_split(
     if missing:
         raise ConfigError(None, f"categories {missing} are not in the split (it has {', '.join(split)})")
     if method is None:
-        first = init if not isinstance(init, Mapping) else next(iter(init.values()), "scratch")
-        method = str(first) if str(first) in ("scratch", "imagenet") else "mvdecor"
+        method = method_of_init(
+            init if not isinstance(init, Mapping) else next(iter(init.values()), "scratch")
+        )
     tag = _setting_tag(method, k, views_per_shape)
     start = time.perf_counter()
     per_category = {}

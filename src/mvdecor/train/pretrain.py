@@ -2,7 +2,11 @@
 
 :func:`pretrain` trains an :class:`~mvdecor.models.embedding.EmbeddingNet` so
 that pixels of two views seeing the same 3D point get the same embedding
-(dense InfoNCE), and writes a run folder::
+(dense InfoNCE), or, with ``config.pretrain.method = "densecl"``, by the 2D
+baseline DenseCL (:mod:`mvdecor.train.densecl`). Methods are named in
+:data:`PRETRAIN_METHODS` and share this module's machinery
+(:func:`prepare_run`, :func:`restore_training_state`, :func:`run_pretraining`).
+Either writes a run folder::
 
     RUN/
         config.yaml            the configuration in use (its preset named inside)
@@ -17,7 +21,10 @@ that pixels of two views seeing the same 3D point get the same embedding
 Re-running with the same folder resumes from ``last.pt``: model, optimiser,
 scheduler, step and RNG state, and the batches that follow are the ones an
 uninterrupted run would have drawn (see ``ViewPairDataset``). Ctrl-C writes
-``last.pt`` before exiting.
+``last.pt`` before exiting. Every checkpoint records the method that wrote it
+(``method``; :func:`checkpoint_method`), and its ``model`` is an
+``EmbeddingNet`` state whatever the method, so :func:`load_embedding` and
+fine-tuning read them alike.
 """
 
 from __future__ import annotations
@@ -26,9 +33,10 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,7 +47,8 @@ from mvdecor.errors import ConfigError
 from mvdecor.models.embedding import EmbeddingNet
 from mvdecor.models.inputs import ChannelStats, channel_count, rgb_channel_indices
 from mvdecor.models.losses import dense_info_nce
-from mvdecor.train.checkpoint import load_checkpoint, save_checkpoint
+from mvdecor.registry import Registry
+from mvdecor.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mvdecor.train.data import (
     ViewPairBatch,
     ViewPairDataset,
@@ -49,6 +58,7 @@ from mvdecor.train.data import (
     split_shapes,
 )
 from mvdecor.train.distributed import (
+    DistInfo,
     barrier,
     broadcast_float,
     cleanup,
@@ -152,7 +162,7 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
 
 
 def _check_resumable(saved: dict, config: Config, run_dir: Path) -> None:
-    """Refuse to resume a run with another model or data configuration."""
+    """Refuse to resume a run with another method, model or data configuration."""
     now = config.to_dict()
     for section in ("model", "render"):
         if saved.get(section) != now[section]:
@@ -161,9 +171,62 @@ def _check_resumable(saved: dict, config: Config, run_dir: Path) -> None:
                 f"holds a run with another {section} configuration; use a new run folder "
                 "or the same configuration to resume",
             )
+    saved_pretrain = saved.get("pretrain", {})
+    method = config.pretrain.method
+    # Runs written before methods were named were all MvDeCor runs.
+    saved_method = saved_pretrain.get("method", "mvdecor")
+    if saved_method != method:
+        raise ConfigError(
+            run_dir, f"holds a {saved_method} pre-training run, not {method}; use a new run folder"
+        )
+    if method != "mvdecor" and saved_pretrain.get(method) != now["pretrain"].get(method):
+        raise ConfigError(
+            run_dir,
+            f"holds a run with other pretrain.{method} settings; use a new run folder "
+            "or the same configuration to resume",
+        )
 
 
-def pretrain(
+# ------------------------------------------------------------------ shared machinery
+@dataclass
+class PretrainRun:
+    """A prepared pre-training run: what every method shares before its own model and data.
+
+    Attributes
+    ----------
+    config : the run's configuration (with any ``iterations`` override applied)
+    run_dir : the run folder
+    device, info : where this process trains, and its rank among the processes
+    source : the views of the dataset (render store or on the fly)
+    train_ids, val_ids : the shapes trained on and held out
+    stats : input channel statistics (from the checkpoint when resuming)
+    saved : the checkpoint resumed from, or None
+    """
+
+    config: Config
+    run_dir: Path
+    device: torch.device
+    info: DistInfo
+    source: ViewSource
+    train_ids: list[str]
+    val_ids: list[str]
+    stats: ChannelStats
+    saved: dict | None
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    @property
+    def last_path(self) -> Path:
+        return self.checkpoint_dir / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.checkpoint_dir / "best.pt"
+
+
+def prepare_run(
     config: Config,
     dataset: str,
     run_dir: str | Path,
@@ -171,26 +234,13 @@ def pretrain(
     store: str | Path | None = None,
     resume: bool = True,
     iterations: int | None = None,
-    progress: bool = True,
-    stop_after: int | None = None,
     split: dict[str, list[str]] | None = None,
-) -> PretrainResult:
-    """Pre-train an embedding network on the shapes of ``dataset`` (labels unused).
+) -> PretrainRun:
+    """Device, view source, shape split, channel statistics and the checkpoint to resume from.
 
-    Parameters
-    ----------
-    config : the run's configuration (``config.render``, ``.model``, ``.pretrain``)
-    dataset : a dataset spec or folder (see ``mvdecor datasets``)
-    run_dir : the run folder (created; resumed from when it holds ``last.pt``)
-    store : a render store of the dataset made with ``config.render``; None
-        renders views on the fly in the data-loader workers
-    resume : resume from ``RUN/checkpoints/last.pt`` when it exists
-    iterations : override ``config.pretrain.iterations``
-    progress : show a progress bar (rank 0)
-    stop_after : stop (with a checkpoint) after this many steps of this call,
-        as if interrupted; for tests and time-boxed jobs
-    split : ``{"train": [...], "val": [...]}`` shape ids to use instead of a
-        seeded random split (``val`` may be empty)
+    Seeds the global RNG with ``config.pretrain.seed`` (before any model is
+    built) and, on rank 0, writes ``RUN/config.yaml`` and ``RUN/run.json``.
+    Parameters as for :func:`pretrain`.
     """
     cfg = config.pretrain
     if iterations is not None:
@@ -202,8 +252,7 @@ def pretrain(
     if info.enabled and device.type == "cuda":
         device = resolve_device(cfg.device, info.local_rank)
         torch.cuda.set_device(device)
-    ckpt_dir = run_dir / "checkpoints"
-    last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
+    last_path = run_dir / "checkpoints" / "last.pt"
 
     torch.manual_seed(cfg.seed)
     radius = cfg.resolve_radius(config.render)
@@ -233,6 +282,7 @@ def pretrain(
             json.dumps(
                 {
                     "command": "pretrain",
+                    "method": cfg.method,
                     "dataset": source.dataset.spec,
                     "store": str(store) if store else None,
                     "preset": config.preset,
@@ -246,56 +296,86 @@ def pretrain(
             )
             + "\n"
         )
+    return PretrainRun(config, run_dir, device, info, source, train_ids, val_ids, stats, saved)
 
-    model = build_model(config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience
-    )
-    scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")
-    step, best_val = 0, math.inf
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        if "scaler" in saved:
-            scaler.load_state_dict(saved["scaler"])
-        step, best_val = int(saved["step"]), float(saved["best_val_loss"])
-        _set_rng_state(saved["rng"], device)
-    train_model: torch.nn.Module = model
-    if info.enabled:
-        train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
 
-    train_set = ViewPairDataset(
-        source,
-        train_ids,
-        config.model.modalities,
-        stats,
-        cfg.matches_per_pair,
-        cfg.overlap_threshold,
-        cfg.seed,
-    )
-    val_set = (
-        ViewPairDataset(
-            source,
-            val_ids,
-            config.model.modalities,
-            stats,
-            cfg.matches_per_pair,
-            cfg.overlap_threshold,
-            cfg.seed + 1_000_003,
-        )
-        if val_ids
-        else None
-    )
+def restore_training_state(
+    run: PretrainRun,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: object,
+    scaler: torch.amp.GradScaler,
+) -> tuple[int, float]:
+    """Load the resumed checkpoint's model, optimiser, scheduler, scaler and RNG; ``(step, best_val_loss)``.
+
+    Without a checkpoint to resume from, nothing changes and ``(0, inf)`` is returned.
+    """
+    saved = run.saved
+    if saved is None:
+        return 0, math.inf
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    if "scaler" in saved:
+        scaler.load_state_dict(saved["scaler"])
+    _set_rng_state(saved["rng"], run.device)
+    return int(saved["step"]), float(saved["best_val_loss"])
+
+
+@dataclass
+class MethodSteps:
+    """What a pre-training method plugs into :func:`run_pretraining`.
+
+    Attributes
+    ----------
+    loss : a batch (already on the device) -> the loss to minimise and extra
+        scalars to log (run under the run's autocast precision)
+    validation_loss : the validation loss of the current weights (rank 0 only;
+        sets the modules' modes itself), or None without validation shapes
+    extra_state : entries added to every checkpoint (e.g. a momentum network)
+    """
+
+    loss: Callable[[Any], tuple[torch.Tensor, dict[str, float]]]
+    validation_loss: Callable[[], float] | None = None
+    extra_state: Callable[[], dict] = dict
+
+
+def run_pretraining(
+    run: PretrainRun,
+    *,
+    model: torch.nn.Module,
+    network: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau,
+    scaler: torch.amp.GradScaler,
+    train_set: torch.utils.data.Dataset,
+    collate_fn: Callable[[list], Any],
+    steps: MethodSteps,
+    step: int = 0,
+    best_val: float = math.inf,
+    stop_after: int | None = None,
+    progress: bool = True,
+) -> PretrainResult:
+    """The training loop every pre-training method shares.
+
+    Draws step ``s``'s items ``s * P .. s * P + P - 1`` of ``train_set`` (``P =
+    pairs_per_batch``, each item two images), minimises ``steps.loss``, logs
+    ``RUN/metrics.csv`` (loss, the method's extra scalars, lr, throughput, data
+    wait), validates every ``val_every`` steps into ``RUN/val.csv`` (the
+    plateau scheduler follows the validation loss; ``best.pt`` keeps its
+    lowest), and writes checkpoints (``last.pt``, ``step_NNNNNNN.pt``; also on
+    Ctrl-C). ``model`` is the embedding network saved as the checkpoint's
+    ``model``; ``network`` is the module put in training mode (``model`` itself,
+    or a module holding it).
+    """
+    config, info, device = run.config, run.info, run.device
+    cfg = config.pretrain
     stop = cfg.iterations if stop_after is None else min(cfg.iterations, step + stop_after)
     loader = DataLoader(
         train_set,
         batch_sampler=StepBatchSampler(step, stop, cfg.pairs_per_batch, info.rank, info.world_size),
         num_workers=cfg.num_workers,
-        collate_fn=collate_pairs,
+        collate_fn=collate_fn,
         persistent_workers=False,
         pin_memory=device.type == "cuda",
         prefetch_factor=4 if cfg.num_workers > 0 else None,
@@ -304,8 +384,10 @@ def pretrain(
         generator=torch.Generator().manual_seed(cfg.seed),
     )
 
-    logger = MetricLogger(run_dir, "metrics", resume_step=step) if info.is_main else None
-    val_logger = MetricLogger(run_dir, "val", tensorboard=False, resume_step=step) if info.is_main else None
+    logger = MetricLogger(run.run_dir, "metrics", resume_step=step) if info.is_main else None
+    val_logger = (
+        MetricLogger(run.run_dir, "val", tensorboard=False, resume_step=step) if info.is_main else None
+    )
 
     def checkpoint_payload() -> dict:
         return {
@@ -316,9 +398,11 @@ def pretrain(
             "step": step,
             "rng": _rng_state(device),
             "config": config.to_dict(),
-            "channel_stats": stats.to_dict(),
+            "channel_stats": run.stats.to_dict(),
             "best_val_loss": best_val,
             "kind": "embedding",
+            "method": cfg.method,
+            **steps.extra_state(),
         }
 
     from tqdm.auto import tqdm
@@ -326,7 +410,7 @@ def pretrain(
     bar = tqdm(
         total=cfg.iterations,
         initial=step,
-        desc="pretrain",
+        desc="pretrain" if cfg.method == "mvdecor" else f"pretrain {cfg.method}",
         unit="it",
         disable=not (progress and info.is_main),
         dynamic_ncols=True,
@@ -335,7 +419,7 @@ def pretrain(
     wait_s = compute_s = 0.0
     window_steps = 0
     window_start = time.perf_counter()
-    model.train()
+    network.train()
     try:
         fetch_start = time.perf_counter()
         for batch in loader:
@@ -343,7 +427,7 @@ def pretrain(
             wait_s += got - fetch_start
             batch = batch.to(device)
             with _autocast(device, cfg.precision):
-                loss = pair_loss(train_model, batch, cfg.temperature)
+                loss, scalars = steps.loss(batch)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -365,6 +449,7 @@ def pretrain(
                 logger.log(
                     step,
                     loss=last_loss,
+                    **scalars,
                     lr=optimizer.param_groups[0]["lr"],
                     it_per_s=rate,
                     images_per_s=rate * 2 * cfg.pairs_per_batch * info.world_size,
@@ -374,35 +459,27 @@ def pretrain(
                 window_steps = 0
                 window_start = time.perf_counter()
 
-            if val_set is not None and (step % cfg.val_every == 0 or step == cfg.iterations):
+            if steps.validation_loss is not None and (step % cfg.val_every == 0 or step == cfg.iterations):
                 val_loss = math.nan
                 if info.is_main:
-                    val_loss = validation_loss(
-                        model,
-                        val_set,
-                        cfg.val_pairs,
-                        cfg.pairs_per_batch,
-                        cfg.temperature,
-                        device,
-                        cfg.precision,
-                    )
+                    val_loss = steps.validation_loss()
                 val_loss = broadcast_float(val_loss, info, device)
                 scheduler.step(val_loss)
                 if val_loss < best_val:
                     best_val = val_loss
                     if info.is_main:
-                        save_checkpoint(best_path, checkpoint_payload())
+                        save_checkpoint(run.best_path, checkpoint_payload())
                 if val_logger is not None:
                     val_logger.log(step, val_loss=val_loss, lr=optimizer.param_groups[0]["lr"])
-                model.train()
+                network.train()
 
             if info.is_main and step % cfg.checkpoint_every == 0:
-                save_checkpoint(ckpt_dir / f"step_{step:07d}.pt", checkpoint_payload())
-                save_checkpoint(last_path, checkpoint_payload())
+                save_checkpoint(run.checkpoint_dir / f"step_{step:07d}.pt", checkpoint_payload())
+                save_checkpoint(run.last_path, checkpoint_payload())
             fetch_start = time.perf_counter()
     except KeyboardInterrupt:
         if info.is_main:
-            save_checkpoint(last_path, checkpoint_payload())
+            save_checkpoint(run.last_path, checkpoint_payload())
             bar.write(f"interrupted at step {step}; resume by running the same command again")
         raise
     finally:
@@ -412,16 +489,157 @@ def pretrain(
         if val_logger is not None:
             val_logger.close()
     if info.is_main:
-        save_checkpoint(last_path, checkpoint_payload())
+        save_checkpoint(run.last_path, checkpoint_payload())
     barrier(info)
     cleanup(info)
     return PretrainResult(
-        run_dir=run_dir,
+        run_dir=run.run_dir,
         step=step,
         best_val_loss=best_val,
-        last_checkpoint=last_path,
-        best_checkpoint=best_path if best_path.is_file() else None,
+        last_checkpoint=run.last_path,
+        best_checkpoint=run.best_path if run.best_path.is_file() else None,
         train_loss=last_loss,
+    )
+
+
+# -------------------------------------------------------------------------- methods
+#: Pre-training methods by name (``config.pretrain.method``); each has :func:`pretrain`'s signature.
+PRETRAIN_METHODS: Registry[Callable[..., PretrainResult]] = Registry("pre-training method")
+
+
+def pretrain(
+    config: Config,
+    dataset: str,
+    run_dir: str | Path,
+    *,
+    store: str | Path | None = None,
+    resume: bool = True,
+    iterations: int | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+    split: dict[str, list[str]] | None = None,
+) -> PretrainResult:
+    """Pre-train an embedding network on the shapes of ``dataset`` (labels unused).
+
+    The method is ``config.pretrain.method``: ``mvdecor`` (:func:`pretrain_mvdecor`)
+    or ``densecl`` (:func:`mvdecor.train.densecl.pretrain_densecl`). Either
+    writes the run folder described in the module docstring, and checkpoints
+    that :func:`load_embedding` and fine-tuning read alike.
+
+    Parameters
+    ----------
+    config : the run's configuration (``config.render``, ``.model``, ``.pretrain``)
+    dataset : a dataset spec or folder (see ``mvdecor datasets``)
+    run_dir : the run folder (created; resumed from when it holds ``last.pt``)
+    store : a render store of the dataset made with ``config.render``; None
+        renders views on the fly in the data-loader workers
+    resume : resume from ``RUN/checkpoints/last.pt`` when it exists
+    iterations : override ``config.pretrain.iterations``
+    progress : show a progress bar (rank 0)
+    stop_after : stop (with a checkpoint) after this many steps of this call,
+        as if interrupted; for tests and time-boxed jobs
+    split : ``{"train": [...], "val": [...]}`` shape ids to use instead of a
+        seeded random split (``val`` may be empty)
+
+    Raises
+    ------
+    UnknownNameError
+        ``config.pretrain.method`` names no method.
+    """
+    import mvdecor.train.densecl  # noqa: F401  (registers "densecl")
+
+    method = PRETRAIN_METHODS.get(config.pretrain.method)
+    return method(
+        config,
+        dataset,
+        run_dir,
+        store=store,
+        resume=resume,
+        iterations=iterations,
+        progress=progress,
+        stop_after=stop_after,
+        split=split,
+    )
+
+
+@PRETRAIN_METHODS.register("mvdecor")
+def pretrain_mvdecor(
+    config: Config,
+    dataset: str,
+    run_dir: str | Path,
+    *,
+    store: str | Path | None = None,
+    resume: bool = True,
+    iterations: int | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+    split: dict[str, list[str]] | None = None,
+) -> PretrainResult:
+    """MvDeCor pre-training: dense InfoNCE over matched pixels of view pairs (see :func:`pretrain`)."""
+    run = prepare_run(
+        config, dataset, run_dir, store=store, resume=resume, iterations=iterations, split=split
+    )
+    config, device, info = run.config, run.device, run.info
+    cfg = config.pretrain
+    model = build_model(config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience
+    )
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")
+    step, best_val = restore_training_state(run, model, optimizer, scheduler, scaler)
+    train_model: torch.nn.Module = model
+    if info.enabled:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    modalities = config.model.modalities
+    train_set = ViewPairDataset(
+        run.source,
+        run.train_ids,
+        modalities,
+        run.stats,
+        cfg.matches_per_pair,
+        cfg.overlap_threshold,
+        cfg.seed,
+    )
+    val_set = (
+        ViewPairDataset(
+            run.source,
+            run.val_ids,
+            modalities,
+            run.stats,
+            cfg.matches_per_pair,
+            cfg.overlap_threshold,
+            cfg.seed + 1_000_003,
+        )
+        if run.val_ids
+        else None
+    )
+
+    def train_loss(batch: ViewPairBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        return pair_loss(train_model, batch, cfg.temperature), {}
+
+    def val_loss() -> float:
+        return validation_loss(
+            model, val_set, cfg.val_pairs, cfg.pairs_per_batch, cfg.temperature, device, cfg.precision
+        )
+
+    return run_pretraining(
+        run,
+        model=model,
+        network=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        train_set=train_set,
+        collate_fn=collate_pairs,
+        steps=MethodSteps(loss=train_loss, validation_loss=val_loss if val_set is not None else None),
+        step=step,
+        best_val=best_val,
+        stop_after=stop_after,
+        progress=progress,
     )
 
 
@@ -448,10 +666,38 @@ def validation_loss(
     return float(np.average(losses, weights=weights))
 
 
+def checkpoint_method(path: str | Path) -> str:
+    """The pre-training method that wrote an embedding checkpoint (``mvdecor``, ``densecl``...).
+
+    Checkpoints written before methods were recorded are MvDeCor's. The file is
+    memory-mapped, so only the small entries are read.
+
+    Raises
+    ------
+    CheckpointError
+        Missing or unreadable file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(path, "no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # torch raises many types for damaged files
+        raise CheckpointError(path, f"unreadable checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(payload, dict):
+        raise CheckpointError(path, "not an mvdecor checkpoint")
+    method = payload.get("method") or payload.get("config", {}).get("pretrain", {}).get("method")
+    return str(method or "mvdecor")
+
+
 def load_embedding(
     path: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[EmbeddingNet, ChannelStats, Config]:
-    """A pre-trained embedding network, its channel statistics and its configuration."""
+    """A pre-trained embedding network, its channel statistics and its configuration.
+
+    Any pre-training method's checkpoint loads here; ``config.pretrain.method``
+    names the method that wrote it.
+    """
     from mvdecor.config import config_from_dict
 
     payload = load_checkpoint(path, map_location=device)

@@ -1,0 +1,109 @@
+"""benchmarks/fewshot.py: the DenseCL and ImageNet methods end to end on tiny synthetic shapes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from mvdecor.models.resnet import resnet18
+from mvdecor.train.checkpoint import load_checkpoint
+from mvdecor.train.pretrain import checkpoint_method
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "fewshot.py"
+DATASET = "synthetic:categories=mug+bottle,n=3,textured=0"
+
+#: 6 views at 32x32, the smallest network, one step of everything, no worker processes.
+TINY_YAML = """\
+preset: cpu
+render: {rings: 1, segments: 4, resolution: 32}
+model: {backbone: resnet18, output_stride: 16}
+pretrain:
+  pairs_per_batch: 2
+  matches_per_pair: 64
+  val_pairs: 2
+  num_workers: 0
+  precision: fp32
+  densecl: {queue_size: 8, hidden_dim: 16, grid_size: 4}
+finetune: {views_per_batch: 2, ssl_weight: 0.0, num_workers: 0, precision: fp32, checkpoint_every: 100}
+"""
+
+
+@pytest.fixture(scope="module")
+def benchmark():
+    spec = importlib.util.spec_from_file_location("fewshot_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write_torchvision_resnet18(path: Path) -> dict[str, torch.Tensor]:
+    """A randomly initialised ResNet-18 state dict in torchvision's layout (RGB conv1, a classifier)."""
+    torch.manual_seed(7)
+    state = resnet18(in_channels=3).state_dict()
+    state["fc.weight"], state["fc.bias"] = torch.randn(10, 512), torch.zeros(10)
+    assert {"conv1.weight", "bn1.running_mean", "layer1.0.conv1.weight", "fc.weight"} <= set(state)
+    torch.save(state, path)
+    return state
+
+
+def test_densecl_and_imagenet_methods_run_on_the_same_cells(tmp_path, benchmark, capsys):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_YAML)
+    imagenet = tmp_path / "resnet18.pth"
+    state = _write_torchvision_resnet18(imagenet)
+    work, results = tmp_path / "work", tmp_path / "results"
+    args = [DATASET, "--name", "tiny", "--budget", "paper", "--config", str(config), "--categories", "mug",
+            "--settings", "1", "--runs", "1", "--methods", "scratch,densecl,imagenet", "--imagenet-checkpoint",
+            str(imagenet), "--pretrain-iterations", "1", "--finetune-iterations", "1", "--device", "cpu",
+            "--test-fraction", "0.34", "--work", str(work), "--results", str(results), "--quiet"]  # fmt: skip
+    assert benchmark.main(args) == 0
+    table = capsys.readouterr().out
+    assert "| category | scratch | densecl | imagenet | mvdecor − scratch |" in table
+
+    # DenseCL pre-trained in its own folder, on the same training shapes MvDeCor would use.
+    densecl_run = work / "pretrain_densecl_all"
+    assert json.loads((densecl_run / "done.json").read_text())["iterations"] == 1
+    assert checkpoint_method(densecl_run / "checkpoints" / "last.pt") == "densecl"
+    assert not (work / "pretrain_all").exists()  # MvDeCor's folder: only for the mvdecor method
+
+    record = json.loads((results / "tiny-paper.json").read_text())
+    assert record["methods"] == ["scratch", "densecl", "imagenet"]
+    assert set(record["settings"][0]["per_category"]["mug"]) == {"scratch", "densecl", "imagenet"}
+    assert set(record["pretrain"]["densecl_runs"]) == {"all"} and record["pretrain"]["runs"] == {}
+    assert record["imagenet_checkpoint"] == str(imagenet)
+    cells = work / "fewshot" / "mug"
+    summaries = {m: json.loads((cells / f"results_{m}_k1.json").read_text()) for m in record["methods"]}
+    assert {m: s["method"] for m, s in summaries.items()} == {m: m for m in summaries}
+    # The same draw of labelled shapes for every method.
+    assert len({tuple(s["per_run"][0]["labelled_shapes"]) for s in summaries.values()}) == 1
+    assert summaries["densecl"]["init"] == str(densecl_run / "checkpoints" / "last.pt")
+
+    # The imagenet cell started from the file: its widened conv1 (the mean RGB filter on each of the
+    # 5 grey/normal/depth channels) moved by about one Adam step of lr 1e-3 at most; scratch's did not.
+    mean_filter = state["conv1.weight"].mean(dim=1, keepdim=True).expand(-1, 5, -1, -1)
+    key = "embedding.encoder.backbone.conv1.weight"
+    tuned = load_checkpoint(cells / "imagenet_k1_run0" / "checkpoints" / "last.pt")["model"][key]
+    scratch = load_checkpoint(cells / "scratch_k1_run0" / "checkpoints" / "last.pt")["model"][key]
+    assert (tuned - mean_filter).abs().max() < 2e-3
+    assert (scratch - mean_filter).abs().max() > 2e-2
+    assert str(imagenet) in (cells / "imagenet_k1_run0" / "config.yaml").read_text()
+    assert "resnet18.pth" not in (cells / "scratch_k1_run0" / "config.yaml").read_text()
+
+    # Re-running finds everything finished.
+    before = (cells / "results_densecl_k1.json").stat().st_mtime_ns
+    assert benchmark.main(args) == 0
+    assert (cells / "results_densecl_k1.json").stat().st_mtime_ns == before
+
+
+def test_bad_method_lists_are_refused(tmp_path, benchmark, capsys):
+    base = [DATASET, "--work", str(tmp_path / "w"), "--results", str(tmp_path / "r")]
+    with pytest.raises(SystemExit):
+        benchmark.main([*base, "--methods", "mvdecor,moco"])
+    assert "unknown methods ['moco']" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        benchmark.main([*base, "--methods", "imagenet"])
+    assert "needs --imagenet-checkpoint" in capsys.readouterr().err
