@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from collections import Counter
+from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
+import torch
 import yaml
+from PIL import Image
 
+from mvdecor import demo
+from mvdecor.cli import main
 from mvdecor.demo import run_demo
 from mvdecor.errors import ConfigError
+from mvdecor.inference.segment import Segmenter
+from mvdecor.train.checkpoint import load_checkpoint, save_checkpoint
 
 #: 2 + 1 x 6 = 8 views of 64x64 per shape and 2 validation pairs: the pipeline's shapes, a fraction of its cost.
 TINY_CONFIG = {"render": {"rings": 1, "segments": 6, "resolution": 64}, "pretrain": {"val_pairs": 2}}
@@ -30,11 +40,51 @@ TINY = dict(
 )
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 def _in_unit_interval(value) -> bool:
     return isinstance(value, float) and math.isfinite(value) and 0.0 <= value <= 1.0
 
 
-def test_demo_compares_mvdecor_with_scratch(tmp_path):
+@pytest.fixture
+def segmented(monkeypatch) -> list[str]:
+    """The name of every mesh :meth:`Segmenter.segment` is called on, in order."""
+    calls: list[str] = []
+    original = Segmenter.segment
+
+    def counting(self, mesh, *args, **kwargs):
+        calls.append(mesh.name)
+        return original(self, mesh, *args, **kwargs)
+
+    monkeypatch.setattr(Segmenter, "segment", counting)
+    return calls
+
+
+def _check_pictures(out: Path) -> set[str]:
+    """Check report.html and report.md against the pictures; the pictures both reference.
+
+    Every picture either report references is a valid PNG in ``out``, and every
+    PNG under ``out/pictures`` is shown in report.html.
+    """
+    page = (out / "report.html").read_text()
+    markdown = (out / "report.md").read_text()
+    in_page = {unquote(src) for src in re.findall(r'<img src="([^"]+)"', page)}
+    in_markdown = set(re.findall(r"\]\(([^)\s]+\.png)\)", markdown))
+    assert "](report.html)" in markdown
+    for name in in_page | in_markdown:
+        path = out / name
+        assert path.is_file(), name
+        assert path.read_bytes()[:8] == PNG_SIGNATURE, name
+        with Image.open(path) as image:
+            image.verify()
+    written = {p.relative_to(out).as_posix() for p in (out / "pictures").rglob("*.png")}
+    assert written == in_page, written ^ in_page
+    assert in_markdown <= in_page
+    return in_page
+
+
+def test_demo_compares_mvdecor_with_scratch(tmp_path, segmented):
     out = tmp_path / "demo"
     report = run_demo(out, pretrain_iterations=1, **TINY)
     assert report == out / "report.md" and report.is_file()
@@ -91,10 +141,57 @@ def test_demo_compares_mvdecor_with_scratch(tmp_path):
     for shape_id in test_shapes:
         assert f"pictures/predictions/{shape_id}.png" in text
 
+    # Each test shape was segmented once per method, inside the few-shot runs; the exports, pictures
+    # and reports reuse the labels those runs scored and saved.
+    assert Counter(segmented) == Counter(test_shapes * 2)
+    for category in ("chair", "table"):
+        for method in ("mvdecor", "scratch"):
+            run = summary["fewshot"][category][method]
+            assert (out / run["predictions"]).is_file()
+            assert set(run["per_shape_miou"]) == set(summary["split"][category]["test"])
+    # Only last.pt is kept of each finished training run (keep_checkpoints="last").
+    assert sorted(p.name for p in (out / "pretrain" / "checkpoints").iterdir()) == ["last.pt"]
+    assert "optimizer" in load_checkpoint(out / "pretrain" / "checkpoints" / "last.pt")
+    assert summary["keep_checkpoints"] == "last"
+
+    pictures = _check_pictures(out)
+    embeddings = {f"pictures/embeddings/{c}_{pair}_{net}.png" for c in ("chair", "table")
+                  for pair in ("same_shape", "two_shapes") for net in ("pretrained", "random")}  # fmt: skip
+    vote_shape = summary["split"]["chair"]["test"][0]
+    votes = {f"pictures/vote_weights/{vote_shape}_{m}.png" for m in ("mvdecor", "scratch")}
+    curves = {"pictures/curves/pretrain.png"} | {
+        f"pictures/curves/finetune_{c}_{m}.png" for c in ("chair", "table") for m in ("mvdecor", "scratch")
+    }
+    predictions = {f"pictures/predictions/{s}.png" for s in test_shapes}
+    shapes = {f"pictures/{r['shape']}.png" for r in summary["shapes_detail"]}
+    assert pictures == embeddings | votes | curves | predictions | shapes
+    assert all(p["caption"] for p in summary["pictures"])
+    assert set(summary["vote_weights"]["weights"]) == {"mvdecor", "scratch"}
+    assert len(summary["vote_weights"]["weights"]["mvdecor"]) == 8
+    page = (out / "report.html").read_text()
+    assert page.count('<article class="viewer"') == len(test_shapes)
+    assert "Scores in % (ShapeNet-Part rules, area-weighted)" in page
+    for labeling in ("MvDeCor", "scratch", "ground truth"):
+        assert f"> {labeling}</label>" in page
+    assert (out / "report_assets" / "report-viewer" / "viewer.js").is_file()
+
+    # A second run reuses every finished stage and segments nothing again.
+    run_demo(out, pretrain_iterations=1, **TINY)
+    again = json.loads((out / "summary.json").read_text())
+    assert again["reused_stages"] == ["pretrain", "correspondence"] + [
+        f"fine-tune {c}/{m}" for c in ("chair", "table") for m in ("mvdecor", "scratch")
+    ]
+    assert Counter(segmented) == Counter(test_shapes * 2)
+    for category, runs in summary["fewshot"].items():
+        for method, run in runs.items():
+            assert not run["reused"] and again["fewshot"][category][method] == dict(run, reused=True)
+    assert _check_pictures(out) == pictures
+
 
 def test_demo_without_pretraining_runs_scratch_only_and_resumes(tmp_path):
     out = tmp_path / "demo"
-    settings = dict(TINY, categories=("mug",))
+    # Keeping only the networks' weights: the report and a re-run need nothing else.
+    settings = dict(TINY, categories=("mug",), keep_checkpoints="weights")
     run_demo(out, pretrain_iterations=0, **settings)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["methods"] == ["scratch"] and summary["pretraining"] is None
@@ -106,6 +203,15 @@ def test_demo_without_pretraining_runs_scratch_only_and_resumes(tmp_path):
     assert "## Training from scratch" in text and "MvDeCor" not in text.split("## Predictions")[0]
     shape_id = next(iter(summary["predictions"]))
     assert (out / "segmentations" / "scratch" / f"{shape_id}.glb").is_file()
+    pictures = _check_pictures(out)
+    assert not any(p.startswith("pictures/embeddings/") for p in pictures)
+    assert f"pictures/vote_weights/{shape_id}_scratch.png" in pictures
+    assert "pictures/curves/finetune_mug_scratch.png" in pictures
+    checkpoint = out / summary["fewshot"]["mug"]["scratch"]["checkpoint"]
+    assert sorted(p.name for p in checkpoint.parent.iterdir()) == ["last.pt"]
+    assert set(load_checkpoint(checkpoint)) == set(demo.NETWORK_ENTRIES) - {"method", "best_val_loss"} | {
+        "format_version"
+    }
 
     # A second run reuses the finished fine-tuning run instead of training again.
     run_demo(out, pretrain_iterations=0, **settings)
@@ -114,6 +220,44 @@ def test_demo_without_pretraining_runs_scratch_only_and_resumes(tmp_path):
     assert (
         again["fewshot"]["mug"]["scratch"]["part_miou"] == summary["fewshot"]["mug"]["scratch"]["part_miou"]
     )
+    assert _check_pictures(out) == pictures
+
+
+def test_finished_runs_keep_the_checkpoints_asked_for(tmp_path):
+    full = {"model": {"w": torch.zeros(2)}, "optimizer": {"state": {}}, "scheduler": {}, "rng": [1],
+            "step": 5, "config": {}, "channel_stats": {}, "kind": "segmentation",
+            "label_names": ["a"]}  # fmt: skip
+    for keep in ("all", "last", "weights"):
+        folder = tmp_path / keep / "checkpoints"
+        for name in ("last.pt", "best.pt", "step_0000005.pt"):
+            save_checkpoint(folder / name, full)
+        demo._prune_checkpoints(folder, keep)
+        kept = sorted(p.name for p in folder.iterdir())
+        assert kept == (["best.pt", "last.pt", "step_0000005.pt"] if keep == "all" else ["last.pt"])
+        entries = set(load_checkpoint(folder / "last.pt"))
+        dropped = {"optimizer", "scheduler", "rng"}
+        assert entries.isdisjoint(dropped) if keep == "weights" else dropped <= entries
+        # Trimming a trimmed folder again (a re-run reusing the stage) leaves it as it is.
+        before = (folder / "last.pt").stat().st_mtime_ns
+        demo._prune_checkpoints(folder, keep)
+        assert (folder / "last.pt").stat().st_mtime_ns == before
+
+
+def test_demo_command_passes_keep_checkpoints_and_names_both_reports(tmp_path, monkeypatch, capsys):
+    seen = {}
+
+    def fake_run_demo(out, **kwargs):
+        seen.update(kwargs)
+        return Path(out) / "report.md"
+
+    monkeypatch.setattr(demo, "run_demo", fake_run_demo)
+    assert main(["demo", "--out", str(tmp_path / "d"), "--keep-checkpoints", "weights", "--quiet"]) == 0
+    assert seen["keep_checkpoints"] == "weights"
+    last_line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert str(tmp_path / "d" / "report.html") in last_line and str(tmp_path / "d" / "report.md") in last_line
+    with pytest.raises(ConfigError, match="keep_checkpoints"):
+        run_demo(tmp_path / "bad", keep_checkpoints="best", **dict(TINY, pretrain_iterations=0))
+    assert not (tmp_path / "bad").exists()
 
 
 def test_demo_needs_enough_training_shapes_for_k(tmp_path):

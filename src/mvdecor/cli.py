@@ -402,9 +402,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         precision=args.precision,
         seed=args.seed,
         preset=args.preset,
+        keep_checkpoints=args.keep_checkpoints,
         progress=not args.quiet,
     )
-    print(f"demo finished: open {report}")
+    print(f"demo finished: open {report.with_name('report.html')} in a browser, or read {report}")
     return 0
 
 
@@ -946,8 +947,10 @@ def build_parser() -> argparse.ArgumentParser:
             "k labelled shapes from the pre-trained network and from scratch (same draw, same seed), "
             "segment the held-out shapes and score both (part, shape and 2D pixel mIoU). The report "
             "folder gets report.md (both methods side by side), summary.json (every number and the "
-            "stage timings), config.yaml, coloured meshes (segmentations/<method>/*.ply, *.glb) and "
-            "pictures of predictions next to the ground truth (pictures/predictions/). The default "
+            "stage timings), report.html (the results, every picture and a 3D view of each held-out "
+            "shape), config.yaml, coloured meshes (segmentations/<method>/*.ply, *.glb), pictures of "
+            "predictions next to the ground truth (pictures/predictions/), of the embeddings (the paper's "
+            "Fig. 3, pictures/embeddings/), of the vote weights and of the training curves. The default "
             "budgets are sized for a 2-core CPU. Re-running reuses finished stages."
         ),
     )
@@ -982,6 +985,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the split, labelled draw and training")
     p.add_argument("--preset", default="cpu", help="settings preset or YAML file to start from (default cpu)")
     p.add_argument("--workers", type=int, default=max((os.cpu_count() or 1), 1), help="processes")
+    p.add_argument(
+        "--keep-checkpoints",
+        choices=("last", "weights", "all"),
+        default="last",
+        help="what to keep of each finished training run's checkpoints: last (default) only last.pt; "
+        "weights only its network weights (a third of the size; the runs cannot be continued); all",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress messages or bars")
     p.set_defaults(func=cmd_demo)
     _add_report_command(sub)

@@ -14,20 +14,31 @@ folder:
    network;
 3. per category, fine-tune on ``k`` labelled training shapes twice, from the
    pre-trained network ("mvdecor") and from scratch ("scratch"), with the
-   same labelled draw and seed, and score both on the held-out shapes: fused
-   3D part and shape mIoU, per-view 2D pixel mIoU (``fewshot/``);
-4. segment the held-out shapes with both fine-tuned networks, export coloured
-   meshes (``segmentations/<method>/<shape>.ply`` and ``.glb``, ground truth in
-   ``segmentations/ground_truth/``) and picture the predictions next to the
-   ground truth (``pictures/predictions/<shape>.png``);
-5. write ``report.md``, ``summary.json`` (every number and the stage timings)
-   and ``config.yaml`` (the configuration in use).
+   same labelled draw and seed, segment the held-out shapes with both and
+   score them: fused 3D part and shape mIoU, per-view 2D pixel mIoU
+   (``fewshot/``; each run saves its fused face labels in ``predictions.npz``);
+4. export the saved predictions as coloured meshes
+   (``segmentations/<method>/<shape>.ply`` and ``.glb``, ground truth in
+   ``segmentations/ground_truth/``) and picture them next to the ground truth
+   (``pictures/predictions/<shape>.png``), without segmenting again;
+5. draw the paper's Fig. 3 with the pre-trained and a random network (colour
+   transfer between two views of one held-out shape and between two shapes of
+   a category, with the embeddings' PCA colours; ``pictures/embeddings/``),
+   the per-view weights of the entropy-weighted vote for one held-out shape
+   per method (``pictures/vote_weights/``) and the training curves of every
+   run (``pictures/curves/``);
+6. write ``report.md``, ``report.html`` (metrics, every picture with a
+   caption, and a 3D view of each held-out shape with predicted and
+   ground-truth colourings; scripts in ``report_assets/``), ``summary.json``
+   (every number and the stage timings) and ``config.yaml`` (the
+   configuration in use).
 
 Re-running the same command resumes: renders, the pre-training run and the
-fine-tuning runs are reused once finished (or continued from their last
-checkpoint); a stage whose settings changed is run again from the start.
-Segmenting, exporting and picturing the held-out shapes is cheap and always
-redone.
+fine-tuning runs (with their scores and saved predictions) are reused once
+finished (or continued from their last checkpoint); a stage whose settings
+changed is run again from the start. Exports, pictures and reports are cheap
+and always redone. Once a training run has finished, only what the report and
+a re-run need of its checkpoints is kept (``keep_checkpoints``).
 """
 
 from __future__ import annotations
@@ -49,8 +60,12 @@ from mvdecor.data.splits import Split, make_split, save_split
 from mvdecor.errors import ConfigError
 from mvdecor.render import Renderer
 from mvdecor.render.cameras import Cameras
-from mvdecor.render.store import RenderReport, RenderStore, render_dataset
+from mvdecor.render.store import RenderReport, RenderStore, render_dataset, shape_camera_seed
+from mvdecor.render.views import RenderedView
 from mvdecor.viz import (
+    MetricsTable,
+    Picture,
+    ReportMesh,
     labels_to_rgb,
     legend_strip,
     save_image,
@@ -82,6 +97,31 @@ PICTURE_VIEWS = 3
 #: Gap between picture panels, in pixels.
 PANEL_GAP = 2
 
+#: Views shown in a vote-weight picture: the half with the highest weights and the half with the lowest.
+VOTE_VIEWS = 6
+
+#: What ``keep_checkpoints`` may keep of each finished training run's checkpoints
+#: (see :func:`_prune_checkpoints`).
+KEEP_CHECKPOINTS: tuple[str, ...] = ("last", "weights", "all")
+
+#: The checkpoint entries that loading a network needs (to segment, to fine-tune from, for the
+#: pictures); the others (optimizer, scheduler, RNG states) only serve to continue training.
+NETWORK_ENTRIES: tuple[str, ...] = (
+    "model",
+    "config",
+    "channel_stats",
+    "label_names",
+    "num_classes",
+    "kind",
+    "method",
+    "step",
+    "best_val_loss",
+)
+
+#: Version of the few-shot stage's record: 2 added the saved predictions and per-shape scores, so a
+#: record without them (an older demo folder) is run again rather than read.
+FEWSHOT_STAGE_VERSION = 2
+
 
 def run_demo(
     out: str | Path = "demo_output",
@@ -97,9 +137,12 @@ def run_demo(
     seed: int = 0,
     preset: str = "cpu",
     config_overrides: Mapping[str, Any] | None = None,
+    keep_checkpoints: str = "last",
     progress: bool = True,
 ) -> Path:
     """Run the demo (see the module docstring) and return the path of its ``report.md``.
+
+    ``report.html`` is written next to it.
 
     Parameters
     ----------
@@ -137,6 +180,17 @@ def run_demo(
     config_overrides : mapping, optional
         Nested overrides applied last, over the preset and the demo's schedules
         (e.g. ``{"render": {"resolution": 64}}``).
+    keep_checkpoints : {"last", "weights", "all"}
+        What is kept of the checkpoints of each finished training run (the
+        pre-training run and every fine-tuning run): ``"last"`` keeps only
+        ``last.pt`` (the network the report, fine-tuning and ``mvdecor segment``
+        use; it can also continue training), removing the periodic snapshots
+        and ``best.pt``; ``"weights"`` also drops the optimizer and scheduler
+        state from ``last.pt``, a third of its size (the networks still load
+        everywhere, but the runs can no longer be continued with ``mvdecor
+        pretrain`` / ``finetune``); ``"all"`` keeps every checkpoint. Runs are
+        trimmed only once finished, so an interrupted run still resumes, and
+        the choice does not invalidate finished stages.
     progress : bool
         Print stage messages and progress bars.
 
@@ -149,10 +203,14 @@ def run_demo(
     ------
     ConfigError
         Too few shapes per category for the split and ``k``, an unknown
-        category, or an unusable configuration.
+        category, an unknown ``keep_checkpoints``, or an unusable configuration.
     """
     if precision not in ("auto", "bf16", "fp32"):
         raise ConfigError(None, f"demo precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
+    if keep_checkpoints not in KEEP_CHECKPOINTS:
+        raise ConfigError(
+            None, f"keep_checkpoints must be one of {', '.join(KEEP_CHECKPOINTS)}, got {keep_checkpoints!r}"
+        )
     if precision == "auto":
         precision = _auto_precision()
     if labelled_shapes < 1:
@@ -202,6 +260,7 @@ def run_demo(
             f"pre-training for {config.pretrain.iterations} steps on {_count(split, 'train')} training shapes"
         )
         embedding = _pretrain_stage(config, dataset.spec, out, split, progress)
+        _prune_checkpoints(out / "pretrain" / "checkpoints", keep_checkpoints)
         timings["pretrain_s"] = embedding["seconds"]
         timings["correspondence_s"] = embedding["correspondence_seconds"]
         if embedding["reused"]:
@@ -230,17 +289,37 @@ def run_demo(
                 embedding["settings"] if embedding is not None else None,
                 progress,
             )
+            _prune_checkpoints((out / result["checkpoint"]).parent, keep_checkpoints)
             fewshot[category][method] = result
             timings["finetune_and_evaluate_s"][f"{category}/{method}"] = result["seconds"]
             if result["reused"]:
                 reused.append(f"fine-tune {category}/{method}")
 
-    say("segmenting the held-out shapes, exporting coloured meshes and pictures")
+    say("exporting the held-out shapes' predictions as coloured meshes and pictures")
     start = time.perf_counter()
-    predictions = _prediction_stage(dataset, out, split, fewshot, seed)
-    timings["segment_export_pictures_s"] = time.perf_counter() - start
-    timings["total_s"] = time.perf_counter() - total_start
-    timings = _round_all(timings)
+    predictions, report_meshes = _prediction_stage(dataset, config, out, split, fewshot)
+    timings["export_predictions_s"] = time.perf_counter() - start
+
+    from mvdecor.train.distributed import resolve_device
+
+    device = resolve_device("auto")
+    pictures: list[Picture] = []
+    embedding_pictures: dict[str, dict[str, float]] = {}
+    if embedding is not None:
+        say("picturing the embeddings (Fig. 3: colour transfer and PCA colours)")
+        start = time.perf_counter()
+        figure3, embedding_pictures = _embedding_pictures(dataset, config, out, split, seed, device)
+        pictures += figure3
+        timings["embedding_pictures_s"] = time.perf_counter() - start
+    say("picturing the vote weights and the training curves")
+    start = time.perf_counter()
+    vote_pictures, vote_weights = _vote_weight_pictures(dataset, out, split, fewshot, device)
+    pictures += vote_pictures
+    timings["vote_weight_pictures_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    pictures += _curve_pictures(out, fewshot, pretrained=embedding is not None)
+    timings["curve_pictures_s"] = time.perf_counter() - start
+    pictures += _prediction_and_shape_pictures(predictions, shape_rows, split)
 
     mean = {
         method: {key: _mean_of([fewshot[c][method][key] for c in split]) for key in SCORES}
@@ -269,7 +348,7 @@ def run_demo(
             "weighting": "area",
         },
         "split": split,
-        "render_seconds": timings["render_s"],
+        "render_seconds": round(timings["render_s"], 1),
         "rendered": len(render_report.rendered),
         "shapes_detail": shape_rows,
         "pretraining": _without(embedding, ("settings",)) if embedding is not None else None,
@@ -280,14 +359,25 @@ def run_demo(
         "mean": mean,
         "verdict": _verdict(mean, fewshot) if len(methods) == 2 else None,
         "predictions": predictions,
+        "pictures": [{"path": str(picture.path), "caption": picture.caption} for picture in pictures],
+        "embedding_pictures": embedding_pictures,
+        "vote_weights": vote_weights,
+        "keep_checkpoints": keep_checkpoints,
         "timings": timings,
         "reused_stages": reused,
-        "output_mb": round(sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 1e6, 1),
     }
     summary = _json_safe(summary)
+    say("writing report.html and report.md")
+    start = time.perf_counter()
+    html_path = _html_report(summary, out, pictures, report_meshes)
+    timings["html_report_s"] = time.perf_counter() - start
+    timings["total_s"] = time.perf_counter() - total_start
+    summary["timings"] = _round_all(timings)
+    # Measured last, after the checkpoints were trimmed and every picture and page written.
+    summary["output_mb"] = round(sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 1e6, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
     report_path = out / "report.md"
-    report_path.write_text(_report(summary, config))
+    report_path.write_text(_report(summary, config, html_path.relative_to(out).as_posix()))
     return report_path
 
 
@@ -384,6 +474,37 @@ def _finish_stage(folder: Path, settings: Mapping[str, Any], result: Mapping[str
     (folder / STAGE_RECORD).write_text(json.dumps(record, indent=2) + "\n")
 
 
+def _prune_checkpoints(folder: Path, keep: str) -> None:
+    """Trim the ``checkpoints/`` folder of a finished training run to what ``keep`` asks for.
+
+    Parameters
+    ----------
+    folder : Path
+        The run's checkpoint folder.
+    keep : {"last", "weights", "all"}
+        ``"all"`` removes nothing; ``"last"`` removes every checkpoint but
+        ``last.pt`` (periodic ``step_*.pt`` snapshots, ``best.pt``);
+        ``"weights"`` also rewrites ``last.pt`` with only
+        :data:`NETWORK_ENTRIES`, dropping the optimizer, scheduler and RNG
+        state. Called again on a trimmed folder, it changes nothing.
+    """
+    from mvdecor.train.checkpoint import load_checkpoint, save_checkpoint
+
+    if keep == "all":
+        return
+    last = folder / "last.pt"
+    if not last.is_file():
+        raise RuntimeError(f"a finished training run has no {last}")
+    for path in folder.glob("*.pt"):
+        if path != last:
+            path.unlink()
+    if keep == "weights":
+        payload = load_checkpoint(last)
+        network = {key: value for key, value in payload.items() if key in NETWORK_ENTRIES}
+        if len(network) < len(payload) - ("format_version" in payload):
+            save_checkpoint(last, network)
+
+
 def _sections(config: Config, names: Sequence[str]) -> dict[str, dict]:
     """The named sections of ``config`` as dicts, without settings that do not change results."""
     full = config.to_dict()
@@ -438,12 +559,9 @@ def _picture_shapes(dataset: SyntheticDataset, store_root: Path, pictures: Path)
     store = RenderStore(store_root)
     rows = []
     for shape_id in store.shape_ids():
-        mesh = dataset.load(shape_id).normalized().replace(name=shape_id)
         with store.open(shape_id) as stored:
-            stored.check_mesh(mesh)
-            renderer = Renderer(mesh)
             picks = np.linspace(1, len(stored) - 2, 4).round().astype(int)
-            views = [stored.view(int(i), renderer) for i in picks]
+        mesh, views = _stored_views(dataset, store_root, shape_id, picks)
         sheet = view_sheet(
             views, mesh.face_labels, mesh.num_labels, buffers=("rgb", "normals", "depth", "labels")
         )
@@ -544,6 +662,7 @@ def _fewshot_stage(
             "method": method,
             "init": "scratch" if method == "scratch" else {"pretraining": pretrain_settings},
             **_sections(config, ("render", "model", "finetune", "segment")),
+            "stage_version": FEWSHOT_STAGE_VERSION,
         }
     )
     finished = _open_stage(folder, settings)
@@ -564,10 +683,12 @@ def _fewshot_stage(
         seed=seed,
         progress=progress,
     )
-    checkpoint = folder / f"{method}_k{k}_run0" / "checkpoints" / "last.pt"
-    if not checkpoint.is_file():
-        raise RuntimeError(f"the few-shot run left no fine-tuned checkpoint at {checkpoint}")
     run = summary["per_run"][0]
+    # The protocol records where its run left the network and the labels it scored.
+    checkpoint, predictions = folder / run["checkpoint"], folder / run["predictions"]
+    for path in (checkpoint, predictions):
+        if not path.is_file():
+            raise RuntimeError(f"the few-shot run recorded {path}, which does not exist")
     result = _json_safe(
         {
             "method": method,
@@ -578,8 +699,10 @@ def _fewshot_stage(
             "shape_miou": summary["shape_miou"]["mean"],
             "pixel_miou_2d": summary["pixel_miou_2d"]["mean"],
             "part_iou": run["part_iou"],
+            "per_shape_miou": run["per_shape"],
             "seconds": summary["wall_s"],
             "checkpoint": checkpoint.relative_to(out).as_posix(),
+            "predictions": predictions.relative_to(out).as_posix(),
         }
     )
     _finish_stage(folder, settings, result)
@@ -587,49 +710,72 @@ def _fewshot_stage(
 
 
 # --------------------------------------------------------------- predictions
+def _stored_views(
+    dataset: SyntheticDataset, store_root: Path, shape_id: str, indices: Sequence[int] | None = None
+) -> tuple[LabelledMesh, list[RenderedView]]:
+    """A shape's normalised mesh and its views ``indices`` (default all) rebuilt from the render store.
+
+    The stored cameras are the ones training and segmentation use, so these
+    are the very views the networks saw, without ray casting them again.
+    """
+    mesh = dataset.load(shape_id).normalized().replace(name=shape_id)
+    with RenderStore(store_root).open(shape_id) as stored:
+        stored.check_mesh(mesh)
+        renderer = Renderer(mesh)
+        picks = range(len(stored)) if indices is None else indices
+        views = [stored.view(int(i), renderer) for i in picks]
+    return mesh, views
+
+
 def _prediction_stage(
-    dataset: SyntheticDataset, out: Path, split: Split, fewshot: Mapping[str, Mapping[str, dict]], seed: int
-) -> dict:
-    """Segment every test shape with every method's network; export meshes and pictures.
+    dataset: SyntheticDataset,
+    config: Config,
+    out: Path,
+    split: Split,
+    fewshot: Mapping[str, Mapping[str, dict]],
+) -> tuple[dict, list[ReportMesh]]:
+    """Export every method's saved predictions of every test shape; picture them; their 3D views.
+
+    The labels are the ones each few-shot run scored and saved
+    (``predictions.npz``), not a second segmentation.
 
     Returns
     -------
     dict
         ``{shape_id: {"category", "picture", "meshes": {method: {"ply", "glb"}},
         "shape_miou": {method: float}}}`` with paths relative to ``out``.
+    list of ReportMesh
+        One per test shape: each method's predicted colouring and the ground truth.
     """
-    from mvdecor.evaluation.segmentation import SegmentationEvaluator
+    from mvdecor.evaluation.fewshot import load_predictions
     from mvdecor.inference.export import export_segmentation
-    from mvdecor.inference.segment import Segmenter
-    from mvdecor.train.distributed import resolve_device
 
     seg_root = out / "segmentations"
     pic_root = out / "pictures" / "predictions"
     for folder in (seg_root, pic_root):
         if folder.exists():
             shutil.rmtree(folder)
-    device = resolve_device("auto")
+    render = config.render
     shapes: dict[str, dict] = {}
+    report_meshes: list[ReportMesh] = []
     for category, entry in split.items():
         names = tuple(dataset.label_names_of(category))
         methods = list(fewshot[category])
-        segmenters = {
-            m: Segmenter.from_checkpoint(out / fewshot[category][m]["checkpoint"], device) for m in methods
-        }
-        evaluators = {
-            m: SegmentationEvaluator(names, convention="shapenet", weighting="area", seed=seed)
-            for m in methods
-        }
+        saved = {m: load_predictions(out / fewshot[category][m]["predictions"]) for m in methods}
         for shape_id in entry["test"]:
             mesh = dataset.load(shape_id).normalized().replace(name=shape_id)
-            record: dict[str, Any] = {"category": category, "meshes": {}}
+            record: dict[str, Any] = {"category": category, "meshes": {}, "shape_miou": {}}
             predicted: dict[str, np.ndarray] = {}
             for method in methods:
-                result = segmenters[method].segment(mesh, normalize=False)
-                predicted[method] = result.face_labels
-                evaluators[method].process(mesh, mesh.face_labels, result.face_labels, shape_id=shape_id)
+                prediction = saved[method][shape_id]
+                predicted[method] = prediction.face_labels
+                record["shape_miou"][method] = fewshot[category][method]["per_shape_miou"].get(shape_id)
                 files = export_segmentation(
-                    mesh, result.face_labels, names, seg_root / method, confidence=result.face_confidence
+                    mesh,
+                    prediction.face_labels,
+                    names,
+                    seg_root / method,
+                    confidence=prediction.face_confidence,
                 )
                 record["meshes"][method] = {
                     kind: files[kind].relative_to(out).as_posix() for kind in ("ply", "glb")
@@ -638,15 +784,17 @@ def _prediction_stage(
             record["meshes"]["ground_truth"] = {
                 kind: files[kind].relative_to(out).as_posix() for kind in ("ply", "glb")
             }
-            cameras = segmenters[methods[0]].cameras_for(mesh)
+            # The cameras the network segmented with: the training scheme, seeded per shape.
+            cameras = render.camera_scheme().cameras(seed=shape_camera_seed(shape_id, render.seed))
             picture = _prediction_picture(mesh, cameras, predicted, names)
             record["picture"] = save_image(picture, pic_root / f"{shape_id}.png").relative_to(out).as_posix()
             shapes[shape_id] = record
-        for method in methods:
-            per_shape = evaluators[method].evaluate()["per_shape"]
-            for shape_id, value in per_shape.items():
-                shapes[shape_id].setdefault("shape_miou", {})[method] = float(value)
-    return shapes
+            labelings = {METHOD_TITLES[m]: predicted[m] for m in methods}
+            labelings["ground truth"] = mesh.face_labels
+            report_meshes.append(
+                ReportMesh(shape_id, mesh.vertices, mesh.faces, names, labelings, caption=category)
+            )
+    return shapes, report_meshes
 
 
 def _prediction_picture(
@@ -670,6 +818,334 @@ def _prediction_picture(
     header = text_strip(titles, cell_width=cameras.width, gap=PANEL_GAP)
     legend = legend_strip(label_names, grid.shape[1])
     return stack_images([header, grid, legend], axis=0, gap=PANEL_GAP)
+
+
+# ------------------------------------------------------------------ pictures
+def _figure3_views(render: Any) -> tuple[int, int]:
+    """Two views of the first camera ring about 60 degrees of azimuth apart: they overlap well.
+
+    View 0 is the top pole, views ``1 .. segments`` the first ring (see
+    :func:`mvdecor.render.cameras.sphere_directions`).
+    """
+    step = max(1, round(render.segments / 6))
+    return 1, min(1 + step, render.num_views - 1)
+
+
+def _embedding_pictures(
+    dataset: SyntheticDataset, config: Config, out: Path, split: Split, seed: int, device: Any
+) -> tuple[list[Picture], dict[str, dict[str, float]]]:
+    """The paper's Fig. 3 per category, with the pre-trained network and with a random one.
+
+    Two pairs per category, each drawn with both networks
+    (``pictures/embeddings/<category>_<pair>_<network>.png``): two views of the
+    first held-out shape (``same_shape``), and the same camera on two shapes
+    (``two_shapes``: the first two held-out shapes, or the first held-out and
+    the first training shape when only one is held out).
+
+    Returns
+    -------
+    list of Picture
+        The sheets, paths relative to ``out``, with captions.
+    dict
+        ``{"<category>/<pair>/<network>": {"miss_share", "mean_similarity"}}``.
+    """
+    from dataclasses import replace
+
+    import torch
+
+    from mvdecor.train.pretrain import build_model, load_embedding
+    from mvdecor.viz import embed_views, embedding_sheet
+
+    folder = out / "pictures" / "embeddings"
+    if folder.exists():
+        shutil.rmtree(folder)
+    checkpoint = out / "pretrain" / "checkpoints" / "last.pt"
+    pretrained, stats, net_config = load_embedding(checkpoint, device)
+    # The same architecture at its initialisation, seeded as the correspondence measurement's.
+    torch.manual_seed(seed)
+    random_network = build_model(
+        replace(net_config, model=replace(net_config.model, imagenet_checkpoint=""))
+    ).to(device)
+    networks = {"pretrained": pretrained, "random": random_network}
+    network_words = {
+        "pretrained": f"the pre-trained network ({checkpoint.relative_to(out).as_posix()})",
+        "random": "a randomly initialised network of the same architecture, for contrast",
+    }
+    modalities = net_config.model.modalities
+    first, second = _figure3_views(config.render)
+    pictures: list[Picture] = []
+    numbers: dict[str, dict[str, float]] = {}
+    for category, entry in split.items():
+        shape = entry["test"][0]
+        if len(entry["test"]) > 1:
+            other, other_words = entry["test"][1], f"the held-out {entry['test'][1]}"
+        else:
+            other = entry["train"][0]
+            other_words = f"the training shape {other} (seen without labels in pre-training)"
+        _, (view_a, view_b) = _stored_views(dataset, out / "store", shape, [first, second])
+        _, (view_other,) = _stored_views(dataset, out / "store", other, [first])
+        views = [view_a, view_b, view_other]
+        # (source, target) indices into ``views``, view titles, and what the pair shows.
+        pairs = {
+            "same_shape": (
+                (0, 1),
+                (f"{shape} view {first}", f"{shape} view {second}"),
+                f"two views of the held-out {category} {shape} (a perfect transfer reproduces the "
+                "target's own position colours)",
+            ),
+            "two_shapes": (
+                (2, 0),
+                (f"{other} view {first}", f"{shape} view {first}"),
+                f"two {category}s seen from the same camera, {other_words} as the source and the "
+                f"held-out {shape} as the target",
+            ),
+        }
+        for network, model in networks.items():
+            # Each view is embedded once per network, whatever the pairs it is in.
+            embedded = embed_views(model, views, modalities, stats, device=device)
+            for pair, ((source, target), names, words) in pairs.items():
+                sheet = embedding_sheet(
+                    views[source],
+                    views[target],
+                    embedded[source],
+                    embedded[target],
+                    names=names,
+                    note=f"Network: {network}.",
+                    device=device,
+                )
+                path = save_image(sheet.image, folder / f"{category}_{pair}_{network}.png")
+                transfer = sheet.transfer
+                numbers[f"{category}/{pair}/{network}"] = {
+                    "miss_share": transfer.miss_share,
+                    "mean_similarity": transfer.mean_similarity,
+                }
+                caption = (
+                    f"Fig. 3, {category}, {network_words[network]}: colour transfer between {words}; "
+                    f"red: best cosine similarity below {transfer.threshold:g} "
+                    f"({100 * transfer.miss_share:.1f}% of the target). Right: the embeddings' first three "
+                    "principal components as RGB."
+                )
+                pictures.append(Picture(path.relative_to(out).as_posix(), caption))
+    return pictures, numbers
+
+
+def _vote_weight_pictures(
+    dataset: SyntheticDataset,
+    out: Path,
+    split: Split,
+    fewshot: Mapping[str, Mapping[str, dict]],
+    device: Any,
+) -> tuple[list[Picture], dict[str, Any]]:
+    """How much each view counts in the vote, for the first held-out shape, with each method's network.
+
+    The views' class probabilities are predicted once more for this one shape
+    (the few-shot runs keep only the fused labels). The picture shows the
+    :data:`VOTE_VIEWS` views with the highest and the lowest weights
+    (``pictures/vote_weights/<shape>_<method>.png``).
+
+    Returns
+    -------
+    list of Picture
+        One per method, paths relative to ``out``, with captions.
+    dict
+        ``{"shape", "category", "weights": {method: [weight of each view]}}``.
+    """
+    from mvdecor.inference.fusion import view_weight
+    from mvdecor.inference.segment import Segmenter
+    from mvdecor.viz import vote_weight_sheet
+
+    folder = out / "pictures" / "vote_weights"
+    if folder.exists():
+        shutil.rmtree(folder)
+    category, entry = next(iter(split.items()))
+    shape = entry["test"][0]
+    _, views = _stored_views(dataset, out / "store", shape)
+    names = tuple(dataset.label_names_of(category))
+    pictures: list[Picture] = []
+    weights_of: dict[str, list[float]] = {}
+    for method, run in fewshot[category].items():
+        segmenter = Segmenter.from_checkpoint(out / run["checkpoint"], device)
+        probs = segmenter.predict(views)
+        gamma = segmenter.config.segment.gamma
+        weights = np.array([view_weight(p, view.mask, gamma) for p, view in zip(probs, views, strict=True)])
+        by_weight = np.argsort(-weights, kind="stable")
+        if len(views) > VOTE_VIEWS:
+            by_weight = np.concatenate(
+                [by_weight[: VOTE_VIEWS // 2], by_weight[-(VOTE_VIEWS - VOTE_VIEWS // 2) :]]
+            )
+        sheet = vote_weight_sheet(
+            [probs[i] for i in by_weight],
+            [views[i].mask for i in by_weight],
+            names,
+            gamma=gamma,
+            exclude_classes=segmenter.exclude_classes,
+            titles=[f"view {i}" for i in by_weight],
+        )
+        path = save_image(sheet.image, folder / f"{shape}_{method}.png")
+        weights_of[method] = weights.tolist()
+        shown = (
+            f"all {len(views)} views"
+            if len(views) <= VOTE_VIEWS
+            else f"the {VOTE_VIEWS // 2} views with the highest and the {VOTE_VIEWS - VOTE_VIEWS // 2} with "
+            f"the lowest weight of its {len(views)} views"
+        )
+        caption = (
+            f"Entropy-weighted vote of {METHOD_TITLES[method]} on the held-out {category} {shape}: {shown}, "
+            f"each with its predicted labels, its per-pixel normalised entropy and its vote weight W "
+            f"(all {len(views)} weights from {weights.min():.3g} to {weights.max():.3g})."
+        )
+        pictures.append(Picture(path.relative_to(out).as_posix(), caption))
+    return pictures, {"shape": shape, "category": category, "weights": weights_of}
+
+
+def _curve_pictures(out: Path, fewshot: Mapping[str, Mapping[str, dict]], pretrained: bool) -> list[Picture]:
+    """Training curves of the pre-training run and of every fine-tuning run (``pictures/curves/``)."""
+    from mvdecor.viz import plot_training_curves
+
+    folder = out / "pictures" / "curves"
+    if folder.exists():
+        shutil.rmtree(folder)
+    runs: list[tuple[Path, str, str, str]] = []
+    if pretrained:
+        runs.append(
+            (
+                out / "pretrain",
+                "pretrain",
+                "pre-training (dense multi-view InfoNCE)",
+                "Pre-training: training and validation InfoNCE loss and learning rate, against the step.",
+            )
+        )
+    for category, methods in fewshot.items():
+        for method, run in methods.items():
+            title = f"fine-tuning {METHOD_TITLES[method]}, {category}"
+            runs.append(
+                (
+                    (out / run["checkpoint"]).parent.parent,
+                    f"finetune_{category}_{method}",
+                    title,
+                    f"Fine-tuning {METHOD_TITLES[method]} on the labelled {category}s: cross-entropy loss, "
+                    "learning rate and pixel accuracy on the training views, against the step.",
+                )
+            )
+    pictures = []
+    for run_dir, stem, title, caption in runs:
+        path = plot_training_curves(run_dir, folder / f"{stem}.png", title=title)
+        pictures.append(Picture(path.relative_to(out).as_posix(), caption))
+    return pictures
+
+
+def _prediction_and_shape_pictures(
+    predictions: Mapping[str, dict], shape_rows: Sequence[Mapping[str, Any]], split: Split
+) -> list[Picture]:
+    """The prediction picture of every test shape and the view sheet of every shape, with captions."""
+    pictures = []
+    for shape_id, record in predictions.items():
+        scores = ", ".join(f"{METHOD_TITLES[m]} {_pct(v)}%" for m, v in record["shape_miou"].items())
+        pictures.append(
+            Picture(
+                record["picture"],
+                f"Held-out {record['category']} {shape_id}, {PICTURE_VIEWS} views: colour, ground truth, "
+                f"each method's fused face labels; shape mIoU {scores}.",
+            )
+        )
+    test_ids = {s for entry in split.values() for s in entry["test"]}
+    for row in shape_rows:
+        role = "held-out" if row["shape"] in test_ids else "training"
+        pictures.append(
+            Picture(
+                f"pictures/{row['shape']}.png",
+                f"{row['shape']} ({role}): four views (rows) of colour, world normals, normalised depth and "
+                "ground-truth parts.",
+            )
+        )
+    return pictures
+
+
+def _html_report(summary: dict, out: Path, pictures: Sequence[Picture], meshes: Sequence[ReportMesh]) -> Path:
+    """``report.html``: the score tables, every picture with its caption, a 3D view of each test shape."""
+    from mvdecor.viz import write_report
+
+    methods = summary["methods"]
+
+    def percent(value: float | None) -> float | None:
+        return None if value is None else 100 * value
+
+    records = {
+        category: {
+            f"{name} {METHOD_TITLES[m]}": percent(runs[m][key])
+            for key, name in SCORES.items()
+            for m in methods
+        }
+        for category, runs in summary["fewshot"].items()
+    }
+    records["mean"] = {
+        f"{name} {METHOD_TITLES[m]}": percent(summary["mean"][m][key])
+        for key, name in SCORES.items()
+        for m in methods
+    }
+    tables = [
+        MetricsTable.from_records(
+            records,
+            index="category",
+            title="Scores in % (ShapeNet-Part rules, area-weighted)",
+            float_format="{:.1f}",
+        ),
+        MetricsTable.from_records(
+            {
+                shape_id: {
+                    "category": record["category"],
+                    **{
+                        f"shape mIoU {METHOD_TITLES[m]}": percent(record["shape_miou"].get(m))
+                        for m in methods
+                    },
+                }
+                for shape_id, record in summary["predictions"].items()
+            },
+            index="held-out shape",
+            title="Shape mIoU of each held-out shape in %",
+            float_format="{:.1f}",
+        ),
+    ]
+    embedding = summary["pretraining"]
+    if embedding is not None:
+        tables.append(
+            MetricsTable.from_records(
+                {
+                    name: {"within 2 px": percent(acc["acc@2px"]), "within 5 px": percent(acc["acc@5px"])}
+                    for name, acc in embedding["correspondence"].items()
+                },
+                index="embedding",
+                title="Cross-view correspondence accuracy on the held-out shapes in %",
+                float_format="{:.1f}",
+            )
+        )
+    settings = summary["settings"]
+    description = (
+        f"Built-in synthetic {' and '.join(summary['categories'])} shapes, "
+        f"{settings['shapes_per_category']} per category, split into training and held-out shapes. "
+    )
+    if summary["verdict"] is not None:
+        description += (
+            f"{settings['pretrain_iterations']} pre-training steps without labels, then per category "
+            f"{settings['finetune_iterations']} fine-tuning steps on k = {settings['k']} labelled shapes "
+            "from the pre-trained network (MvDeCor) and from random weights (scratch). "
+            + _verdict_text(summary).replace("**", "")
+        )
+    else:
+        description += (
+            f"Pre-training skipped: {settings['finetune_iterations']} fine-tuning steps from random weights "
+            f"on k = {settings['k']} labelled shapes per category."
+        )
+    description += " Tiny CPU budgets: a smoke test of the pipeline, not the paper's results."
+    return write_report(
+        out,
+        "mvdecor demo",
+        tables,
+        pictures,
+        meshes,
+        preset=summary["preset"],
+        description=description,
+    )
 
 
 # -------------------------------------------------------------------- report
@@ -745,8 +1221,8 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}"
 
 
-def _report(summary: dict, config: Config) -> str:
-    """``report.md`` from the summary."""
+def _report(summary: dict, config: Config, html_name: str) -> str:
+    """``report.md`` from the summary; ``html_name`` is the HTML report's path relative to it."""
     settings = summary["settings"]
     methods = summary["methods"]
     embedding = summary["pretraining"]
@@ -762,9 +1238,14 @@ def _report(summary: dict, config: Config) -> str:
         "configuration in use is in "
         "`config.yaml`, every number below in `summary.json`.",
         "",
+        f"**[{html_name}]({html_name})** shows the same results in a browser, with every picture and an "
+        "interactive 3D view of each held-out shape coloured by each method's prediction and by the "
+        "ground truth (it works offline, opened straight from this folder).",
+        "",
     ]
     lines += _results_section(summary)
     lines += _predictions_section(summary, split, methods)
+    lines += _pictures_section(summary)
     if embedding is not None:
         lines += _pretraining_section(embedding)
     lines += _timing_section(summary)
@@ -861,12 +1342,11 @@ def _results_section(summary: dict) -> list[str]:
     lines.append("")
     for category, runs in fewshot.items():
         lines.append(f"- {category}: {', '.join(runs[methods[0]]['labelled_shapes'])}")
-    lines += [
-        "",
-        "Fine-tuned networks: `fewshot/<category>/<method>/<method>_k"
-        f"{k}_run0/checkpoints/last.pt` (use them with `mvdecor segment MESH --model CKPT --out DIR`).",
-        "",
-    ]
+    lines += ["", "Fine-tuned networks (use them with `mvdecor segment MESH --model CKPT --out DIR`):", ""]
+    for category, runs in fewshot.items():
+        for method in methods:
+            lines.append(f"- {category}, {METHOD_TITLES[method]}: `{runs[method]['checkpoint']}`")
+    lines.append("")
     return lines
 
 
@@ -879,7 +1359,8 @@ def _predictions_section(summary: dict, split: Mapping[str, Any], methods: Seque
         f"Each picture shows {PICTURE_VIEWS} views (rows) of a test shape: colour, ground-truth parts, "
         "then each method's fused face labels seen from the same camera, with a legend of the part names. "
         "Coloured meshes (one colour per part; the GLB has one named node per part) are in "
-        "`segmentations/<method>/`, the ground truth in `segmentations/ground_truth/`.",
+        "`segmentations/<method>/`, the ground truth in `segmentations/ground_truth/`. The labels are "
+        "the ones scored above, saved by each few-shot run (`predictions.npz` beside its checkpoint).",
         "",
         f"| shape | picture | {columns} | meshes |",
         f"| --- | --- |{rule} --- |",
@@ -893,6 +1374,24 @@ def _predictions_section(summary: dict, split: Mapping[str, Any], methods: Seque
         )
         lines.append(f"| {shape_id} | [picture]({record['picture']}) | {scores} | {meshes} |")
     lines.append("")
+    return lines
+
+
+def _pictures_section(summary: dict) -> list[str]:
+    """Links to the embedding, vote-weight and training-curve pictures, each with its caption."""
+    groups = (
+        ("pictures/embeddings/", "Embeddings (the paper's Fig. 3)"),
+        ("pictures/vote_weights/", "Weights of the views in the vote"),
+        ("pictures/curves/", "Training curves"),
+    )
+    lines = ["## Pictures", ""]
+    for prefix, title in groups:
+        members = [p for p in summary["pictures"] if p["path"].startswith(prefix)]
+        if not members:
+            continue
+        lines += [f"### {title}", ""]
+        lines += [f"- [{Path(p['path']).name}]({p['path']}): {p['caption']}" for p in members]
+        lines.append("")
     return lines
 
 
@@ -955,16 +1454,29 @@ def _timing_section(summary: dict) -> list[str]:
     for name, seconds in timings["finetune_and_evaluate_s"].items():
         category, method = name.split("/")
         note = "reused" if f"fine-tune {name}" in reused else ""
-        lines.append(
-            f"| fine-tune and evaluate {METHOD_TITLES[method]}, {category} | {seconds:.1f} | {note} |"
-        )
+        title = f"fine-tune, segment and evaluate {METHOD_TITLES[method]}, {category}"
+        lines.append(f"| {title} | {seconds:.1f} | {note} |")
+    lines.append(f"| export and picture the saved predictions | {timings['export_predictions_s']:.1f} | |")
+    if "embedding_pictures_s" in timings:
+        lines.append(f"| Fig. 3 pictures of the embeddings | {timings['embedding_pictures_s']:.1f} | |")
     lines += [
-        f"| segment, export and picture the test shapes | {timings['segment_export_pictures_s']:.1f} | |",
+        f"| vote-weight pictures | {timings['vote_weight_pictures_s']:.1f} | |",
+        f"| training-curve pictures | {timings['curve_pictures_s']:.1f} | |",
+        f"| report.html | {timings['html_report_s']:.1f} | |",
         f"| **total** | **{timings['total_s']:.1f}** | |",
         "",
+    ]
+    kept = {
+        "last": "only the last checkpoint of each finished run (what the report, fine-tuning and "
+        "`mvdecor segment` use; it can continue training)",
+        "weights": "only the network weights of each finished run's last checkpoint (they load everywhere, "
+        "but the runs can no longer be continued)",
+        "all": "every checkpoint of every run, with its optimizer state",
+    }[summary["keep_checkpoints"]]
+    lines += [
         f"The report folder takes {summary['output_mb']:.0f} MB, mostly network checkpoints "
-        "(`pretrain/checkpoints/`, `fewshot/<category>/<method>/*/checkpoints/`): they let a re-run "
-        "reuse or resume every run.",
+        f"(`pretrain/checkpoints/`, `fewshot/<category>/<method>/*/checkpoints/`); it keeps {kept} "
+        f"(`keep_checkpoints={summary['keep_checkpoints']}`, `--keep-checkpoints` of `mvdecor demo`).",
         "",
     ]
     return lines

@@ -1,13 +1,27 @@
-"""The few-shot protocol: label-covering draws, runs, and the report."""
+"""The few-shot protocol: label-covering draws, runs, saved predictions, and the report."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from mvdecor.cli import main
+from mvdecor.config import load_config
 from mvdecor.data.synthetic import CATEGORIES
-from mvdecor.evaluation.fewshot import draw_labelled_sets, method_of_init
+from mvdecor.evaluation import fewshot
+from mvdecor.evaluation.fewshot import (
+    draw_labelled_sets,
+    finished_fewshot,
+    format_fewshot,
+    load_predictions,
+    method_of_init,
+    run_fewshot,
+    run_fewshot_cached,
+)
+from mvdecor.inference.segment import Segmenter
 from mvdecor.train.checkpoint import save_checkpoint
+from mvdecor.train.data import ViewSource
 
 
 def test_draws_cover_labels_and_are_seeded():
@@ -54,3 +68,62 @@ def test_results_are_filed_under_the_method_that_wrote_the_checkpoint(tmp_path):
     # Checkpoints written before methods were recorded are MvDeCor's.
     save_checkpoint(tmp_path / "old.pt", {"model": {}, "config": {"pretrain": {}}})
     assert method_of_init(str(tmp_path / "old.pt")) == "mvdecor"
+
+
+#: A few-shot setting small enough for seconds: 2 + 1 x 4 = 6 views of 32x32, 1 fine-tuning step.
+TINY_FEWSHOT_CONFIG = {
+    "render": {"rings": 1, "segments": 4, "resolution": 32},
+    "finetune": {"iterations": 1, "ssl_weight": 0.0, "device": "cpu"},
+}
+
+
+def test_runs_save_the_labels_they_scored_and_record_their_files(tmp_path):
+    config = load_config("cpu", TINY_FEWSHOT_CONFIG)
+    dataset = "synthetic:categories=mug,n=3,textured=0"
+    out = tmp_path / "fs"
+    summary = run_fewshot(
+        config, dataset, out, train_shapes=["mug_0000", "mug_0001"], test_shapes=["mug_0002"], k=1,
+        runs=1, progress=False,
+    )  # fmt: skip
+    source = ViewSource(dataset, config.render, radius=config.pretrain.resolve_radius(config.render))
+    assert len(summary["per_run"]) == 1
+    for run in summary["per_run"]:
+        checkpoint, predictions = out / run["checkpoint"], out / run["predictions"]
+        assert checkpoint.is_file() and predictions.is_file()
+        assert checkpoint.parent.parent == predictions.parent == out / f"scratch_k1_run{run['run']}"
+        saved = load_predictions(predictions)
+        assert list(saved) == summary["test_shapes"] == list(run["per_shape"])
+        assert abs(run["shape_miou"] - sum(run["per_shape"].values()) / len(run["per_shape"])) < 1e-12
+        segmenter = Segmenter.from_checkpoint(checkpoint)
+        for shape_id, prediction in saved.items():
+            again = segmenter.segment(source.mesh(shape_id), normalize=False)
+            assert prediction.face_labels.dtype == np.int64
+            np.testing.assert_array_equal(prediction.face_labels, again.face_labels)
+            np.testing.assert_allclose(
+                prediction.face_confidence, again.face_confidence, rtol=1e-6, atol=1e-6
+            )
+    # The results file records the same, and reads back as a finished protocol.
+    written = json.loads((out / "results_scratch_k1.json").read_text())
+    assert written["per_run"] == json.loads(json.dumps(summary["per_run"]))
+
+
+def test_results_written_before_runs_recorded_their_files_are_still_read(tmp_path, monkeypatch):
+    # The keys of a results file of the first protocol version, without checkpoint, predictions, per_shape.
+    old_run = {"run": 0, "labelled_shapes": ["a"], "part_miou": 0.5, "shape_miou": 0.5, "fused_miou": 0.5,
+               "pixel_miou_2d": 0.4, "part_iou": {"body": 0.5}}  # fmt: skip
+    stats = {"mean": 0.5, "std": 0.0, "runs": [0.5]}
+    old = {"dataset": "d", "category": "mug", "preset": "cpu", "method": "scratch", "init": "scratch", "k": 1,
+           "v": None, "runs": 1, "convention": "shapenet", "weighting": "area", "label_names": ["body"],
+           "train_shapes": ["a", "b"], "test_shapes": ["c"], "wall_s": 1.0, "part_miou": stats,
+           "shape_miou": stats, "fused_miou": stats, "pixel_miou_2d": stats,
+           "per_run": [old_run]}  # fmt: skip
+    (tmp_path / "results_scratch_k1.json").write_text(json.dumps(old))
+    setting = dict(method="scratch", k=1, runs=1, train_shapes=["a", "b"], test_shapes=["c"])
+    assert finished_fewshot(tmp_path, views_per_shape=0, **setting) == old
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished protocol ran again")
+
+    monkeypatch.setattr(fewshot, "run_fewshot", must_not_run)
+    assert run_fewshot_cached(load_config("cpu"), "d", tmp_path, **setting) == old
+    assert format_fewshot(old).startswith("# Few-shot: scratch, k = 1")

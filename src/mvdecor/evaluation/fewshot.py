@@ -12,6 +12,14 @@ the per-view 2D pixel mIoU, so the gain from fusion is visible. It writes
 ``OUT/results.json`` and ``OUT/results.md`` (mean ± std over runs) and keeps each
 run's fine-tuning folder, so an interrupted protocol resumes run by run.
 
+Each run's folder also keeps what the run predicted: ``predictions.npz``, the
+fused face labels and face confidences of every test shape
+(:func:`save_predictions`, :func:`load_predictions`), so a report can show and
+export them without segmenting again. Each ``per_run`` entry of the results
+records where the run's files are, relative to ``OUT``: ``checkpoint`` (the
+fine-tuned network) and ``predictions``, and ``per_shape`` (each test shape's
+mIoU). Results written before these keys existed lack them and are still read.
+
 Results are filed under a *method* name (``OUT/results_<method>_k<k>[_v<v>]``):
 pass ``method=`` explicitly, or let :func:`method_of_init` name it from the
 initialisation (``scratch``, ``imagenet``, or the method recorded in a
@@ -22,14 +30,15 @@ from __future__ import annotations
 
 import json
 import time
+import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from mvdecor.config import Config
-from mvdecor.errors import ConfigError
+from mvdecor.errors import ConfigError, FileError
 from mvdecor.evaluation.segmentation import SegmentationEvaluator, pixel_miou
 from mvdecor.fileio import atomic_path
 from mvdecor.inference.segment import Segmenter
@@ -81,6 +90,71 @@ def draw_labelled_sets(
                 break
         sets.append(best)
     return sets
+
+
+#: The file in each run folder with the run's fused predictions on the test shapes.
+PREDICTIONS_FILE = "predictions.npz"
+
+
+@dataclass(frozen=True, eq=False)
+class ShapePrediction:
+    """The fused prediction of one shape, as the evaluator scored it.
+
+    Attributes
+    ----------
+    face_labels : (F,) int64
+        The predicted label of each face (``-1`` for a face no view saw).
+    face_confidence : (F,) float32
+        The vote's confidence in each face's label
+        (:attr:`~mvdecor.inference.fusion.FusionResult.face_confidence`).
+    """
+
+    face_labels: np.ndarray
+    face_confidence: np.ndarray
+
+
+def save_predictions(path: str | Path, predictions: Mapping[str, ShapePrediction]) -> Path:
+    """Write predictions keyed by shape id to a compressed ``.npz``, atomically.
+
+    Each shape ``s`` becomes two arrays, ``s/face_labels`` (int64) and
+    ``s/face_confidence`` (float32); :func:`load_predictions` reads them back.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    path = Path(path)
+    arrays = {}
+    for shape_id, prediction in predictions.items():
+        arrays[f"{shape_id}/face_labels"] = np.asarray(prediction.face_labels, np.int64)
+        arrays[f"{shape_id}/face_confidence"] = np.asarray(prediction.face_confidence, np.float32)
+    # An open handle, not a name: np.savez would add ".npz" to the temporary's name.
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, **arrays)
+    return path
+
+
+def load_predictions(path: str | Path) -> dict[str, ShapePrediction]:
+    """The predictions :func:`save_predictions` wrote, keyed by shape id, in the order written.
+
+    Raises
+    ------
+    FileError
+        The file is missing, unreadable, or not a predictions file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileError(path, "no such predictions file")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise FileError(path, f"unreadable predictions file ({type(exc).__name__}: {exc})") from None
+    shape_ids = [name[: -len("/face_labels")] for name in arrays if name.endswith("/face_labels")]
+    if len(arrays) != 2 * len(shape_ids) or any(f"{s}/face_confidence" not in arrays for s in shape_ids):
+        raise FileError(path, "not a predictions file (expected <shape>/face_labels and /face_confidence)")
+    return {s: ShapePrediction(arrays[f"{s}/face_labels"], arrays[f"{s}/face_confidence"]) for s in shape_ids}
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -157,10 +231,12 @@ def run_fewshot(
         segmenter = Segmenter.from_checkpoint(result.last_checkpoint, exclude_classes=exclude)
         evaluator = SegmentationEvaluator(names, convention=convention, weighting=weighting, seed=seed)
         pixel_gt, pixel_pred = [], []
+        predictions = {}
         for shape_id in test_shapes:
             mesh = source.mesh(shape_id)
             seg = segmenter.segment(mesh, keep_views=True, normalize=False)
             evaluator.process(mesh, mesh.face_labels, seg.face_labels, shape_id=shape_id)
+            predictions[shape_id] = ShapePrediction(seg.face_labels, seg.face_confidence)
             for view, pred in zip(seg.views, seg.view_predictions, strict=True):
                 gt = view.face_labels(mesh.face_labels)
                 keep = view.mask & (gt >= 0)
@@ -168,10 +244,14 @@ def run_fewshot(
                 pixel_pred.append(pred[keep])
         scores = evaluator.evaluate()
         fused = scores["instance_miou"] if convention == "shapenet" else scores["part_miou"]
+        # Saved so that reports reuse the labels scored here instead of segmenting again.
+        predictions_path = save_predictions(out / tag / PREDICTIONS_FILE, predictions)
         per_run.append(
             {
                 "run": run,
                 "labelled_shapes": labelled,
+                "checkpoint": Path(result.last_checkpoint).relative_to(out).as_posix(),
+                "predictions": predictions_path.relative_to(out).as_posix(),
                 "part_miou": float(scores["part_miou"]),
                 "shape_miou": float(scores["shape_miou"]),
                 "fused_miou": float(fused),
@@ -184,6 +264,7 @@ def run_fewshot(
                     )
                 ),
                 "part_iou": scores["part_iou"],
+                "per_shape": {shape_id: float(v) for shape_id, v in scores["per_shape"].items()},
             }
         )
     summary = {
