@@ -221,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
         "--work", required=True, help="folder for runs and checkpoints (large; outside the repo)"
     )
     parser.add_argument(
-        "--results", default=str(Path(__file__).parent / "results"), help="where the JSON goes"
+        "--results",
+        default=str(Path(__file__).parent / "results"),
+        help="folder for <name>-<budget>.json and .md (default benchmarks/results)",
     )
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument(
