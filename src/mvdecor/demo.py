@@ -66,12 +66,8 @@ from mvdecor.viz import (
     MetricsTable,
     Picture,
     ReportMesh,
-    labels_to_rgb,
-    legend_strip,
+    part_labels_sheet,
     save_image,
-    stack_images,
-    text_strip,
-    view_panels,
     view_sheet,
 )
 
@@ -805,19 +801,11 @@ def _prediction_picture(
 ) -> np.ndarray:
     """A few views of ``mesh``: colour | ground truth | each method's fused face labels, and a legend."""
     renderer = Renderer(mesh)
-    num_labels = len(label_names)
     picks = np.linspace(1, len(cameras) - 2, PICTURE_VIEWS).round().astype(int)
-    rows = []
-    for index in picks:
-        view = renderer.render_view(cameras, int(index))
-        panels = [view_panels(view)["rgb"], labels_to_rgb(view.face_labels(mesh.face_labels), num_labels)]
-        panels += [labels_to_rgb(view.face_labels(labels), num_labels) for labels in predictions.values()]
-        rows.append(stack_images(panels, axis=1, gap=PANEL_GAP))
-    grid = stack_images(rows, axis=0, gap=PANEL_GAP)
-    titles = ["colour", "ground truth", *(METHOD_TITLES.get(m, m) for m in predictions)]
-    header = text_strip(titles, cell_width=cameras.width, gap=PANEL_GAP)
-    legend = legend_strip(label_names, grid.shape[1])
-    return stack_images([header, grid, legend], axis=0, gap=PANEL_GAP)
+    views = [renderer.render_view(cameras, int(index)) for index in picks]
+    columns = {"ground truth": mesh.face_labels}
+    columns.update({METHOD_TITLES.get(m, m): labels for m, labels in predictions.items()})
+    return part_labels_sheet(views, columns, label_names, colour_buffer="rgb", gap=PANEL_GAP)
 
 
 # ------------------------------------------------------------------ pictures
