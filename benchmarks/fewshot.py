@@ -67,6 +67,7 @@ from pathlib import Path
 
 import torch
 
+from mvdecor.cli import add_keep_checkpoints_option
 from mvdecor.config import load_config
 from mvdecor.data.datasets import open_dataset
 from mvdecor.data.splits import load_split, make_split, save_split
@@ -193,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--categories", help="categories to benchmark, e.g. Laptop+Bucket (default: all)")
     parser.add_argument("--settings", default="1,2,5,2x3", help="k or kxv items (default 1,2,5,2x3)")
     parser.add_argument("--runs", type=int, default=3, help="runs per setting (default 3; the paper uses 5)")
+    add_keep_checkpoints_option(parser, "weights")  # dozens of runs: ~60 MB each, not ~200
     parser.add_argument(
         "--methods",
         default="mvdecor,scratch",
@@ -368,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
                         seed=args.seed,
                         progress=not args.quiet,
                         category=category,
+                        keep_checkpoints=args.keep_checkpoints,
                         **cell,
                     )
                 per_category[category][method] = {

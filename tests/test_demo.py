@@ -15,7 +15,6 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
-import torch
 import yaml
 from PIL import Image
 
@@ -24,7 +23,7 @@ from mvdecor.cli import main
 from mvdecor.demo import run_demo
 from mvdecor.errors import ConfigError
 from mvdecor.inference.segment import Segmenter
-from mvdecor.train.checkpoint import load_checkpoint, save_checkpoint
+from mvdecor.train.checkpoint import NETWORK_ENTRIES, load_checkpoint
 
 #: 2 + 1 x 6 = 8 views of 64x64 per shape and 2 validation pairs: the pipeline's shapes, a fraction of its cost.
 TINY_CONFIG = {"render": {"rings": 1, "segments": 6, "resolution": 64}, "pretrain": {"val_pairs": 2}}
@@ -209,7 +208,7 @@ def test_demo_without_pretraining_runs_scratch_only_and_resumes(tmp_path):
     assert "pictures/curves/finetune_mug_scratch.png" in pictures
     checkpoint = out / summary["fewshot"]["mug"]["scratch"]["checkpoint"]
     assert sorted(p.name for p in checkpoint.parent.iterdir()) == ["last.pt"]
-    assert set(load_checkpoint(checkpoint)) == set(demo.NETWORK_ENTRIES) - {"method", "best_val_loss"} | {
+    assert set(load_checkpoint(checkpoint)) == set(NETWORK_ENTRIES) - {"method", "best_val_loss"} | {
         "format_version"
     }
 
@@ -221,26 +220,6 @@ def test_demo_without_pretraining_runs_scratch_only_and_resumes(tmp_path):
         again["fewshot"]["mug"]["scratch"]["part_miou"] == summary["fewshot"]["mug"]["scratch"]["part_miou"]
     )
     assert _check_pictures(out) == pictures
-
-
-def test_finished_runs_keep_the_checkpoints_asked_for(tmp_path):
-    full = {"model": {"w": torch.zeros(2)}, "optimizer": {"state": {}}, "scheduler": {}, "rng": [1],
-            "step": 5, "config": {}, "channel_stats": {}, "kind": "segmentation",
-            "label_names": ["a"]}  # fmt: skip
-    for keep in ("all", "last", "weights"):
-        folder = tmp_path / keep / "checkpoints"
-        for name in ("last.pt", "best.pt", "step_0000005.pt"):
-            save_checkpoint(folder / name, full)
-        demo._prune_checkpoints(folder, keep)
-        kept = sorted(p.name for p in folder.iterdir())
-        assert kept == (["best.pt", "last.pt", "step_0000005.pt"] if keep == "all" else ["last.pt"])
-        entries = set(load_checkpoint(folder / "last.pt"))
-        dropped = {"optimizer", "scheduler", "rng"}
-        assert entries.isdisjoint(dropped) if keep == "weights" else dropped <= entries
-        # Trimming a trimmed folder again (a re-run reusing the stage) leaves it as it is.
-        before = (folder / "last.pt").stat().st_mtime_ns
-        demo._prune_checkpoints(folder, keep)
-        assert (folder / "last.pt").stat().st_mtime_ns == before
 
 
 def test_demo_command_passes_keep_checkpoints_and_names_both_reports(tmp_path, monkeypatch, capsys):

@@ -69,6 +69,18 @@ def _config_from_args(args: argparse.Namespace, train_section: str = "pretrain")
     return load_config(args.config or args.preset, overrides)
 
 
+def add_keep_checkpoints_option(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--keep-checkpoints``: what finished training runs keep (see ``prune_checkpoints``)."""
+    parser.add_argument(
+        "--keep-checkpoints",
+        choices=("last", "weights", "all"),
+        default=default,
+        help=f"what each finished training run keeps of its checkpoints (default {default}): last, "
+        "only last.pt with its optimizer state (~200 MB with ResNet-18); weights, only the network "
+        "(a third of that; the run cannot be continued); all, every snapshot as well",
+    )
+
+
 def _add_render_options(parser: argparse.ArgumentParser, default_preset: str) -> None:
     group = parser.add_argument_group("rendering (override the preset)")
     group.add_argument(
@@ -370,6 +382,7 @@ def cmd_fewshot(args: argparse.Namespace) -> int:
         weighting=args.weighting,
         seed=args.draw_seed,
         progress=not args.quiet,
+        keep_checkpoints=args.keep_checkpoints,
     )
     print(format_fewshot_split(combined))
     print(f"results in {out} (split: {split_path})")
@@ -768,7 +781,7 @@ def build_parser() -> argparse.ArgumentParser:
             "config's pretrain.densecl section). Either way the checkpoint is the same embedding "
             "network, for `mvdecor finetune --init` and `mvdecor fewshot --init`. Writes "
             "RUN/config.yaml, metrics.csv, val.csv, tensorboard/ and checkpoints/ (last.pt, best.pt, "
-            "step_*.pt). Re-running the same command resumes exactly where it stopped; Ctrl-C saves "
+            "the latest pretrain.keep_snapshots step_*.pt). Re-running the same command resumes exactly where it stopped; Ctrl-C saves "
             "first. For several GPUs (MvDeCor only): torchrun --nproc-per-node N -m mvdecor pretrain ..."
         ),
     )
@@ -891,6 +904,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--views-per-shape", dest="views_per_shape", type=int, help="labelled views per shape (0: all)"
     )
     p.add_argument("--runs", type=int, default=5, help="runs, each with its own draw and seed (default 5)")
+    add_keep_checkpoints_option(p, "last")
     p.add_argument("--convention", choices=("shapenet", "partnet"), default="shapenet", help="scoring rules")
     p.add_argument(
         "--weighting", choices=("area", "points", "faces"), default="area", help="per-face weights"
@@ -985,13 +999,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the split, labelled draw and training")
     p.add_argument("--preset", default="cpu", help="settings preset or YAML file to start from (default cpu)")
     p.add_argument("--workers", type=int, default=max((os.cpu_count() or 1), 1), help="processes")
-    p.add_argument(
-        "--keep-checkpoints",
-        choices=("last", "weights", "all"),
-        default="last",
-        help="what to keep of each finished training run's checkpoints: last (default) only last.pt; "
-        "weights only its network weights (a third of the size; the runs cannot be continued); all",
-    )
+    add_keep_checkpoints_option(p, "last")
     p.add_argument("--quiet", action="store_true", help="no progress messages or bars")
     p.set_defaults(func=cmd_demo)
     _add_report_command(sub)

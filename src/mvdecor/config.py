@@ -198,6 +198,11 @@ class PretrainConfig:
         fixed validation views.
     val_every, checkpoint_every, log_every : int
         In steps.
+    keep_snapshots : int
+        Periodic ``step_NNNNNNN.pt`` snapshots kept: the latest ones; older
+        ones are deleted as new ones are written (each holds the network and
+        its optimizer state, 200 MB for ResNet-18). ``-1`` keeps all, ``0``
+        none; ``last.pt`` and ``best.pt`` are always kept.
     precision : str
         ``fp32``, ``bf16`` (autocast, CPU or GPU) or ``fp16`` (autocast with
         gradient scaling, GPU only).
@@ -226,6 +231,7 @@ class PretrainConfig:
     val_pairs: int = 64
     val_every: int = 2000
     checkpoint_every: int = 5000
+    keep_snapshots: int = 3
     log_every: int = 50
     precision: str = "fp32"
     device: str = "auto"

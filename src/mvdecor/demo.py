@@ -96,24 +96,6 @@ PANEL_GAP = 2
 #: Views shown in a vote-weight picture: the half with the highest weights and the half with the lowest.
 VOTE_VIEWS = 6
 
-#: What ``keep_checkpoints`` may keep of each finished training run's checkpoints
-#: (see :func:`_prune_checkpoints`).
-KEEP_CHECKPOINTS: tuple[str, ...] = ("last", "weights", "all")
-
-#: The checkpoint entries that loading a network needs (to segment, to fine-tune from, for the
-#: pictures); the others (optimizer, scheduler, RNG states) only serve to continue training.
-NETWORK_ENTRIES: tuple[str, ...] = (
-    "model",
-    "config",
-    "channel_stats",
-    "label_names",
-    "num_classes",
-    "kind",
-    "method",
-    "step",
-    "best_val_loss",
-)
-
 #: Version of the few-shot stage's record: 2 added the saved predictions and per-shape scores, so a
 #: record without them (an older demo folder) is run again rather than read.
 FEWSHOT_STAGE_VERSION = 2
@@ -201,6 +183,8 @@ def run_demo(
         Too few shapes per category for the split and ``k``, an unknown
         category, an unknown ``keep_checkpoints``, or an unusable configuration.
     """
+    from mvdecor.train.checkpoint import KEEP_CHECKPOINTS, prune_checkpoints
+
     if precision not in ("auto", "bf16", "fp32"):
         raise ConfigError(None, f"demo precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
     if keep_checkpoints not in KEEP_CHECKPOINTS:
@@ -256,7 +240,7 @@ def run_demo(
             f"pre-training for {config.pretrain.iterations} steps on {_count(split, 'train')} training shapes"
         )
         embedding = _pretrain_stage(config, dataset.spec, out, split, progress)
-        _prune_checkpoints(out / "pretrain" / "checkpoints", keep_checkpoints)
+        prune_checkpoints(out / "pretrain" / "checkpoints", keep_checkpoints)
         timings["pretrain_s"] = embedding["seconds"]
         timings["correspondence_s"] = embedding["correspondence_seconds"]
         if embedding["reused"]:
@@ -284,8 +268,10 @@ def run_demo(
                 seed,
                 embedding["settings"] if embedding is not None else None,
                 progress,
+                keep_checkpoints,
             )
-            _prune_checkpoints((out / result["checkpoint"]).parent, keep_checkpoints)
+            if result["reused"]:  # trimmed as a later run asks, e.g. to weights after an "all" run
+                prune_checkpoints((out / result["checkpoint"]).parent, keep_checkpoints)
             fewshot[category][method] = result
             timings["finetune_and_evaluate_s"][f"{category}/{method}"] = result["seconds"]
             if result["reused"]:
@@ -470,37 +456,6 @@ def _finish_stage(folder: Path, settings: Mapping[str, Any], result: Mapping[str
     (folder / STAGE_RECORD).write_text(json.dumps(record, indent=2) + "\n")
 
 
-def _prune_checkpoints(folder: Path, keep: str) -> None:
-    """Trim the ``checkpoints/`` folder of a finished training run to what ``keep`` asks for.
-
-    Parameters
-    ----------
-    folder : Path
-        The run's checkpoint folder.
-    keep : {"last", "weights", "all"}
-        ``"all"`` removes nothing; ``"last"`` removes every checkpoint but
-        ``last.pt`` (periodic ``step_*.pt`` snapshots, ``best.pt``);
-        ``"weights"`` also rewrites ``last.pt`` with only
-        :data:`NETWORK_ENTRIES`, dropping the optimizer, scheduler and RNG
-        state. Called again on a trimmed folder, it changes nothing.
-    """
-    from mvdecor.train.checkpoint import load_checkpoint, save_checkpoint
-
-    if keep == "all":
-        return
-    last = folder / "last.pt"
-    if not last.is_file():
-        raise RuntimeError(f"a finished training run has no {last}")
-    for path in folder.glob("*.pt"):
-        if path != last:
-            path.unlink()
-    if keep == "weights":
-        payload = load_checkpoint(last)
-        network = {key: value for key, value in payload.items() if key in NETWORK_ENTRIES}
-        if len(network) < len(payload) - ("format_version" in payload):
-            save_checkpoint(last, network)
-
-
 def _sections(config: Config, names: Sequence[str]) -> dict[str, dict]:
     """The named sections of ``config`` as dicts, without settings that do not change results."""
     full = config.to_dict()
@@ -642,6 +597,7 @@ def _fewshot_stage(
     seed: int,
     pretrain_settings: Mapping[str, Any] | None,
     progress: bool,
+    keep_checkpoints: str,
 ) -> dict:
     """One fine-tuning run of ``method`` on ``k`` labelled shapes of ``category``, scored on its test shapes."""
     from mvdecor.evaluation.fewshot import run_fewshot
@@ -678,6 +634,7 @@ def _fewshot_stage(
         convention="shapenet",
         seed=seed,
         progress=progress,
+        keep_checkpoints=keep_checkpoints,
     )
     run = summary["per_run"][0]
     # The protocol records where its run left the network and the labels it scored.

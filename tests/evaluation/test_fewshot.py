@@ -20,7 +20,7 @@ from mvdecor.evaluation.fewshot import (
     run_fewshot_cached,
 )
 from mvdecor.inference.segment import Segmenter
-from mvdecor.train.checkpoint import save_checkpoint
+from mvdecor.train.checkpoint import load_checkpoint, save_checkpoint
 from mvdecor.train.data import ViewSource
 
 
@@ -83,7 +83,7 @@ def test_runs_save_the_labels_they_scored_and_record_their_files(tmp_path):
     out = tmp_path / "fs"
     summary = run_fewshot(
         config, dataset, out, train_shapes=["mug_0000", "mug_0001"], test_shapes=["mug_0002"], k=1,
-        runs=1, progress=False,
+        runs=1, progress=False, keep_checkpoints="weights",
     )  # fmt: skip
     source = ViewSource(dataset, config.render, radius=config.pretrain.resolve_radius(config.render))
     assert len(summary["per_run"]) == 1
@@ -91,6 +91,9 @@ def test_runs_save_the_labels_they_scored_and_record_their_files(tmp_path):
         checkpoint, predictions = out / run["checkpoint"], out / run["predictions"]
         assert checkpoint.is_file() and predictions.is_file()
         assert checkpoint.parent.parent == predictions.parent == out / f"scratch_k1_run{run['run']}"
+        # Trimmed to the network once the results were written: it segments, it cannot resume.
+        assert [p.name for p in checkpoint.parent.iterdir()] == ["last.pt"]
+        assert "optimizer" not in load_checkpoint(checkpoint) and "model" in load_checkpoint(checkpoint)
         saved = load_predictions(predictions)
         assert list(saved) == summary["test_shapes"] == list(run["per_shape"])
         assert abs(run["shape_miou"] - sum(run["per_shape"].values()) / len(run["per_shape"])) < 1e-12

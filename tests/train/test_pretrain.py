@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -76,11 +77,17 @@ def test_resume_continues_with_the_same_losses(tmp_path, tiny):
 
 def test_run_folder_contents_and_reload(tmp_path, tiny):
     run = tmp_path / "run"
-    pretrain(tiny, TINY_DATASET, run, progress=False)
+    config = replace(tiny, pretrain=replace(tiny.pretrain, checkpoint_every=2, keep_snapshots=2))
+    pretrain(config, TINY_DATASET, run, progress=False)
     for name in ("config.yaml", "run.json", "metrics.csv", "val.csv"):
         assert (run / name).is_file(), name
-    assert (run / "checkpoints" / "best.pt").is_file()
-    assert (run / "checkpoints" / "step_0000004.pt").is_file()
+    # Snapshots at steps 2, 4, 6 and 8; the two latest are kept.
+    assert sorted(p.name for p in (run / "checkpoints").glob("*.pt")) == [
+        "best.pt",
+        "last.pt",
+        "step_0000006.pt",
+        "step_0000008.pt",
+    ]
     assert list((run / "tensorboard").glob("events.*"))
     assert "preset:" in (run / "config.yaml").read_text()
     header = (run / "metrics.csv").read_text().splitlines()[0]
@@ -116,7 +123,10 @@ def test_damaged_checkpoint_is_a_clear_error(tmp_path):
 def test_short_pretraining_learns_correspondences(tmp_path):
     # One chair to learn from, one held out for the validation loss: ~45 s on 2 cores.
     dataset = "synthetic:categories=chair,n=2,textured=0"
-    config = tiny_config(iterations=150, val_every=50, matches_per_pair=256, val_fraction=0.5)
+    # checkpoint_every: the 7 GB of snapshots every 4 steps would write are not what this tests.
+    config = tiny_config(
+        iterations=150, val_every=50, matches_per_pair=256, val_fraction=0.5, checkpoint_every=1000
+    )
     run = tmp_path / "run"
     result = pretrain(config, dataset, run, progress=False)
     with open(run / "val.csv", newline="") as handle:

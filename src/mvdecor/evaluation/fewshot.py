@@ -42,6 +42,7 @@ from mvdecor.errors import ConfigError, FileError
 from mvdecor.evaluation.segmentation import SegmentationEvaluator, pixel_miou
 from mvdecor.fileio import atomic_path
 from mvdecor.inference.segment import Segmenter
+from mvdecor.train.checkpoint import KEEP_CHECKPOINTS, prune_checkpoints
 from mvdecor.train.data import ViewSource
 from mvdecor.train.finetune import finetune, label_vocabulary
 from mvdecor.train.pretrain import checkpoint_method
@@ -184,6 +185,7 @@ def run_fewshot(
     seed: int = 0,
     progress: bool = True,
     category: str | None = None,
+    keep_checkpoints: str = "last",
 ) -> dict:
     """Run the protocol; returns (and writes) the results. See the module docstring.
 
@@ -198,7 +200,15 @@ def run_fewshot(
     convention : ``partnet`` (label 0 "other" never predicted, masked where the
         ground truth is 0) or ``shapenet``
     category : the category's name, recorded in the results
+    keep_checkpoints : what each run keeps of its checkpoints once the results
+        are written (see :func:`~mvdecor.train.checkpoint.prune_checkpoints`):
+        ``last`` (default), ``weights`` (network only, a third of the size) or
+        ``all``. Runs of an unfinished setting keep everything so it can resume.
     """
+    if keep_checkpoints not in KEEP_CHECKPOINTS:
+        raise ConfigError(
+            None, f"keep_checkpoints must be one of {', '.join(KEEP_CHECKPOINTS)}, got {keep_checkpoints!r}"
+        )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if method is None:
@@ -291,6 +301,9 @@ def run_fewshot(
     _write_results(
         out / f"results_{_setting_tag(method, k, views_per_shape)}", summary, format_fewshot(summary)
     )
+    # Only now: a setting interrupted before its results are written resumes from full checkpoints.
+    for record in per_run:
+        prune_checkpoints((out / record["checkpoint"]).parent, keep_checkpoints)
     return summary
 
 
@@ -406,6 +419,7 @@ def run_fewshot_split(
     weighting: str = "area",
     seed: int = 0,
     progress: bool = True,
+    keep_checkpoints: str = "last",
 ) -> dict:
     """:func:`run_fewshot` for every category of ``split``; per-category and mean results.
 
@@ -458,6 +472,7 @@ def run_fewshot_split(
             seed=seed,
             progress=progress,
             category=category,
+            keep_checkpoints=keep_checkpoints,
         )
     keys = ("part_miou", "shape_miou", "fused_miou", "pixel_miou_2d")
     combined = {

@@ -4,6 +4,11 @@ A checkpoint is a dict that ``torch.load(path, weights_only=True)`` opens with
 no mvdecor code: ``model`` (state dict), ``optimizer``, ``scheduler``,
 ``step``, ``rng`` (torch RNG states), ``config`` (the run's configuration as a
 plain dict), ``channel_stats``, ``best_val_loss`` and ``format_version``.
+
+A network with its optimizer state weighs about three times the network alone
+(200 MB for the ``cpu`` preset's ResNet-18), so runs keep only the periodic
+snapshots asked for (:func:`prune_snapshots`) and finished runs can be trimmed
+to what loading the network needs (:func:`prune_checkpoints`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,26 @@ from mvdecor.errors import FileError
 from mvdecor.fileio import atomic_path
 
 CHECKPOINT_FORMAT_VERSION = 1
+
+#: What :func:`prune_checkpoints` may keep of a finished training run's checkpoints.
+KEEP_CHECKPOINTS: tuple[str, ...] = ("last", "weights", "all")
+
+#: The checkpoint entries that loading a network needs (to segment, to fine-tune from, for
+#: pictures); the others (optimizer, scheduler, RNG states) only serve to continue training.
+NETWORK_ENTRIES: tuple[str, ...] = (
+    "model",
+    "config",
+    "channel_stats",
+    "label_names",
+    "num_classes",
+    "kind",
+    "method",
+    "step",
+    "best_val_loss",
+)
+
+#: File names of periodic snapshots: ``step_`` and the step, zero-padded to 7 digits.
+SNAPSHOT_PATTERN = "step_*.pt"
 
 
 class CheckpointError(FileError):
@@ -53,3 +78,64 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             path, f"checkpoint format {payload.get('format_version')}, expected {CHECKPOINT_FORMAT_VERSION}"
         )
     return payload
+
+
+def snapshot_path(folder: str | Path, step: int) -> Path:
+    """The periodic snapshot of ``step`` in the checkpoint ``folder``."""
+    return Path(folder) / f"step_{step:07d}.pt"
+
+
+def prune_snapshots(folder: str | Path, keep: int) -> list[Path]:
+    """Delete all but the ``keep`` latest periodic snapshots (``step_*.pt``) in ``folder``.
+
+    ``keep < 0`` keeps every snapshot; ``0`` keeps none. ``last.pt`` and
+    ``best.pt`` are never touched. Returns the deleted paths.
+    """
+    if keep < 0:
+        return []
+    snapshots = sorted(Path(folder).glob(SNAPSHOT_PATTERN))  # zero-padded steps sort by name
+    doomed = snapshots[: max(len(snapshots) - keep, 0)]
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    return doomed
+
+
+def prune_checkpoints(folder: str | Path, keep: str) -> None:
+    """Trim the checkpoint folder of a *finished* training run to what ``keep`` asks for.
+
+    Parameters
+    ----------
+    folder : Path
+        The run's checkpoint folder.
+    keep : {"last", "weights", "all"}
+        ``"all"`` removes nothing; ``"last"`` removes every checkpoint but
+        ``last.pt`` (periodic ``step_*.pt`` snapshots, ``best.pt``);
+        ``"weights"`` also rewrites ``last.pt`` with only
+        :data:`NETWORK_ENTRIES`, dropping the optimizer, scheduler and RNG
+        state (about two thirds of the file), so the run can no longer be
+        resumed but its network loads everywhere. Called again on a trimmed
+        folder, it changes nothing.
+
+    Raises
+    ------
+    ValueError
+        ``keep`` is not one of :data:`KEEP_CHECKPOINTS`.
+    CheckpointError
+        The folder has no ``last.pt``.
+    """
+    if keep not in KEEP_CHECKPOINTS:
+        raise ValueError(f"keep must be one of {', '.join(KEEP_CHECKPOINTS)}, got {keep!r}")
+    if keep == "all":
+        return
+    folder = Path(folder)
+    last = folder / "last.pt"
+    if not last.is_file():
+        raise CheckpointError(last, "a finished training run has no last.pt")
+    for path in folder.glob("*.pt"):
+        if path != last:
+            path.unlink()
+    if keep == "weights":
+        payload = load_checkpoint(last)
+        network = {key: value for key, value in payload.items() if key in NETWORK_ENTRIES}
+        if len(network) < len(payload) - ("format_version" in payload):
+            save_checkpoint(last, network)

@@ -16,7 +16,7 @@ Either writes a run folder::
         tensorboard/           the same scalars for TensorBoard
         checkpoints/last.pt    the latest state (exact resume)
         checkpoints/best.pt    the lowest validation loss so far
-        checkpoints/step_NNNNNNN.pt   periodic snapshots
+        checkpoints/step_NNNNNNN.pt   periodic snapshots (the latest keep_snapshots)
 
 Re-running with the same folder resumes from ``last.pt``: model, optimiser,
 scheduler, step and RNG state, and the batches that follow are the ones an
@@ -48,7 +48,13 @@ from mvdecor.models.embedding import EmbeddingNet
 from mvdecor.models.inputs import ChannelStats, channel_count, rgb_channel_indices
 from mvdecor.models.losses import dense_info_nce
 from mvdecor.registry import Registry
-from mvdecor.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from mvdecor.train.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    prune_snapshots,
+    save_checkpoint,
+    snapshot_path,
+)
 from mvdecor.train.data import (
     ViewPairBatch,
     ViewPairDataset,
@@ -474,7 +480,9 @@ def run_pretraining(
                 network.train()
 
             if info.is_main and step % cfg.checkpoint_every == 0:
-                save_checkpoint(run.checkpoint_dir / f"step_{step:07d}.pt", checkpoint_payload())
+                if cfg.keep_snapshots != 0:
+                    save_checkpoint(snapshot_path(run.checkpoint_dir, step), checkpoint_payload())
+                    prune_snapshots(run.checkpoint_dir, cfg.keep_snapshots)
                 save_checkpoint(run.last_path, checkpoint_payload())
             fetch_start = time.perf_counter()
     except KeyboardInterrupt:
