@@ -103,6 +103,10 @@ def test_finetune_then_segment_an_unlabelled_mesh(tmp_path, capsys):
                  "--iterations", "2", "--ssl-weight", "0", "--device", "cpu", "--quiet", *common])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     assert "fine-tuned on 1 labelled shapes" in capsys.readouterr().out
+    # The run leaves its own report: summary, curves and configuration.
+    assert (
+        "<h3>Logs</h3>" in (run / "report.html").read_text() and (run / "pictures" / "curves.png").is_file()
+    )
     # A mesh file with no labels at all: the user's main case.
     mesh = tmp_path / "cup.off"
     cyl = trimesh.creation.cylinder(radius=0.4, height=1.0, sections=16)
@@ -116,7 +120,9 @@ def test_finetune_then_segment_an_unlabelled_mesh(tmp_path, capsys):
     assert (
         main(["segment", str(mesh), "--model", str(run / "checkpoints" / "last.pt"), "--out", str(out)]) == 0
     )
-    assert "faces ->" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "faces ->" in printed and f"report: {out / 'report.html'}" in printed
+    assert 'data-name="cup"' in (out / "report.html").read_text()
     labels = np.loadtxt(out / "cup.labels.txt", dtype=int)
     assert labels.shape == (len(cyl.faces),) and labels.min() >= 0
     assert (out / "cup.ply").is_file() and (out / "cup.glb").is_file() and (out / "cup.legend.png").is_file()
@@ -135,5 +141,8 @@ def test_pretrain_method_and_imagenet_checkpoint_options(capsys):
     config = _config_from_args(parser.parse_args(["pretrain", "d", "run", "--method", "densecl"]))
     assert config.pretrain.method == "densecl" and config.segment.method == "entropy"
     assert _config_from_args(parser.parse_args(["pretrain", "d", "run"])).pretrain.method == "mvdecor"
-    args = parser.parse_args(["fewshot", "d", "out", "--init", "imagenet", "--imagenet-checkpoint", "r.pth"])
-    assert _config_from_args(args, train_section="finetune").model.imagenet_checkpoint == "r.pth"
+    for command in ("fewshot", "finetune"):
+        args = parser.parse_args(
+            [command, "d", "out", "--init", "imagenet", "--imagenet-checkpoint", "r.pth"]
+        )
+        assert _config_from_args(args, train_section="finetune").model.imagenet_checkpoint == "r.pth"

@@ -69,6 +69,17 @@ def _config_from_args(args: argparse.Namespace, train_section: str = "pretrain")
     return load_config(args.config or args.preset, overrides)
 
 
+def add_imagenet_checkpoint_option(parser: argparse.ArgumentParser) -> None:
+    """``--imagenet-checkpoint``: the file ``--init imagenet`` reads (``model.imagenet_checkpoint``)."""
+    parser.add_argument(
+        "--imagenet-checkpoint",
+        dest="imagenet_checkpoint",
+        metavar="PTH",
+        help="torchvision-layout ResNet state dict for --init imagenet (first conv widened to the "
+        "input channels; nothing is downloaded)",
+    )
+
+
 def add_keep_checkpoints_option(parser: argparse.ArgumentParser, default: str) -> None:
     """``--keep-checkpoints``: what finished training runs keep (see ``prune_checkpoints``)."""
     parser.add_argument(
@@ -351,6 +362,13 @@ def cmd_segment(args: argparse.Namespace) -> int:
             f"render {t['render_s']:.1f} s, predict {t['predict_s']:.1f} s, vote {t['vote_s']:.1f} s; "
             f"wrote {files['ply'].parent}"
         )
+    if not args.no_report:
+        from mvdecor.viz.report import write_segment_report
+
+        page = write_segment_report(
+            out, preset=segmenter.config.preset, description=f"Segmented with the model {args.model}."
+        )
+        print(f"report: {page} (opens offline in a browser)")
     return 0
 
 
@@ -423,8 +441,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from mvdecor.viz.report import write_segment_report
+    from mvdecor.viz.report import write_segment_report, write_training_report
 
+    run_dir = Path(args.run_dir)
+    if (run_dir / "metrics.csv").is_file() and not any(run_dir.rglob("*.legend.json")):
+        path = write_training_report(run_dir, title=args.title)
+        print(f"wrote {path}: open it in a browser (works offline)")
+        return 0
     preset, description = args.preset, ""
     if args.model:
         from mvdecor.train.checkpoint import load_checkpoint
@@ -446,9 +469,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _add_report_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
-        help="write report.html (metrics, pictures, interactive 3D views) for a `mvdecor segment` folder",
+        help="write report.html for a `mvdecor segment` folder or a pretrain / finetune run folder",
         description=(
-            "Write RUN_DIR/report.html for the output folder of `mvdecor segment`: a table of the "
+            "For a pretrain or finetune run folder (one with metrics.csv), write RUN_DIR/report.html "
+            "with the run's summary, training curves and configuration (the runs write it themselves "
+            "when they finish; this refreshes it, e.g. for a run still going). "
+            "For the output folder of `mvdecor segment` (which writes it too, unless --no-report): a table of the "
             "segmented meshes (faces, parts found, mean confidence, and with --ground-truth the share of "
             "faces labelled right), their legend pictures, and an interactive 3D view of each mesh "
             "(rotate, zoom, show or hide parts, switch to the ground-truth colouring). The page works "
@@ -456,7 +482,9 @@ def _add_report_command(sub: argparse._SubParsersAction) -> None:
             "RUN_DIR/report_assets/. Meshes are embedded whole, not decimated."
         ),
     )
-    p.add_argument("run_dir", help="the --out folder of `mvdecor segment`")
+    p.add_argument(
+        "run_dir", help="the --out folder of `mvdecor segment`, or a pretrain / finetune run folder"
+    )
     p.add_argument("--title", help="page title (default: Segmentation of <folder name>)")
     p.add_argument("--model", help="the checkpoint used by `mvdecor segment`: its preset is shown")
     p.add_argument("--preset", help="preset or config name to show (default: the model's)")
@@ -824,8 +852,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--init",
         default="scratch",
-        help="scratch (default), imagenet (with model.imagenet_checkpoint), or a pre-training checkpoint",
+        help="scratch (default), imagenet (with --imagenet-checkpoint), or a checkpoint of "
+        "`mvdecor pretrain` (either method)",
     )
+    add_imagenet_checkpoint_option(p)
     p.add_argument("--labelled", nargs="+", metavar="ID", help="the labelled shape ids")
     p.add_argument(
         "--k", type=int, default=2, help="labelled shapes drawn at random when --labelled is absent"
@@ -864,6 +894,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default="cpu", help="device (default cpu; e.g. cuda)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-report",
+        action="store_true",
+        help="do not write OUT/report.html (a page with a 3D view of each segmented mesh)",
+    )
     p.set_defaults(func=cmd_segment)
 
     p = sub.add_parser(
@@ -892,13 +927,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="scratch (default), imagenet (with --imagenet-checkpoint), or a checkpoint of "
         "`mvdecor pretrain` (either method)",
     )
-    p.add_argument(
-        "--imagenet-checkpoint",
-        dest="imagenet_checkpoint",
-        metavar="PTH",
-        help="torchvision-layout ResNet state dict for --init imagenet (first conv widened to the "
-        "input channels; nothing is downloaded)",
-    )
+    add_imagenet_checkpoint_option(p)
     p.add_argument("--k", type=int, default=2, help="labelled shapes per run (default 2)")
     p.add_argument(
         "--views-per-shape", dest="views_per_shape", type=int, help="labelled views per shape (0: all)"

@@ -79,7 +79,7 @@ def test_run_folder_contents_and_reload(tmp_path, tiny):
     run = tmp_path / "run"
     config = replace(tiny, pretrain=replace(tiny.pretrain, checkpoint_every=2, keep_snapshots=2))
     pretrain(config, TINY_DATASET, run, progress=False)
-    for name in ("config.yaml", "run.json", "metrics.csv", "val.csv"):
+    for name in ("config.yaml", "run.json", "metrics.csv", "val.csv", "report.html", "pictures/curves.png"):
         assert (run / name).is_file(), name
     # Snapshots at steps 2, 4, 6 and 8; the two latest are kept.
     assert sorted(p.name for p in (run / "checkpoints").glob("*.pt")) == [

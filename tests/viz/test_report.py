@@ -35,6 +35,7 @@ from mvdecor.viz.report import (
     ReportMesh,
     write_report,
     write_segment_report,
+    write_training_report,
 )
 
 PART_NAMES = ("seat", "leg", "back")
@@ -210,6 +211,61 @@ def test_report_command_on_segment_output(tmp_path, capsys):
 
     assert main(["report", str(tmp_path / "truth" / "nothing")]) == 1
     assert "no such folder" in capsys.readouterr().err
+
+
+def fake_pretrain_run(run: Path) -> Path:
+    """A pre-training run folder as `mvdecor pretrain` leaves it, written by hand."""
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(
+        json.dumps({"command": "pretrain", "dataset": "synthetic:n=2", "train_shapes": ["a", "b", "c"]})
+    )
+    (run / "config.yaml").write_text(
+        "preset: cpu\nrender: {rings: 2, segments: 5}\nmodel: {backbone: resnet18, modalities: [grey, depth]}\n"
+        "pretrain: {method: mvdecor, iterations: 30, lr: 0.0001}\n"
+    )
+    (run / "metrics.csv").write_text(
+        "step,loss,lr,it_per_s\n10,6.5,0.001,2.0\n20,5.25,0.001,4.0\n30,5.75,0.0005,3.0\n"
+    )
+    (run / "val.csv").write_text("step,val_loss,lr\n10,6.0,0.001\n20,4.5,0.001\n30,4.75,0.0005\n")
+    return run
+
+
+def test_training_report_summarises_the_logs(tmp_path, capsys):
+    run = fake_pretrain_run(tmp_path / "pre")
+    page = write_training_report(run).read_text()
+    logs = page.split("<h3>Logs</h3>", 1)[1].split("</table>", 1)[0]
+    headings = re.findall(r"<th>([^<]*)</th>", logs)
+    values = re.findall(r"<td[^>]*>([^<]*)</td>", logs)
+    assert dict(zip(headings, values, strict=True)) == {
+        "final training loss": "5.75",
+        "best validation loss": "4.5",  # the lowest, not the last
+        "final learning rate": "0.0005",
+        "steps per second (mean)": "3",
+    }
+    assert "<td>pretrain</td>" in page and "<td>mvdecor</td>" in page and "30 of 30" in page
+    assert (
+        "<td>lr</td>" in page and '<td class="num">0.0001</td>' in page
+    )  # config floats are not rounded to 0
+    assert '<img src="pictures/curves.png"' in page and "<script src=" not in page
+    with Image.open(run / "pictures" / "curves.png") as image:
+        assert image.width > 600
+    # The CLI picks the training report for a run folder, and names a folder that is neither.
+    (run / "report.html").unlink()
+    assert main(["report", str(run)]) == 0 and (run / "report.html").is_file()
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty")]) == 1
+    assert "no segmented mesh" in capsys.readouterr().err
+
+
+def test_training_report_of_a_run_with_nothing_logged_yet(tmp_path):
+    with pytest.raises(FileError, match=r"no run\.json, config\.yaml or metrics\.csv"):
+        write_training_report(tmp_path)
+    run = fake_pretrain_run(tmp_path / "run")
+    (run / "metrics.csv").unlink()
+    (run / "val.csv").unlink()
+    page = write_training_report(run).read_text()
+    assert "No training metrics logged yet." in page and "<h3>Logs</h3>" not in page and "<img" not in page
+    assert "0 of 30" in page
 
 
 def test_segment_report_names_repeated_stems_by_path(tmp_path):

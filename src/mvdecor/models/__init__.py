@@ -7,9 +7,19 @@
   head Θ, and Φ + Θ.
 - :mod:`~mvdecor.models.inputs`: input modalities and their foreground statistics.
 - :mod:`~mvdecor.models.losses`: (dense) InfoNCE.
+- :mod:`~mvdecor.models.densecl`: the DenseCL baseline (heads, losses, momentum
+  encoder, queues).
 """
 
 from mvdecor.models.deeplab import ASPP, ASPP_RATES, DeepLabV3Plus
+from mvdecor.models.densecl import (
+    DenseCL,
+    DenseCLHeads,
+    densecl_dense_loss,
+    densecl_global_loss,
+    match_grid_locations,
+    momentum_update,
+)
 from mvdecor.models.embedding import EmbeddingNet, SegmentationHead, SegmentationNet, count_parameters
 from mvdecor.models.inputs import (
     MODALITIES,
@@ -39,6 +49,8 @@ __all__ = [
     "MODALITIES",
     "ChannelStats",
     "DeepLabV3Plus",
+    "DenseCL",
+    "DenseCLHeads",
     "EmbeddingNet",
     "LoadReport",
     "ResNet",
@@ -48,9 +60,13 @@ __all__ = [
     "channel_names",
     "count_parameters",
     "dense_info_nce",
+    "densecl_dense_loss",
+    "densecl_global_loss",
     "gather_pixels",
     "info_nce",
     "load_torchvision_state_dict",
+    "match_grid_locations",
+    "momentum_update",
     "parse_modalities",
     "reference_info_nce_loop",
     "resnet18",

@@ -7,7 +7,7 @@ label is the label of the face it sees, or a user's label image), plus
 starts from a pre-trained embedding checkpoint, from scratch, or from a
 torchvision-layout ImageNet ResNet file. The run folder mirrors pre-training's
 (``config.yaml``, ``run.json``, ``metrics.csv``, ``tensorboard/``,
-``checkpoints/last.pt``), resumes the same way, and its checkpoints carry the
+``checkpoints/last.pt``, ``report.html``), resumes the same way, and its checkpoints carry the
 label names, so ``mvdecor segment --model RUN/checkpoints/last.pt`` needs
 nothing else.
 
@@ -240,6 +240,7 @@ def finetune(
     resume: bool = True,
     progress: bool = True,
     stop_after: int | None = None,
+    report: bool = True,
 ) -> FinetuneResult:
     """Fine-tune on a few labelled shapes (or labelled views) of ``dataset``.
 
@@ -256,6 +257,8 @@ def finetune(
         the user's label images instead of face labels
     store : a render store of ``dataset`` made with ``config.render``
     stop_after : stop (with a checkpoint) after this many steps of this call
+    report : write ``RUN/report.html`` and ``RUN/pictures/curves.png`` when the
+        call ends (see :func:`mvdecor.viz.report.write_training_report`)
     """
     cfg = config.finetune
     run_dir = Path(run_dir)
@@ -445,6 +448,10 @@ def finetune(
         bar.close()
         logger.close()
     save_checkpoint(last_path, payload())
+    if report:
+        from mvdecor.viz.report import write_training_report
+
+        write_training_report(run_dir)
     return FinetuneResult(run_dir, step, last_path, names, last)
 
 

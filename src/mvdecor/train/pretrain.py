@@ -17,6 +17,7 @@ Either writes a run folder::
         checkpoints/last.pt    the latest state (exact resume)
         checkpoints/best.pt    the lowest validation loss so far
         checkpoints/step_NNNNNNN.pt   periodic snapshots (the latest keep_snapshots)
+        report.html            summary, curves and configuration (pictures/curves.png)
 
 Re-running with the same folder resumes from ``last.pt``: model, optimiser,
 scheduler, step and RNG state, and the batches that follow are the ones an
@@ -32,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -526,6 +528,7 @@ def pretrain(
     progress: bool = True,
     stop_after: int | None = None,
     split: dict[str, list[str]] | None = None,
+    report: bool = True,
 ) -> PretrainResult:
     """Pre-train an embedding network on the shapes of ``dataset`` (labels unused).
 
@@ -548,6 +551,8 @@ def pretrain(
         as if interrupted; for tests and time-boxed jobs
     split : ``{"train": [...], "val": [...]}`` shape ids to use instead of a
         seeded random split (``val`` may be empty)
+    report : write ``RUN/report.html`` and ``RUN/pictures/curves.png`` when the
+        call ends (rank 0; see :func:`mvdecor.viz.report.write_training_report`)
 
     Raises
     ------
@@ -557,7 +562,7 @@ def pretrain(
     import mvdecor.train.densecl  # noqa: F401  (registers "densecl")
 
     method = PRETRAIN_METHODS.get(config.pretrain.method)
-    return method(
+    result = method(
         config,
         dataset,
         run_dir,
@@ -568,6 +573,11 @@ def pretrain(
         stop_after=stop_after,
         split=split,
     )
+    if report and int(os.environ.get("RANK", "0")) == 0:
+        from mvdecor.viz.report import write_training_report
+
+        write_training_report(run_dir)
+    return result
 
 
 @PRETRAIN_METHODS.register("mvdecor")

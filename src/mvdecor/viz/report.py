@@ -655,6 +655,116 @@ def write_segment_report(
     )
 
 
+#: Columns of a training run's summary: (CSV column, how to summarise it, heading).
+_TRAINING_SUMMARY = (
+    ("loss", "last", "final training loss"),
+    ("loss_ce", "last", "final cross-entropy"),
+    ("loss_ssl", "last", "final InfoNCE regulariser"),
+    ("pixel_accuracy", "last", "final training pixel accuracy"),
+    ("val_loss", "min", "best validation loss"),
+    ("lr", "last", "final learning rate"),
+    ("it_per_s", "mean", "steps per second (mean)"),
+)
+
+
+def write_training_report(run_dir: str | Path, *, title: str | None = None) -> Path:
+    """``report.html`` of a ``pretrain`` or ``finetune`` run folder.
+
+    The page shows what the run was (command, method, dataset, preset, steps
+    done), a summary of its logs (final losses, best validation loss, final
+    learning rate, mean speed), its training curves (written to
+    ``run_dir/pictures/curves.png`` by
+    :func:`~mvdecor.viz.curves.plot_training_curves`) and its configuration.
+    ``pretrain`` and ``finetune`` call it when they finish; ``mvdecor report``
+    calls it for a run folder at any time, e.g. on a run still going.
+
+    Raises
+    ------
+    FileError
+        ``run_dir`` has none of ``run.json``, ``config.yaml`` and
+        ``metrics.csv``, or one of them is unreadable. A run that has not
+        logged a row yet (fewer steps than ``log_every``) gets a page without
+        curves.
+    """
+    import yaml
+
+    from mvdecor.viz.curves import CURVE_FILES, plot_training_curves, read_metric_csv
+
+    run_dir = Path(run_dir)
+    if not any((run_dir / name).is_file() for name in ("run.json", "config.yaml", CURVE_FILES[0])):
+        raise FileError(
+            run_dir,
+            "no run.json, config.yaml or metrics.csv: not a `mvdecor pretrain` or `finetune` run folder",
+        )
+    info: dict = {}
+    config: dict = {}
+    try:
+        if (run_dir / "run.json").is_file():
+            info = json.loads((run_dir / "run.json").read_text())
+        if (run_dir / "config.yaml").is_file():
+            config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise FileError(
+            run_dir, f"unreadable run.json or config.yaml ({type(exc).__name__}: {exc})"
+        ) from None
+    command = str(info.get("command", "training"))
+    curves = {}
+    for name in CURVE_FILES:
+        if (run_dir / name).is_file():
+            for curve in read_metric_csv(run_dir / name):
+                curves.setdefault(curve.name, curve)
+    section = config.get(command, {}) if command in ("pretrain", "finetune") else {}
+    run_row: dict[str, object] = {"command": command}
+    if command == "pretrain":
+        run_row["method"] = section.get("method", "mvdecor")
+    run_row["dataset"] = info.get("dataset")
+    run_row["preset"] = config.get("preset")
+    last_step = max((int(c.steps[-1]) for c in curves.values()), default=0)
+    run_row["steps logged"] = f"{last_step} of {section.get('iterations', '?')}"
+    for key in ("labelled_shapes", "train_shapes"):
+        if isinstance(info.get(key), list):
+            run_row[key.replace("_", " ")] = len(info[key])
+    summary: dict[str, object] = {}
+    for column, how, heading in _TRAINING_SUMMARY:
+        curve = curves.get(column)
+        if curve is None:
+            continue
+        values = curve.values
+        summary[heading] = float(
+            values[-1] if how == "last" else values.min() if how == "min" else values.mean()
+        )
+    tables = [MetricsTable(list(run_row), [list(run_row.values())], title="Run")]
+    if summary:
+        tables.append(
+            MetricsTable(list(summary), [list(summary.values())], title="Logs", float_format="{:.4g}")
+        )
+    for name in ("render", "model", command):
+        values = config.get(name)
+        if isinstance(values, dict):
+            flat = {k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in values.items()}
+            tables.append(
+                MetricsTable(
+                    ["setting", "value"],
+                    list(flat.items()),
+                    title=f"Configuration: {name}",
+                    float_format="{:g}",
+                )
+            )
+    pictures = []
+    if curves:
+        picture = plot_training_curves(run_dir, run_dir / "pictures" / "curves.png")
+        sources = "metrics.csv, val.csv" if "val_loss" in curves else "metrics.csv"
+        pictures.append(Picture(picture, f"Training curves ({sources})"))
+    return write_report(
+        run_dir,
+        title or f"{command.capitalize()} run {run_dir.resolve().name}",
+        tables,
+        pictures,
+        preset=config.get("preset"),
+        description="" if curves else "No training metrics logged yet.",
+    )
+
+
 # -------------------------------------------------------- page furniture
 _ERROR_COLLECTOR = """
 (function () {
