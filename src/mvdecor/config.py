@@ -115,6 +115,14 @@ class DenseCLConfig:
         paper's baseline; the ASPP and decoder stay randomly initialised).
     queue_size : int
         Negative keys in each queue, global and dense (DenseCL: 65536).
+    exclude_negatives : str
+        Keys left out of a query's negatives: ``none`` (DenseCL), ``view``
+        (keys of the same rendered view: on a small dataset the queue holds
+        several earlier copies of the query's own view, each a "negative" as
+        similar as the positive; FAUST at the ``cpu`` preset has 336 training
+        views for a queue of 1,024, while at DenseCL's scale, 65,536 keys
+        among millions of images, this almost never happens) or ``shape``
+        (keys of any view of the query's shape). Default ``none``.
     momentum : float
         m of the key network's exponential moving average (0.999).
     temperature : float
@@ -142,6 +150,7 @@ class DenseCLConfig:
 
     attach: str = "embedding"
     queue_size: int = 65536
+    exclude_negatives: str = "none"
     momentum: float = 0.999
     temperature: float = 0.2
     dense_weight: float = 0.5

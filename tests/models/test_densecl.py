@@ -16,6 +16,7 @@ from mvdecor.models.densecl import (
     momentum_update,
     reference_dense_loss_loop,
     reference_global_loss_loop,
+    same_source_mask,
 )
 from mvdecor.models.embedding import EmbeddingNet
 
@@ -163,3 +164,60 @@ def test_training_state_round_trips_without_the_query_network():
     torch.testing.assert_close(other.queue, model.queue)
     with pytest.raises(RuntimeError, match="does not fit"):
         other.load_training_state({**state, "surplus": torch.zeros(1)})
+
+
+def test_same_source_mask_never_matches_empty_slots():
+    mask = same_source_mask(torch.tensor([3, 7]), torch.tensor([7, -1, 3, 3, 9]))
+    assert mask.tolist() == [[False, False, True, True, False], [True, False, False, False, False]]
+    assert not same_source_mask(torch.tensor([-1]), torch.tensor([-1, -1])).any()
+
+
+def test_excluded_negatives_match_the_loops_and_removing_those_rows():
+    b, c, f, cells, k = 3, 4, 5, 6, 7
+    query, key, queue = _unit(b, c, seed=1), _unit(b, c, seed=2), _unit(k, c, seed=3)
+    exclude = same_source_mask(torch.tensor([0, 1, 2]), torch.tensor([0, 2, 0, -1, 5, 2, 1]))
+    loss = densecl_global_loss(query, key, queue, 0.2, exclude)
+    assert float(loss) == pytest.approx(reference_global_loss_loop(query, key, queue, 0.2, exclude), rel=1e-5)
+    # Query 0 without its two same-source keys is query 0 against the other five.
+    kept = ~exclude[0]
+    alone = densecl_global_loss(query[:1], key[:1], queue[kept], 0.2)
+    per_query = densecl_global_loss(query[:1], key[:1], queue, 0.2, exclude[:1])
+    torch.testing.assert_close(per_query, alone)
+    assert float(densecl_global_loss(query, key, queue, 0.2)) != pytest.approx(float(loss))
+
+    query_dense, key_dense = _unit(b, c, cells, dim=1, seed=4), _unit(b, c, cells, dim=1, seed=5)
+    query_grid = torch.randn(b, f, cells, generator=torch.Generator().manual_seed(6))
+    key_grid = torch.randn(b, f, cells, generator=torch.Generator().manual_seed(7))
+    expected, _ = reference_dense_loss_loop(query_dense, key_dense, query_grid, key_grid, queue, 0.2, exclude)
+    match = match_grid_locations(query_grid, key_grid)
+    dense = densecl_dense_loss(query_dense, key_dense, match, queue, 0.2, exclude)
+    assert float(dense) == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    with pytest.raises(ValueError, match="exclude mask"):
+        densecl_global_loss(query, key, queue, 0.2, exclude[:, :3])
+
+
+def test_step_records_sources_and_leaves_the_querys_own_keys_out():
+    torch.manual_seed(0)
+    model = DenseCL(_tiny_embedding(), hidden_dim=16, projection_dim=8, grid_size=2, queue_size=5,
+                    momentum=0.5, exclude_same_source=True)  # fmt: skip
+    model.eval()  # no BatchNorm batch statistics: the same input gives the same projections
+    x = torch.randn(2, 5, 32, 32)
+    with pytest.raises(ValueError, match="needs the sources"):
+        model(x, x)
+    model(x, x, torch.tensor([11, 12]))
+    assert model.queue_sources.tolist() == [11, 12, -1, -1, -1] and int(model.queue_pointer) == 2
+    # The next step's loss leaves slot 0 (source 11) out for the query of source 11 only.
+    queue, dense_queue = model.queue.clone(), model.dense_queue.clone()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    result = model(x, x, torch.tensor([11, 13]))
+    assert model.queue_sources.tolist() == [11, 12, 11, 13, -1]
+    model.load_state_dict(state)
+    model.update_key_network()
+    query, key = model.project_query(x), model.project_key(x)
+    exclude = torch.tensor([[True, False, False, False, False], [False] * 5])
+    expected = model.losses(query, key, queue, dense_queue, exclude)
+    torch.testing.assert_close(result.loss, expected.loss)
+    assert model.queue_sources.tolist()[:2] == [
+        11,
+        12,
+    ]  # restored state; the step above wrote [11, 12, 11, 13]

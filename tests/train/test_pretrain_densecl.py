@@ -16,6 +16,7 @@ from mvdecor.models.inputs import view_to_array
 from mvdecor.train.checkpoint import load_checkpoint
 from mvdecor.train.data import ViewSource
 from mvdecor.train.densecl import (
+    VIEWS_PER_SHAPE_BOUND,
     AugmentedViewDataset,
     ViewAugmentation,
     apply_view_augmentation,
@@ -30,9 +31,11 @@ MODALITIES = ("grey", "normal", "depth")
 
 
 def densecl_config(**pretrain_changes):
-    """The tiny setup at 32x32 with small DenseCL heads and queues."""
+    """The tiny setup at 32x32 with small DenseCL heads and queues, leaving out same-view negatives."""
     config = tiny_config(iterations=2, val_pairs=2, val_every=2, checkpoint_every=100, **pretrain_changes)
-    densecl = replace(config.pretrain.densecl, queue_size=8, hidden_dim=16, grid_size=4)
+    densecl = replace(
+        config.pretrain.densecl, queue_size=8, hidden_dim=16, grid_size=4, exclude_negatives="view"
+    )
     return replace(
         config,
         render=replace(config.render, resolution=32),
@@ -129,6 +132,19 @@ def test_items_are_a_function_of_the_index():
         np.testing.assert_array_equal(a[key], b[key])
         assert a[key].shape == (5, 32, 32) and a[key].dtype == np.float32
     assert not np.array_equal(a["inputs_query"], a["inputs_key"])
+    # The source id names the shape and view drawn; at the shape level, the shape only.
+    shapes = [ds[k]["source"] // VIEWS_PER_SHAPE_BOUND for k in range(40)]
+    views = [ds[k]["source"] % VIEWS_PER_SHAPE_BOUND for k in range(40)]
+    assert set(shapes) == set(range(len(source.shape_ids()))) and max(views) < config.render.num_views
+    by_shape = AugmentedViewDataset(
+        source,
+        source.shape_ids(),
+        MODALITIES,
+        None,
+        replace(config.pretrain.densecl, exclude_negatives="shape"),
+        seed=3,
+    )
+    assert [by_shape[k]["source"] for k in range(40)] == shapes
 
 
 @pytest.mark.parametrize(
@@ -138,6 +154,7 @@ def test_items_are_a_function_of_the_index():
         ({"momentum": 1.5}, "momentum"),
         ({"crop_scale": (0.5, 0.2)}, "crop_scale"),
         ({"grid_size": 0}, "grid_size"),
+        ({"exclude_negatives": "image"}, "exclude_negatives"),
     ],
 )
 def test_bad_densecl_settings_are_config_errors(change, message):

@@ -57,6 +57,7 @@ __all__ = [
     "momentum_update",
     "reference_dense_loss_loop",
     "reference_global_loss_loop",
+    "same_source_mask",
 ]
 
 #: Where the projection heads may read features (see the module docstring).
@@ -150,7 +151,9 @@ def _check_temperature(temperature: float) -> None:
         raise ValueError(f"temperature must be positive, got {temperature}")
 
 
-def densecl_global_loss(query: Tensor, key: Tensor, queue: Tensor, temperature: float = 0.2) -> Tensor:
+def densecl_global_loss(
+    query: Tensor, key: Tensor, queue: Tensor, temperature: float = 0.2, exclude: Tensor | None = None
+) -> Tensor:
     """MoCo's InfoNCE: each query against its own key and the queue's negatives.
 
     Parameters
@@ -160,11 +163,15 @@ def densecl_global_loss(query: Tensor, key: Tensor, queue: Tensor, temperature: 
     queue : (K, C)
         L2-normalised negative keys (``K`` may be 0).
     temperature : τ (DenseCL: 0.2)
+    exclude : (B, K) bool, optional
+        ``exclude[b, j]``: leave negative ``j`` out of query ``b``'s sum (see
+        :func:`same_source_mask`).
 
     Returns
     -------
     Scalar tensor: the mean over the ``B`` queries of
-    ``-log(exp(q·k / τ) / (exp(q·k / τ) + Σ_j exp(q·n_j / τ)))``.
+    ``-log(exp(q·k / τ) / (exp(q·k / τ) + Σ_j exp(q·n_j / τ)))``, the sum over
+    the negatives not excluded.
     """
     if query.ndim != 2 or query.shape != key.shape:
         raise ValueError(
@@ -175,8 +182,27 @@ def densecl_global_loss(query: Tensor, key: Tensor, queue: Tensor, temperature: 
     _check_temperature(temperature)
     query, key, queue = query.float(), key.float(), queue.float()
     positive = (query * key).sum(dim=1, keepdim=True)  # (B, 1)
-    logits = torch.cat([positive, query @ queue.T], dim=1) / temperature  # (B, 1 + K)
+    negatives = _masked(query @ queue.T, exclude, (query.shape[0], queue.shape[0]))  # (B, K)
+    logits = torch.cat([positive, negatives], dim=1) / temperature  # (B, 1 + K)
     return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
+
+
+def same_source_mask(query_sources: Tensor, queue_sources: Tensor) -> Tensor:
+    """``(B, K)`` bool: which queue keys come from the same source (view or shape) as each query.
+
+    Sources are integer ids (``(B,)`` and ``(K,)``); a queue slot not yet
+    filled holds ``-1`` and matches nothing.
+    """
+    return (query_sources[:, None] == queue_sources[None, :]) & (queue_sources[None, :] >= 0)
+
+
+def _masked(similarity: Tensor, exclude: Tensor | None, shape: tuple[int, int]) -> Tensor:
+    """``similarity`` with excluded negatives at -inf (they drop out of the log-sum-exp)."""
+    if exclude is None:
+        return similarity
+    if exclude.shape != shape:
+        raise ValueError(f"expected a {shape} exclude mask, got {tuple(exclude.shape)}")
+    return similarity.masked_fill(exclude.view(shape[0], *([1] * (similarity.ndim - 2)), shape[1]), -math.inf)
 
 
 def match_grid_locations(query_grid: Tensor, key_grid: Tensor) -> Tensor:
@@ -203,7 +229,12 @@ def match_grid_locations(query_grid: Tensor, key_grid: Tensor) -> Tensor:
 
 
 def densecl_dense_loss(
-    query_dense: Tensor, key_dense: Tensor, match: Tensor, queue: Tensor, temperature: float = 0.2
+    query_dense: Tensor,
+    key_dense: Tensor,
+    match: Tensor,
+    queue: Tensor,
+    temperature: float = 0.2,
+    exclude: Tensor | None = None,
 ) -> Tensor:
     """DenseCL's dense InfoNCE: every query cell against its matched key cell and the queue.
 
@@ -216,6 +247,9 @@ def densecl_dense_loss(
     queue : (K, C)
         L2-normalised negatives, one per earlier key image (``K`` may be 0).
     temperature : τ (0.2)
+    exclude : (B, K) bool, optional
+        Negatives left out for every cell of image ``b`` (as in
+        :func:`densecl_global_loss`).
 
     Returns
     -------
@@ -236,7 +270,7 @@ def densecl_dense_loss(
     query_dense, key_dense, queue = query_dense.float(), key_dense.float(), queue.float()
     matched = key_dense.gather(2, match.long().unsqueeze(1).expand(b, c, cells))  # (B, C, L)
     positive = (query_dense * matched).sum(dim=1)  # (B, L)
-    negatives = torch.einsum("bcl,kc->blk", query_dense, queue)  # (B, L, K)
+    negatives = _masked(torch.einsum("bcl,kc->blk", query_dense, queue), exclude, (b, queue.shape[0]))
     logits = torch.cat([positive.unsqueeze(2), negatives], dim=2) / temperature  # (B, L, 1 + K)
     return (torch.logsumexp(logits, dim=2) - logits[..., 0]).mean()
 
@@ -284,12 +318,20 @@ def _dot(u: list[float], v: list[float]) -> float:
     return sum(x * y for x, y in zip(u, v, strict=True))
 
 
-def reference_global_loss_loop(query: Tensor, key: Tensor, queue: Tensor, temperature: float = 0.2) -> float:
+def _kept(exclude: Tensor | None, b: int, count: int) -> list[int]:
+    """Indices of the negatives that query ``b`` keeps."""
+    return [j for j in range(count) if exclude is None or not bool(exclude[b, j])]
+
+
+def reference_global_loss_loop(
+    query: Tensor, key: Tensor, queue: Tensor, temperature: float = 0.2, exclude: Tensor | None = None
+) -> float:
     """Slow pure-Python reference of :func:`densecl_global_loss` (for tests), in float64."""
     q, k, n = (t.detach().double().tolist() for t in (query, key, queue))
     total = 0.0
     for b in range(len(q)):
-        logits = [_dot(q[b], k[b]) / temperature] + [_dot(q[b], neg) / temperature for neg in n]
+        kept = _kept(exclude, b, len(n))
+        logits = [_dot(q[b], k[b]) / temperature] + [_dot(q[b], n[j]) / temperature for j in kept]
         total += _lse(logits) - logits[0]
     return total / len(q)
 
@@ -301,6 +343,7 @@ def reference_dense_loss_loop(
     key_grid: Tensor,
     queue: Tensor,
     temperature: float = 0.2,
+    exclude: Tensor | None = None,
 ) -> tuple[float, list[list[int]]]:
     """Slow pure-Python reference of the dense loss, matching included (for tests).
 
@@ -328,7 +371,8 @@ def reference_dense_loss_loop(
             best = max(range(cells), key=lambda j: sims[j])
             row.append(best)
             q = column(qd, b, cell)
-            logits = [_dot(q, column(kd, b, best)) / temperature] + [_dot(q, neg) / temperature for neg in n]
+            logits = [_dot(q, column(kd, b, best)) / temperature]
+            logits += [_dot(q, n[j]) / temperature for j in _kept(exclude, b, len(n))]
             total += _lse(logits) - logits[0]
             count += 1
         match.append(row)
@@ -350,7 +394,11 @@ class DenseCL(nn.Module):
     temperature : τ of both losses
     dense_weight : lambda
 
+    exclude_same_source : leave queued keys of a query's own source (the
+        ``sources`` given to :meth:`forward`) out of its negatives
+
     Buffers ``queue`` and ``dense_queue`` are ``(K, projection_dim)``,
+    ``queue_sources`` ``(K,)`` int64 (-1 until a key fills the slot),
     ``queue_pointer`` a 0-d int64. ``forward(x_query, x_key)`` is one training
     step's loss: it first moves the key network towards the query network, then
     computes the keys without gradients, the losses against the queues, and
@@ -369,6 +417,7 @@ class DenseCL(nn.Module):
         momentum: float = 0.999,
         temperature: float = 0.2,
         dense_weight: float = 0.5,
+        exclude_same_source: bool = False,
     ) -> None:
         super().__init__()
         if attach not in ATTACH_POINTS:
@@ -394,6 +443,9 @@ class DenseCL(nn.Module):
         self.register_buffer("queue", F.normalize(torch.randn(queue_size, projection_dim), dim=1))
         self.register_buffer("dense_queue", F.normalize(torch.randn(queue_size, projection_dim), dim=1))
         self.register_buffer("queue_pointer", torch.zeros((), dtype=torch.long))
+        # The source (view or shape id) of each queued key; -1: a random initial vector.
+        self.register_buffer("queue_sources", torch.full((queue_size,), -1, dtype=torch.long))
+        self.exclude_same_source = bool(exclude_same_source)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """The query network's parameters, then its heads' (the optimiser's list)."""
@@ -415,13 +467,24 @@ class DenseCL(nn.Module):
         return self.key_heads(self._features(self.key, x))
 
     def losses(
-        self, query: DenseCLProjections, key: DenseCLProjections, queue: Tensor, dense_queue: Tensor
+        self,
+        query: DenseCLProjections,
+        key: DenseCLProjections,
+        queue: Tensor,
+        dense_queue: Tensor,
+        exclude: Tensor | None = None,
     ) -> DenseCLLosses:
-        """Both losses of matched query and key projections against the given negatives (float32)."""
+        """Both losses of matched query and key projections against the given negatives (float32).
+
+        ``exclude`` ``(B, K)`` leaves negatives out of both losses (see
+        :func:`same_source_mask`).
+        """
         with torch.autocast(device_type=query.global_.device.type, enabled=False):
-            global_loss = densecl_global_loss(query.global_, key.global_, queue, self.temperature)
+            global_loss = densecl_global_loss(query.global_, key.global_, queue, self.temperature, exclude)
             match = match_grid_locations(query.grid.detach(), key.grid)
-            dense_loss = densecl_dense_loss(query.dense, key.dense, match, dense_queue, self.temperature)
+            dense_loss = densecl_dense_loss(
+                query.dense, key.dense, match, dense_queue, self.temperature, exclude
+            )
             loss = (1.0 - self.dense_weight) * global_loss + self.dense_weight * dense_loss
         return DenseCLLosses(loss, global_loss, dense_loss)
 
@@ -431,15 +494,25 @@ class DenseCL(nn.Module):
         momentum_update(self.key, self.query, self.momentum)
         momentum_update(self.key_heads, self.query_heads, self.momentum)
 
-    def forward(self, x_query: Tensor, x_key: Tensor) -> DenseCLLosses:
+    def forward(self, x_query: Tensor, x_key: Tensor, sources: Tensor | None = None) -> DenseCLLosses:
+        """One step: ``(B, K, H, W)`` query and key copies; ``sources`` ``(B,)`` int64 ids of their
+        view or shape, recorded with the keys and, with ``exclude_same_source``, used to leave
+        queued keys of a query's own source out of its negatives."""
+        if self.exclude_same_source and sources is None:
+            raise ValueError("exclude_same_source needs the sources of the batch")
         query = self.project_query(x_query)
         self.update_key_network()
         key = self.project_key(x_key)
-        result = self.losses(query, key, self.queue.clone(), self.dense_queue.clone())
+        exclude = None
+        if self.exclude_same_source:
+            exclude = same_source_mask(sources.to(self.queue_sources.device), self.queue_sources)
+        result = self.losses(query, key, self.queue.clone(), self.dense_queue.clone(), exclude)
         with torch.no_grad():
             pointer = self.queue_pointer.clone()
+            if sources is not None:
+                enqueue(self.queue_sources, pointer.clone(), sources.to(self.queue_sources.device))
+            enqueue(self.dense_queue, pointer.clone(), key.dense_mean)
             enqueue(self.queue, self.queue_pointer, key.global_)
-            enqueue(self.dense_queue, pointer, key.dense_mean)
         return result
 
     def training_state(self) -> dict[str, Tensor]:
@@ -449,7 +522,8 @@ class DenseCL(nn.Module):
     def load_training_state(self, state: dict[str, Tensor]) -> None:
         """Inverse of :meth:`training_state` (the query network is loaded separately)."""
         missing, unexpected = self.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not k.startswith("query.")]
+        # queue_sources is newer than the first DenseCL checkpoints: without it all slots read -1.
+        missing = [k for k in missing if not k.startswith("query.") and k != "queue_sources"]
         if missing or unexpected:
             raise RuntimeError(
                 f"DenseCL state does not fit: missing {missing[:4]}, unexpected {unexpected[:4]}"

@@ -60,7 +60,7 @@ import torch
 
 from mvdecor.config import Config, DenseCLConfig
 from mvdecor.errors import ConfigError
-from mvdecor.models.densecl import ATTACH_POINTS, DenseCL, DenseCLProjections
+from mvdecor.models.densecl import ATTACH_POINTS, DenseCL, DenseCLProjections, same_source_mask
 from mvdecor.models.embedding import EmbeddingNet
 from mvdecor.models.inputs import ChannelStats, channel_names, parse_modalities, view_to_array
 from mvdecor.train.data import ViewSource
@@ -107,6 +107,8 @@ def check_densecl_config(cfg: DenseCLConfig) -> None:
 
     if cfg.attach not in ATTACH_POINTS:
         raise bad("attach", " or ".join(ATTACH_POINTS))
+    if cfg.exclude_negatives not in SOURCE_LEVELS:
+        raise bad("exclude_negatives", ", ".join(SOURCE_LEVELS[:-1]) + " or " + SOURCE_LEVELS[-1])
     if cfg.queue_size < 0:
         raise bad("queue_size", "0 or more")
     for name in ("hidden_dim", "projection_dim", "grid_size"):
@@ -286,18 +288,31 @@ class AugmentedPairBatch:
     ----------
     inputs_query, inputs_key : (B, C, H, W) float32
         Network inputs of the two copies (standardised; background 0).
+    sources : (B,) int64
+        Where each view came from, as :data:`SOURCE_LEVELS` ids of the
+        dataset's ``exclude_negatives`` level (a view, or a shape).
     """
 
     inputs_query: torch.Tensor
     inputs_key: torch.Tensor
+    sources: torch.Tensor
 
     def to(self, device: torch.device | str) -> AugmentedPairBatch:
         return AugmentedPairBatch(
-            self.inputs_query.to(device, non_blocking=True), self.inputs_key.to(device, non_blocking=True)
+            self.inputs_query.to(device, non_blocking=True),
+            self.inputs_key.to(device, non_blocking=True),
+            self.sources.to(device, non_blocking=True),
         )
 
     def __len__(self) -> int:
         return self.inputs_query.shape[0]
+
+
+#: What ``pretrain.densecl.exclude_negatives`` may name.
+SOURCE_LEVELS: tuple[str, ...] = ("none", "view", "shape")
+
+#: View ids are ``shape index * VIEWS_PER_SHAPE_BOUND + view index``: unique for any camera rig.
+VIEWS_PER_SHAPE_BOUND = 1 << 20
 
 
 def collate_augmented(items: Sequence[dict[str, np.ndarray]]) -> AugmentedPairBatch:
@@ -305,6 +320,7 @@ def collate_augmented(items: Sequence[dict[str, np.ndarray]]) -> AugmentedPairBa
     return AugmentedPairBatch(
         inputs_query=torch.from_numpy(np.stack([it["inputs_query"] for it in items])),
         inputs_key=torch.from_numpy(np.stack([it["inputs_key"] for it in items])),
+        sources=torch.tensor([int(it["source"]) for it in items], dtype=torch.long),
     )
 
 
@@ -347,11 +363,16 @@ class AugmentedViewDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng([self.seed, int(index)])
-        shape_id = self.shape_ids[int(rng.integers(len(self.shape_ids)))]
-        view = self.source.view(shape_id, int(rng.integers(self.source.num_views(shape_id))))
+        shape_index = int(rng.integers(len(self.shape_ids)))
+        shape_id = self.shape_ids[shape_index]
+        view_index = int(rng.integers(self.source.num_views(shape_id)))
+        view = self.source.view(shape_id, view_index)
         array, mask = view_to_array(view, self.modalities), view.mask
         right_axis = view.camera.rotation[0, 0]  # row 0 of world-to-camera: camera +X in world space
-        item = {}
+        by_shape = self.augment.exclude_negatives == "shape"
+        item: dict[str, np.ndarray] = {
+            "source": np.int64(shape_index if by_shape else shape_index * VIEWS_PER_SHAPE_BOUND + view_index)
+        }
         for name in ("inputs_query", "inputs_key"):
             aug = draw_view_augmentation(rng, mask, self.augment)
             copy, copy_mask = apply_view_augmentation(array, mask, self.modalities, right_axis, aug)
@@ -375,6 +396,7 @@ def build_densecl(embedding: EmbeddingNet, cfg: DenseCLConfig) -> DenseCL:
         momentum=cfg.momentum,
         temperature=cfg.temperature,
         dense_weight=cfg.dense_weight,
+        exclude_same_source=cfg.exclude_negatives != "none",
     )
 
 
@@ -398,22 +420,25 @@ def densecl_validation_loss(
     successive validations are comparable.
     """
     densecl.eval()
-    queries, keys = [], []
+    queries, keys, sources = [], [], []
     for start in range(0, num_items, batch_items):
         batch = collate_augmented([val_set[k] for k in range(start, min(start + batch_items, num_items))])
         batch = batch.to(device)
         with _autocast(device, precision):
             queries.append(densecl.project_query(batch.inputs_query))
             keys.append(densecl.project_key(batch.inputs_key))
-    query, key = _concat(queries), _concat(keys)
+        sources.append(batch.sources)
+    query, key, source = _concat(queries), _concat(keys), torch.cat(sources)
     losses = []
     for i in range(num_items):
         others = torch.arange(num_items, device=query.global_.device) != i
         one_query = DenseCLProjections(*(t[i : i + 1] for t in query))
         one_key = DenseCLProjections(*(t[i : i + 1] for t in key))
-        losses.append(
-            float(densecl.losses(one_query, one_key, key.global_[others], key.dense_mean[others]).loss)
-        )
+        exclude = None
+        if densecl.exclude_same_source:
+            exclude = same_source_mask(source[i : i + 1], source[others])
+        negatives = (key.global_[others], key.dense_mean[others])
+        losses.append(float(densecl.losses(one_query, one_key, *negatives, exclude).loss))
     return float(np.mean(losses))
 
 
@@ -474,7 +499,7 @@ def pretrain_densecl(
     )
 
     def train_loss(batch: AugmentedPairBatch) -> tuple[torch.Tensor, dict[str, float]]:
-        result = densecl(batch.inputs_query, batch.inputs_key)
+        result = densecl(batch.inputs_query, batch.inputs_key, batch.sources)
         return result.loss, {
             "loss_global": float(result.global_loss.detach()),
             "loss_dense": float(result.dense_loss.detach()),
