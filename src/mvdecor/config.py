@@ -109,10 +109,11 @@ class DenseCLConfig:
     Attributes
     ----------
     attach : str
-        Where the heads read features: ``embedding`` (the raw per-pixel output of
-        the whole embedding network, so all of it is pre-trained, as MvDeCor's
-        is) or ``backbone`` (the ResNet's last stage, DenseCL's own choice and the
-        paper's baseline; the ASPP and decoder stay randomly initialised).
+        Where the heads read features: ``backbone`` (default: the ResNet's last
+        stage, DenseCL's own choice and the paper's baseline; the ASPP and
+        decoder stay randomly initialised) or ``embedding`` (the raw per-pixel
+        output of the whole embedding network, so all of it is pre-trained, as
+        MvDeCor's is; measured worse than scratch on FAUST, see BENCHMARKS.md).
     queue_size : int
         Negative keys in each queue, global and dense (DenseCL: 65536).
     exclude_negatives : str
@@ -148,7 +149,7 @@ class DenseCLConfig:
         Probability of replacing RGB by its luminance (0.2; RGB inputs only).
     """
 
-    attach: str = "embedding"
+    attach: str = "backbone"
     queue_size: int = 65536
     exclude_negatives: str = "none"
     momentum: float = 0.999
