@@ -183,14 +183,11 @@ def run_demo(
         Too few shapes per category for the split and ``k``, an unknown
         category, an unknown ``keep_checkpoints``, or an unusable configuration.
     """
-    from mvdecor.train.checkpoint import KEEP_CHECKPOINTS, prune_checkpoints
+    from mvdecor.train.checkpoint import check_keep_checkpoints, prune_checkpoints
 
     if precision not in ("auto", "bf16", "fp32"):
         raise ConfigError(None, f"demo precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
-    if keep_checkpoints not in KEEP_CHECKPOINTS:
-        raise ConfigError(
-            None, f"keep_checkpoints must be one of {', '.join(KEEP_CHECKPOINTS)}, got {keep_checkpoints!r}"
-        )
+    check_keep_checkpoints(keep_checkpoints)
     if precision == "auto":
         precision = _auto_precision()
     if labelled_shapes < 1:

@@ -42,7 +42,7 @@ from mvdecor.errors import ConfigError, FileError
 from mvdecor.evaluation.segmentation import SegmentationEvaluator, pixel_miou
 from mvdecor.fileio import atomic_path
 from mvdecor.inference.segment import Segmenter
-from mvdecor.train.checkpoint import KEEP_CHECKPOINTS, prune_checkpoints
+from mvdecor.train.checkpoint import check_keep_checkpoints, prune_checkpoints
 from mvdecor.train.data import ViewSource
 from mvdecor.train.finetune import finetune, label_vocabulary
 from mvdecor.train.pretrain import checkpoint_method
@@ -205,10 +205,7 @@ def run_fewshot(
         ``last`` (default), ``weights`` (network only, a third of the size) or
         ``all``. Runs of an unfinished setting keep everything so it can resume.
     """
-    if keep_checkpoints not in KEEP_CHECKPOINTS:
-        raise ConfigError(
-            None, f"keep_checkpoints must be one of {', '.join(KEEP_CHECKPOINTS)}, got {keep_checkpoints!r}"
-        )
+    check_keep_checkpoints(keep_checkpoints)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if method is None:

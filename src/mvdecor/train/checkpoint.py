@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from mvdecor.errors import FileError
+from mvdecor.errors import ConfigError, FileError
 from mvdecor.fileio import atomic_path
 
 CHECKPOINT_FORMAT_VERSION = 1
@@ -98,6 +98,18 @@ def prune_snapshots(folder: str | Path, keep: int) -> list[Path]:
     for path in doomed:
         path.unlink(missing_ok=True)
     return doomed
+
+
+def check_keep_checkpoints(keep: str) -> None:
+    """Raise :class:`ConfigError` unless ``keep`` is one of :data:`KEEP_CHECKPOINTS`.
+
+    For callers that take a ``keep_checkpoints`` argument and should refuse it
+    before training anything, not when :func:`prune_checkpoints` meets it.
+    """
+    if keep not in KEEP_CHECKPOINTS:
+        raise ConfigError(
+            None, f"keep_checkpoints must be one of {', '.join(KEEP_CHECKPOINTS)}, got {keep!r}"
+        )
 
 
 def prune_checkpoints(folder: str | Path, keep: str) -> None:

@@ -482,10 +482,11 @@ def run_pretraining(
                 network.train()
 
             if info.is_main and step % cfg.checkpoint_every == 0:
+                payload = checkpoint_payload()  # one state, written as the snapshot and as last.pt
                 if cfg.keep_snapshots != 0:
-                    save_checkpoint(snapshot_path(run.checkpoint_dir, step), checkpoint_payload())
+                    save_checkpoint(snapshot_path(run.checkpoint_dir, step), payload)
                     prune_snapshots(run.checkpoint_dir, cfg.keep_snapshots)
-                save_checkpoint(run.last_path, checkpoint_payload())
+                save_checkpoint(run.last_path, payload)
             fetch_start = time.perf_counter()
     except KeyboardInterrupt:
         if info.is_main:
