@@ -257,6 +257,16 @@ def test_training_report_summarises_the_logs(tmp_path, capsys):
     assert "no segmented mesh" in capsys.readouterr().err
 
 
+def test_training_report_of_a_run_folder_named_relatively(tmp_path, monkeypatch):
+    # The demo and the CLI pass paths like "demo_output/pretrain": the curves picture must not be
+    # looked for at demo_output/pretrain/demo_output/pretrain/pictures/curves.png.
+    fake_pretrain_run(tmp_path / "out" / "pre")
+    monkeypatch.chdir(tmp_path)
+    page = write_training_report(Path("out") / "pre").read_text()
+    assert '<img src="pictures/curves.png"' in page
+    assert (tmp_path / "out" / "pre" / "pictures" / "curves.png").is_file()
+
+
 def test_training_report_of_a_run_with_nothing_logged_yet(tmp_path):
     with pytest.raises(FileError, match=r"no run\.json, config\.yaml or metrics\.csv"):
         write_training_report(tmp_path)
@@ -277,6 +287,16 @@ def test_segment_report_names_repeated_stems_by_path(tmp_path):
     page = write_segment_report(tmp_path, title="Two methods").read_text()
     assert 'data-name="mvdecor/chair"' in page and 'data-name="scratch/chair"' in page
     assert "<td>mvdecor/chair</td>" in page and "<h1>Two methods</h1>" in page
+
+
+def test_segment_report_of_a_folder_named_relatively(tmp_path, monkeypatch):
+    # `mvdecor segment mesh --out segmented/`: the legend pictures are found under segmented/ once.
+    vertices, faces, labels = tiny_chair()
+    export_segmentation(LabelledMesh(vertices=vertices, faces=faces, name="chair"), labels, PART_NAMES,
+                        tmp_path / "segmented")  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    page = write_segment_report(Path("segmented")).read_text()
+    assert '<img src="chair.legend.png"' in page and 'data-name="chair"' in page
 
 
 # ------------------------------------------------------- the page in a browser

@@ -642,7 +642,8 @@ def write_segment_report(
         rows.append((name, row))
         legend_png = legend.parent / f"{stem}.legend.png"
         if legend_png.is_file():
-            pictures.append(Picture(legend_png, f"{name}: parts and face counts"))
+            # Relative to the run folder, as Picture takes it (run_dir itself may be relative).
+            pictures.append(Picture(legend_png.relative_to(run_dir), f"{name}: parts and face counts"))
     table = MetricsTable.from_records(dict(rows), index="mesh", title="Meshes")
     return write_report(
         run_dir,
@@ -752,7 +753,9 @@ def write_training_report(run_dir: str | Path, *, title: str | None = None) -> P
             )
     pictures = []
     if curves:
-        picture = plot_training_curves(run_dir, run_dir / "pictures" / "curves.png")
+        # Named relative to the run folder, as Picture takes it (run_dir itself may be relative).
+        picture = Path("pictures", "curves.png")
+        plot_training_curves(run_dir, run_dir / picture)
         sources = "metrics.csv, val.csv" if "val_loss" in curves else "metrics.csv"
         pictures.append(Picture(picture, f"Training curves ({sources})"))
     return write_report(
