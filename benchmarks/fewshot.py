@@ -23,6 +23,11 @@ For one dataset, on one split and one set of seeds:
    - ``imagenet``: the ResNet from ``--imagenet-checkpoint``, a torchvision-layout
      ImageNet state dict (nothing is downloaded), its first convolution widened
      to the input channels as in ShapePFCN (see ``load_torchvision_state_dict``);
+   - ``transfer``: no network at all: each test face takes the label of the
+     nearest labelled surface point after a per-axis bounding-box alignment
+     (``mvdecor.inference.transfer``; with v views, the labelled pixels' hit
+     points). The floor every learned method must clear; it ignores the
+     segment options (prior, smoothing) and stays learning-free;
 5. print a markdown table and write ``benchmarks/results/<name>-<budget>.json``::
 
        {"dataset", "preset", "machine", "wall_s",
@@ -78,7 +83,7 @@ from mvdecor.train.data import split_shapes
 from mvdecor.train.pretrain import pretrain
 
 #: Benchmark methods; those in ``PRETRAINED`` pre-train first, with that pre-training method.
-METHODS = ("mvdecor", "scratch", "densecl", "imagenet")
+METHODS = ("transfer", "mvdecor", "scratch", "densecl", "imagenet")
 PRETRAINED = ("mvdecor", "densecl")
 
 #: Per budget: the preset, and what is changed from it (None keeps the preset's value).
@@ -137,6 +142,24 @@ def _write_json(path: Path, record: dict) -> None:
         tmp.write_text(json.dumps(record, indent=2) + "\n")
 
 
+#: The gaps each table shows, where both methods ran: what pre-training adds, and the margin
+#: over the learning-free floor.
+GAPS = (("mvdecor", "scratch"), ("mvdecor", "transfer"))
+
+
+def _gap_cells(cells: dict, bold: bool = False) -> list[str]:
+    out = []
+    for a, b in GAPS:
+        if {a, b} <= set(cells):
+            value = (cells[a]["mean"] if isinstance(cells[a], dict) else cells[a]) - (
+                cells[b]["mean"] if isinstance(cells[b], dict) else cells[b]
+            )
+            out.append(f"**{value:+.1f}**" if bold else f"{value:+.1f}")
+        else:
+            out.append("")
+    return out
+
+
 def format_table(record: dict) -> str:
     methods = record["methods"]
     lines = [
@@ -144,33 +167,31 @@ def format_table(record: dict) -> str:
         f"{record['machine']}; {record['wall_s'] / 60:.0f} min in all.",
         "",
     ]
+    gap_names = [f"{a} − {b}" for a, b in GAPS]
     for setting in record["settings"]:
         label = f"k = {setting['k']}" + (f", v = {setting['v']} views" if setting["v"] else ", all views")
         lines += [
             f"**{label}**, {setting['runs']} runs, part mIoU % (mean ± std over runs)",
             "",
-            "| category | " + " | ".join(methods) + " | mvdecor − scratch |",
-            "| --- |" + " ---: |" * (len(methods) + 1),
+            "| category | " + " | ".join(methods + gap_names) + " |",
+            "| --- |" + " ---: |" * (len(methods) + len(gap_names)),
         ]
         for category, cells in setting["per_category"].items():
             row = [
                 f"{cells[m]['mean']:.1f} ± {cells[m]['std']:.1f}" if m in cells else "not run"
                 for m in methods
             ]
-            gap = (
-                cells["mvdecor"]["mean"] - cells["scratch"]["mean"]
-                if {"mvdecor", "scratch"} <= set(cells)
-                else None
-            )
-            lines.append(
-                f"| {category} | " + " | ".join(row) + f" | {'' if gap is None else f'{gap:+.1f}'} |"
-            )
+            repeats = sorted({r for m in cells for r in cells[m].get("repeated_draws", [])})
+            name = category + (f" (draws repeat in runs {', '.join(map(str, repeats))})" if repeats else "")
+            lines.append(f"| {name} | " + " | ".join(row + _gap_cells(cells)) + " |")
         mean = setting["mean"]
-        gap = mean["mvdecor"] - mean["scratch"] if {"mvdecor", "scratch"} <= set(mean) else None
         lines.append(
             "| **mean** | "
-            + " | ".join(f"**{mean[m]:.1f}**" if m in mean else "incomplete" for m in methods)
-            + (" | |" if gap is None else f" | **{gap:+.1f}** |")
+            + " | ".join(
+                [f"**{mean[m]:.1f}**" if m in mean else "incomplete" for m in methods]
+                + _gap_cells(mean, True)
+            )
+            + " |"
         )
         lines.append("")
     corr = record.get("correspondence")
@@ -317,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         **{m: {c: checkpoints[m][scope_of[c]] for c in categories} for m in checkpoints},
         "scratch": {c: "scratch" for c in categories},
         "imagenet": {c: "imagenet" for c in categories},
+        "transfer": {c: "transfer" for c in categories},
     }
     # Only the imagenet method reads the ImageNet file; the others keep the budget's config.
     config_of = {m: config for m in methods}
@@ -377,8 +399,11 @@ def main(argv: list[str] | None = None) -> int:
                     "mean": round(100 * summary["part_miou"]["mean"], 2),
                     "std": round(100 * summary["part_miou"]["std"], 2),
                     "shape_miou": round(100 * summary["shape_miou"]["mean"], 2),
-                    "pixel_miou_2d": round(100 * summary["pixel_miou_2d"]["mean"], 2),
+                    "pixel_miou_2d": None
+                    if summary["pixel_miou_2d"]["mean"] is None  # transfer: no per-view prediction
+                    else round(100 * summary["pixel_miou_2d"]["mean"], 2),
                     "wall_s": summary["wall_s"],
+                    "repeated_draws": summary.get("repeated_draws", []),
                 }
         # A method's mean over categories only where it has every category.
         means = {

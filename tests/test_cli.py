@@ -16,11 +16,11 @@ def test_help_lists_commands(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("render", "views", "info", "datasets", "demo"):
+    for command in ("render", "views", "info", "datasets", "demo", "transfer"):
         assert command in out
 
 
-@pytest.mark.parametrize("command", ["render", "views", "info", "demo", "datasets"])
+@pytest.mark.parametrize("command", ["render", "views", "info", "demo", "datasets", "transfer"])
 def test_each_command_has_help(capsys, command):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
@@ -129,6 +129,43 @@ def test_finetune_then_segment_an_unlabelled_mesh(tmp_path, capsys):
     # A missing checkpoint: one clear line, exit code 1.
     assert main(["segment", str(mesh), "--model", str(tmp_path / "missing.pt"), "--out", str(out)]) == 1
     assert "no such checkpoint file" in capsys.readouterr().err
+
+    # Label transfer from the labelled shape, no network; and the same as a prior of weight 1.
+    refs = ["--references", "synthetic:categories=mug,n=2,textured=0", "--reference-shapes", "mug_0000"]
+    assert main(["transfer", str(mesh), *refs, "--out", str(tmp_path / "tr"), "--quiet"]) == 0
+    assert "faces ->" in capsys.readouterr().out
+    transferred = np.loadtxt(tmp_path / "tr" / "cup.labels.txt", dtype=int)
+    assert transferred.shape == (len(cyl.faces),) and (tmp_path / "tr" / "report.html").is_file()
+    model = ["--model", str(run / "checkpoints" / "last.pt")]
+    assert main(["segment", str(mesh), *model, "--out", str(tmp_path / "prior"), *refs, "--transfer-prior", "1",
+                 "--no-report", "--test-rings", "2"]) == 0  # fmt: skip
+    np.testing.assert_array_equal(np.loadtxt(tmp_path / "prior" / "cup.labels.txt", dtype=int), transferred)
+    assert main(["segment", str(mesh), *model, "--out", str(tmp_path / "smooth"), "--smoothing", "1",
+                 "--no-report"]) == 0  # fmt: skip
+    capsys.readouterr()
+    # Bad combinations and inputs: one line naming the cause, exit code 1.
+    assert main(["segment", str(mesh), *model, "--out", str(tmp_path / "x"), "--transfer-prior", "0.5"]) == 1
+    assert "--transfer-prior needs --references" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["transfer", str(empty), *refs, "--out", str(tmp_path / "y")]) == 1
+    assert f"{empty}: no mesh files in this folder" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "transfer",
+                str(mesh),
+                refs[0],
+                refs[1],
+                "--reference-shapes",
+                "sofa",
+                "--out",
+                str(tmp_path / "z"),
+            ]
+        )
+        == 1
+    )
+    assert "no reference shape(s) sofa" in capsys.readouterr().err
 
 
 def test_pretrain_method_and_imagenet_checkpoint_options(capsys):

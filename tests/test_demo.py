@@ -7,6 +7,7 @@ are shapes and ranges, not quality.
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
@@ -83,13 +84,48 @@ def _check_pictures(out: Path) -> set[str]:
     return in_page
 
 
-def test_demo_compares_mvdecor_with_scratch(tmp_path, segmented):
+def _check_transfer(summary: dict, out: Path) -> None:
+    """The learning-free transfer ran beside the networks: valid 3D scores, no 2D score, no network."""
+    for category, runs in summary["fewshot"].items():
+        run = runs["transfer"]
+        assert run["labelled_shapes"] == runs["scratch"]["labelled_shapes"]
+        assert _in_unit_interval(run["part_miou"]) and _in_unit_interval(run["shape_miou"]), category
+        assert run["pixel_miou_2d"] is None and run["checkpoint"] is None
+        assert (out / run["predictions"]).is_file()
+        assert set(run["per_shape_miou"]) == set(summary["split"][category]["test"])
+    mean = summary["mean"]["transfer"]
+    assert _in_unit_interval(mean["part_miou"]) and mean["pixel_miou_2d"] is None
+    vs = summary["vs_transfer"]
+    learned = [m for m in summary["methods"] if m != "transfer"]
+    assert vs["best_learned"] == max(learned, key=lambda m: summary["mean"][m]["part_miou"])
+    assert vs["transfer_part_miou"] == mean["part_miou"]
+    gain = vs["best_learned_minus_transfer_points"]
+    assert math.isclose(gain, 100 * (summary["mean"][vs["best_learned"]]["part_miou"] - mean["part_miou"]))
+    for record in summary["predictions"].values():
+        assert _in_unit_interval(record["shape_miou"]["transfer"])
+        assert (out / record["meshes"]["transfer"]["glb"]).is_file()
+    text = (out / "report.md").read_text()
+    assert "part mIoU transfer (no training)" in text and "2D pixel mIoU transfer (no training)" in text
+    assert text.split("| **mean** |")[1].splitlines()[0].rstrip().endswith("| **n/a** |")
+    page = (out / "report.html").read_text()
+    assert "2D pixel mIoU transfer (no training)" in page and "<td>n/a</td>" in page
+    assert "> transfer (no training)</label>" in page
+    # One sentence against the floor, in both reports: "above" only when the learned method is above it.
+    where = (
+        "level with" if vs["ahead"] == "tie" else f"{abs(gain):.1f} points {'above' if gain > 0 else 'below'}"
+    )
+    assert f"mean part mIoU {where} the learning-free transfer's" in text
+    assert f"mean part mIoU {where} the learning-free transfer's" in html.unescape(page)
+
+
+def test_demo_compares_mvdecor_with_scratch_and_transfer(tmp_path, segmented):
     out = tmp_path / "demo"
     report = run_demo(out, pretrain_iterations=1, **TINY)
     assert report == out / "report.md" and report.is_file()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["preset"] == "cpu" and summary["shapes"] == 6
-    assert summary["categories"] == ["chair", "table"] and summary["methods"] == ["mvdecor", "scratch"]
+    assert summary["categories"] == ["chair", "table"]
+    assert summary["methods"] == ["mvdecor", "scratch", "transfer"]
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["preset"] == "cpu" and config["render"]["resolution"] == 64
     assert config["pretrain"]["iterations"] == 1 and config["pretrain"]["val_pairs"] == 2
@@ -103,7 +139,7 @@ def test_demo_compares_mvdecor_with_scratch(tmp_path, segmented):
 
     for category in ("chair", "table"):
         runs = summary["fewshot"][category]
-        assert set(runs) == {"mvdecor", "scratch"}
+        assert set(runs) == {"mvdecor", "scratch", "transfer"}
         assert runs["mvdecor"]["labelled_shapes"] == runs["scratch"]["labelled_shapes"]
         for method in ("mvdecor", "scratch"):
             for key in ("part_miou", "shape_miou", "pixel_miou_2d"):
@@ -112,16 +148,18 @@ def test_demo_compares_mvdecor_with_scratch(tmp_path, segmented):
     for method in ("mvdecor", "scratch"):
         assert all(_in_unit_interval(v) for v in summary["mean"][method].values())
     assert summary["verdict"]["winner"] in ("mvdecor", "scratch", "tie", "mixed")
-    assert summary["timings"]["total_s"] > 0 and len(summary["timings"]["finetune_and_evaluate_s"]) == 4
+    assert summary["verdict"]["vs_transfer"] == summary["vs_transfer"]
+    assert summary["timings"]["total_s"] > 0 and len(summary["timings"]["finetune_and_evaluate_s"]) == 6
+    _check_transfer(summary, out)
 
     test_shapes = [s for entry in summary["split"].values() for s in entry["test"]]
     assert sorted(summary["predictions"]) == sorted(test_shapes)
     for shape_id in test_shapes:
         assert (out / "pictures" / "predictions" / f"{shape_id}.png").is_file()
-        for method in ("mvdecor", "scratch", "ground_truth"):
+        for method in ("mvdecor", "scratch", "transfer", "ground_truth"):
             for suffix in (".ply", ".glb", ".labels.txt", ".legend.json"):
                 assert (out / "segmentations" / method / f"{shape_id}{suffix}").is_file()
-        assert set(summary["predictions"][shape_id]["shape_miou"]) == {"mvdecor", "scratch"}
+        assert set(summary["predictions"][shape_id]["shape_miou"]) == {"mvdecor", "scratch", "transfer"}
     assert len(list((out / "pictures").glob("*.png"))) == 6
 
     text = report.read_text()
@@ -140,8 +178,8 @@ def test_demo_compares_mvdecor_with_scratch(tmp_path, segmented):
     for shape_id in test_shapes:
         assert f"pictures/predictions/{shape_id}.png" in text
 
-    # Each test shape was segmented once per method, inside the few-shot runs; the exports, pictures
-    # and reports reuse the labels those runs scored and saved.
+    # Each test shape was segmented once per network, inside the few-shot runs (transfer has none); the
+    # exports, pictures and reports reuse the labels those runs scored and saved.
     assert Counter(segmented) == Counter(test_shapes * 2)
     for category in ("chair", "table"):
         for method in ("mvdecor", "scratch"):
@@ -170,7 +208,7 @@ def test_demo_compares_mvdecor_with_scratch(tmp_path, segmented):
     page = (out / "report.html").read_text()
     assert page.count('<article class="viewer"') == len(test_shapes)
     assert "Scores in % (ShapeNet-Part rules, area-weighted)" in page
-    for labeling in ("MvDeCor", "scratch", "ground truth"):
+    for labeling in ("MvDeCor", "scratch", "transfer (no training)", "ground truth"):
         assert f"> {labeling}</label>" in page
     assert (out / "report_assets" / "report-viewer" / "viewer.js").is_file()
 
@@ -178,7 +216,7 @@ def test_demo_compares_mvdecor_with_scratch(tmp_path, segmented):
     run_demo(out, pretrain_iterations=1, **TINY)
     again = json.loads((out / "summary.json").read_text())
     assert again["reused_stages"] == ["pretrain", "correspondence"] + [
-        f"fine-tune {c}/{m}" for c in ("chair", "table") for m in ("mvdecor", "scratch")
+        f"fine-tune {c}/{m}" for c in ("chair", "table") for m in ("mvdecor", "scratch", "transfer")
     ]
     assert Counter(segmented) == Counter(test_shapes * 2)
     for category, runs in summary["fewshot"].items():
@@ -193,9 +231,10 @@ def test_demo_without_pretraining_runs_scratch_only_and_resumes(tmp_path):
     settings = dict(TINY, categories=("mug",), keep_checkpoints="weights")
     run_demo(out, pretrain_iterations=0, **settings)
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["methods"] == ["scratch"] and summary["pretraining"] is None
+    assert summary["methods"] == ["scratch", "transfer"] and summary["pretraining"] is None
     assert summary["verdict"] is None
-    assert set(summary["fewshot"]["mug"]) == {"scratch"}
+    assert set(summary["fewshot"]["mug"]) == {"scratch", "transfer"}
+    _check_transfer(summary, out)
     assert _in_unit_interval(summary["fewshot"]["mug"]["scratch"]["part_miou"])
     assert not (out / "pretrain").exists()
     text = (out / "report.md").read_text()
@@ -215,7 +254,7 @@ def test_demo_without_pretraining_runs_scratch_only_and_resumes(tmp_path):
     # A second run reuses the finished fine-tuning run instead of training again.
     run_demo(out, pretrain_iterations=0, **settings)
     again = json.loads((out / "summary.json").read_text())
-    assert again["reused_stages"] == ["fine-tune mug/scratch"]
+    assert again["reused_stages"] == ["fine-tune mug/scratch", "fine-tune mug/transfer"]
     assert (
         again["fewshot"]["mug"]["scratch"]["part_miou"] == summary["fewshot"]["mug"]["scratch"]["part_miou"]
     )

@@ -56,10 +56,18 @@ def _config_from_args(args: argparse.Namespace, train_section: str = "pretrain")
                 target == "finetune" and key in ("pairs_per_batch", "matches_per_pair")
             ):
                 overrides.setdefault(target, {})[key] = value
-    for key in ("views_per_shape", "ssl_weight", "encoder_lr_scale"):
+    for key in ("views_per_shape", "ssl_weight", "encoder_lr_scale", "add_modalities"):
         value = getattr(args, key, None)
         if value is not None:
             overrides.setdefault("finetune", {})[key] = value
+    for key, target in _SEGMENT_OVERRIDES.items():
+        value = getattr(args, key, None)
+        if value is not None:
+            overrides.setdefault("segment", {})[target] = value
+    for key in ("align", "neighbours"):
+        value = getattr(args, f"transfer_{key}", None)
+        if value is not None:
+            overrides.setdefault("transfer", {})[key] = value
     method = getattr(args, "method", None)
     if method is not None:
         overrides.setdefault("segment", {})["method"] = method
@@ -67,6 +75,106 @@ def _config_from_args(args: argparse.Namespace, train_section: str = "pretrain")
     if pretrain_method is not None:
         overrides.setdefault("pretrain", {})["method"] = pretrain_method
     return load_config(args.config or args.preset, overrides)
+
+
+#: Command-line flags of the segment section: flag dest -> config key.
+_SEGMENT_OVERRIDES = {
+    "transfer_prior": "transfer_prior",
+    "smoothing": "smoothing",
+    "test_rings": "rings",
+    "test_segments": "segments",
+}
+
+
+def _add_inference_options(parser: argparse.ArgumentParser, prior: bool = True) -> None:
+    """Test-time views, the transfer prior and mesh smoothing (the ``segment`` section)."""
+    group = parser.add_argument_group("inference on the mesh (override the preset or the model's)")
+    group.add_argument(
+        "--test-rings", dest="test_rings", type=int, help="camera rings at test time (default: training's)"
+    )
+    group.add_argument(
+        "--test-segments", dest="test_segments", type=int, help="cameras per ring at test time"
+    )
+    group.add_argument(
+        "--smoothing",
+        type=float,
+        help="weight of the CRF smoothing of face labels on the mesh (0: off, the paper; e.g. 1)",
+    )
+    if prior:
+        group.add_argument(
+            "--transfer-prior",
+            dest="transfer_prior",
+            type=float,
+            help="weight in [0, 1] of the label-transfer prior from the labelled shapes (0: off)",
+        )
+    _add_transfer_options(parser)
+
+
+def _add_transfer_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("label transfer")
+    group.add_argument(
+        "--transfer-align",
+        dest="transfer_align",
+        choices=("box", "none"),
+        help="box: map each mesh's bounding box onto each reference's, axis by axis (default); "
+        "none: compare the normalised shapes as they are",
+    )
+    group.add_argument(
+        "--transfer-neighbours",
+        dest="transfer_neighbours",
+        type=int,
+        help="nearest labelled points per face (default 1)",
+    )
+
+
+def _load_references(spec: str, shape_ids: Sequence[str] | None, exclude: Sequence[int], config):
+    """Transfer references from labelled shapes of a dataset or folder; returns (transfer, label names)."""
+    from mvdecor.data.datasets import open_dataset
+    from mvdecor.inference.transfer import LabelTransfer, reference_from_mesh
+
+    dataset = open_dataset(spec)
+    ids = list(shape_ids) if shape_ids else dataset.shape_ids()
+    missing = sorted(set(ids) - set(dataset.shape_ids()))
+    if missing:
+        raise MvDecorError(f"{spec}: no reference shape(s) {', '.join(missing[:5])}")
+    if not ids:
+        raise MvDecorError(f"{spec}: no labelled reference shapes found")
+    categories = {dataset.category_of(i) for i in ids}
+    if len(categories) > 1:
+        raise MvDecorError(f"{spec}: references from several categories ({', '.join(sorted(categories))}); "
+                           "choose shapes of one with --reference-shapes")  # fmt: skip
+    names = tuple(dataset.label_names_of(categories.pop()))
+    references = []
+    for shape_id in ids:
+        mesh = dataset.load(shape_id).normalized().replace(name=shape_id)
+        if not names:
+            names = tuple(mesh.label_names) or tuple(str(i) for i in range(mesh.num_labels))
+        references.append(reference_from_mesh(mesh, samples=config.transfer.samples, exclude_classes=exclude))
+    transfer = LabelTransfer(
+        references, len(names), align=config.transfer.align, neighbours=config.transfer.neighbours
+    )
+    return transfer, names
+
+
+def _mesh_paths(items: Sequence[str]) -> list[Path]:
+    """Mesh files of the arguments, folders expanded; an empty result names what was given."""
+    from mvdecor.data.io import SUPPORTED_EXTENSIONS
+
+    paths: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in SUPPORTED_EXTENSIONS)
+            if not found:
+                raise MvDecorError(
+                    f"{path}: no mesh files in this folder ({', '.join(SUPPORTED_EXTENSIONS)})"
+                )
+            paths += found
+        else:
+            paths.append(path)
+    if not paths:
+        raise MvDecorError("no mesh files given")
+    return paths
 
 
 def add_imagenet_checkpoint_option(parser: argparse.ArgumentParser) -> None:
@@ -317,32 +425,42 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 def cmd_segment(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from mvdecor.data.io import SUPPORTED_EXTENSIONS, load_mesh
+    from mvdecor.data.io import load_mesh
     from mvdecor.inference.export import export_segmentation
     from mvdecor.inference.segment import Segmenter
 
     segmenter = Segmenter.from_checkpoint(args.model, args.device, exclude_classes=args.exclude_classes)
-    if args.method:
-        from dataclasses import replace
+    from dataclasses import replace
 
-        segmenter.config = replace(
-            segmenter.config, segment=replace(segmenter.config.segment, method=args.method)
+    changes = {target: getattr(args, key) for key, target in _SEGMENT_OVERRIDES.items()}
+    changes["method"] = args.method
+    segment = replace(segmenter.config.segment, **{k: v for k, v in changes.items() if v is not None})
+    transfer_settings = segmenter.config.transfer
+    for key in ("align", "neighbours"):
+        if getattr(args, f"transfer_{key}") is not None:
+            transfer_settings = replace(transfer_settings, **{key: getattr(args, f"transfer_{key}")})
+    segmenter.config = replace(segmenter.config, segment=segment, transfer=transfer_settings)
+    transfer = None
+    if args.references:
+        transfer, names = _load_references(
+            args.references, args.reference_shapes, args.exclude_classes, segmenter.config
         )
-    paths: list[Path] = []
-    for item in args.meshes:
-        path = Path(item)
-        if path.is_dir():
-            paths += sorted(p for p in path.iterdir() if p.suffix.lower() in SUPPORTED_EXTENSIONS)
-        else:
-            paths.append(path)
-    if not paths:
-        raise MvDecorError("no mesh files given")
+        if tuple(names) != tuple(segmenter.label_names):
+            raise MvDecorError(
+                f"{args.references}: the references' labels {list(names)} differ from the model's "
+                f"{list(segmenter.label_names)}"
+            )
+        if segment.transfer_prior <= 0:
+            print("note: --references without --transfer-prior > 0 changes nothing", file=sys.stderr)
+    elif segment.transfer_prior > 0:
+        raise MvDecorError("--transfer-prior needs --references (the labelled shapes to transfer from)")
+    paths = _mesh_paths(args.meshes)
     out = Path(args.out)
     from tqdm.auto import tqdm
 
     for path in tqdm(paths, desc="segment", unit="mesh", disable=args.quiet or len(paths) == 1):
         mesh = load_mesh(path)
-        result = segmenter.segment(mesh)
+        result = segmenter.segment(mesh, transfer=transfer)
         folder = out / mesh.name if len(paths) > 1 else out
         files = export_segmentation(
             result.mesh,
@@ -367,6 +485,44 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
         page = write_segment_report(
             out, preset=segmenter.config.preset, description=f"Segmented with the model {args.model}."
+        )
+        print(f"report: {page} (opens offline in a browser)")
+    return 0
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from mvdecor.data.io import load_mesh
+    from mvdecor.inference.export import export_segmentation
+
+    config = _config_from_args(args)
+    transfer, names = _load_references(args.references, args.reference_shapes, args.exclude_classes, config)
+    paths = _mesh_paths(args.meshes)
+    out = Path(args.out)
+    from tqdm.auto import tqdm
+
+    for path in tqdm(paths, desc="transfer", unit="mesh", disable=args.quiet or len(paths) == 1):
+        start = time.perf_counter()
+        mesh = load_mesh(path).normalized()
+        probs = transfer.face_probabilities(mesh)
+        labels = transfer.face_labels(mesh)
+        folder = out / mesh.name if len(paths) > 1 else out
+        files = export_segmentation(mesh, labels, names, folder, confidence=probs.max(axis=1), stem=mesh.name)
+        counts = np.bincount(labels, minlength=len(names))
+        parts = ", ".join(f"{names[i]} {c}" for i, c in enumerate(counts) if c)
+        print(
+            f"{path}: {mesh.num_faces} faces -> {parts}; {time.perf_counter() - start:.1f} s; "
+            f"wrote {files['ply'].parent}"
+        )
+    if not args.no_report:
+        from mvdecor.viz.report import write_segment_report
+
+        page = write_segment_report(
+            out,
+            preset=config.preset,
+            description=f"Labelled by nearest-neighbour transfer from {len(transfer.references)} "
+            f"reference shape(s) of {args.references} (align: {config.transfer.align}); no network.",
         )
         print(f"report: {page} (opens offline in a browser)")
     return 0
@@ -852,8 +1008,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--init",
         default="scratch",
-        help="scratch (default), imagenet (with --imagenet-checkpoint), or a checkpoint of "
-        "`mvdecor pretrain` (either method)",
+        help="scratch (default), imagenet (with --imagenet-checkpoint), a checkpoint of "
+        "`mvdecor pretrain` (either method), or transfer (no network: nearest-neighbour label "
+        "transfer from the labelled shapes, the learning-free floor)",
+    )
+    p.add_argument(
+        "--add-modalities",
+        dest="add_modalities",
+        type=lambda text: text.split(","),
+        help="input modalities added at fine-tuning, e.g. position (zero-initialised filters in a "
+        "pre-trained network)",
     )
     add_imagenet_checkpoint_option(p)
     p.add_argument("--labelled", nargs="+", metavar="ID", help="the labelled shape ids")
@@ -899,7 +1063,49 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not write OUT/report.html (a page with a 3D view of each segmented mesh)",
     )
+    p.add_argument(
+        "--references",
+        metavar="DATASET",
+        help="labelled shapes (a dataset spec or folder) for --transfer-prior: the few you fine-tuned on",
+    )
+    p.add_argument(
+        "--reference-shapes", dest="reference_shapes", nargs="+", metavar="ID", help="only these shapes of it"
+    )
+    _add_inference_options(p)
     p.set_defaults(func=cmd_segment)
+
+    p = sub.add_parser(
+        "transfer",
+        help="label meshes from a few labelled reference meshes by nearest neighbour (no network)",
+        description=(
+            "The learning-free baseline and a quick first answer: each face of each mesh takes the "
+            "label of the nearest labelled surface point of the reference shapes, after mapping the "
+            "mesh's bounding box onto each reference's, axis by axis (--transfer-align none: as they "
+            "are; the shapes must share an orientation, as a category's do). Seconds per mesh, no "
+            "training. Writes what `segment` writes: labels, confidence, coloured PLY/GLB, legend, "
+            "and OUT/report.html."
+        ),
+    )
+    p.add_argument("meshes", nargs="+", help="mesh files or folders of meshes to label")
+    p.add_argument(
+        "--references",
+        required=True,
+        metavar="DATASET",
+        help="labelled reference shapes: a folder of meshes with label files, or a dataset spec",
+    )
+    p.add_argument(
+        "--reference-shapes", dest="reference_shapes", nargs="+", metavar="ID", help="only these shapes of it"
+    )
+    p.add_argument("--out", required=True, help="output folder (one sub-folder per mesh when several)")
+    p.add_argument(
+        "--exclude-classes", type=int, nargs="*", default=[], help="classes never predicted (PartNet: 0)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-report", action="store_true", help="do not write OUT/report.html")
+    p.add_argument("--preset", default="cpu", choices=("paper", "cpu"), help=argparse.SUPPRESS)
+    p.add_argument("--config", metavar="YAML", help="a config file (its transfer section is used)")
+    _add_transfer_options(p)
+    p.set_defaults(func=cmd_transfer)
 
     p = sub.add_parser(
         "fewshot",
@@ -951,6 +1157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_render_options(p, "cpu")
     _add_train_options(p)
+    _add_inference_options(p)
     p.set_defaults(func=cmd_fewshot)
 
     p = sub.add_parser(

@@ -85,6 +85,14 @@ class ModelConfig:
     imagenet_checkpoint : str
         Optional path to a torchvision-layout ResNet state dict to start the
         encoder from (empty: random initialisation). Nothing is downloaded.
+    head : str
+        How the decoder's 1/4-resolution output becomes the full-resolution
+        embedding (:data:`~mvdecor.models.embedding.EMBEDDING_HEADS`): ``paper``
+        (default: two stages of BN, ReLU, bilinear x2, 3x3 conv, the second at
+        full resolution) or ``light`` (BN, ReLU, 1x1 conv at 1/4 resolution,
+        then bilinear x4; about 144 times fewer head operations, for CPU
+        pre-training, but not the paper's network). Configurations saved
+        without it are ``paper``.
     """
 
     backbone: str = "resnet50"
@@ -92,6 +100,7 @@ class ModelConfig:
     embed_dim: int = 64
     modalities: tuple[str, ...] = ("grey", "normal", "depth")
     imagenet_checkpoint: str = ""
+    head: str = "paper"
 
 
 @dataclass(frozen=True)
@@ -291,6 +300,11 @@ class FinetuneConfig:
     views_per_shape : int
         0: every view of each labelled shape is labelled; ``v > 0``: only ``v``
         seeded views per shape (the paper's sparse labelled-view setting).
+    add_modalities : tuple of str
+        Input modalities added at fine-tuning (e.g. ``[position]``, each
+        pixel's surface point in the shape's normalised frame). A pre-trained
+        network keeps its own inputs and gets zero-initialised filters for these;
+        ``scratch`` simply has them from the start. Empty (default): the paper's inputs.
     checkpoint_every, log_every : int
         In steps.
     precision, device, num_workers, seed
@@ -308,6 +322,7 @@ class FinetuneConfig:
     ssl_mode: str = "sum"
     freeze_backbone_bn: bool = False
     views_per_shape: int = 0
+    add_modalities: tuple[str, ...] = ()
     checkpoint_every: int = 1000
     log_every: int = 20
     precision: str = "fp32"
@@ -329,11 +344,61 @@ class SegmentConfig:
         The exponent of the entropy weight (20).
     batch_views : int
         Views per network forward pass.
+    rings, segments : int
+        Test-time cameras: ``2 + rings * segments`` views on the training
+        scheme's sphere (same distances, jitter and resolution). 0 (default)
+        keeps the training scheme's value; more views see more of the surface
+        and vote more often (the network is the same at any view count).
+    transfer_prior : float
+        Weight ``w`` of a label-transfer prior (:mod:`mvdecor.inference.transfer`)
+        mixed into the fused face distributions, ``(1 - w) * votes + w * transfer``,
+        when the labelled reference shapes are known (the few-shot protocol, or
+        ``segment --references``). 0 (default, the paper) disables it.
+    smoothing : float
+        Weight of the pairwise term of a Potts CRF on the mesh's face adjacency
+        graph, solved by mean field (:mod:`mvdecor.inference.smoothing`), applied
+        to the fused face distributions. 0 (default, the paper) disables it.
+    smoothing_angle_degrees : float
+        Dihedral angle scale of the pairwise weight ``exp(-(angle / scale)^2)``:
+        neighbours across a sharper crease are coupled less (30).
+    smoothing_iterations : int
+        Mean-field rounds (10).
     """
 
     method: str = "entropy"
     gamma: float = 20.0
     batch_views: int = 8
+    rings: int = 0
+    segments: int = 0
+    transfer_prior: float = 0.0
+    smoothing: float = 0.0
+    smoothing_angle_degrees: float = 30.0
+    smoothing_iterations: int = 10
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """Learning-free label transfer (:mod:`mvdecor.inference.transfer`).
+
+    Used by the ``transfer`` method of the few-shot protocol, by ``mvdecor
+    transfer``, and by the segmenter's ``transfer_prior``.
+
+    Attributes
+    ----------
+    align : str
+        ``box`` (default: the target's bounding box mapped onto each reference's
+        box axis by axis) or ``none`` (the normalised frames as they are).
+    neighbours : int
+        Nearest reference points per face (1: the nearest point's label; more:
+        their label histogram, softer as a prior).
+    samples : int
+        Area-weighted surface samples per reference mesh, beside its face
+        centroids (20,000).
+    """
+
+    align: str = "box"
+    neighbours: int = 1
+    samples: int = 20_000
 
 
 @dataclass(frozen=True)
@@ -349,6 +414,7 @@ class Config:
     pretrain : PretrainConfig
     finetune : FinetuneConfig
     segment : SegmentConfig
+    transfer : TransferConfig
     """
 
     preset: str = "paper"
@@ -357,6 +423,7 @@ class Config:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dicts and lists (tuples become lists, as YAML and JSON need)."""

@@ -1,4 +1,4 @@
-"""The end-to-end demo on built-in shapes: MvDeCor against training from scratch.
+"""The end-to-end demo on built-in shapes: MvDeCor against training from scratch and label transfer.
 
 :func:`run_demo` runs the whole pipeline on the built-in synthetic labelled
 shapes (:class:`~mvdecor.data.datasets.SyntheticDataset`) and writes a report
@@ -17,6 +17,9 @@ folder:
    same labelled draw and seed, segment the held-out shapes with both and
    score them: fused 3D part and shape mIoU, per-view 2D pixel mIoU
    (``fewshot/``; each run saves its fused face labels in ``predictions.npz``);
+   beside them the learning-free label transfer ("transfer": nearest labelled
+   surface point of the same ``k`` shapes, no network, no 2D score), the floor
+   a learned method must clear;
 4. export the saved predictions as coloured meshes
    (``segmentations/<method>/<shape>.ply`` and ``.glb``, ground truth in
    ``segmentations/ground_truth/``) and picture them next to the ground truth
@@ -74,8 +77,15 @@ from mvdecor.viz import (
 #: Categories of the default demo: both have large, well separated parts.
 DEFAULT_CATEGORIES: tuple[str, ...] = ("chair", "table")
 
+#: The learning-free method, :data:`mvdecor.evaluation.fewshot.TRANSFER` (not imported: it loads torch).
+TRANSFER = "transfer"
+
 #: How each method is named in the report, in the order of its columns.
-METHOD_TITLES: dict[str, str] = {"mvdecor": "MvDeCor", "scratch": "scratch"}
+METHOD_TITLES: dict[str, str] = {
+    "mvdecor": "MvDeCor",
+    "scratch": "scratch",
+    TRANSFER: "transfer (no training)",
+}
 
 #: The scores compared (means over a category's test shapes), with their names in the report.
 SCORES: dict[str, str] = {
@@ -243,16 +253,20 @@ def run_demo(
         if embedding["reused"]:
             reused += ["pretrain", "correspondence"]
 
-    methods = ["mvdecor", "scratch"] if embedding is not None else ["scratch"]
+    # Learned methods first; the learning-free transfer (no network) is the floor they must clear.
+    methods = ["mvdecor", "scratch", TRANSFER] if embedding is not None else ["scratch", TRANSFER]
     fewshot: dict[str, dict[str, dict]] = {}
     timings["finetune_and_evaluate_s"] = {}
     for category, entry in split.items():
         fewshot[category] = {}
         for method in methods:
-            say(f"fine-tuning {METHOD_TITLES[method]} on {_n(labelled_shapes, f'labelled {category}')}")
-            init: str | Path = (
-                "scratch" if method == "scratch" else out / "pretrain" / "checkpoints" / "last.pt"
+            verb = (
+                f"fine-tuning {METHOD_TITLES[method]} on"
+                if method != TRANSFER
+                else "transferring labels from"
             )
+            say(f"{verb} {_n(labelled_shapes, f'labelled {category}')}")
+            init: str | Path = method if method != "mvdecor" else out / "pretrain" / "checkpoints" / "last.pt"
             result = _fewshot_stage(
                 config,
                 dataset.spec,
@@ -267,7 +281,7 @@ def run_demo(
                 progress,
                 keep_checkpoints,
             )
-            if result["reused"]:  # trimmed as a later run asks, e.g. to weights after an "all" run
+            if result["reused"] and result["checkpoint"]:  # trimmed as a later run asks, e.g. to weights
                 prune_checkpoints((out / result["checkpoint"]).parent, keep_checkpoints)
             fewshot[category][method] = result
             timings["finetune_and_evaluate_s"][f"{category}/{method}"] = result["seconds"]
@@ -304,6 +318,7 @@ def run_demo(
         method: {key: _mean_of([fewshot[c][method][key] for c in split]) for key in SCORES}
         for method in methods
     }
+    vs_transfer = _vs_transfer(mean)
     summary = {
         "preset": config.preset,
         "dataset": dataset.spec,
@@ -336,7 +351,8 @@ def run_demo(
             c: {m: _without(r, ("settings",)) for m, r in runs.items()} for c, runs in fewshot.items()
         },
         "mean": mean,
-        "verdict": _verdict(mean, fewshot) if len(methods) == 2 else None,
+        "verdict": {**_verdict(mean, fewshot), "vs_transfer": vs_transfer} if "mvdecor" in methods else None,
+        "vs_transfer": vs_transfer,
         "predictions": predictions,
         "pictures": [{"path": str(picture.path), "caption": picture.caption} for picture in pictures],
         "embedding_pictures": embedding_pictures,
@@ -596,10 +612,14 @@ def _fewshot_stage(
     progress: bool,
     keep_checkpoints: str,
 ) -> dict:
-    """One fine-tuning run of ``method`` on ``k`` labelled shapes of ``category``, scored on its test shapes."""
+    """One fine-tuning run of ``method`` on ``k`` labelled shapes of ``category``, scored on its test shapes.
+
+    The learning-free ``transfer`` trains nothing: its record has no checkpoint and no 2D pixel mIoU (None).
+    """
     from mvdecor.evaluation.fewshot import run_fewshot
 
     folder = out / "fewshot" / category / method
+    learned = method != TRANSFER
     settings = _json_safe(
         {
             "dataset": dataset_spec,
@@ -609,8 +629,10 @@ def _fewshot_stage(
             "k": k,
             "seed": seed,
             "method": method,
-            "init": "scratch" if method == "scratch" else {"pretraining": pretrain_settings},
-            **_sections(config, ("render", "model", "finetune", "segment")),
+            "init": {"pretraining": pretrain_settings} if method == "mvdecor" else method,
+            **_sections(
+                config, ("render", "model", "finetune", "segment") if learned else ("render", "transfer")
+            ),
             "stage_version": FEWSHOT_STAGE_VERSION,
         }
     )
@@ -634,9 +656,10 @@ def _fewshot_stage(
         keep_checkpoints=keep_checkpoints,
     )
     run = summary["per_run"][0]
-    # The protocol records where its run left the network and the labels it scored.
-    checkpoint, predictions = folder / run["checkpoint"], folder / run["predictions"]
-    for path in (checkpoint, predictions):
+    # The protocol records where its run left the network (none for transfer) and the labels it scored.
+    checkpoint = folder / run["checkpoint"] if run["checkpoint"] else None
+    predictions = folder / run["predictions"]
+    for path in (checkpoint, predictions) if learned else (predictions,):
         if not path.is_file():
             raise RuntimeError(f"the few-shot run recorded {path}, which does not exist")
     result = _json_safe(
@@ -651,7 +674,7 @@ def _fewshot_stage(
             "part_iou": run["part_iou"],
             "per_shape_miou": run["per_shape"],
             "seconds": summary["wall_s"],
-            "checkpoint": checkpoint.relative_to(out).as_posix(),
+            "checkpoint": checkpoint.relative_to(out).as_posix() if checkpoint else None,
             "predictions": predictions.relative_to(out).as_posix(),
         }
     )
@@ -758,7 +781,10 @@ def _prediction_picture(
     picks = np.linspace(1, len(cameras) - 2, PICTURE_VIEWS).round().astype(int)
     views = [renderer.render_view(cameras, int(index)) for index in picks]
     columns = {"ground truth": mesh.face_labels}
-    columns.update({METHOD_TITLES.get(m, m): labels for m, labels in predictions.items()})
+    # Long titles ("transfer (no training)") on two lines, to fit a panel.
+    columns.update(
+        {METHOD_TITLES.get(m, m).replace(" (", "\n("): labels for m, labels in predictions.items()}
+    )
     return part_labels_sheet(views, columns, label_names, colour_buffer="rgb", gap=PANEL_GAP)
 
 
@@ -878,7 +904,7 @@ def _vote_weight_pictures(
     fewshot: Mapping[str, Mapping[str, dict]],
     device: Any,
 ) -> tuple[list[Picture], dict[str, Any]]:
-    """How much each view counts in the vote, for the first held-out shape, with each method's network.
+    """How much each view counts in the vote, for the first held-out shape, with each network (not transfer).
 
     The views' class probabilities are predicted once more for this one shape
     (the few-shot runs keep only the fused labels). The picture shows the
@@ -906,6 +932,8 @@ def _vote_weight_pictures(
     pictures: list[Picture] = []
     weights_of: dict[str, list[float]] = {}
     for method, run in fewshot[category].items():
+        if not run["checkpoint"]:  # transfer: no network, no views, no vote
+            continue
         segmenter = Segmenter.from_checkpoint(out / run["checkpoint"], device)
         probs = segmenter.predict(views)
         gamma = segmenter.config.segment.gamma
@@ -959,6 +987,8 @@ def _curve_pictures(out: Path, fewshot: Mapping[str, Mapping[str, dict]], pretra
         )
     for category, methods in fewshot.items():
         for method, run in methods.items():
+            if not run["checkpoint"]:  # transfer trains nothing
+                continue
             title = f"fine-tuning {METHOD_TITLES[method]}, {category}"
             runs.append(
                 (
@@ -1009,8 +1039,8 @@ def _html_report(summary: dict, out: Path, pictures: Sequence[Picture], meshes: 
 
     methods = summary["methods"]
 
-    def percent(value: float | None) -> float | None:
-        return None if value is None else 100 * value
+    def percent(value: float | None) -> float | str:
+        return "n/a" if value is None else 100 * value  # None: transfer's 2D score (no per-view prediction)
 
     records = {
         category: {
@@ -1078,6 +1108,7 @@ def _html_report(summary: dict, out: Path, pictures: Sequence[Picture], meshes: 
             f"Pre-training skipped: {settings['finetune_iterations']} fine-tuning steps from random weights "
             f"on k = {settings['k']} labelled shapes per category."
         )
+    description += f" Beside the networks, {_TRANSFER_WORDS} {_vs_transfer_text(summary)}".replace("**", "")
     description += " Tiny CPU budgets: a smoke test of the pipeline, not the paper's results."
     return write_report(
         out,
@@ -1119,6 +1150,51 @@ def _verdict(mean: Mapping[str, Mapping[str, float]], fewshot: Mapping[str, Mapp
         "categories_mvdecor_ahead_on_part_miou": int(categories_ahead),
         "categories": len(fewshot),
     }
+
+
+def _vs_transfer(mean: Mapping[str, Mapping[str, float]]) -> dict:
+    """The best learned method's mean part mIoU against the learning-free transfer's, in points."""
+    learned = [m for m in mean if m != TRANSFER]
+    best = max(learned, key=lambda m: mean[m]["part_miou"])
+    points = {m: 100 * (mean[m]["part_miou"] - mean[TRANSFER]["part_miou"]) for m in learned}
+    ahead = "tie" if not abs(points[best]) >= 0.05 else (best if points[best] > 0 else TRANSFER)
+    return {
+        "best_learned": best,
+        "best_learned_part_miou": mean[best]["part_miou"],
+        "transfer_part_miou": mean[TRANSFER]["part_miou"],
+        "best_learned_minus_transfer_points": points[best],
+        "ahead": ahead,
+        "minus_transfer_points": points,
+    }
+
+
+#: What the transfer baseline is, in one sentence.
+_TRANSFER_WORDS = (
+    "the learning-free label transfer (**transfer**) gives each test face the label of the nearest labelled "
+    "surface point of the same k shapes after a per-axis bounding-box alignment, with no network and so no "
+    "per-view prediction (its 2D pixel mIoU is n/a)."
+)
+
+
+def _vs_transfer_text(summary: dict) -> str:
+    """One sentence: the best learned method's part mIoU against the learning-free transfer's."""
+    vs = summary["vs_transfer"]
+    gain = vs["best_learned_minus_transfer_points"]
+    learned = [m for m in summary["methods"] if m != TRANSFER]
+    title = METHOD_TITLES[vs["best_learned"]]
+    who = (
+        f"The better learned method, {title},"
+        if len(learned) > 1
+        else f"{title[:1].upper()}{title[1:]}, the only network,"
+    )
+    where = (
+        "level with" if vs["ahead"] == "tie" else f"{abs(gain):.1f} points {'above' if gain > 0 else 'below'}"
+    )
+    floor = "; no learned method clears the learning-free floor here" if vs["ahead"] == TRANSFER else ""
+    return (
+        f"{who} has a mean part mIoU {where} the learning-free transfer's "
+        f"({_pct(vs['best_learned_part_miou'])}% against {_pct(vs['transfer_part_miou'])}%){floor}."
+    )
 
 
 def _verdict_text(summary: dict) -> str:
@@ -1221,7 +1297,7 @@ def _results_section(summary: dict) -> list[str]:
     methods = summary["methods"]
     fewshot = summary["fewshot"]
     k = settings["k"]
-    if len(methods) == 2:
+    if "mvdecor" in methods:
         intro = (
             f"Per category, two networks were fine-tuned on the same k = {_n(k, 'labelled training shape')} "
             f"(all {summary['views_per_shape']} views of each; same draw, same seed) for "
@@ -1233,10 +1309,12 @@ def _results_section(summary: dict) -> list[str]:
         )
     else:
         intro = (
-            "Pre-training was skipped (`pretrain_iterations=0`), so only training from scratch ran: per "
+            "Pre-training was skipped (`pretrain_iterations=0`), so the only learned method is training from "
+            "scratch: per "
             f"category one network was fine-tuned from random weights on k = {_n(k, 'labelled training shape')} "
             f"for {_n(settings['finetune_iterations'], 'step')} and scored on the held-out test shapes."
         )
+    intro += " Beside the networks, " + _TRANSFER_WORDS
     header = "| category | test shapes |"
     rule = "| --- | ---: |"
     for metric in SCORES.values():
@@ -1244,7 +1322,7 @@ def _results_section(summary: dict) -> list[str]:
             header += f" {metric} {METHOD_TITLES[method]} |"
             rule += " ---: |"
     lines = [
-        "## MvDeCor against training from scratch" if len(methods) == 2 else "## Training from scratch",
+        f"## {'MvDeCor against training' if 'mvdecor' in methods else 'Training'} from scratch and transfer",
         "",
         intro,
         "",
@@ -1279,15 +1357,16 @@ def _results_section(summary: dict) -> list[str]:
     )
     if summary["verdict"] is not None:
         lines += [_verdict_text(summary), ""]
-    lines += [budget, ""]
-    lines.append("Labelled shapes drawn (the same for both methods):")
+    lines += [_vs_transfer_text(summary), "", budget, ""]
+    lines.append("Labelled shapes drawn (the same for every method):")
     lines.append("")
     for category, runs in fewshot.items():
         lines.append(f"- {category}: {', '.join(runs[methods[0]]['labelled_shapes'])}")
     lines += ["", "Fine-tuned networks (use them with `mvdecor segment MESH --model CKPT --out DIR`):", ""]
     for category, runs in fewshot.items():
         for method in methods:
-            lines.append(f"- {category}, {METHOD_TITLES[method]}: `{runs[method]['checkpoint']}`")
+            if runs[method]["checkpoint"]:  # not transfer, which has no network
+                lines.append(f"- {category}, {METHOD_TITLES[method]}: `{runs[method]['checkpoint']}`")
     lines.append("")
     return lines
 
@@ -1302,7 +1381,7 @@ def _predictions_section(summary: dict, split: Mapping[str, Any], methods: Seque
         "then each method's fused face labels seen from the same camera, with a legend of the part names. "
         "Coloured meshes (one colour per part; the GLB has one named node per part) are in "
         "`segmentations/<method>/`, the ground truth in `segmentations/ground_truth/`. The labels are "
-        "the ones scored above, saved by each few-shot run (`predictions.npz` beside its checkpoint).",
+        "the ones scored above, saved by each few-shot run (`predictions.npz` in its run folder).",
         "",
         f"| shape | picture | {columns} | meshes |",
         f"| --- | --- |{rule} --- |",
@@ -1397,6 +1476,8 @@ def _timing_section(summary: dict) -> list[str]:
         category, method = name.split("/")
         note = "reused" if f"fine-tune {name}" in reused else ""
         title = f"fine-tune, segment and evaluate {METHOD_TITLES[method]}, {category}"
+        if method == TRANSFER:
+            title = f"transfer labels (no training) and evaluate, {category}"
         lines.append(f"| {title} | {seconds:.1f} | {note} |")
     lines.append(f"| export and picture the saved predictions | {timings['export_predictions_s']:.1f} | |")
     if "embedding_pictures_s" in timings:

@@ -5,21 +5,26 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from mvdecor.cli import main
 from mvdecor.config import load_config
 from mvdecor.data.synthetic import CATEGORIES
+from mvdecor.errors import ConfigError
 from mvdecor.evaluation import fewshot
 from mvdecor.evaluation.fewshot import (
+    check_refinements,
     draw_labelled_sets,
     finished_fewshot,
     format_fewshot,
     load_predictions,
     method_of_init,
+    repeated_draws,
     run_fewshot,
     run_fewshot_cached,
 )
 from mvdecor.inference.segment import Segmenter
+from mvdecor.inference.transfer import LabelTransfer, reference_from_mesh
 from mvdecor.train.checkpoint import load_checkpoint, save_checkpoint
 from mvdecor.train.data import ViewSource
 
@@ -130,3 +135,85 @@ def test_results_written_before_runs_recorded_their_files_are_still_read(tmp_pat
     monkeypatch.setattr(fewshot, "run_fewshot", must_not_run)
     assert run_fewshot_cached(load_config("cpu"), "d", tmp_path, **setting) == old
     assert format_fewshot(old).startswith("# Few-shot: scratch, k = 1")
+
+
+def test_draws_use_different_sets_where_enough_cover_all_labels():
+    sets = {"a": {0, 1}, "b": {0, 1}, "c": {0, 1}, "d": {0}}
+    runs = draw_labelled_sets(sets, k=1, runs=3, seed=0)
+    assert sorted(s[0] for s in runs) == ["a", "b", "c"]  # three covering shapes: three different runs
+    assert repeated_draws(runs) == []
+    # Only one covering shape: it repeats, and the repeats are reported.
+    runs = draw_labelled_sets({"a": {0, 1}, "d": {0}}, k=1, runs=3, seed=0)
+    assert runs == [["a"]] * 3 and repeated_draws(runs) == [1, 2]
+
+
+def test_transfer_method_runs_the_protocol_without_a_network(tmp_path):
+    config = load_config("cpu", TINY_FEWSHOT_CONFIG)
+    dataset = "synthetic:categories=mug,n=3,textured=0"
+    train, test = ["mug_0000", "mug_0001"], ["mug_0002"]
+    summary = run_fewshot(
+        config, dataset, tmp_path, train_shapes=train, test_shapes=test, k=1, runs=2, init="transfer",
+        progress=False,
+    )  # fmt: skip
+    assert summary["method"] == "transfer" and method_of_init("transfer") == "transfer"
+    assert summary["pixel_miou_2d"]["mean"] is None  # no per-view prediction without a network
+    assert "n/a" in (tmp_path / "results_transfer_k1.md").read_text()
+    source = ViewSource(dataset, config.render)
+    names = source.mesh(test[0]).label_names
+    for run in summary["per_run"]:
+        assert run["checkpoint"] is None and not list(
+            (tmp_path / f"transfer_k1_run{run['run']}").glob("*.pt")
+        )
+        # The saved labels are the transfer from that run's labelled shape, and were scored.
+        reference = reference_from_mesh(source.mesh(run["labelled_shapes"][0]), seed=run["run"])
+        expected = LabelTransfer([reference], len(names)).face_labels(source.mesh(test[0]))
+        saved = load_predictions(tmp_path / run["predictions"])[test[0]]
+        np.testing.assert_array_equal(saved.face_labels, expected)
+        assert 0.0 < run["part_miou"] <= 1.0
+    assert sorted(r["labelled_shapes"][0] for r in summary["per_run"]) == train  # different draws
+    # Sparse labelled views: the references are the labelled views' pixels, so the result differs.
+    sparse = run_fewshot(
+        config, dataset, tmp_path, train_shapes=train, test_shapes=test, k=1, runs=1, init="transfer",
+        views_per_shape=1, progress=False,
+    )  # fmt: skip
+    assert sparse["v"] == 1 and (tmp_path / "results_transfer_k1_v1.json").is_file()
+
+
+def test_refinement_variants_score_one_network_several_ways(tmp_path, monkeypatch):
+    config = load_config("cpu", TINY_FEWSHOT_CONFIG)
+    dataset = "synthetic:categories=mug,n=3,textured=0"
+    setting = dict(train_shapes=["mug_0000", "mug_0001"], test_shapes=["mug_0002"], k=1, runs=1,
+                   progress=False, keep_checkpoints="weights")  # fmt: skip
+    # A prior of weight 1 replaces the network's votes by the transfer's distribution.
+    refinements = {"prior": {"transfer_prior": 1.0}, "smooth": {"smoothing": 1.0}}
+    plain = run_fewshot(config, dataset, tmp_path, refinements=refinements, **setting)
+    transfer = run_fewshot(config, dataset, tmp_path / "transfer", init="transfer", **setting)
+    prior = json.loads((tmp_path / "results_scratch+prior_k1.json").read_text())
+    smooth = json.loads((tmp_path / "results_scratch+smooth_k1.json").read_text())
+    assert prior["segment"]["transfer_prior"] == 1.0 and plain["segment"]["transfer_prior"] == 0.0
+    assert smooth["segment"]["smoothing"] == 1.0 and prior["method"] == "scratch+prior"
+    assert prior["part_miou"]["mean"] == transfer["part_miou"]["mean"]
+    # The same network and the same per-view predictions behind every variant.
+    assert prior["per_run"][0]["checkpoint"] == plain["per_run"][0]["checkpoint"]
+    assert prior["pixel_miou_2d"] == smooth["pixel_miou_2d"] == plain["pixel_miou_2d"]
+    saved = load_predictions(tmp_path / prior["per_run"][0]["predictions"])
+    np.testing.assert_array_equal(
+        saved["mug_0002"].face_labels, load_predictions(tmp_path / transfer["per_run"][0]["predictions"].replace(
+            "transfer_k1", "transfer/transfer_k1"))["mug_0002"].face_labels,
+    )  # fmt: skip
+    assert plain["refinements"] == {
+        "scratch+prior": {"transfer_prior": 1.0},
+        "scratch+smooth": {"smoothing": 1.0},
+    }
+
+    # Finished: asked again with the same variants nothing runs; a new variant needs a new run.
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished protocol ran again")
+
+    monkeypatch.setattr(fewshot, "run_fewshot", must_not_run)
+    assert run_fewshot_cached(config, dataset, tmp_path, method="scratch", refinements=refinements, **setting)
+    with pytest.raises(AssertionError, match="ran again"):
+        run_fewshot_cached(config, dataset, tmp_path, method="scratch", refinements={"s2": {"smoothing": 2}},
+                           **setting)  # fmt: skip
+    with pytest.raises(ConfigError, match="unknown key"):
+        check_refinements({"x": {"gamma": 3}})

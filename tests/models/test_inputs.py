@@ -47,7 +47,7 @@ def make_view(seed: int, h: int = 8, w: int = 10) -> RenderedView:
 
 
 def test_modalities_table_and_counts():
-    assert MODALITIES == {"grey": 1, "rgb": 3, "normal": 3, "depth": 1}
+    assert MODALITIES == {"grey": 1, "rgb": 3, "normal": 3, "depth": 1, "position": 3}
     assert channel_count(["grey", "normal", "depth"]) == 5
     assert channel_count("rgb,normal,depth") == 7
     assert channel_count("depth") == 1
@@ -61,7 +61,10 @@ def test_modalities_table_and_counts():
 @pytest.mark.parametrize(
     ("modalities", "match"),
     [
-        (["grey", "colour"], "unknown input modality 'colour'; valid modalities: grey, rgb, normal, depth"),
+        (
+            ["grey", "colour"],
+            "unknown input modality 'colour'; valid modalities: grey, rgb, normal, depth, position",
+        ),
         ([], "no input modality"),
         (["grey", "grey"], "repeat"),
         (["grey", "rgb"], "exclude each other"),
@@ -164,3 +167,32 @@ def test_views_to_tensor():
     torch.testing.assert_close(fg.mean(dim=1), torch.zeros(5), atol=1e-4, rtol=0)
     with pytest.raises(ValueError):
         views_to_tensor([], "grey")
+
+
+def test_position_channels_are_the_hit_points_in_the_shape_frame():
+    from mvdecor.data.synthetic import make_shape
+    from mvdecor.render import CameraScheme, Renderer
+
+    mesh = make_shape("mug", 0).normalized()
+    view = Renderer(mesh).render(CameraScheme(rings=1, segments=4, resolution=32).cameras(seed=0))[1]
+    arr = view_to_array(view, ["position", "grey"])
+    assert channel_names(["position", "grey"]) == ("grey", "px", "py", "pz")
+    np.testing.assert_array_equal(arr[1:], view.hit_points.transpose(2, 0, 1))
+    # The hit points lie on the normalised mesh: in the unit sphere, 0 off the object.
+    assert np.linalg.norm(arr[1:, view.mask], axis=0).max() <= 1 + 1e-5
+    assert (arr[1:, ~view.mask] == 0).all()
+    # A face's pixels carry points of that face: each lies in the face's plane.
+    face = view.face_ids[view.mask][0]
+    pixels = view.face_ids == face
+    normal = mesh.face_normals()[face]
+    offsets = (arr[1:, pixels].T - mesh.triangles[face, 0]) @ normal
+    np.testing.assert_allclose(offsets, 0, atol=1e-5)
+
+
+def test_input_channel_positions():
+    from mvdecor.models.inputs import input_channel_positions
+
+    assert input_channel_positions("grey,normal,depth", "grey,normal,depth,position") == [0, 1, 2, 3, 4]
+    assert input_channel_positions("normal,depth", "grey,normal,depth") == [1, 2, 3, 4]
+    with pytest.raises(ConfigError, match="lack"):
+        input_channel_positions("grey,normal", "grey")

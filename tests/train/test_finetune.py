@@ -186,3 +186,31 @@ def test_imagenet_init_widens_the_first_conv_with_the_mean_rgb_filter(tmp_path, 
     backbone = embedding.backbone.state_dict()
     for key in ("bn1.running_mean", "layer1.0.conv1.weight", "layer4.1.bn2.weight"):
         torch.testing.assert_close(backbone[key], state[key], rtol=0, atol=0)
+
+
+def test_position_added_at_finetuning_widens_a_pretrained_network(tmp_path):
+    import torch
+
+    from mvdecor.train.pretrain import load_embedding
+
+    config = ft_config(iterations=2, add_modalities=("position",))
+    pre = pretrain(config, CHAIRS, tmp_path / "pre", progress=False, iterations=1)
+    embedding, stats, _ = load_embedding(pre.last_checkpoint)
+    ft = finetune(config, CHAIRS, tmp_path / "ft", labelled_shapes=["chair_0000"], init=pre.last_checkpoint,
+                  progress=False, stop_after=0)  # fmt: skip
+    model, ft_stats, ft_config_, _ = load_segmentation_model(ft.last_checkpoint)
+    assert ft_config_.model.modalities == ("grey", "normal", "depth", "position")
+    assert model.embedding.in_channels == 8 and model.embedding.backbone.conv1.in_channels == 8
+    # Before any step: the old filters as they were, zero filters for the new channels, and the
+    # pre-trained channels keep their statistics.
+    weight = model.embedding.backbone.conv1.weight.detach()
+    torch.testing.assert_close(weight[:, :5], embedding.backbone.conv1.weight.detach())
+    assert (weight[:, 5:] == 0).all()
+    np.testing.assert_array_equal(ft_stats.mean[:5], stats.mean)
+    assert ft_stats.modalities == ("grey", "normal", "depth", "position")
+    # Scratch simply has the extra inputs from the start, and the network segments with them.
+    scratch = finetune(config, CHAIRS, tmp_path / "scratch", labelled_shapes=["chair_0000"], progress=False)
+    segmenter = Segmenter.from_checkpoint(scratch.last_checkpoint)
+    assert segmenter.config.model.modalities[-1] == "position"
+    mesh = ViewSource(CHAIRS, config.render).mesh("chair_0001")
+    assert (segmenter.segment(mesh, normalize=False).face_labels >= 0).all()

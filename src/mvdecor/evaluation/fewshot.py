@@ -28,6 +28,7 @@ pre-training checkpoint: ``mvdecor``, ``densecl``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import zipfile
@@ -41,21 +42,27 @@ from mvdecor.config import Config
 from mvdecor.errors import ConfigError, FileError
 from mvdecor.evaluation.segmentation import SegmentationEvaluator, pixel_miou
 from mvdecor.fileio import atomic_path
+from mvdecor.inference.refine import refine_fusion
 from mvdecor.inference.segment import Segmenter
+from mvdecor.inference.transfer import LabelTransfer, reference_from_mesh, reference_from_views
 from mvdecor.train.checkpoint import check_keep_checkpoints, prune_checkpoints
 from mvdecor.train.data import ViewSource
-from mvdecor.train.finetune import finetune, label_vocabulary
+from mvdecor.train.finetune import finetune, label_vocabulary, select_labelled_views
 from mvdecor.train.pretrain import checkpoint_method
+
+#: The learning-free method: labels carried from the labelled shapes by nearest neighbour
+#: (:mod:`mvdecor.inference.transfer`), no network. Pass it as ``init``.
+TRANSFER = "transfer"
 
 
 def method_of_init(init: str | Path) -> str:
     """The method name results of ``init`` are filed under.
 
-    ``scratch`` and ``imagenet`` name themselves; a pre-training checkpoint is
+    ``scratch``, ``imagenet`` and ``transfer`` name themselves; a pre-training checkpoint is
     named by the method that wrote it (``mvdecor``, ``densecl``; see
     :func:`~mvdecor.train.pretrain.checkpoint_method`).
     """
-    if str(init) in ("scratch", "imagenet"):
+    if str(init) in ("scratch", "imagenet", TRANSFER):
         return str(init)
     return checkpoint_method(init)
 
@@ -69,28 +76,79 @@ def draw_labelled_sets(
     ----------
     label_sets : the labels present in each candidate shape
     k, runs : set size and number of runs
-    seed : run ``r`` draws with ``default_rng([seed, r])``; the first draw that
-        covers every label wins, else the best-covering of ``tries`` draws.
+    seed : run ``r`` draws ``tries`` candidate sets with ``default_rng([seed, r])``
+        and keeps the best by (labels covered, not drawn by an earlier run): the
+        first candidate that covers every label and is new wins. So the runs use
+        different sets wherever the category has enough label-covering ones, and
+        a set repeats only when no new candidate covers as many labels (see
+        :func:`repeated_draws`); the spread over runs is then partly training
+        noise, not only the spread over draws.
     """
     ids = sorted(label_sets)
+    if k < 1:
+        raise ConfigError(None, f"k must be at least 1 labelled shape, got {k}")
     if k > len(ids):
         raise ConfigError(
             None, f"k = {k} labelled shapes requested but only {len(ids)} training shapes exist"
         )
     everything = set().union(*label_sets.values()) if label_sets else set()
-    sets = []
+    sets: list[list[str]] = []
     for run in range(runs):
         rng = np.random.default_rng([seed, run])
-        best, best_cover = None, -1
+        best, best_key = None, (-1, False)
         for _ in range(tries):
             chosen = sorted(rng.choice(ids, size=k, replace=False).tolist())
-            cover = len(set().union(*(label_sets[s] for s in chosen)))
-            if cover > best_cover:
-                best, best_cover = chosen, cover
-            if cover == len(everything):
+            key = (len(set().union(*(label_sets[s] for s in chosen))), chosen not in sets)
+            if key > best_key:
+                best, best_key = chosen, key
+            if best_key == (len(everything), True):
                 break
         sets.append(best)
     return sets
+
+
+def repeated_draws(sets: Sequence[Sequence[str]]) -> list[int]:
+    """The runs whose labelled set an earlier run already drew."""
+    return [run for run, chosen in enumerate(sets) if list(chosen) in [list(s) for s in sets[:run]]]
+
+
+def build_transfer(
+    config: Config,
+    source: ViewSource,
+    labelled_shapes: Sequence[str],
+    num_classes: int,
+    *,
+    views_per_shape: int = 0,
+    seed: int = 0,
+    exclude_classes: Sequence[int] = (),
+) -> LabelTransfer:
+    """The label transfer from a run's labelled shapes (all their faces, or their labelled views).
+
+    With ``views_per_shape = v > 0`` the references are the hit points of the
+    same ``v`` views per shape that fine-tuning with ``seed`` labels
+    (:func:`~mvdecor.train.finetune.select_labelled_views`), so the transfer
+    sees exactly the labels the network sees.
+    """
+    settings = config.transfer
+    references = []
+    if views_per_shape > 0:
+        items = select_labelled_views(labelled_shapes, config.render.num_views, views_per_shape, seed)
+        for shape_id in labelled_shapes:
+            views = [source.view(shape_id, item.view_index) for item in items if item.shape_id == shape_id]
+            references.append(
+                reference_from_views(source.mesh(shape_id), views, exclude_classes=exclude_classes)
+            )
+    else:
+        for shape_id in labelled_shapes:
+            references.append(
+                reference_from_mesh(
+                    source.mesh(shape_id),
+                    samples=settings.samples,
+                    seed=seed,
+                    exclude_classes=exclude_classes,
+                )
+            )
+    return LabelTransfer(references, num_classes, align=settings.align, neighbours=settings.neighbours)
 
 
 #: The file in each run folder with the run's fused predictions on the test shapes.
@@ -163,9 +221,16 @@ def _write_text(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def _mean_std(values: Sequence[float]) -> dict[str, float]:
-    arr = np.asarray(values, np.float64)
-    return {"mean": float(np.nanmean(arr)), "std": float(np.nanstd(arr)), "runs": [float(v) for v in arr]}
+def _mean_std(values: Sequence[float | None]) -> dict[str, float | None]:
+    """Mean and std over runs; ``None`` values (not measured) are skipped, all ``None`` gives ``None``."""
+    measured = np.asarray([v for v in values if v is not None], np.float64)
+    if len(measured) == 0:
+        return {"mean": None, "std": None, "runs": [None for _ in values]}
+    return {
+        "mean": float(np.nanmean(measured)),
+        "std": float(np.nanstd(measured)),
+        "runs": [None if v is None else float(v) for v in values],
+    }
 
 
 def run_fewshot(
@@ -186,6 +251,7 @@ def run_fewshot(
     progress: bool = True,
     category: str | None = None,
     keep_checkpoints: str = "last",
+    refinements: Mapping[str, Mapping[str, float]] | None = None,
 ) -> dict:
     """Run the protocol; returns (and writes) the results. See the module docstring.
 
@@ -204,6 +270,14 @@ def run_fewshot(
         are written (see :func:`~mvdecor.train.checkpoint.prune_checkpoints`):
         ``last`` (default), ``weights`` (network only, a third of the size) or
         ``all``. Runs of an unfinished setting keep everything so it can resume.
+    refinements : ``{name: {segment key: value}}``, variants of the segment
+        settings that act on the fused votes only (:data:`REFINEMENT_KEYS`: the
+        transfer prior and the mesh smoothing), e.g. ``{"smooth": {"smoothing":
+        1.0}}``. Each test shape is segmented once per run and every variant is
+        scored on the same votes and filed as its own method,
+        ``<method>+<name>`` (``results_mvdecor+smooth_k2.json``), so an
+        ablation of the refinements costs no extra fine-tuning or rendering.
+        Ignored by ``transfer``, which stays learning-free and unrefined.
     """
     check_keep_checkpoints(keep_checkpoints)
     out = Path(out)
@@ -220,88 +294,180 @@ def run_fewshot(
         label_sets[shape_id] = set(np.unique(labels[labels >= 0]).tolist())
     labelled_sets = draw_labelled_sets(label_sets, k, runs, seed)
     exclude = (0,) if convention == "partnet" else ()
-    start = time.perf_counter()
-    per_run = []
-    for run, labelled in enumerate(labelled_sets):
-        ft = replace(config.finetune, seed=seed + run, views_per_shape=views_per_shape)
-        run_config = replace(config, finetune=ft)
-        tag = f"{_setting_tag(method, k, views_per_shape)}_run{run}"
-        result = finetune(
-            run_config,
-            dataset,
-            out / tag,
-            labelled_shapes=labelled,
-            init=init,
-            unlabelled_shapes=list(train_shapes),
-            progress=progress,
-        )
-        segmenter = Segmenter.from_checkpoint(result.last_checkpoint, exclude_classes=exclude)
-        evaluator = SegmentationEvaluator(names, convention=convention, weighting=weighting, seed=seed)
-        pixel_gt, pixel_pred = [], []
-        predictions = {}
-        for shape_id in test_shapes:
-            mesh = source.mesh(shape_id)
-            seg = segmenter.segment(mesh, keep_views=True, normalize=False)
-            evaluator.process(mesh, mesh.face_labels, seg.face_labels, shape_id=shape_id)
-            predictions[shape_id] = ShapePrediction(seg.face_labels, seg.face_confidence)
-            for view, pred in zip(seg.views, seg.view_predictions, strict=True):
-                gt = view.face_labels(mesh.face_labels)
-                keep = view.mask & (gt >= 0)
-                pixel_gt.append(gt[keep])
-                pixel_pred.append(pred[keep])
-        scores = evaluator.evaluate()
-        fused = scores["instance_miou"] if convention == "shapenet" else scores["part_miou"]
-        # Saved so that reports reuse the labels scored here instead of segmenting again.
-        predictions_path = save_predictions(out / tag / PREDICTIONS_FILE, predictions)
-        per_run.append(
-            {
-                "run": run,
-                "labelled_shapes": labelled,
-                "checkpoint": Path(result.last_checkpoint).relative_to(out).as_posix(),
-                "predictions": predictions_path.relative_to(out).as_posix(),
-                "part_miou": float(scores["part_miou"]),
-                "shape_miou": float(scores["shape_miou"]),
-                "fused_miou": float(fused),
-                "pixel_miou_2d": float(
-                    pixel_miou(
-                        np.concatenate(pixel_gt),
-                        np.concatenate(pixel_pred),
-                        len(names),
-                        partnet=convention == "partnet",
-                    )
-                ),
-                "part_iou": scores["part_iou"],
-                "per_shape": {shape_id: float(v) for shape_id, v in scores["per_shape"].items()},
-            }
-        )
-    summary = {
-        "dataset": source.dataset.spec,
-        "category": category,
-        "preset": config.preset,
-        "method": method,
-        "init": str(init),
-        "k": k,
-        "v": views_per_shape or None,
-        "runs": runs,
-        "convention": convention,
-        "weighting": weighting,
-        "label_names": list(names),
-        "train_shapes": list(train_shapes),
-        "test_shapes": list(test_shapes),
-        "wall_s": round(time.perf_counter() - start, 1),
-        "part_miou": _mean_std([r["part_miou"] for r in per_run]),
-        "shape_miou": _mean_std([r["shape_miou"] for r in per_run]),
-        "fused_miou": _mean_std([r["fused_miou"] for r in per_run]),
-        "pixel_miou_2d": _mean_std([r["pixel_miou_2d"] for r in per_run]),
-        "per_run": per_run,
+    learning_free = method == TRANSFER or str(init) == TRANSFER
+    variants = {} if learning_free else check_refinements(refinements or {})
+    # Each variant of this protocol's networks is scored and filed under its own method name.
+    segment_of = {method: config.segment} | {
+        f"{method}+{name}": replace(config.segment, **changes) for name, changes in variants.items()
     }
-    _write_results(
-        out / f"results_{_setting_tag(method, k, views_per_shape)}", summary, format_fewshot(summary)
-    )
+    needs_transfer = learning_free or any(seg.transfer_prior > 0 for seg in segment_of.values())
+    start = time.perf_counter()
+    per_run: dict[str, list[dict]] = {name: [] for name in segment_of}
+    for run, labelled in enumerate(labelled_sets):
+        run_seed = seed + run
+        tag = f"{_setting_tag(method, k, views_per_shape)}_run{run}"
+        transfer = None
+        if needs_transfer:
+            transfer = build_transfer(
+                config,
+                source,
+                labelled,
+                len(names),
+                views_per_shape=views_per_shape,
+                seed=run_seed,
+                exclude_classes=exclude,
+            )
+        evaluators = {
+            name: SegmentationEvaluator(names, convention=convention, weighting=weighting, seed=seed)
+            for name in segment_of
+        }
+        pixel_gt, pixel_pred = [], []
+        predictions: dict[str, dict[str, ShapePrediction]] = {name: {} for name in segment_of}
+        checkpoint = None
+        if learning_free:
+            for shape_id in test_shapes:
+                mesh = source.mesh(shape_id)
+                face_labels = transfer.face_labels(mesh)
+                evaluators[method].process(mesh, mesh.face_labels, face_labels, shape_id=shape_id)
+                confidence = transfer.face_probabilities(mesh).max(axis=1)
+                predictions[method][shape_id] = ShapePrediction(face_labels, confidence)
+        else:
+            ft = replace(config.finetune, seed=run_seed, views_per_shape=views_per_shape)
+            result = finetune(
+                replace(config, finetune=ft),
+                dataset,
+                out / tag,
+                labelled_shapes=labelled,
+                init=init,
+                unlabelled_shapes=list(train_shapes),
+                progress=progress,
+            )
+            checkpoint = Path(result.last_checkpoint).relative_to(out).as_posix()
+            segmenter = Segmenter.from_checkpoint(result.last_checkpoint, exclude_classes=exclude)
+            # The segment settings of this protocol (test-time views, prior, smoothing), not the
+            # fine-tuning run's saved ones, so that one network can be scored several ways.
+            segmenter.config = replace(segmenter.config, segment=config.segment, transfer=config.transfer)
+            for shape_id in test_shapes:
+                mesh = source.mesh(shape_id)
+                seg = segmenter.segment(mesh, keep_views=True, normalize=False, transfer=transfer)
+                prior = None
+                for name, segment in segment_of.items():
+                    if name == method:
+                        fusion = seg.fusion
+                    else:
+                        if segment.transfer_prior > 0 and prior is None:
+                            prior = transfer.face_probabilities(mesh)
+                        fusion = refine_fusion(
+                            seg.vote,
+                            mesh,
+                            prior=prior if segment.transfer_prior > 0 else None,
+                            prior_weight=segment.transfer_prior,
+                            smoothing=segment.smoothing,
+                            smoothing_angle_degrees=segment.smoothing_angle_degrees,
+                            smoothing_iterations=segment.smoothing_iterations,
+                            exclude_classes=exclude,
+                        )
+                    evaluators[name].process(mesh, mesh.face_labels, fusion.face_labels, shape_id=shape_id)
+                    predictions[name][shape_id] = ShapePrediction(fusion.face_labels, fusion.face_confidence)
+                for view, pred in zip(seg.views, seg.view_predictions, strict=True):
+                    gt = view.face_labels(mesh.face_labels)
+                    keep = view.mask & (gt >= 0)
+                    pixel_gt.append(gt[keep])
+                    pixel_pred.append(pred[keep])
+        # No per-view prediction without a network; the refinements act on the mesh, not the views.
+        pixel_score = (
+            None
+            if learning_free
+            else float(
+                pixel_miou(
+                    np.concatenate(pixel_gt),
+                    np.concatenate(pixel_pred),
+                    len(names),
+                    partnet=convention == "partnet",
+                )
+            )
+        )
+        for name in segment_of:
+            scores = evaluators[name].evaluate()
+            fused = scores["instance_miou"] if convention == "shapenet" else scores["part_miou"]
+            # Saved so that reports reuse the labels scored here instead of segmenting again.
+            filename = PREDICTIONS_FILE if name == method else f"predictions_{name.split('+', 1)[1]}.npz"
+            predictions_path = save_predictions(out / tag / filename, predictions[name])
+            per_run[name].append(
+                {
+                    "run": run,
+                    "labelled_shapes": labelled,
+                    "checkpoint": checkpoint,
+                    "predictions": predictions_path.relative_to(out).as_posix(),
+                    "part_miou": float(scores["part_miou"]),
+                    "shape_miou": float(scores["shape_miou"]),
+                    "fused_miou": float(fused),
+                    "pixel_miou_2d": pixel_score,
+                    "part_iou": scores["part_iou"],
+                    "per_shape": {shape_id: float(v) for shape_id, v in scores["per_shape"].items()},
+                }
+            )
+    wall_s = round(time.perf_counter() - start, 1)
+    summaries = {}
+    # The variants first: the plain method's results file marks the setting finished.
+    for name in [*list(segment_of)[1:], method]:
+        runs_of = per_run[name]
+        summary = {
+            "dataset": source.dataset.spec,
+            "category": category,
+            "preset": config.preset,
+            "method": name,
+            "init": str(init),
+            "k": k,
+            "v": views_per_shape or None,
+            "runs": runs,
+            "repeated_draws": repeated_draws(labelled_sets),
+            "segment": dataclasses.asdict(segment_of[name]),
+            "refinements": {f"{method}+{n}": dict(c) for n, c in variants.items()} if name == method else {},
+            "convention": convention,
+            "weighting": weighting,
+            "label_names": list(names),
+            "train_shapes": list(train_shapes),
+            "test_shapes": list(test_shapes),
+            "wall_s": wall_s,
+            "part_miou": _mean_std([r["part_miou"] for r in runs_of]),
+            "shape_miou": _mean_std([r["shape_miou"] for r in runs_of]),
+            "fused_miou": _mean_std([r["fused_miou"] for r in runs_of]),
+            "pixel_miou_2d": _mean_std([r["pixel_miou_2d"] for r in runs_of]),
+            "per_run": runs_of,
+        }
+        _write_results(
+            out / f"results_{_setting_tag(name, k, views_per_shape)}", summary, format_fewshot(summary)
+        )
+        summaries[name] = summary
     # Only now: a setting interrupted before its results are written resumes from full checkpoints.
-    for record in per_run:
-        prune_checkpoints((out / record["checkpoint"]).parent, keep_checkpoints)
-    return summary
+    for record in per_run[method]:
+        if record["checkpoint"] is not None:
+            prune_checkpoints((out / record["checkpoint"]).parent, keep_checkpoints)
+    return summaries[method]
+
+
+#: The segment settings a refinement variant may change: they act on the fused votes only,
+#: so one segmentation of each test shape serves every variant.
+REFINEMENT_KEYS = ("transfer_prior", "smoothing", "smoothing_angle_degrees", "smoothing_iterations")
+
+
+def check_refinements(refinements: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    """Validate ``{variant name: {segment key: value}}`` refinement variants (see :func:`run_fewshot`)."""
+    out = {}
+    for name, changes in refinements.items():
+        if not name or "+" in name or "/" in name or name != name.strip():
+            raise ConfigError(None, f"refinement variant name {name!r} must be a plain word (no '+' or '/')")
+        unknown = sorted(set(changes) - set(REFINEMENT_KEYS))
+        if unknown:
+            raise ConfigError(
+                None, f"refinement {name!r}: unknown key(s) {unknown}; allowed: {', '.join(REFINEMENT_KEYS)}"
+            )
+        out[name] = {
+            key: float(value) if key != "smoothing_iterations" else int(value)
+            for key, value in changes.items()
+        }
+    return out
 
 
 def _write_results(stem: Path, record: dict, table: str) -> None:
@@ -311,7 +477,9 @@ def _write_results(stem: Path, record: dict, table: str) -> None:
 
 
 def _pm(stats: dict) -> str:
-    """``mean ± std`` of a fraction, in percent."""
+    """``mean ± std`` of a fraction, in percent (``n/a`` where not measured)."""
+    if stats.get("mean") is None:
+        return "n/a"
     return f"{100 * stats['mean']:.1f} ± {100 * stats['std']:.1f}"
 
 
@@ -334,6 +502,7 @@ def format_fewshot(summary: dict) -> str:
         f"Dataset `{summary['dataset']}`, preset `{summary['preset']}`, {summary['runs']} runs, "
         f"{summary['convention']} rules, {summary['weighting']} weighting, "
         f"{len(summary['test_shapes'])} test shapes; {summary['wall_s']:.0f} s.",
+        _draws_line(summary),
         "",
         "| fused 3D part mIoU | fused 3D shape mIoU | per-view 2D pixel mIoU |",
         "| ---: | ---: | ---: |",
@@ -351,6 +520,15 @@ def format_fewshot(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _draws_line(summary: dict) -> str:
+    """Which runs had to repeat an earlier run's labelled set (their spread is training noise)."""
+    repeated = summary.get("repeated_draws") or []
+    if not repeated:
+        return f"Every run drew its own labelled set ({summary['runs']} different sets)."
+    runs = ", ".join(str(r) for r in repeated)
+    return f"Runs {runs} repeat an earlier run's labelled set (no other set covers as many labels)."
+
+
 def _setting_tag(method: str, k: int, views_per_shape: int) -> str:
     return f"{method}_k{k}" + (f"_v{views_per_shape}" if views_per_shape else "")
 
@@ -364,8 +542,13 @@ def finished_fewshot(
     runs: int,
     train_shapes: Sequence[str],
     test_shapes: Sequence[str],
+    segment: Mapping[str, object] | None = None,
 ) -> dict | None:
-    """The summary :func:`run_fewshot` wrote in ``out`` for this setting, if it matches; else None."""
+    """The summary :func:`run_fewshot` wrote in ``out`` for this setting, if it matches; else None.
+
+    ``segment`` (the segment settings as a dict), when given, must match too; results
+    written before they were recorded match any.
+    """
     done = Path(out) / f"results_{_setting_tag(method, k, views_per_shape)}.json"
     if not done.is_file():
         return None
@@ -374,6 +557,7 @@ def finished_fewshot(
         previous.get("runs") == runs
         and previous.get("train_shapes") == list(train_shapes)
         and previous.get("test_shapes") == list(test_shapes)
+        and (segment is None or previous.get("segment") in (None, dict(segment)))
     )
     return previous if same else None
 
@@ -394,8 +578,14 @@ def run_fewshot_cached(
         runs=kwargs.get("runs", 5),
         train_shapes=kwargs["train_shapes"],
         test_shapes=kwargs["test_shapes"],
+        segment=dataclasses.asdict(config.segment),
     )
-    if previous is not None:
+    # Finished only if every refinement variant asked for was scored too.
+    wanted = {
+        f"{kwargs['method']}+{n}": dict(c)
+        for n, c in check_refinements(kwargs.get("refinements") or {}).items()
+    }
+    if previous is not None and all(previous.get("refinements", {}).get(n) == c for n, c in wanted.items()):
         return previous
     return run_fewshot(config, dataset, out, category=category, **kwargs)
 
@@ -483,10 +673,15 @@ def run_fewshot_split(
         "weighting": weighting,
         "wall_s": round(time.perf_counter() - start, 1),
         "per_category": per_category,
-        "mean": {key: float(np.mean([s[key]["mean"] for s in per_category.values()])) for key in keys},
+        "mean": {key: _mean_over([s[key]["mean"] for s in per_category.values()]) for key in keys},
     }
     _write_results(out / f"results_{tag}", combined, format_fewshot_split(combined))
     return combined
+
+
+def _mean_over(values: Sequence[float | None]) -> float | None:
+    """Mean over categories; ``None`` when any category has no value (not measured)."""
+    return None if any(v is None for v in values) else float(np.mean(values))
 
 
 def format_fewshot_split(combined: dict) -> str:
@@ -508,8 +703,12 @@ def format_fewshot_split(combined: dict) -> str:
             f"| {pm(s['pixel_miou_2d'])} |"
         )
     mean = combined["mean"]
+
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{100 * value:.1f}"
+
     lines.append(
-        f"| **mean** | | {100 * mean['part_miou']:.1f} | {100 * mean['shape_miou']:.1f} "
-        f"| {100 * mean['pixel_miou_2d']:.1f} |"
+        f"| **mean** | | {pct(mean['part_miou'])} | {pct(mean['shape_miou'])} "
+        f"| {pct(mean['pixel_miou_2d'])} |"
     )
     return "\n".join(lines) + "\n"

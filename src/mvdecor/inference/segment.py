@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,8 @@ import torch
 from mvdecor.config import Config
 from mvdecor.data.mesh import LabelledMesh
 from mvdecor.inference.fusion import FaceVoter, FusionResult
+from mvdecor.inference.refine import refine_fusion
+from mvdecor.inference.transfer import LabelTransfer
 from mvdecor.models.embedding import SegmentationNet
 from mvdecor.models.inputs import ChannelStats, view_to_array
 from mvdecor.render.cameras import Cameras
@@ -33,7 +35,9 @@ class SegmentationResult:
     Attributes
     ----------
     mesh : the (normalised) mesh that was segmented
-    fusion : the vote (face scores, labels, confidence, seen faces, view weights)
+    fusion : the vote (face scores, labels, confidence, seen faces, view weights),
+        refined by the transfer prior and mesh smoothing when they are on
+    vote : the vote before any refinement (``fusion`` itself when there is none)
     label_names : the class names
     timings : seconds spent rendering, predicting and voting
     view_predictions : per-view predicted labels ``(H, W)`` int64 (-1 background),
@@ -47,6 +51,11 @@ class SegmentationResult:
     timings: dict[str, float] = field(default_factory=dict)
     view_predictions: list[np.ndarray] | None = None
     views: list[RenderedView] | None = None
+    vote: FusionResult | None = None
+
+    def __post_init__(self) -> None:
+        if self.vote is None:
+            self.vote = self.fusion
 
     @property
     def face_labels(self) -> np.ndarray:
@@ -95,9 +104,18 @@ class Segmenter:
         return cls(model, stats, config, names, device, exclude_classes)
 
     def cameras_for(self, mesh: LabelledMesh) -> Cameras:
-        """The training camera scheme, seeded per shape as during training."""
-        render = self.config.render
-        return render.camera_scheme().cameras(seed=shape_camera_seed(mesh.name, render.seed))
+        """The training camera scheme, seeded per shape as during training.
+
+        ``segment.rings`` / ``segment.segments``, when positive, replace the
+        scheme's own (more views at test time); everything else is the training's.
+        """
+        render, seg = self.config.render, self.config.segment
+        scheme = render.camera_scheme()
+        if seg.rings > 0 or seg.segments > 0:
+            scheme = replace(
+                scheme, rings=seg.rings or scheme.rings, segments=seg.segments or scheme.segments
+            )
+        return scheme.cameras(seed=shape_camera_seed(mesh.name, render.seed))
 
     @torch.no_grad()
     def predict(self, views: Sequence[RenderedView]) -> np.ndarray:
@@ -120,14 +138,20 @@ class Segmenter:
         *,
         keep_views: bool = False,
         normalize: bool = True,
+        transfer: LabelTransfer | None = None,
     ) -> SegmentationResult:
         """Segment one mesh.
 
         Parameters
         ----------
         mesh : any mesh; normalised into the unit sphere first unless ``normalize=False``
-        cameras : default: the training scheme (``config.render``), seeded by the mesh name
+        cameras : default: the training scheme (``config.render``, with
+            ``segment.rings`` / ``segment.segments`` if set), seeded by the mesh name
         keep_views : also return the views and per-view predicted labels
+        transfer : label transfer from the labelled reference shapes, mixed into
+            the vote as a prior with weight ``segment.transfer_prior`` (ignored
+            when that is 0); ``segment.smoothing`` applies with or without it
+            (see :func:`~mvdecor.inference.refine.refine_fusion`)
         """
         seg = self.config.segment
         if normalize:
@@ -165,8 +189,22 @@ class Segmenter:
             timings["vote_s"] += time.perf_counter() - t2
         t0 = time.perf_counter()
         centroids = mesh.triangles.mean(axis=1)
-        fusion = voter.result(face_centroids=centroids)
+        fusion = vote = voter.result(face_centroids=centroids)
         timings["vote_s"] += time.perf_counter() - t0
+        if seg.smoothing > 0 or (transfer is not None and seg.transfer_prior > 0):
+            t0 = time.perf_counter()
+            use_prior = transfer is not None and seg.transfer_prior > 0
+            fusion = refine_fusion(
+                fusion,
+                mesh,
+                prior=transfer.face_probabilities(mesh) if use_prior else None,
+                prior_weight=seg.transfer_prior if use_prior else 0.0,
+                smoothing=seg.smoothing,
+                smoothing_angle_degrees=seg.smoothing_angle_degrees,
+                smoothing_iterations=seg.smoothing_iterations,
+                exclude_classes=self.exclude_classes,
+            )
+            timings["refine_s"] = time.perf_counter() - t0
         return SegmentationResult(
             mesh=mesh,
             fusion=fusion,
@@ -174,4 +212,5 @@ class Segmenter:
             timings=timings,
             view_predictions=predictions if keep_views else None,
             views=kept_views if keep_views else None,
+            vote=vote,
         )

@@ -9,10 +9,20 @@ name         channels   source buffer
 ``rgb``      3          ``rgb`` (texture colour x shading, textured meshes)
 ``normal``   3          ``normals`` (world-space, in ``[-1, 1]``)
 ``depth``    1          ``depth_normalized`` (per-view min-max, ``[0, 1]``)
+``position`` 3          ``hit_points`` (the surface point in the shape's
+                        unit-sphere-normalised frame)
 ============ ========== =================================================
 
+``position`` is not in the paper: it tells the network *where on the shape* a
+pixel lies, the cue that learning-free label transfer uses. It is consistent
+across views of a shape, so it would let the pre-training's correspondence task
+be solved by reading it off; add it at fine-tuning instead
+(``finetune.add_modalities``), where a pre-trained network gets zero-initialised
+filters for it.
+
 Channels are always stacked in this fixed order, whatever order the names are
-given in: colour (``grey`` *or* ``rgb``), then ``normal``, then ``depth``. The
+given in: colour (``grey`` *or* ``rgb``), then ``normal``, then ``depth``, then
+``position``. The
 paper's input for untextured shapes is ``("grey", "normal", "depth")``: 5
 channels; ``("rgb", "normal", "depth")`` gives 7.
 
@@ -44,6 +54,7 @@ __all__ = [
     "ViewLike",
     "channel_count",
     "channel_names",
+    "input_channel_positions",
     "parse_modalities",
     "rgb_channel_indices",
     "view_to_array",
@@ -51,13 +62,14 @@ __all__ = [
 ]
 
 #: Input modalities and their channel counts, in stacking order.
-MODALITIES: dict[str, int] = {"grey": 1, "rgb": 3, "normal": 3, "depth": 1}
+MODALITIES: dict[str, int] = {"grey": 1, "rgb": 3, "normal": 3, "depth": 1, "position": 3}
 
 _CHANNEL_NAMES = {
     "grey": ("grey",),
     "rgb": ("r", "g", "b"),
     "normal": ("nx", "ny", "nz"),
     "depth": ("depth",),
+    "position": ("px", "py", "pz"),
 }
 
 
@@ -69,6 +81,7 @@ class ViewLike(Protocol):
     rgb: np.ndarray
     normals: np.ndarray
     depth_normalized: np.ndarray
+    hit_points: np.ndarray
 
 
 def parse_modalities(modalities: str | Iterable[str]) -> tuple[str, ...]:
@@ -109,6 +122,24 @@ def channel_names(modalities: str | Iterable[str]) -> tuple[str, ...]:
     return tuple(c for name in parse_modalities(modalities) for c in _CHANNEL_NAMES[name])
 
 
+def input_channel_positions(old: str | Iterable[str], new: str | Iterable[str]) -> list[int]:
+    """Where each input channel of ``old`` modalities sits among those of ``new`` (a superset).
+
+    Raises
+    ------
+    ConfigError
+        ``new`` lacks a modality of ``old``.
+    """
+    old_m, new_m = parse_modalities(old), parse_modalities(new)
+    missing = [m for m in old_m if m not in new_m]
+    if missing:
+        raise ConfigError(
+            None, f"input modalities {list(new_m)} lack {missing} of the network's {list(old_m)}"
+        )
+    names = channel_names(new_m)
+    return [names.index(c) for c in channel_names(old_m)]
+
+
 def rgb_channel_indices(modalities: str | Iterable[str]) -> tuple[int, ...]:
     """Input channels holding R, G, B (``(0, 1, 2)`` with ``rgb``, else ``()``).
 
@@ -140,8 +171,10 @@ def view_to_array(view: ViewLike, modalities: str | Iterable[str]) -> np.ndarray
             parts.append(np.asarray(view.rgb, dtype=np.float32).transpose(2, 0, 1))
         elif name == "normal":
             parts.append(np.asarray(view.normals, dtype=np.float32).transpose(2, 0, 1))
-        else:  # depth
+        elif name == "depth":
             parts.append(np.asarray(view.depth_normalized, dtype=np.float32)[None])
+        else:  # position
+            parts.append(np.asarray(view.hit_points, dtype=np.float32).transpose(2, 0, 1))
     return np.ascontiguousarray(np.concatenate(parts, axis=0))
 
 

@@ -37,7 +37,13 @@ from torch.utils.data import DataLoader
 from mvdecor.config import Config
 from mvdecor.errors import ConfigError, LabelError
 from mvdecor.models.embedding import EmbeddingNet, SegmentationNet
-from mvdecor.models.inputs import ChannelStats, view_to_array
+from mvdecor.models.inputs import (
+    ChannelStats,
+    channel_count,
+    input_channel_positions,
+    parse_modalities,
+    view_to_array,
+)
 from mvdecor.models.losses import dense_info_nce
 from mvdecor.train.checkpoint import load_checkpoint, save_checkpoint
 from mvdecor.train.data import ViewPairDataset, ViewSource, collate_pairs, compute_channel_stats
@@ -211,7 +217,18 @@ class FinetuneResult:
 def _initial_embedding(
     config: Config, init: str | Path, device: torch.device
 ) -> tuple[EmbeddingNet, ChannelStats | None, Config]:
-    """``scratch``, ``imagenet`` (``config.model.imagenet_checkpoint``) or a pre-training checkpoint."""
+    """``scratch``, ``imagenet`` (``config.model.imagenet_checkpoint``) or a pre-training checkpoint.
+
+    ``config.finetune.add_modalities`` are added to the inputs: from the start for
+    ``scratch`` and ``imagenet``, by :meth:`EmbeddingNet.widen_inputs` for a
+    pre-trained network (whose checkpoint otherwise decides the architecture and
+    inputs). The returned statistics cover the checkpoint's inputs only (None
+    for the others); :func:`finetune` completes them.
+    """
+    added = tuple(config.finetune.add_modalities)
+    if str(init) in ("scratch", "imagenet") and added:
+        modalities = parse_modalities((*config.model.modalities, *added))
+        config = replace(config, model=replace(config.model, modalities=modalities))
     if str(init) == "scratch":
         torch.manual_seed(config.finetune.seed)
         return build_model(replace(config, model=replace(config.model, imagenet_checkpoint=""))), None, config
@@ -224,7 +241,31 @@ def _initial_embedding(
         return build_model(config), None, config
     embedding, stats, saved = load_embedding(init, device)
     # The checkpoint decides the architecture and inputs.
-    return embedding, stats, replace(config, model=saved.model)
+    model_config = saved.model
+    if added:
+        modalities = parse_modalities((*model_config.modalities, *added))
+        embedding.widen_inputs(
+            input_channel_positions(model_config.modalities, modalities), channel_count(modalities)
+        )
+        model_config = replace(model_config, modalities=modalities)
+    return embedding, stats, replace(config, model=model_config)
+
+
+def _complete_stats(
+    stats: ChannelStats, source: ViewSource, shape_ids: Sequence[str], modalities: tuple[str, ...], seed: int
+) -> ChannelStats:
+    """``stats`` (of a pre-trained network's inputs) extended to ``modalities``.
+
+    The pre-trained channels keep their own statistics, so the network sees its
+    inputs as in pre-training; the added channels' are measured on ``shape_ids``.
+    """
+    if tuple(stats.modalities) == tuple(modalities):
+        return stats
+    fresh = compute_channel_stats(source, shape_ids, modalities, seed=seed)
+    mean, std = fresh.mean.copy(), fresh.std.copy()
+    positions = input_channel_positions(stats.modalities, modalities)
+    mean[positions], std[positions] = stats.mean, stats.std
+    return ChannelStats(mean, std, modalities)
 
 
 def finetune(
@@ -292,6 +333,14 @@ def finetune(
     if stats is None:
         stats = compute_channel_stats(
             source, sorted({i.shape_id for i in items}), config.model.modalities, seed=cfg.seed
+        )
+    elif stats.modalities and stats.modalities != parse_modalities(config.model.modalities):
+        stats = _complete_stats(
+            stats,
+            source,
+            sorted({i.shape_id for i in items}),
+            parse_modalities(config.model.modalities),
+            cfg.seed,
         )
 
     model = SegmentationNet(embedding, num_classes).to(device)

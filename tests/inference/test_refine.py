@@ -1,0 +1,100 @@
+"""Refining fused votes: the transfer prior and CRF smoothing, applied after the vote."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mvdecor.data.mesh import LabelledMesh
+from mvdecor.inference.fusion import FaceVoter
+from mvdecor.inference.refine import refine_fusion, welded
+
+
+def _strip(num_quads: int = 6) -> LabelledMesh:
+    """A flat strip of ``2 * num_quads`` triangles along x."""
+    xs = np.arange(num_quads + 1, dtype=np.float64)
+    vertices = np.concatenate([np.stack([xs, np.zeros_like(xs), np.zeros_like(xs)], 1),
+                               np.stack([xs, np.ones_like(xs), np.zeros_like(xs)], 1)])  # fmt: skip
+    n = num_quads + 1
+    faces = []
+    for i in range(num_quads):
+        faces += [[i, i + 1, n + i], [i + 1, n + i + 1, n + i]]
+    return LabelledMesh(vertices, np.asarray(faces))
+
+
+def _fusion(face_probs: np.ndarray, seen: np.ndarray, exclude=()):
+    voter = FaceVoter(len(face_probs), face_probs.shape[1], method="average", exclude_classes=exclude)
+    # One 1 x S "view" whose pixels each see one seen face.
+    face_ids = np.where(seen)[0].astype(np.int32)[None]
+    voter.add_view(face_ids, face_probs[seen].T[:, None, :].astype(np.float32))
+    return voter.result()
+
+
+def test_no_refinement_returns_the_vote_itself():
+    mesh = _strip()
+    fusion = _fusion(np.tile([0.7, 0.3], (12, 1)), np.ones(12, bool))
+    assert refine_fusion(fusion, mesh) is fusion
+    assert refine_fusion(fusion, mesh, prior=np.ones((12, 2)), prior_weight=0.0) is fusion
+
+
+def test_prior_is_mixed_linearly_and_labels_unseen_faces():
+    mesh = _strip()
+    votes = np.tile([0.8, 0.2, 0.0], (12, 1))
+    seen = np.ones(12, bool)
+    seen[-2:] = False
+    fusion = _fusion(votes, seen)
+    prior = np.tile([0.0, 2.0, 0.0], (12, 1))  # un-normalised rows are normalised first
+    refined = refine_fusion(fusion, mesh, prior=prior, prior_weight=0.25)
+    np.testing.assert_allclose(refined.face_scores[:10], np.tile([0.6, 0.4, 0.0], (10, 1)), rtol=1e-6)
+    assert (refined.face_labels[:10] == 0).all()
+    # Unseen faces take the prior's distribution (before: no label, or the nearest seen face's).
+    assert (fusion.face_labels[-2:] == -1).all() and (refined.face_labels[-2:] == 1).all()
+    np.testing.assert_allclose(refined.face_scores[-2:], np.tile([0.0, 1.0, 0.0], (2, 1)))
+    assert (refined.face_confidence[-2:] == 0).all() and (refined.seen == fusion.seen).all()
+    assert (refined.view_weights == fusion.view_weights).all()
+    heavy = refine_fusion(fusion, mesh, prior=prior, prior_weight=0.75)
+    assert (heavy.face_labels == 1).all()
+
+
+def test_excluded_classes_stay_out_of_a_prior():
+    mesh = _strip()
+    fusion = _fusion(np.tile([0.0, 0.6, 0.4], (12, 1)), np.ones(12, bool), exclude=(0,))
+    prior = np.tile([1.0, 0.0, 1.0], (12, 1))  # votes for the excluded class 0 are dropped
+    refined = refine_fusion(fusion, mesh, prior=prior, prior_weight=0.5, exclude_classes=(0,))
+    assert (refined.face_scores[:, 0] == 0).all() and (refined.face_labels == 2).all()
+
+
+def test_smoothing_relabels_an_isolated_face_on_a_flat_strip():
+    mesh = _strip()
+    votes = np.tile([0.9, 0.1], (12, 1))
+    votes[5] = [0.3, 0.7]
+    fusion = _fusion(votes, np.ones(12, bool))
+    assert fusion.face_labels[5] == 1
+    refined = refine_fusion(fusion, mesh, smoothing=2.0)
+    assert (refined.face_labels == 0).all()
+    np.testing.assert_allclose(refined.face_scores.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_bad_refinement_arguments():
+    mesh = _strip()
+    fusion = _fusion(np.tile([0.5, 0.5], (12, 1)), np.ones(12, bool))
+    with pytest.raises(ValueError, match="prior_weight"):
+        refine_fusion(fusion, mesh, prior=np.ones((12, 2)), prior_weight=1.5)
+    with pytest.raises(ValueError, match="prior has shape"):
+        refine_fusion(fusion, mesh, prior=np.ones((11, 2)), prior_weight=0.5)
+    with pytest.raises(ValueError, match="smoothing"):
+        refine_fusion(fusion, mesh, smoothing=-1.0)
+
+
+def test_smoothing_couples_faces_whose_shared_vertices_are_duplicated():
+    # The strip with every face on its own copy of its corners (as UV seams or parts give):
+    # after welding, the isolated face is still relabelled by its neighbours.
+    strip = _strip()
+    split = LabelledMesh(strip.triangles.reshape(-1, 3), np.arange(3 * strip.num_faces).reshape(-1, 3))
+    vertices, faces = welded(split)
+    assert len(vertices) == strip.num_vertices
+    np.testing.assert_allclose(vertices[faces], strip.triangles)
+    votes = np.tile([0.9, 0.1], (12, 1))
+    votes[5] = [0.3, 0.7]
+    refined = refine_fusion(_fusion(votes, np.ones(12, bool)), split, smoothing=2.0)
+    assert (refined.face_labels == 0).all()
