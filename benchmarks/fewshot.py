@@ -77,7 +77,7 @@ from mvdecor.config import load_config
 from mvdecor.data.datasets import open_dataset
 from mvdecor.data.splits import load_split, make_split, save_split
 from mvdecor.evaluation.embedding import evaluate_embedding
-from mvdecor.evaluation.fewshot import finished_fewshot, run_fewshot_cached
+from mvdecor.evaluation.fewshot import check_refinements, finished_fewshot, run_fewshot_cached
 from mvdecor.fileio import atomic_path
 from mvdecor.train.data import split_shapes
 from mvdecor.train.pretrain import pretrain
@@ -142,14 +142,20 @@ def _write_json(path: Path, record: dict) -> None:
         tmp.write_text(json.dumps(record, indent=2) + "\n")
 
 
-#: The gaps each table shows, where both methods ran: what pre-training adds, and the margin
-#: over the learning-free floor.
-GAPS = (("mvdecor", "scratch"), ("mvdecor", "transfer"))
+def gaps_of(columns: list[str]) -> list[tuple[str, str]]:
+    """The gaps a table shows: what pre-training adds (mvdecor − scratch) and the margin over the
+    learning-free floor (mvdecor − transfer), for the plain pipeline and each variant of it."""
+    gaps = []
+    for column in columns:
+        if column.startswith("mvdecor"):
+            variant = column[len("mvdecor") :]
+            gaps += [(column, f"scratch{variant}"), (column, "transfer")]
+    return [(a, b) for a, b in gaps if a in columns and b in columns]
 
 
-def _gap_cells(cells: dict, bold: bool = False) -> list[str]:
+def _gap_cells(cells: dict, gaps: list[tuple[str, str]], bold: bool = False) -> list[str]:
     out = []
-    for a, b in GAPS:
+    for a, b in gaps:
         if {a, b} <= set(cells):
             value = (cells[a]["mean"] if isinstance(cells[a], dict) else cells[a]) - (
                 cells[b]["mean"] if isinstance(cells[b], dict) else cells[b]
@@ -167,7 +173,8 @@ def format_table(record: dict) -> str:
         f"{record['machine']}; {record['wall_s'] / 60:.0f} min in all.",
         "",
     ]
-    gap_names = [f"{a} − {b}" for a, b in GAPS]
+    gaps = gaps_of(methods)
+    gap_names = [f"{a} − {b}" for a, b in gaps]
     for setting in record["settings"]:
         label = f"k = {setting['k']}" + (f", v = {setting['v']} views" if setting["v"] else ", all views")
         lines += [
@@ -183,13 +190,13 @@ def format_table(record: dict) -> str:
             ]
             repeats = sorted({r for m in cells for r in cells[m].get("repeated_draws", [])})
             name = category + (f" (draws repeat in runs {', '.join(map(str, repeats))})" if repeats else "")
-            lines.append(f"| {name} | " + " | ".join(row + _gap_cells(cells)) + " |")
+            lines.append(f"| {name} | " + " | ".join(row + _gap_cells(cells, gaps)) + " |")
         mean = setting["mean"]
         lines.append(
             "| **mean** | "
             + " | ".join(
                 [f"**{mean[m]:.1f}**" if m in mean else "incomplete" for m in methods]
-                + _gap_cells(mean, True)
+                + _gap_cells(mean, gaps, True)
             )
             + " |"
         )
@@ -205,6 +212,33 @@ def format_table(record: dict) -> str:
             )
         )
     return "\n".join(lines) + "\n"
+
+
+def _cell(summary: dict) -> dict:
+    """A table cell from a protocol summary: part mIoU in percent and what goes with it."""
+    return {
+        "mean": round(100 * summary["part_miou"]["mean"], 2),
+        "std": round(100 * summary["part_miou"]["std"], 2),
+        "shape_miou": round(100 * summary["shape_miou"]["mean"], 2),
+        "pixel_miou_2d": None
+        if summary["pixel_miou_2d"]["mean"] is None  # transfer: no per-view prediction
+        else round(100 * summary["pixel_miou_2d"]["mean"], 2),
+        "wall_s": summary["wall_s"],
+        "repeated_draws": summary.get("repeated_draws", []),
+    }
+
+
+def parse_refinements(items: list[str]) -> dict[str, dict[str, float]]:
+    """``["prior=transfer_prior:0.5", "both=transfer_prior:0.5,smoothing:1"]`` -> variant settings."""
+    out = {}
+    for item in items:
+        name, _, body = item.partition("=")
+        changes = {}
+        for pair in filter(None, body.split(",")):
+            key, _, value = pair.partition(":")
+            changes[key.strip()] = float(value)
+        out[name.strip()] = changes
+    return check_refinements(out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,6 +282,20 @@ def main(argv: list[str] | None = None) -> int:
         default=str(Path(__file__).parent / "results"),
         help="folder for <name>-<budget>.json and .md (default benchmarks/results)",
     )
+    parser.add_argument(
+        "--refine",
+        action="append",
+        default=[],
+        metavar="NAME=KEY:VALUE[,KEY:VALUE]",
+        help="a refinement variant of every learned method, scored on the same networks as its own "
+        "column <method>+NAME, e.g. prior=transfer_prior:0.5 or smooth=smoothing:1 (repeatable)",
+    )
+    parser.add_argument(
+        "--suffix",
+        default="",
+        help="appended to the learned methods' names (e.g. -pos), so runs with another --config share "
+        "the work folder, split, draws and pre-training without mixing cells",
+    )
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument(
         "--report-only",
@@ -267,6 +315,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         parser.error(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+    refinements = parse_refinements(args.refine)
+    learned = [m + args.suffix for m in methods if m != "transfer"]
+    columns = [m if m == "transfer" else m + args.suffix for m in methods] + [
+        f"{m}+{n}" for n in refinements for m in learned
+    ]
     if "imagenet" in methods and not args.imagenet_checkpoint:
         parser.error("the imagenet method needs --imagenet-checkpoint PATH")
     if args.imagenet_checkpoint and not Path(args.imagenet_checkpoint).is_file():
@@ -369,8 +422,10 @@ def main(argv: list[str] | None = None) -> int:
         for category in categories:
             entry = split[category]
             for method in methods:
+                learned = method != "transfer"
+                column = method + args.suffix if learned else method
                 cell = dict(
-                    method=method,
+                    method=column,
                     k=k,
                     views_per_shape=v,
                     runs=args.runs,
@@ -382,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
                     if summary is None:
                         continue
                 else:
-                    print(f"k = {k}, v = {v or 'all'}, {category}: {method}", flush=True)
+                    print(f"k = {k}, v = {v or 'all'}, {category}: {column}", flush=True)
                     summary = run_fewshot_cached(
                         config_of[method],
                         dataset.spec,
@@ -393,22 +448,20 @@ def main(argv: list[str] | None = None) -> int:
                         progress=not args.quiet,
                         category=category,
                         keep_checkpoints=args.keep_checkpoints,
+                        refinements=refinements if learned else None,
                         **cell,
                     )
-                per_category[category][method] = {
-                    "mean": round(100 * summary["part_miou"]["mean"], 2),
-                    "std": round(100 * summary["part_miou"]["std"], 2),
-                    "shape_miou": round(100 * summary["shape_miou"]["mean"], 2),
-                    "pixel_miou_2d": None
-                    if summary["pixel_miou_2d"]["mean"] is None  # transfer: no per-view prediction
-                    else round(100 * summary["pixel_miou_2d"]["mean"], 2),
-                    "wall_s": summary["wall_s"],
-                    "repeated_draws": summary.get("repeated_draws", []),
-                }
+                per_category[category][column] = _cell(summary)
+                for variant in refinements if learned else ():
+                    found = finished_fewshot(
+                        work / "fewshot" / category, **{**cell, "method": f"{column}+{variant}"}
+                    )
+                    if found is not None:
+                        per_category[category][f"{column}+{variant}"] = _cell(found)
         # A method's mean over categories only where it has every category.
         means = {
             m: round(sum(per_category[c][m]["mean"] for c in categories) / len(categories), 2)
-            for m in methods
+            for m in columns
             if all(m in per_category[c] for c in categories)
         }
         settings.append(
@@ -443,7 +496,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/fewshot.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "units": "part mIoU in percent; mean and std over runs",
         "convention": convention,
-        "methods": methods,
+        "methods": columns,
+        "refinements": refinements,
         "pretrain": {
             "scope": args.pretrain_scope,
             "precision": pre.precision,

@@ -62,7 +62,7 @@ def test_densecl_and_imagenet_methods_run_on_the_same_cells(tmp_path, benchmark,
             "--test-fraction", "0.34", "--work", str(work), "--results", str(results), "--quiet"]  # fmt: skip
     assert benchmark.main(args) == 0
     table = capsys.readouterr().out
-    assert "| category | scratch | densecl | imagenet | mvdecor − scratch |" in table
+    assert "| category | scratch | densecl | imagenet |" in table  # no mvdecor column, no gap columns
 
     # DenseCL pre-trained in its own folder, on the same training shapes MvDeCor would use.
     densecl_run = work / "pretrain_densecl_all"
@@ -107,3 +107,30 @@ def test_bad_method_lists_are_refused(tmp_path, benchmark, capsys):
     with pytest.raises(SystemExit):
         benchmark.main([*base, "--methods", "imagenet"])
     assert "needs --imagenet-checkpoint" in capsys.readouterr().err
+
+
+def test_transfer_column_refinements_and_suffix(tmp_path, benchmark, capsys):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_YAML)
+    work, results = tmp_path / "work", tmp_path / "results"
+    args = [DATASET, "--name", "tiny", "--budget", "paper", "--config", str(config), "--categories", "mug",
+            "--settings", "1", "--runs", "1", "--methods", "transfer,mvdecor,scratch", "--pretrain-iterations",
+            "1", "--finetune-iterations", "1", "--device", "cpu", "--test-fraction", "0.34", "--work", str(work),
+            "--results", str(results), "--quiet", "--refine", "prior=transfer_prior:1", "--suffix=-x"]  # fmt: skip
+    assert benchmark.main(args) == 0
+    table = capsys.readouterr().out
+    columns = ["transfer", "mvdecor-x", "scratch-x", "mvdecor-x+prior", "scratch-x+prior"]
+    gaps = ["mvdecor-x − scratch-x", "mvdecor-x − transfer", "mvdecor-x+prior − scratch-x+prior",
+            "mvdecor-x+prior − transfer"]  # fmt: skip
+    assert "| category | " + " | ".join(columns + gaps) + " |" in table
+    record = json.loads((results / "tiny-paper.json").read_text())
+    assert record["methods"] == columns and record["refinements"] == {"prior": {"transfer_prior": 1.0}}
+    cells = record["settings"][0]["per_category"]["mug"]
+    # A prior of weight 1 is the transfer itself, whatever the network.
+    assert cells["mvdecor-x+prior"]["mean"] == cells["scratch-x+prior"]["mean"] == cells["transfer"]["mean"]
+    assert cells["transfer"]["pixel_miou_2d"] is None
+    assert (work / "fewshot" / "mug" / "results_scratch-x+prior_k1.json").is_file()
+    # Report-only finds the same cells, variants included.
+    assert benchmark.main([*args, "--report-only"]) == 0
+    again = json.loads((results / "tiny-paper.json").read_text())
+    assert again["settings"][0]["per_category"]["mug"] == cells
