@@ -229,6 +229,13 @@ class PretrainConfig:
         ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
     num_workers : int
         Data-loader processes that render or load views and match pixels.
+    cached_shapes : int
+        Meshes (with their ray-casting scenes) each process keeps in memory.
+        Pairs are drawn from random shapes, so a cache smaller than the training
+        set reloads a mesh for most pairs: on PartNet-Mobility objects (many
+        textured OBJ pieces, 0.1-1.3 s each to load) that starved the network.
+        64 holds the five-category PartNet-Mobility training set (a few MB
+        per shape; textures are uint8).
     seed : int
         Seeds initialisation, the split and every sampled pair.
     densecl : DenseCLConfig
@@ -255,6 +262,7 @@ class PretrainConfig:
     precision: str = "fp32"
     device: str = "auto"
     num_workers: int = 4
+    cached_shapes: int = 64
     seed: int = 0
     densecl: DenseCLConfig = field(default_factory=DenseCLConfig)
 
