@@ -14,13 +14,26 @@ Prints:
 Run: ``python benchmarks/pretrain.py`` (about 10 minutes on 2 cores; ``--quick``
 for a smaller run). Use ``--device cuda`` on a GPU; ``--paper`` also times the
 ``paper`` preset's full batch (8 pairs) there.
+
+``--heads paper,light`` instead compares embedding heads
+(:data:`~mvdecor.models.embedding.EMBEDDING_HEADS`) in one process, one after
+the other: the ``cpu`` preset's pre-training (views rendered on the fly, its
+one loader worker) with each head, in fp32 (``--precisions fp32,bf16`` adds
+bf16 autocast, very slow on CPUs without native bf16), and the bare network
+step (forward, dense InfoNCE, backward, Adam on random tensors of the preset's
+batch shape) for the same settings, so that the training loop's overhead
+shows. It prints head, precision, it/s, s/step, and the speed-up over the
+paper head in fp32 (19 minutes for two heads in fp32 on 2 cores that another
+job kept busy; ``--quick`` runs 12 training and 5 bare steps instead of 40 and 10).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
+import os
 import platform
 import resource
 import tempfile
@@ -31,12 +44,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mvdecor.config import load_config
+from mvdecor.config import Config, load_config
 from mvdecor.correspond import match_views, match_views_kdtree
 from mvdecor.data.synthetic import make_shape
+from mvdecor.models.embedding import EMBEDDING_HEADS
+from mvdecor.models.losses import dense_info_nce
 from mvdecor.render import CameraScheme, Renderer
 from mvdecor.render.store import render_dataset
-from mvdecor.train.pretrain import pretrain
+from mvdecor.train.pretrain import build_model, pretrain
 
 DATASET = "synthetic:categories=chair+table+lamp+mug,n=4,textured=0.25"
 
@@ -104,6 +119,119 @@ def bench_training(label: str, config, iterations: int, store: Path | None, devi
     }
 
 
+def bench_network(config: Config, steps: int, warmup: int, device: str) -> dict:
+    """Median seconds of a bare pre-training step on random tensors of ``config``'s batch shape.
+
+    One step: forward of ``2 * pairs_per_batch`` views (under bf16 autocast when
+    ``config.pretrain.precision`` is ``bf16``), dense InfoNCE over
+    ``matches_per_pair`` random matches per pair, backward, Adam. No data
+    loading, logging or validation: the difference to :func:`bench_training`'s
+    step time is the training loop's overhead.
+    """
+    cfg, res = config.pretrain, config.render.resolution
+    dev = torch.device(device)
+    torch.manual_seed(0)
+    model = build_model(config).to(dev).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
+    pairs = cfg.pairs_per_batch
+    x = torch.randn(2 * pairs, model.in_channels, res, res, device=dev)
+    gen = torch.Generator().manual_seed(0)
+
+    def indices() -> torch.Tensor:
+        rows = [torch.randperm(res * res, generator=gen)[: cfg.matches_per_pair] for _ in range(pairs)]
+        return torch.stack(rows).to(dev)
+
+    index_a, index_b = indices(), indices()
+    autocast = (
+        torch.autocast(device_type=dev.type, dtype=torch.bfloat16)
+        if cfg.precision == "bf16"
+        else contextlib.nullcontext()
+    )
+    times = []
+    for i in range(warmup + steps):
+        start = time.perf_counter()
+        with autocast:
+            emb = model(x)
+            loss = dense_info_nce(
+                emb[:pairs].float(), emb[pairs:].float(), index_a, index_b, temperature=cfg.temperature
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return {"steps": steps, "s_per_step": round(float(np.median(times)), 3)}
+
+
+def bench_heads(
+    heads: list[str], iterations: int, bare_steps: int, device: str, precisions: tuple[str, ...] = ("fp32",)
+) -> list[dict]:
+    """The ``cpu`` preset's pre-training and bare step with each head, in each precision.
+
+    bf16 is opt-in: on CPUs without native bf16 (AVX2 only) autocast takes PyTorch's
+    reference convolutions, tens of seconds per step.
+    """
+    cpu = load_config("cpu")
+    rows = []
+    for head in heads:
+        for precision in precisions:
+            config = replace(
+                cpu,
+                model=replace(cpu.model, head=head),
+                pretrain=replace(cpu.pretrain, precision=precision),
+            )
+            loop = bench_training(f"cpu preset, {head} head", config, iterations, None, device)
+            bare = bench_network(config, bare_steps, warmup=2, device=device)
+            rows.append(
+                {
+                    "head": head,
+                    "precision": precision,
+                    "it_per_s": loop["it_per_s"],
+                    "s_per_step": round(1 / loop["it_per_s"], 3),
+                    "data_wait_share": loop["data_wait_share"],
+                    "iterations": iterations,
+                    "bare_s_per_step": bare["s_per_step"],
+                    "bare_steps": bare_steps,
+                }
+            )
+            # One line per row as it completes, so an interrupted run still reports.
+            r = rows[-1]
+            print(
+                f"  done: {head} {precision}: {r['it_per_s']} it/s, {r['s_per_step']} s/step, "
+                f"bare {r['bare_s_per_step']} s/step, load {os.getloadavg()[0]:.2f}",
+                flush=True,
+            )
+    # Speed-ups are relative to the paper head in fp32 (the first head's fp32 row if not timed).
+    ref = next((r for r in rows if r["head"] == "paper" and r["precision"] == "fp32"), rows[0])
+    base, base_bare = ref["s_per_step"], ref["bare_s_per_step"]
+    for row in rows:
+        row["reference"] = f"{ref['head']} {ref['precision']}"
+        row["speedup"] = round(base / row["s_per_step"], 2)
+        row["bare_speedup"] = round(base_bare / row["bare_s_per_step"], 2)
+    return rows
+
+
+def print_heads(rows: list[dict]) -> None:
+    first = rows[0]["reference"]
+    print(
+        f"\nembedding heads, cpu preset ({rows[0]['iterations']} training steps per row, mean of the "
+        f"logged windows after the first; bare: median of {rows[0]['bare_steps']} steps)"
+    )
+    print(
+        f"  {'head':<7}{'precision':>10}{'it/s':>8}{'s/step':>8}{'vs ' + first:>17}{'data wait':>11}"
+        f"{'bare s/step':>13}{'bare vs ' + first:>19}{'loop overhead':>15}"
+    )
+    for r in rows:
+        overhead = r["s_per_step"] - r["bare_s_per_step"]
+        print(
+            f"  {r['head']:<7}{r['precision']:>10}{r['it_per_s']:>8.3f}{r['s_per_step']:>8.3f}"
+            f"{r['speedup']:>16.2f}x{100 * r['data_wait_share']:>10.1f}%"
+            f"{r['bare_s_per_step']:>13.3f}{r['bare_speedup']:>18.2f}x{overhead:>14.3f}s"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -112,8 +240,40 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer iterations")
     parser.add_argument("--paper", action="store_true", help="also time the paper preset's 8-pair batch")
     parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument(
+        "--heads",
+        type=lambda text: [h.strip() for h in text.split(",") if h.strip()],
+        help="only compare these embedding heads (e.g. paper,light) at the cpu preset",
+    )
+    parser.add_argument(
+        "--precisions",
+        default="fp32",
+        type=lambda text: tuple(p.strip() for p in text.split(",") if p.strip()),
+        help="with --heads: precisions to time (default fp32; bf16 is very slow on AVX2-only CPUs)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(max(torch.get_num_threads(), 1))
+
+    if args.heads is not None:
+        unknown = [h for h in args.heads if h not in EMBEDDING_HEADS]
+        if unknown or not args.heads:
+            parser.error(f"--heads: unknown {unknown}; valid: {', '.join(sorted(EMBEDDING_HEADS))}")
+        load_before = os.getloadavg()
+        start = time.perf_counter()
+        rows = bench_heads(
+            args.heads, 12 if args.quick else 40, 5 if args.quick else 10, args.device, args.precisions
+        )
+        load_after = os.getloadavg()
+        print(
+            f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, "
+            f"torch {torch.__version__}, device {args.device}; {time.perf_counter() - start:.0f} s; "
+            f"load average (1, 5, 15 min) before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
+            f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}"
+        )
+        print_heads(rows)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"heads": rows}, indent=2) + "\n")
+        return
 
     corr = bench_correspondences()
     cpu = load_config("cpu")

@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from mvdecor.models.deeplab import ASPP_RATES, DeepLabV3Plus
-from mvdecor.models.embedding import EmbeddingNet, SegmentationHead, SegmentationNet, count_parameters
+from mvdecor.models.embedding import (
+    EMBEDDING_HEADS,
+    EmbeddingNet,
+    SegmentationHead,
+    SegmentationNet,
+    count_parameters,
+)
 from mvdecor.models.losses import dense_info_nce
 from mvdecor.models.resnet import resnet18
 
@@ -57,6 +63,7 @@ def test_embedding_resnet50():
         "embed_dim": 32,
         "output_stride": 8,
         "dropout": 0.1,
+        "head": "paper",
     }
 
 
@@ -104,9 +111,10 @@ def test_pretrained_path(tmp_path):
     torch.testing.assert_close(net.backbone.layer2[1].conv2.weight.detach(), source["layer2.1.conv2.weight"])
 
 
-def test_gradients_flow_to_every_parameter():
+@pytest.mark.parametrize("head", ["paper", "light"])
+def test_gradients_flow_to_every_parameter(head):
     torch.manual_seed(0)
-    net = EmbeddingNet("resnet18", in_channels=5)
+    net = EmbeddingNet("resnet18", in_channels=5, head=head)
     x = torch.randn(2, 5, 32, 32)
     emb = net(x)
     idx = torch.randperm(32 * 32)[:50].repeat(2, 1)
@@ -134,3 +142,108 @@ def test_segmentation_net_logits():
     torch.testing.assert_close(emb.norm(dim=1), torch.ones(2, 32, 32))
     with pytest.raises(ValueError):
         SegmentationHead(16, 0)
+
+
+# ---------------------------------------------------------------- embedding heads
+#: The paper head's parameters and buffers, as every checkpoint so far has them.
+PAPER_HEAD_STATE = {
+    "head.0.0.weight": (256,),
+    "head.0.0.bias": (256,),
+    "head.0.0.running_mean": (256,),
+    "head.0.0.running_var": (256,),
+    "head.0.0.num_batches_tracked": (),
+    "head.0.3.weight": (128, 256, 3, 3),
+    "head.1.0.weight": (128,),
+    "head.1.0.bias": (128,),
+    "head.1.0.running_mean": (128,),
+    "head.1.0.running_var": (128,),
+    "head.1.0.num_batches_tracked": (),
+    "head.1.3.weight": (64, 128, 3, 3),
+    "head.1.3.bias": (64,),
+}
+
+
+def test_heads_are_named():
+    assert {"paper", "light"} <= set(EMBEDDING_HEADS)
+    assert EmbeddingNet("resnet18", in_channels=5).config["head"] == "paper"
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_light_head_shape_and_unit_norm(normalize):
+    torch.manual_seed(0)
+    net = EmbeddingNet("resnet18", in_channels=5, embed_dim=16, output_stride=16, head="light").eval()
+    with torch.no_grad():
+        emb = net(torch.randn(2, 5, 32, 48), normalize=normalize)
+    assert emb.shape == (2, 16, 32, 48)
+    norms = emb.norm(dim=1)
+    if normalize:
+        torch.testing.assert_close(norms, torch.ones(2, 32, 48))
+    else:
+        assert not torch.allclose(norms, torch.ones(2, 32, 48))
+
+
+def test_light_head_is_a_quarter_resolution_conv_interpolated():
+    torch.manual_seed(0)
+    net = EmbeddingNet("resnet18", in_channels=5, embed_dim=8, head="light").eval()
+    x = torch.randn(1, 5, 32, 32)
+    with torch.no_grad():
+        features = net.encoder(x)
+        bn, conv = net.head[0], net.head[2]
+        assert features.shape[-2:] == (8, 8) and conv.kernel_size == (1, 1) and conv.bias is not None
+        coarse = conv(torch.relu(bn(features)))
+        expected = torch.nn.functional.interpolate(
+            coarse, size=(32, 32), mode="bilinear", align_corners=False
+        )
+        torch.testing.assert_close(net(x, normalize=False), expected)
+
+
+def test_paper_head_is_unchanged_and_the_default():
+    torch.manual_seed(0)
+    state = EmbeddingNet("resnet18", in_channels=5, head="paper").state_dict()
+    head_state = {k: tuple(v.shape) for k, v in state.items() if k.startswith("head.")}
+    assert head_state == PAPER_HEAD_STATE
+    EmbeddingNet("resnet18", in_channels=5).load_state_dict(state, strict=True)
+    light = EmbeddingNet("resnet18", in_channels=5, head="light")
+    with pytest.raises(RuntimeError):
+        light.load_state_dict(state, strict=True)
+
+
+def test_unknown_head_is_an_error():
+    with pytest.raises(ValueError, match=r"'tiny'.*light, paper"):
+        EmbeddingNet("resnet18", in_channels=5, head="tiny")
+
+
+def test_config_rebuilds_the_network():
+    light = EmbeddingNet("resnet18", in_channels=5, embed_dim=8, head="light")
+    rebuilt = EmbeddingNet(**light.config)
+    assert rebuilt.config == light.config
+    rebuilt.load_state_dict(light.state_dict(), strict=True)
+    # A configuration saved before heads were named rebuilds the paper head.
+    old = {k: v for k, v in EmbeddingNet("resnet18", in_channels=5).config.items() if k != "head"}
+    net = EmbeddingNet(**old)
+    assert net.config["head"] == "paper"
+    assert {
+        k: tuple(v.shape) for k, v in net.state_dict().items() if k.startswith("head.")
+    } == PAPER_HEAD_STATE
+
+
+def test_checkpoint_config_without_head_builds_the_paper_head():
+    from mvdecor.config import ModelConfig, config_from_dict, load_config
+    from mvdecor.errors import ConfigError
+    from mvdecor.train.pretrain import build_model
+
+    assert ModelConfig().head == "paper"
+    saved = load_config("cpu").to_dict()
+    del saved["model"]["head"]  # as in checkpoints written before heads were named
+    config = config_from_dict(saved)
+    assert config.model.head == "paper"
+    net = build_model(config)
+    assert net.config["head"] == "paper"
+    assert {
+        k: tuple(v.shape) for k, v in net.state_dict().items() if k.startswith("head.")
+    } == PAPER_HEAD_STATE
+    saved["model"]["head"] = "light"
+    assert build_model(config_from_dict(saved)).config["head"] == "light"
+    saved["model"]["head"] = "tiny"
+    with pytest.raises(ConfigError, match=r"model\.head must be one of light, paper"):
+        build_model(config_from_dict(saved))

@@ -111,6 +111,18 @@ def test_resume_refuses_another_model(tmp_path, tiny):
         pretrain(other, TINY_DATASET, tmp_path / "run", progress=False)
 
 
+def test_runs_saved_before_heads_were_named_resume_as_paper(tmp_path, tiny):
+    from mvdecor.errors import ConfigError
+    from mvdecor.train.pretrain import _check_resumable
+
+    saved = tiny.to_dict()
+    del saved["model"]["head"]
+    _check_resumable(saved, tiny, tmp_path)  # the paper head: resumes
+    light = replace(tiny, model=replace(tiny.model, head="light"))
+    with pytest.raises(ConfigError, match="another model configuration"):
+        _check_resumable(saved, light, tmp_path)
+
+
 def test_damaged_checkpoint_is_a_clear_error(tmp_path):
     bad = tmp_path / "last.pt"
     bad.write_bytes(b"not a checkpoint")

@@ -3,8 +3,8 @@
 - :mod:`~mvdecor.models.resnet`: ResNet-18/34/50 with torchvision's parameter
   names, and loading of torchvision ImageNet checkpoints.
 - :mod:`~mvdecor.models.deeplab`: DeepLabV3+ (ASPP + decoder).
-- :mod:`~mvdecor.models.embedding`: the embedding network Φ, the segmentation
-  head Θ, and Φ + Θ.
+- :mod:`~mvdecor.models.embedding`: the embedding network Φ (its heads named in
+  ``EMBEDDING_HEADS``), the segmentation head Θ, and Φ + Θ.
 - :mod:`~mvdecor.models.inputs`: input modalities and their foreground statistics.
 - :mod:`~mvdecor.models.losses`: (dense) InfoNCE.
 - :mod:`~mvdecor.models.densecl`: the DenseCL baseline (heads, losses, momentum
@@ -20,7 +20,13 @@ from mvdecor.models.densecl import (
     match_grid_locations,
     momentum_update,
 )
-from mvdecor.models.embedding import EmbeddingNet, SegmentationHead, SegmentationNet, count_parameters
+from mvdecor.models.embedding import (
+    EMBEDDING_HEADS,
+    EmbeddingNet,
+    SegmentationHead,
+    SegmentationNet,
+    count_parameters,
+)
 from mvdecor.models.inputs import (
     MODALITIES,
     ChannelStats,
@@ -46,6 +52,7 @@ __all__ = [
     "ASPP",
     "ASPP_RATES",
     "BACKBONES",
+    "EMBEDDING_HEADS",
     "MODALITIES",
     "ChannelStats",
     "DeepLabV3Plus",

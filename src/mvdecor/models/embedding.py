@@ -1,17 +1,19 @@
 """The MvDeCor networks: the per-pixel embedding network and the segmentation head.
 
 :class:`EmbeddingNet` (the paper's Φ): DeepLabV3+ on a ResNet, whose 256-channel
-output at 1/4 resolution is brought to full resolution by two stages of
-[BN, ReLU, bilinear x2, 3x3 conv] (256 -> 128 -> ``embed_dim``), giving a
+output at 1/4 resolution is brought to full resolution by a head, giving a
 ``embed_dim``-dimensional (64 in the paper) embedding per pixel, L2-normalised
-for the contrastive loss.
+for the contrastive loss. The heads are named in :data:`EMBEDDING_HEADS`:
+``paper`` (the default: two stages of [BN, ReLU, bilinear x2, 3x3 conv],
+256 -> 128 -> ``embed_dim``) and ``light`` (BN, ReLU, 1x1 conv at 1/4
+resolution, then bilinear x4); see :class:`EmbeddingNet` for what each costs.
 
 :class:`SegmentationHead` (the paper's Θ): BN, ReLU, 3x3 conv from the
 embedding to ``num_classes`` logits. :class:`SegmentationNet` = Φ then Θ.
 
 **Input size**: ``H`` and ``W`` must be multiples of 4, the decoder's stride,
-so that the two x2 upsamplings land exactly on the input size (otherwise a
-ValueError). Any multiple of 4 works; multiples of the backbone's output stride
+so that the head's upsampling (two x2 or one x4) lands exactly on the input size
+(otherwise a ValueError). Any multiple of 4 works; multiples of the backbone's output stride
 (8 or 16) additionally align the coarse ASPP grid exactly with the pixel grid.
 The renders (128 or 256 pixels) are multiples of both.
 """
@@ -19,14 +21,24 @@ The renders (128 or 256 pixels) are multiples of both.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mvdecor.models.deeplab import DeepLabV3Plus
 from mvdecor.models.resnet import BACKBONES, LoadReport, load_torchvision_state_dict
 
-__all__ = ["EmbeddingNet", "SegmentationHead", "SegmentationNet", "count_parameters"]
+__all__ = [
+    "EMBEDDING_HEADS",
+    "EmbeddingNet",
+    "SegmentationHead",
+    "SegmentationNet",
+    "count_parameters",
+    "light_head",
+    "paper_head",
+]
 
 #: The decoder's output stride: input sizes must be multiples of it.
 INPUT_MULTIPLE = 4
@@ -47,6 +59,62 @@ class _UpStage(nn.Sequential):
             nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
             nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1, bias=bias),
         )
+
+
+def paper_head(in_channels: int, embed_dim: int) -> nn.Module:
+    """The paper's head: [BN, ReLU, bilinear x2, 3x3 conv] twice, ``in_channels -> 128 -> embed_dim``.
+
+    Parameters
+    ----------
+    in_channels
+        Channels of the decoder's 1/4-resolution output (256).
+    embed_dim
+        Embedding size ``D``.
+
+    Returns
+    -------
+    nn.Module
+        ``(B, in_channels, H/4, W/4) -> (B, embed_dim, H, W)``; the convolutions
+        run at 1/2 and full resolution.
+    """
+    return nn.Sequential(
+        _UpStage(in_channels, 128, bias=False),  # followed by a BN: no bias needed
+        _UpStage(128, embed_dim, bias=True),
+    )
+
+
+def light_head(in_channels: int, embed_dim: int) -> nn.Module:
+    """A cheap head: BN, ReLU, 1x1 conv ``in_channels -> embed_dim`` at 1/4 resolution, bilinear x4.
+
+    Parameters
+    ----------
+    in_channels
+        Channels of the decoder's 1/4-resolution output (256).
+    embed_dim
+        Embedding size ``D``.
+
+    Returns
+    -------
+    nn.Module
+        ``(B, in_channels, H/4, W/4) -> (B, embed_dim, H, W)``; the convolution
+        runs at 1/4 resolution and the embedding is interpolated
+        (``align_corners=False``) to the input size.
+    """
+    return nn.Sequential(
+        nn.BatchNorm2d(in_channels),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(in_channels, embed_dim, kernel_size=1, bias=True),
+        nn.Upsample(scale_factor=INPUT_MULTIPLE, mode="bilinear", align_corners=False),
+    )
+
+
+#: The embedding heads by name: ``builder(in_channels, embed_dim)`` gives a module
+#: mapping the decoder's ``(B, in_channels, H/4, W/4)`` output to ``(B, embed_dim, H, W)``.
+#: Register a new variant by adding it here; ``EmbeddingNet(head=name)`` builds it.
+EMBEDDING_HEADS: dict[str, Callable[[int, int], nn.Module]] = {
+    "paper": paper_head,
+    "light": light_head,
+}
 
 
 class EmbeddingNet(nn.Module):
@@ -74,6 +142,33 @@ class EmbeddingNet(nn.Module):
         (:func:`~mvdecor.models.inputs.rgb_channel_indices`); default: the first three.
     dropout
         Dropout after the ASPP projection.
+    head
+        The head bringing the decoder's 256-channel 1/4-resolution output to
+        ``embed_dim`` channels at full resolution, a name in
+        :data:`EMBEDDING_HEADS` (otherwise a ValueError):
+
+        - ``paper`` (default): the paper's two stages of [BN, ReLU, bilinear
+          x2, 3x3 conv], 256 -> 128 at 1/2 resolution, then 128 -> ``embed_dim``
+          at full resolution: 147,456 multiply-adds per input pixel (64-d), 2.4
+          GMAC for a 128x128 view, more than twice the whole ResNet-18 at output
+          stride 16 (1.0 GMAC) and about as much as ResNet, ASPP and decoder
+          together (2.6 GMAC); its full-resolution BN, ReLU and upsampling add
+          memory traffic on top. Measured at the ``cpu`` preset (ResNet-18,
+          output stride 16, 128x128, 8 views per step), it took 1.29 s of a
+          2.35 s forward+backward step, the rest of the network 0.91 s.
+        - ``light``: BN, ReLU, 1x1 conv 256 -> ``embed_dim`` (with bias) at 1/4
+          resolution, then bilinear x4 (``align_corners=False``) to the input
+          size: 1,024 multiply-adds per input pixel (17 MMAC for a 128x128
+          view), 144 times fewer, and 17k parameters instead of 369k. It
+          exists for CPU pre-training, where the paper's full-resolution 3x3
+          convolutions dominate the step. The price: the embedding is computed
+          on the 1/4-resolution grid and interpolated, so it has no detail finer
+          than 4 pixels of its own (neighbouring pixels get blends of the same
+          few vectors). Not the paper's network; its effect on segmentation
+          accuracy has not been measured here.
+
+        The heads have different parameters: a checkpoint loads only into a
+        network with its own head (the configuration records it).
 
     ``forward(x, normalize=True)`` returns embeddings L2-normalised along ``D``;
     ``normalize=False`` gives the raw output of the last convolution.
@@ -91,8 +186,11 @@ class EmbeddingNet(nn.Module):
         *,
         rgb_channels: tuple[int, ...] | None = None,
         dropout: float = 0.1,
+        head: str = "paper",
     ) -> None:
         super().__init__()
+        if head not in EMBEDDING_HEADS:
+            raise ValueError(f"unknown embedding head {head!r}; valid: {', '.join(sorted(EMBEDDING_HEADS))}")
         if output_stride not in (8, 16):
             raise ValueError(f"output_stride must be 8 or 16, got {output_stride!r}")
         if embed_dim < 1:
@@ -104,10 +202,7 @@ class EmbeddingNet(nn.Module):
                 resnet, pretrained_path, strict=True, rgb_channels=rgb_channels
             )
         self.encoder = DeepLabV3Plus(resnet, channels=256, dropout=dropout)
-        self.head = nn.Sequential(
-            _UpStage(256, 128, bias=False),  # followed by a BN: no bias needed
-            _UpStage(128, embed_dim, bias=True),
-        )
+        self.head = EMBEDDING_HEADS[head](256, embed_dim)
         self.in_channels = int(in_channels)
         self.embed_dim = int(embed_dim)
         self.config = {
@@ -116,7 +211,38 @@ class EmbeddingNet(nn.Module):
             "embed_dim": int(embed_dim),
             "output_stride": int(output_stride),
             "dropout": float(dropout),
+            "head": head,
         }
+
+    def widen_inputs(self, positions: list[int], in_channels: int) -> None:
+        """Take ``in_channels`` inputs, the current ones at ``positions``; new ones start with zero filters.
+
+        Used to add an input modality to a pre-trained network at fine-tuning: with
+        zero filters the widened network computes exactly what it did before, and
+        the new channels' filters are learned from there.
+        """
+        conv = self.backbone.conv1
+        if len(positions) != conv.in_channels or len(set(positions)) != len(positions):
+            raise ValueError(f"need {conv.in_channels} distinct positions, got {positions}")
+        if max(positions) >= in_channels:
+            raise ValueError(f"positions {positions} out of range for {in_channels} channels")
+        wide = nn.Conv2d(
+            in_channels,
+            conv.out_channels,
+            kernel_size=conv.kernel_size,
+            stride=conv.stride,
+            padding=conv.padding,
+            dilation=conv.dilation,
+            bias=conv.bias is not None,
+        ).to(conv.weight.device, conv.weight.dtype)
+        with torch.no_grad():
+            wide.weight.zero_()
+            wide.weight[:, positions] = conv.weight
+            if conv.bias is not None:
+                wide.bias.copy_(conv.bias)
+        self.backbone.conv1 = wide
+        self.in_channels = int(in_channels)
+        self.config["in_channels"] = int(in_channels)
 
     @property
     def backbone(self) -> nn.Module:

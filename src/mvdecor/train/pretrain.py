@@ -46,7 +46,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from mvdecor.config import Config
 from mvdecor.errors import ConfigError
-from mvdecor.models.embedding import EmbeddingNet
+from mvdecor.models.embedding import EMBEDDING_HEADS, EmbeddingNet
 from mvdecor.models.inputs import ChannelStats, channel_count, rgb_channel_indices
 from mvdecor.models.losses import dense_info_nce
 from mvdecor.registry import Registry
@@ -95,9 +95,24 @@ class StepBatchSampler(Sampler[list[int]]):
         return max(self.stop - self.start, 0)
 
 
+def _check_head(head: str) -> None:
+    if head not in EMBEDDING_HEADS:
+        raise ConfigError(
+            None, f"model.head must be one of {', '.join(sorted(EMBEDDING_HEADS))}, got {head!r}"
+        )
+
+
 def build_model(config: Config) -> EmbeddingNet:
-    """The embedding network described by ``config.model`` (random or ImageNet-initialised)."""
+    """The embedding network described by ``config.model`` (random or ImageNet-initialised).
+
+    Raises
+    ------
+    ConfigError
+        ``config.model.head`` names no head in
+        :data:`~mvdecor.models.embedding.EMBEDDING_HEADS`.
+    """
     m = config.model
+    _check_head(m.head)
     return EmbeddingNet(
         backbone=m.backbone,
         in_channels=channel_count(m.modalities),
@@ -106,6 +121,7 @@ def build_model(config: Config) -> EmbeddingNet:
         pretrained_path=m.imagenet_checkpoint or None,
         # ImageNet RGB filters go to the RGB channels only; others get their mean.
         rgb_channels=rgb_channel_indices(m.modalities),
+        head=m.head,
     )
 
 
@@ -172,6 +188,8 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
 def _check_resumable(saved: dict, config: Config, run_dir: Path) -> None:
     """Refuse to resume a run with another method, model or data configuration."""
     now = config.to_dict()
+    # Runs written before heads were named all used the paper's head.
+    saved = {**saved, "model": {"head": "paper", **saved.get("model", {})}}
     for section in ("model", "render"):
         if saved.get(section) != now[section]:
             raise ConfigError(
@@ -265,7 +283,12 @@ def prepare_run(
     torch.manual_seed(cfg.seed)
     radius = cfg.resolve_radius(config.render)
     source = ViewSource(
-        dataset, config.render, store=store, cache_dir=None if store else run_dir / "overlaps", radius=radius
+        dataset,
+        config.render,
+        store=store,
+        cache_dir=None if store else run_dir / "overlaps",
+        radius=radius,
+        max_cached_shapes=cfg.cached_shapes,
     )
     if split is not None:
         train_ids, val_ids = check_split(split, source.shape_ids(), dataset)
@@ -559,10 +582,13 @@ def pretrain(
     ------
     UnknownNameError
         ``config.pretrain.method`` names no method.
+    ConfigError
+        ``config.model.head`` names no head (checked before anything is written).
     """
     import mvdecor.train.densecl  # noqa: F401  (registers "densecl")
 
     method = PRETRAIN_METHODS.get(config.pretrain.method)
+    _check_head(config.model.head)
     result = method(
         config,
         dataset,
