@@ -178,6 +178,15 @@ def test_pretrain_method_and_imagenet_checkpoint_options(capsys):
     config = _config_from_args(parser.parse_args(["pretrain", "d", "run", "--method", "densecl"]))
     assert config.pretrain.method == "densecl" and config.segment.method == "entropy"
     assert _config_from_args(parser.parse_args(["pretrain", "d", "run"])).pretrain.method == "mvdecor"
+    assert (
+        _config_from_args(parser.parse_args(["pretrain", "d", "run", "--head", "light"])).model.head
+        == "light"
+    )
+    fewshot_args = parser.parse_args(["fewshot", "d", "out", "--smoothing", "1", "--transfer-prior", "0.5",
+                                      "--add-modalities", "position", "--test-rings", "3"])  # fmt: skip
+    config = _config_from_args(fewshot_args, train_section="finetune")
+    assert (config.segment.smoothing, config.segment.transfer_prior, config.segment.rings) == (1.0, 0.5, 3)
+    assert config.finetune.add_modalities == ("position",)
     for command in ("fewshot", "finetune"):
         args = parser.parse_args(
             [command, "d", "out", "--init", "imagenet", "--imagenet-checkpoint", "r.pth"]

@@ -27,7 +27,7 @@ EXIT_INTERRUPTED = 130
 
 _OVERRIDES = {
     "render": ("rings", "segments", "resolution", "seed", "radius", "fov_degrees"),
-    "model": ("backbone", "output_stride", "modalities", "imagenet_checkpoint"),
+    "model": ("backbone", "output_stride", "modalities", "imagenet_checkpoint", "head"),
     "pretrain": (
         "iterations",
         "pairs_per_batch",
@@ -327,6 +327,12 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--workers", dest="num_workers", type=int, help="data-loader processes")
     group.add_argument("--backbone", choices=("resnet18", "resnet34", "resnet50"), help="encoder")
     group.add_argument("--output-stride", dest="output_stride", type=int, choices=(8, 16))
+    group.add_argument(
+        "--head",
+        choices=("paper", "light"),
+        help="embedding head: paper (two x2 stages of 3x3 convs, the paper's) or light (1x1 conv at "
+        "1/4 resolution, bilinear x4; several times cheaper on a CPU)",
+    )
     group.add_argument(
         "--modalities",
         type=lambda text: text.split(","),
@@ -1008,9 +1014,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--init",
         default="scratch",
-        help="scratch (default), imagenet (with --imagenet-checkpoint), a checkpoint of "
-        "`mvdecor pretrain` (either method), or transfer (no network: nearest-neighbour label "
-        "transfer from the labelled shapes, the learning-free floor)",
+        help="scratch (default), imagenet (with --imagenet-checkpoint), or a checkpoint of "
+        "`mvdecor pretrain` (either method)",
     )
     p.add_argument(
         "--add-modalities",
@@ -1130,8 +1135,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--init",
         default="scratch",
-        help="scratch (default), imagenet (with --imagenet-checkpoint), or a checkpoint of "
-        "`mvdecor pretrain` (either method)",
+        help="scratch (default), imagenet (with --imagenet-checkpoint), a checkpoint of "
+        "`mvdecor pretrain` (either method), or transfer (no network: nearest-neighbour label "
+        "transfer from the labelled shapes, the learning-free floor)",
+    )
+    p.add_argument(
+        "--add-modalities",
+        dest="add_modalities",
+        type=lambda text: text.split(","),
+        help="input modalities added at fine-tuning, e.g. position (zero-initialised filters in a "
+        "pre-trained network)",
     )
     add_imagenet_checkpoint_option(p)
     p.add_argument("--k", type=int, default=2, help="labelled shapes per run (default 2)")
