@@ -214,3 +214,18 @@ def test_position_added_at_finetuning_widens_a_pretrained_network(tmp_path):
     assert segmenter.config.model.modalities[-1] == "position"
     mesh = ViewSource(CHAIRS, config.render).mesh("chair_0001")
     assert (segmenter.segment(mesh, normalize=False).face_labels >= 0).all()
+
+
+def test_a_finished_run_trimmed_to_weights_is_reused_not_retrained(tmp_path):
+    from mvdecor.train.checkpoint import load_checkpoint, prune_checkpoints
+
+    config = ft_config(iterations=2)
+    run = tmp_path / "ft"
+    first = finetune(config, CHAIRS, run, labelled_shapes=["chair_0000"], progress=False)
+    prune_checkpoints(run / "checkpoints", "weights")
+    assert "optimizer" not in load_checkpoint(first.last_checkpoint)
+    again = finetune(config, CHAIRS, run, labelled_shapes=["chair_0000"], progress=False)
+    assert again.step == 2 and again.last_checkpoint == first.last_checkpoint
+    # Asked to train on, it says why it cannot.
+    with pytest.raises(ConfigError, match="holds only the network at step 2"):
+        finetune(ft_config(iterations=4), CHAIRS, run, labelled_shapes=["chair_0000"], progress=False)

@@ -358,10 +358,18 @@ def finetune(
         if saved.get("kind") != "segmentation":
             raise ConfigError(last_path, "is not a fine-tuning checkpoint")
         model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
         step = int(saved["step"])
-        _set_rng_state(saved["rng"], device)
+        if "optimizer" in saved:
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            _set_rng_state(saved["rng"], device)
+        elif step < cfg.iterations:
+            # Trimmed to the network (keep_checkpoints="weights"): it segments, it cannot train on.
+            raise ConfigError(
+                last_path,
+                f"holds only the network at step {step} (its optimizer state was dropped), so it "
+                f"cannot continue to {cfg.iterations} steps; use a new run folder",
+            )
 
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(config.to_yaml())
@@ -496,7 +504,10 @@ def finetune(
     finally:
         bar.close()
         logger.close()
-    save_checkpoint(last_path, payload())
+    # A finished run trimmed to its network stays trimmed: rewriting it would store a fresh,
+    # never-stepped optimizer state that a later, longer run would take for the real one.
+    if saved is None or "optimizer" in saved or step > int(saved["step"]):
+        save_checkpoint(last_path, payload())
     if report:
         from mvdecor.viz.report import write_training_report
 
