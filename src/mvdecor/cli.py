@@ -60,17 +60,8 @@ def _config_from_args(args: argparse.Namespace, train_section: str = "pretrain")
         value = getattr(args, key, None)
         if value is not None:
             overrides.setdefault("finetune", {})[key] = value
-    for key, target in _SEGMENT_OVERRIDES.items():
-        value = getattr(args, key, None)
-        if value is not None:
-            overrides.setdefault("segment", {})[target] = value
-    for key in ("align", "neighbours"):
-        value = getattr(args, f"transfer_{key}", None)
-        if value is not None:
-            overrides.setdefault("transfer", {})[key] = value
-    method = getattr(args, "method", None)
-    if method is not None:
-        overrides.setdefault("segment", {})["method"] = method
+    for section, values in _inference_overrides(args).items():
+        overrides.setdefault(section, {}).update(values)
     pretrain_method = getattr(args, "pretrain_method", None)
     if pretrain_method is not None:
         overrides.setdefault("pretrain", {})["method"] = pretrain_method
@@ -79,6 +70,7 @@ def _config_from_args(args: argparse.Namespace, train_section: str = "pretrain")
 
 #: Command-line flags of the segment section: flag dest -> config key.
 _SEGMENT_OVERRIDES = {
+    "method": "method",
     "transfer_prior": "transfer_prior",
     "smoothing": "smoothing",
     "test_rings": "rings",
@@ -86,7 +78,28 @@ _SEGMENT_OVERRIDES = {
 }
 
 
-def _add_inference_options(parser: argparse.ArgumentParser, prior: bool = True) -> None:
+def _inference_overrides(args: argparse.Namespace) -> dict[str, dict]:
+    """The ``segment`` and ``transfer`` settings the command line gives (flags left out are absent)."""
+    segment = {key: getattr(args, flag, None) for flag, key in _SEGMENT_OVERRIDES.items()}
+    transfer = {key: getattr(args, f"transfer_{key}", None) for key in ("align", "neighbours")}
+    return {
+        name: {key: value for key, value in values.items() if value is not None}
+        for name, values in (("segment", segment), ("transfer", transfer))
+    }
+
+
+def _add_modalities_option(parser: argparse.ArgumentParser) -> None:
+    """``--add-modalities``: inputs added at fine-tuning (``finetune.add_modalities``)."""
+    parser.add_argument(
+        "--add-modalities",
+        dest="add_modalities",
+        type=lambda text: text.split(","),
+        help="input modalities added at fine-tuning, e.g. position (zero-initialised filters in a "
+        "pre-trained network)",
+    )
+
+
+def _add_inference_options(parser: argparse.ArgumentParser) -> None:
     """Test-time views, the transfer prior and mesh smoothing (the ``segment`` section)."""
     group = parser.add_argument_group("inference on the mesh (override the preset or the model's)")
     group.add_argument(
@@ -100,13 +113,12 @@ def _add_inference_options(parser: argparse.ArgumentParser, prior: bool = True) 
         type=float,
         help="weight of the CRF smoothing of face labels on the mesh (0: off, the paper; e.g. 1)",
     )
-    if prior:
-        group.add_argument(
-            "--transfer-prior",
-            dest="transfer_prior",
-            type=float,
-            help="weight in [0, 1] of the label-transfer prior from the labelled shapes (0: off)",
-        )
+    group.add_argument(
+        "--transfer-prior",
+        dest="transfer_prior",
+        type=float,
+        help="weight in [0, 1] of the label-transfer prior from the labelled shapes (0: off)",
+    )
     _add_transfer_options(parser)
 
 
@@ -438,13 +450,10 @@ def cmd_segment(args: argparse.Namespace) -> int:
     segmenter = Segmenter.from_checkpoint(args.model, args.device, exclude_classes=args.exclude_classes)
     from dataclasses import replace
 
-    changes = {target: getattr(args, key) for key, target in _SEGMENT_OVERRIDES.items()}
-    changes["method"] = args.method
-    segment = replace(segmenter.config.segment, **{k: v for k, v in changes.items() if v is not None})
-    transfer_settings = segmenter.config.transfer
-    for key in ("align", "neighbours"):
-        if getattr(args, f"transfer_{key}") is not None:
-            transfer_settings = replace(transfer_settings, **{key: getattr(args, f"transfer_{key}")})
+    # The command line's inference settings over the model's own.
+    changes = _inference_overrides(args)
+    segment = replace(segmenter.config.segment, **changes["segment"])
+    transfer_settings = replace(segmenter.config.transfer, **changes["transfer"])
     segmenter.config = replace(segmenter.config, segment=segment, transfer=transfer_settings)
     transfer = None
     if args.references:
@@ -511,8 +520,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     for path in tqdm(paths, desc="transfer", unit="mesh", disable=args.quiet or len(paths) == 1):
         start = time.perf_counter()
         mesh = load_mesh(path).normalized()
-        probs = transfer.face_probabilities(mesh)
-        labels = transfer.face_labels(mesh)
+        labels, probs = transfer.predict(mesh)
         folder = out / mesh.name if len(paths) > 1 else out
         files = export_segmentation(mesh, labels, names, folder, confidence=probs.max(axis=1), stem=mesh.name)
         counts = np.bincount(labels, minlength=len(names))
@@ -1017,13 +1025,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="scratch (default), imagenet (with --imagenet-checkpoint), or a checkpoint of "
         "`mvdecor pretrain` (either method)",
     )
-    p.add_argument(
-        "--add-modalities",
-        dest="add_modalities",
-        type=lambda text: text.split(","),
-        help="input modalities added at fine-tuning, e.g. position (zero-initialised filters in a "
-        "pre-trained network)",
-    )
+    _add_modalities_option(p)
     add_imagenet_checkpoint_option(p)
     p.add_argument("--labelled", nargs="+", metavar="ID", help="the labelled shape ids")
     p.add_argument(
@@ -1139,13 +1141,7 @@ def build_parser() -> argparse.ArgumentParser:
         "`mvdecor pretrain` (either method), or transfer (no network: nearest-neighbour label "
         "transfer from the labelled shapes, the learning-free floor)",
     )
-    p.add_argument(
-        "--add-modalities",
-        dest="add_modalities",
-        type=lambda text: text.split(","),
-        help="input modalities added at fine-tuning, e.g. position (zero-initialised filters in a "
-        "pre-trained network)",
-    )
+    _add_modalities_option(p)
     add_imagenet_checkpoint_option(p)
     p.add_argument("--k", type=int, default=2, help="labelled shapes per run (default 2)")
     p.add_argument(

@@ -327,10 +327,9 @@ def run_fewshot(
         if learning_free:
             for shape_id in test_shapes:
                 mesh = source.mesh(shape_id)
-                face_labels = transfer.face_labels(mesh)
+                face_labels, probs = transfer.predict(mesh)
                 evaluators[method].process(mesh, mesh.face_labels, face_labels, shape_id=shape_id)
-                confidence = transfer.face_probabilities(mesh).max(axis=1)
-                predictions[method][shape_id] = ShapePrediction(face_labels, confidence)
+                predictions[method][shape_id] = ShapePrediction(face_labels, probs.max(axis=1))
         else:
             ft = replace(config.finetune, seed=run_seed, views_per_shape=views_per_shape)
             result = finetune(

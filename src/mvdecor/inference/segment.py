@@ -191,9 +191,9 @@ class Segmenter:
         centroids = mesh.triangles.mean(axis=1)
         fusion = vote = voter.result(face_centroids=centroids)
         timings["vote_s"] += time.perf_counter() - t0
-        if seg.smoothing > 0 or (transfer is not None and seg.transfer_prior > 0):
+        use_prior = transfer is not None and seg.transfer_prior > 0
+        if seg.smoothing > 0 or use_prior:
             t0 = time.perf_counter()
-            use_prior = transfer is not None and seg.transfer_prior > 0
             fusion = refine_fusion(
                 fusion,
                 mesh,

@@ -282,21 +282,27 @@ class LabelTransfer:
         rows = np.arange(len(centroids))[:, None]
         return distances_all[rows, order], labels_all[rows, order]
 
-    def face_probabilities(self, mesh: LabelledMesh) -> np.ndarray:
-        """``(F, C)`` float32: the label histogram of each face's nearest matches (rows sum to 1)."""
+    def predict(self, mesh: LabelledMesh) -> tuple[np.ndarray, np.ndarray]:
+        """``(face_labels (F,) int64, face_probabilities (F, C) float32)`` from one nearest-neighbour search.
+
+        The probabilities are the label histogram of each face's nearest matches
+        (rows sum to 1); the label is its majority, ties going to the nearest match.
+        """
         _, labels = self._matches(mesh)
+        rows = np.arange(mesh.num_faces)
         probs = np.zeros((mesh.num_faces, self.num_classes), np.float32)
-        rows = np.repeat(np.arange(mesh.num_faces), labels.shape[1])
-        np.add.at(probs, (rows, labels.ravel()), 1.0)
-        return probs / labels.shape[1]
+        np.add.at(probs, (np.repeat(rows, labels.shape[1]), labels.ravel()), 1.0)
+        probs /= labels.shape[1]
+        if labels.shape[1] == 1:
+            return labels[:, 0].copy(), probs
+        # Among the tied majority labels, the one of the nearest match wins.
+        tied = probs[rows[:, None], labels] == probs.max(axis=1, keepdims=True)
+        return labels[rows, tied.argmax(axis=1)], probs
+
+    def face_probabilities(self, mesh: LabelledMesh) -> np.ndarray:
+        """``(F, C)`` float32: the label histogram of each face's nearest matches (see :meth:`predict`)."""
+        return self.predict(mesh)[1]
 
     def face_labels(self, mesh: LabelledMesh) -> np.ndarray:
-        """``(F,)`` int64: each face's transferred label (ties go to the nearest match)."""
-        _, labels = self._matches(mesh)
-        if labels.shape[1] == 1:
-            return labels[:, 0].copy()
-        probs = self.face_probabilities(mesh)
-        best = probs.max(axis=1, keepdims=True)
-        # Among the tied majority labels, the one of the nearest match wins.
-        tied = probs[np.arange(len(labels))[:, None], labels] == best
-        return labels[np.arange(len(labels)), tied.argmax(axis=1)]
+        """``(F,)`` int64: each face's transferred label (see :meth:`predict`)."""
+        return self.predict(mesh)[0]

@@ -334,7 +334,7 @@ def finetune(
         stats = compute_channel_stats(
             source, sorted({i.shape_id for i in items}), config.model.modalities, seed=cfg.seed
         )
-    elif stats.modalities and stats.modalities != parse_modalities(config.model.modalities):
+    elif stats.modalities:  # old statistics without modalities are taken as they are
         stats = _complete_stats(
             stats,
             source,
