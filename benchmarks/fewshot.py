@@ -80,6 +80,7 @@ from mvdecor.evaluation.embedding import evaluate_embedding
 from mvdecor.evaluation.fewshot import check_refinements, finished_fewshot, run_fewshot_cached
 from mvdecor.fileio import atomic_path
 from mvdecor.train.data import split_shapes
+from mvdecor.train.precision import resolve_precision
 from mvdecor.train.pretrain import pretrain
 
 #: Benchmark methods; those in ``PRETRAINED`` pre-train first, with that pre-training method.
@@ -96,10 +97,11 @@ BUDGETS = {
         "pretrain_iterations": 1500,  # 750 so far in BENCHMARKS.md (stopped early)
         "finetune_iterations": 100,
         "ssl_weight": 0.0,
-        # fp32: on CPUs without native bf16 (AVX2 only, as the AMD EPYC VMs here) bf16 autocast
-        # falls back to PyTorch's reference convolutions (slow_conv2d with a scalar bf16 GEMM),
-        # measured at 80 s per pre-training step against about 2 s in fp32.
-        "precision": "fp32",
+        # auto: bf16 on CPUs with native bf16 (1.56x fp32 for a pre-training step), fp32 on
+        # AVX2-only CPUs, where bf16 autocast falls back to PyTorch's reference convolutions
+        # (80 s per pre-training step against about 2 s in fp32). Resolved before anything
+        # runs, so results record the precision used.
+        "precision": "auto",
     },
     "paper": {
         "preset": "paper",
@@ -339,19 +341,22 @@ def main(argv: list[str] | None = None) -> int:
         save_split(split, split_path, dataset.spec, args.seed, args.test_fraction)
 
     config = load_config(args.config or budget["preset"])
+    precision = budget["precision"] and resolve_precision(
+        budget["precision"], None if args.device == "auto" else args.device
+    )
     pre = config.pretrain
     ft = config.finetune
     pre = replace(
         pre,
         iterations=args.pretrain_iterations or budget["pretrain_iterations"] or pre.iterations,
-        precision=budget["precision"] or pre.precision,
+        precision=precision or pre.precision,
         device=args.device,
     )
     ft = replace(
         ft,
         iterations=args.finetune_iterations or budget["finetune_iterations"] or ft.iterations,
         ssl_weight=ft.ssl_weight if budget["ssl_weight"] is None else budget["ssl_weight"],
-        precision=budget["precision"] or ft.precision,
+        precision=precision or ft.precision,
         device=args.device,
     )
     config = replace(config, pretrain=pre, finetune=ft)

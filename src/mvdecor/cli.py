@@ -333,7 +333,9 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--matches-per-pair", dest="matches_per_pair", type=int, help="matches per pair")
     group.add_argument("--lr", type=float, help="learning rate")
     group.add_argument(
-        "--precision", choices=("fp32", "bf16", "fp16"), help="fp32, bf16 autocast, fp16 (GPU)"
+        "--precision",
+        choices=("fp32", "bf16", "fp16", "auto"),
+        help="fp32, bf16 autocast, fp16 (GPU), or auto: bf16 where the GPU or CPU has native bf16",
     )
     group.add_argument("--device", help="auto (default: CUDA when available), cpu, cuda, cuda:N")
     group.add_argument("--workers", dest="num_workers", type=int, help="data-loader processes")

@@ -223,8 +223,9 @@ class PretrainConfig:
         its optimizer state, 200 MB for ResNet-18). ``-1`` keeps all, ``0``
         none; ``last.pt`` and ``best.pt`` are always kept.
     precision : str
-        ``fp32``, ``bf16`` (autocast, CPU or GPU) or ``fp16`` (autocast with
-        gradient scaling, GPU only).
+        ``fp32``, ``bf16`` (autocast, CPU or GPU), ``fp16`` (autocast with
+        gradient scaling, GPU only) or ``auto``: bf16 where it is fast (a
+        bf16-capable GPU, a CPU with AVX-512 BF16 or AMX), else fp32.
     device : str
         ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
     num_workers : int

@@ -194,12 +194,13 @@ def run_demo(
         category, an unknown ``keep_checkpoints``, or an unusable configuration.
     """
     from mvdecor.train.checkpoint import check_keep_checkpoints, prune_checkpoints
+    from mvdecor.train.precision import auto_precision
 
     if precision not in ("auto", "bf16", "fp32"):
         raise ConfigError(None, f"demo precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
     check_keep_checkpoints(keep_checkpoints)
     if precision == "auto":
-        precision = _auto_precision()
+        precision = auto_precision()
     if labelled_shapes < 1:
         raise ConfigError(None, f"the demo needs at least one labelled shape, got {labelled_shapes}")
     total_start = time.perf_counter()
@@ -408,21 +409,6 @@ def _demo_config(
         },
     }
     return load_config(preset, merge_dicts(schedules, dict(config_overrides or {})))
-
-
-def _auto_precision() -> str:
-    """``bf16`` where it is fast (a bf16-capable CUDA GPU, or a CPU with native bf16), else ``fp32``."""
-    import re
-
-    import torch
-
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "fp32"
-    return "bf16" if re.search(r"\b(avx512_bf16|amx_bf16)\b", cpuinfo) else "fp32"
 
 
 # ---------------------------------------------------------------- stage records

@@ -65,11 +65,11 @@ from mvdecor.models.embedding import EmbeddingNet
 from mvdecor.models.inputs import ChannelStats, channel_names, parse_modalities, view_to_array
 from mvdecor.train.data import ViewSource
 from mvdecor.train.distributed import cleanup
+from mvdecor.train.precision import autocast
 from mvdecor.train.pretrain import (
     PRETRAIN_METHODS,
     MethodSteps,
     PretrainResult,
-    _autocast,
     build_model,
     prepare_run,
     restore_training_state,
@@ -424,7 +424,7 @@ def densecl_validation_loss(
     for start in range(0, num_items, batch_items):
         batch = collate_augmented([val_set[k] for k in range(start, min(start + batch_items, num_items))])
         batch = batch.to(device)
-        with _autocast(device, precision):
+        with autocast(device, precision):
             queries.append(densecl.project_query(batch.inputs_query))
             keys.append(densecl.project_key(batch.inputs_key))
         sources.append(batch.sources)

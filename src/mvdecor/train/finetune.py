@@ -49,9 +49,9 @@ from mvdecor.train.checkpoint import load_checkpoint, save_checkpoint
 from mvdecor.train.data import ViewPairDataset, ViewSource, collate_pairs, compute_channel_stats
 from mvdecor.train.distributed import resolve_device
 from mvdecor.train.logs import MetricLogger
+from mvdecor.train.precision import autocast
 from mvdecor.train.pretrain import (
     StepBatchSampler,
-    _autocast,
     _rng_state,
     _set_rng_state,
     build_model,
@@ -458,7 +458,7 @@ def finetune(
         for inputs, labels in view_loader:
             set_train_mode()
             inputs, labels = inputs.to(device), labels.to(device)
-            with _autocast(device, cfg.precision):
+            with autocast(device, cfg.precision):
                 logits = model(inputs)
             loss_ce = ce_loss(logits.float(), labels)
             loss_ssl = torch.zeros((), device=device)
@@ -519,7 +519,7 @@ def _ssl_loss(
     embedding: EmbeddingNet, batch, config: Config, device: torch.device, precision: str
 ) -> torch.Tensor:
     b = len(batch)
-    with _autocast(device, precision) if device.type == "cuda" else contextlib.nullcontext():
+    with autocast(device, precision) if device.type == "cuda" else contextlib.nullcontext():
         out = embedding(torch.cat([batch.inputs_a, batch.inputs_b]))
     return dense_info_nce(
         out[:b].float(),

@@ -30,7 +30,6 @@ fine-tuning read them alike.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -74,6 +73,7 @@ from mvdecor.train.distributed import (
     resolve_device,
 )
 from mvdecor.train.logs import MetricLogger
+from mvdecor.train.precision import autocast
 
 
 class StepBatchSampler(Sampler[list[int]]):
@@ -123,18 +123,6 @@ def build_model(config: Config) -> EmbeddingNet:
         rgb_channels=rgb_channel_indices(m.modalities),
         head=m.head,
     )
-
-
-def _autocast(device: torch.device, precision: str):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    if precision == "fp16":
-        if device.type != "cuda":
-            raise ConfigError(None, "precision fp16 needs a CUDA device; use bf16 on the CPU")
-        return torch.autocast(device_type="cuda", dtype=torch.float16)
-    raise ConfigError(None, f"unknown precision {precision!r} (fp32, bf16 or fp16)")
 
 
 def pair_loss(model: torch.nn.Module, batch: ViewPairBatch, temperature: float) -> torch.Tensor:
@@ -457,7 +445,7 @@ def run_pretraining(
             got = time.perf_counter()
             wait_s += got - fetch_start
             batch = batch.to(device)
-            with _autocast(device, cfg.precision):
+            with autocast(device, cfg.precision):
                 loss, scalars = steps.loss(batch)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -704,7 +692,7 @@ def validation_loss(
     for start in range(0, num_pairs, batch_pairs):
         items = [val_set[k] for k in range(start, min(start + batch_pairs, num_pairs))]
         batch = collate_pairs(items).to(device)
-        with _autocast(device, precision):
+        with autocast(device, precision):
             loss = pair_loss(model, batch, temperature)
         losses.append(float(loss))
         weights.append(len(items))
