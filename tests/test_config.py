@@ -43,7 +43,7 @@ def test_yaml_roundtrip(tmp_path):
     ("text", "message"),
     [
         ("render:\n  resolutoin: 64\n", "unknown key"),
-        ("render:\n  resolution: big\n", "must be a int"),
+        ("render:\n  resolution: big\n", "must be an integer"),
         ("render: 5\n", "must be a mapping"),
         ("- 1\n- 2\n", "must be a mapping"),
         ("preset: gpu\n", "unknown base preset"),
@@ -87,3 +87,55 @@ def test_presets_name_the_pretraining_method_and_densecl_settings(tmp_path):
     path.write_text("pretrain:\n  densecl:\n    queue: 5\n")
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['queue'\] in pretrain.densecl"):
         load_config(str(path))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"render": {"rings": -1}}, "render.rings must be >= 1, got -1"),
+        ({"render": {"segments": 0}}, "render.segments must be >= 1, got 0"),
+        ({"render": {"resolution": 0}}, "render.resolution must be an image size from 8"),
+        ({"render": {"resolution": 100_000}}, "render.resolution must be an image size from 8"),
+        ({"render": {"resolution": 64.9}}, "render.resolution must be an integer, got 64.9"),
+        ({"render": {"resolution": True}}, "render.resolution must be an integer, got True"),
+        ({"render": {"distance_scale": 5}}, "render.distance_scale must be a list such as [0.7, 1.0], got 5"),
+        ({"render": {"distance_scale": [1.0, 0.5]}}, "render.distance_scale must be [low, high]"),
+        ({"render": {"distance_scale": [0.5, 0.7, 1.0]}}, "render.distance_scale must be a list of 2"),
+        (
+            {"model": {"modalities": "grey"}},
+            "model.modalities must be a list such as [grey, normal], got 'grey'",
+        ),
+        ({"model": {"modalities": [1, 2]}}, "model.modalities must be a list of names"),
+        ({"pretrain": {"iterations": -1}}, "pretrain.iterations must be >= 0, got -1"),
+        ({"pretrain": {"lr": 0}}, "pretrain.lr must be > 0"),
+        ({"pretrain": {"lr": float("nan")}}, "pretrain.lr must be a finite number"),
+        ({"pretrain": {"precision": "fp64"}}, "pretrain.precision must be one of fp32, bf16, fp16, auto"),
+        ({"pretrain": {"densecl": {"momentum": 1.5}}}, "pretrain.densecl.momentum must be in [0, 1]"),
+        ({"finetune": {"iterations": -1}}, "finetune.iterations must be >= 1, got -1"),
+        ({"finetune": {"views_per_shape": -1}}, "finetune.views_per_shape must be >= 0, got -1"),
+        ({"segment": {"rings": -2}}, "segment.rings must be >= 0, got -2"),
+        ({"segment": {"transfer_prior": 2.0}}, "segment.transfer_prior must be in [0, 1]"),
+        ({"transfer": {"neighbours": 0}}, "transfer.neighbours must be >= 1, got 0"),
+    ],
+)
+def test_values_are_checked_once_where_the_config_is_built(overrides, message):
+    with pytest.raises(ConfigError) as info:
+        load_config("cpu", overrides, overrides_source="command line")
+    assert str(info.value).startswith(f"command line: {message}")
+
+
+def test_a_bad_value_in_a_file_names_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("preset: cpu\nmodel:\n  modalities: grey\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path), {"render": {"seed": 1}}, overrides_source="command line")
+    assert str(info.value).startswith(f"{path}: model.modalities must be a list")
+    # Direct construction is checked too (the Python API).
+    with pytest.raises(ConfigError, match=r"render\.rings"):
+        RenderConfig(rings=0)
+
+
+def test_integral_floats_and_numeric_strings_are_still_accepted():
+    config = load_config("cpu", {"render": {"resolution": 64.0, "seed": "3"}, "pretrain": {"lr": 1}})
+    assert config.render.resolution == 64 and isinstance(config.render.resolution, int)
+    assert config.render.seed == 3 and config.pretrain.lr == 1.0

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mvdecor import __version__
-from mvdecor.errors import MvDecorError
+from mvdecor.errors import ConfigError, MvDecorError
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -65,7 +65,7 @@ def _config_from_args(args: argparse.Namespace, train_section: str = "pretrain")
     pretrain_method = getattr(args, "pretrain_method", None)
     if pretrain_method is not None:
         overrides.setdefault("pretrain", {})["method"] = pretrain_method
-    return load_config(args.config or args.preset, overrides)
+    return load_config(args.config or args.preset, overrides, overrides_source="command line")
 
 
 #: Command-line flags of the segment section: flag dest -> config key.
@@ -420,8 +420,12 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     elif label_images:
         labelled = sorted({s for s, _ in label_images})
     else:
+        if args.k > len(shape_ids):
+            raise ConfigError(
+                None, f"--k {args.k} asks for more labelled shapes than {args.dataset} has ({len(shape_ids)})"
+            )
         rng = np.random.default_rng(config.finetune.seed)
-        labelled = sorted(rng.choice(shape_ids, size=min(args.k, len(shape_ids)), replace=False).tolist())
+        labelled = sorted(rng.choice(shape_ids, size=args.k, replace=False).tolist())
     result = finetune(
         config,
         args.dataset,
@@ -1253,11 +1257,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Count options checked before any command runs (the config checks what maps onto it).
+_MINIMUM_COUNTS = {"num": 1, "k": 1, "test_rings": 0, "test_segments": 0, "views_per_shape": 0}
+
+
+def _check_counts(args: argparse.Namespace) -> None:
+    for dest, minimum in _MINIMUM_COUNTS.items():
+        value = getattr(args, dest, None)
+        if isinstance(value, int) and value < minimum:
+            raise ConfigError(None, f"--{dest.replace('_', '-')} must be at least {minimum}, got {value}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mvdecor`` command; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _check_counts(args)
         return int(args.func(args) or 0)
     except MvDecorError as exc:
         print(f"mvdecor: error: {exc}", file=sys.stderr)

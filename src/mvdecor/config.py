@@ -23,6 +23,50 @@ from mvdecor.render.cameras import CameraScheme
 
 PRESETS = ("paper", "cpu")
 
+#: Precisions a config may name (``auto``: bf16 where the hardware has it natively).
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+
+#: The largest square image a config may ask for: each rendered buffer of one view is
+#: ``resolution**2`` floats, and a step holds dozens of views and their activations.
+MAX_RESOLUTION = 4096
+
+
+def _check(section: str, name: str, value: Any, ok: bool, requirement: str) -> None:
+    if not ok:
+        raise ConfigError(None, f"{section}.{name} must be {requirement}, got {value!r}")
+
+
+def _at_least(config: Any, section: str, minimum: float, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        _check(section, name, value, value >= minimum, f">= {minimum}")
+
+
+def _positive(config: Any, section: str, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        _check(section, name, value, value > 0, "> 0")
+
+
+def _fraction(config: Any, section: str, *names: str, open_top: bool = False) -> None:
+    for name in names:
+        value = getattr(config, name)
+        ok = 0 <= value < 1 if open_top else 0 <= value <= 1
+        _check(section, name, value, ok, "in [0, 1)" if open_top else "in [0, 1]")
+
+
+def _one_of(config: Any, section: str, name: str, choices: tuple[str, ...]) -> None:
+    value = getattr(config, name)
+    _check(section, name, value, value in choices, f"one of {', '.join(choices)}")
+
+
+def _ordered_range(config: Any, section: str, name: str, low: float, high: float | None) -> None:
+    value = getattr(config, name)
+    a, b = value
+    ok = low < a <= b and (high is None or b <= high)
+    bounds = f"{low} < low <= high" + (f" <= {high}" if high is not None else "")
+    _check(section, name, value, ok, f"[low, high] with {bounds}")
+
 
 @dataclass(frozen=True)
 class RenderConfig:
@@ -58,6 +102,20 @@ class RenderConfig:
     fov_degrees: float = 60.0
     resolution: int = 256
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        _at_least(self, "render", 1, "rings", "segments")
+        _positive(self, "render", "radius", "fov_degrees")
+        _check("render", "fov_degrees", self.fov_degrees, self.fov_degrees < 180, "< 180")
+        _at_least(self, "render", 0, "jitter_std", "jitter_clip")
+        _ordered_range(self, "render", "distance_scale", 0.0, None)
+        _check(
+            "render",
+            "resolution",
+            self.resolution,
+            8 <= self.resolution <= MAX_RESOLUTION,
+            f"an image size from 8 to {MAX_RESOLUTION} pixels",
+        )
 
     @property
     def num_views(self) -> int:
@@ -101,6 +159,11 @@ class ModelConfig:
     modalities: tuple[str, ...] = ("grey", "normal", "depth")
     imagenet_checkpoint: str = ""
     head: str = "paper"
+
+    def __post_init__(self) -> None:
+        _check("model", "output_stride", self.output_stride, self.output_stride in (8, 16), "8 or 16")
+        _at_least(self, "model", 1, "embed_dim")
+        _check("model", "modalities", self.modalities, len(self.modalities) > 0, "a non-empty list")
 
 
 @dataclass(frozen=True)
@@ -176,6 +239,15 @@ class DenseCLConfig:
     saturation: float = 0.4
     hue: float = 0.1
     grayscale_prob: float = 0.2
+
+    def __post_init__(self) -> None:
+        section = "pretrain.densecl"
+        _at_least(self, section, 1, "queue_size", "hidden_dim", "projection_dim", "grid_size")
+        _positive(self, section, "temperature")
+        _fraction(self, section, "momentum", "dense_weight", "flip_prob", "jitter_prob", "grayscale_prob")
+        _at_least(self, section, 0, "brightness", "contrast", "saturation", "hue")
+        _ordered_range(self, section, "crop_scale", 0.0, 1.0)
+        _ordered_range(self, section, "crop_ratio", 0.0, None)
 
 
 @dataclass(frozen=True)
@@ -267,6 +339,17 @@ class PretrainConfig:
     seed: int = 0
     densecl: DenseCLConfig = field(default_factory=DenseCLConfig)
 
+    def __post_init__(self) -> None:
+        section = "pretrain"
+        _at_least(self, section, 0, "iterations", "radius", "radius_footprints", "val_pairs", "num_workers")
+        _at_least(self, section, 1, "pairs_per_batch", "matches_per_pair", "plateau_patience")
+        _at_least(self, section, 1, "val_every", "checkpoint_every", "log_every", "cached_shapes")
+        _positive(self, section, "temperature", "lr")
+        _check(section, "plateau_factor", self.plateau_factor, 0 < self.plateau_factor <= 1, "in (0, 1]")
+        _fraction(self, section, "overlap_threshold", "val_fraction", open_top=True)
+        _at_least(self, section, -1, "keep_snapshots")
+        _one_of(self, section, "precision", PRECISIONS)
+
     def resolve_radius(self, render: RenderConfig) -> float:
         """The correspondence radius actually used with these renders."""
         if self.radius_footprints <= 0:
@@ -339,6 +422,15 @@ class FinetuneConfig:
     num_workers: int = 2
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        section = "finetune"
+        _at_least(self, section, 1, "iterations", "views_per_batch", "lr_decay_every")
+        _at_least(self, section, 1, "ssl_pairs_per_batch", "checkpoint_every", "log_every")
+        _at_least(self, section, 0, "encoder_lr_scale", "ssl_weight", "views_per_shape", "num_workers")
+        _positive(self, section, "lr")
+        _check(section, "lr_decay", self.lr_decay, 0 < self.lr_decay <= 1, "in (0, 1]")
+        _one_of(self, section, "precision", PRECISIONS)
+
 
 @dataclass(frozen=True)
 class SegmentConfig:
@@ -384,6 +476,13 @@ class SegmentConfig:
     smoothing_angle_degrees: float = 30.0
     smoothing_iterations: int = 10
 
+    def __post_init__(self) -> None:
+        section = "segment"
+        _at_least(self, section, 0, "gamma", "rings", "segments", "smoothing", "smoothing_iterations")
+        _at_least(self, section, 1, "batch_views")
+        _fraction(self, section, "transfer_prior")
+        _positive(self, section, "smoothing_angle_degrees")
+
 
 @dataclass(frozen=True)
 class TransferConfig:
@@ -408,6 +507,10 @@ class TransferConfig:
     align: str = "box"
     neighbours: int = 1
     samples: int = 20_000
+
+    def __post_init__(self) -> None:
+        _at_least(self, "transfer", 1, "neighbours")
+        _at_least(self, "transfer", 0, "samples")
 
 
 @dataclass(frozen=True)
@@ -464,24 +567,76 @@ def _build(cls: type, data: dict[str, Any], where: str, source: str | None) -> A
     kwargs = {}
     for name, value in data.items():
         default = getattr(cls(), name) if name in known else None
+        key = f"{where}.{name}".lstrip(".")
         if dataclasses.is_dataclass(default):
-            kwargs[name] = _build(type(default), value, f"{where}.{name}".lstrip("."), source)
+            kwargs[name] = _build(type(default), value, key, source)
         elif isinstance(default, tuple):
-            kwargs[name] = tuple(value)
-        elif isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise ConfigError(source, f"{where}.{name} must be true or false, got {value!r}")
-            kwargs[name] = value
-        elif isinstance(default, (int, float, str)):
-            try:
-                kwargs[name] = type(default)(value)
-            except (TypeError, ValueError):
-                raise ConfigError(
-                    source, f"{where}.{name} must be a {type(default).__name__}, got {value!r}"
-                ) from None
+            kwargs[name] = _tuple_value(value, known[name].type, key, source)
         else:
-            kwargs[name] = value
-    return cls(**kwargs)
+            kwargs[name] = _scalar_value(value, default, key, source)
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        if exc.path is not None or source is None:
+            raise
+        raise ConfigError(source, exc.reason) from None
+
+
+def _scalar_value(value: Any, default: Any, key: str, source: str | None) -> Any:
+    """``value`` as the type of ``default`` (bool, int, float or str), never silently rounded."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(source, f"{key} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        # 64.9 would become 64 and True 1: neither is what the user meant.
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(source, f"{key} must be an integer, got {value!r}")
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(source, f"{key} must be a number, got {value!r}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(source, f"{key} must be a number, got {value!r}") from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ConfigError(source, f"{key} must be a finite number, got {value!r}")
+        return number
+    if isinstance(default, str):
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(source, f"{key} must be a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _tuple_value(value: Any, annotation: Any, key: str, source: str | None) -> tuple:
+    """A list setting: ``tuple[str, ...]`` (any length) or ``tuple[float, float]`` (fixed)."""
+    text = str(annotation).replace(" ", "")
+    item_names = text[len("tuple[") : -1].split(",") if text.startswith("tuple[") else ["..."]
+    variable = item_names[-1] == "..."
+    item_type = {"str": str, "float": float, "int": int}.get(item_names[0], str)
+    example = "[grey, normal]" if item_type is str else "[0.7, 1.0]"
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(source, f"{key} must be a list such as {example}, got {value!r}")
+    if not variable and len(value) != len(item_names):
+        raise ConfigError(source, f"{key} must be a list of {len(item_names)} values, got {list(value)!r}")
+    items = []
+    for item in value:
+        if item_type is str:
+            if not isinstance(item, str):
+                raise ConfigError(source, f"{key} must be a list of names, got {list(value)!r}")
+            items.append(item)
+        else:
+            items.append(_scalar_value(item, item_type(0), key, source))
+    return tuple(items)
 
 
 def merge_dicts(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
@@ -495,14 +650,23 @@ def merge_dicts(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str,
     return out
 
 
-def load_config(preset_or_path: str = "paper", overrides: dict[str, Any] | None = None) -> Config:
+def load_config(
+    preset_or_path: str = "paper",
+    overrides: dict[str, Any] | None = None,
+    overrides_source: str = "overrides",
+) -> Config:
     """A preset by name, or a YAML file (applied over the ``paper`` defaults).
+
+    Every value is checked for its type and range here, once, so that every
+    command and API call gets the same one-line :class:`ConfigError`.
 
     Parameters
     ----------
     preset_or_path : ``"paper"``, ``"cpu"`` or a path to a YAML file. A file may
         start from a preset with a top-level ``preset: cpu`` key.
     overrides : nested mapping applied last (e.g. from command-line flags).
+    overrides_source : what errors in ``overrides`` are attributed to (the CLI
+        says ``command line``); errors in the file name the file.
     """
     if preset_or_path in PRESETS:
         text = resources.files("mvdecor.presets").joinpath(f"{preset_or_path}.yaml").read_text()
@@ -525,9 +689,12 @@ def load_config(preset_or_path: str = "paper", overrides: dict[str, Any] | None 
         parent = load_config(base).to_dict()
         parent.pop("preset")
         data = merge_dicts(parent, data)
-    data = merge_dicts(data, overrides or {})
     data.pop("preset", None)
     config = _build(Config, data, "", source)
+    if overrides:
+        overrides = dict(overrides)
+        overrides.pop("preset", None)
+        config = _build(Config, merge_dicts(data, overrides), "", overrides_source)
     return dataclasses.replace(config, preset=name)
 
 

@@ -1,0 +1,96 @@
+"""Bad input on the command line: one clear line naming the option or file, exit 1, nothing written."""
+
+from __future__ import annotations
+
+import pytest
+
+from mvdecor.cli import main
+
+SQUARE_OFF = "OFF\n4 2 0\n0 0 0\n1 0 0\n0 1 0\n1 1 0\n3 0 1 2\n3 1 3 2\n"
+DATASET = "synthetic:categories=mug,n=3,textured=0"
+
+
+def _fails_cleanly(capsys, argv: list[str], *expected: str) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert err.startswith("mvdecor: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    for text in expected:
+        assert text in err, err
+    return err
+
+
+@pytest.fixture
+def square(tmp_path):
+    mesh = tmp_path / "square.off"
+    mesh.write_text(SQUARE_OFF)
+    return mesh
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--num", "0"], ["--num must be at least 1, got 0"]),
+        (["--resolution", "0"], ["command line", "render.resolution", "got 0"]),
+        (["--resolution", "-1"], ["command line", "render.resolution", "got -1"]),
+        (["--resolution", "100000"], ["command line", "render.resolution", "got 100000"]),
+        (["--rings", "-1"], ["command line", "render.rings must be >= 1, got -1"]),
+        (["--segments", "-3"], ["command line", "render.segments must be >= 1, got -3"]),
+    ],
+)
+def test_views_rejects_bad_counts_and_sizes(tmp_path, capsys, square, extra, expected):
+    out = tmp_path / "views"
+    _fails_cleanly(capsys, ["views", str(square), str(out), "--preset", "cpu", *extra], *expected)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("resolution", ["0", "100000"])
+def test_render_rejects_bad_resolution_before_writing(tmp_path, capsys, resolution):
+    out = tmp_path / "store"
+    argv = ["render", DATASET, str(out), "--preset", "cpu", "--resolution", resolution, "--quiet"]
+    _fails_cleanly(capsys, argv, "render.resolution")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--k", "0"], ["--k must be at least 1, got 0"]),
+        (["--k", "99"], ["--k 99", "more labelled shapes than", "(3)"]),
+        (["--iterations", "-1"], ["command line", "finetune.iterations must be >= 1, got -1"]),
+        (["--views-per-shape", "-1"], ["--views-per-shape must be at least 0, got -1"]),
+        (["--resolution", "0"], ["command line", "render.resolution"]),
+    ],
+)
+def test_finetune_rejects_bad_counts(tmp_path, capsys, extra, expected):
+    run = tmp_path / "ft"
+    _fails_cleanly(capsys, ["finetune", DATASET, str(run), "--preset", "cpu", "--quiet", *extra], *expected)
+    assert not run.exists()
+
+
+def test_segment_rejects_negative_test_views(tmp_path, capsys, square):
+    out = tmp_path / "seg"
+    argv = ["segment", str(square), "--model", str(tmp_path / "model.pt"), "--out", str(out)]
+    _fails_cleanly(capsys, [*argv, "--test-rings", "-1"], "--test-rings must be at least 0, got -1")
+    _fails_cleanly(capsys, [*argv, "--test-segments", "-2"], "--test-segments must be at least 0, got -2")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "expected"),
+    [
+        ("render:\n  distance_scale: 5\n", "render.distance_scale must be a list such as [0.7, 1.0], got 5"),
+        (
+            "model:\n  modalities: grey\n",
+            "model.modalities must be a list such as [grey, normal], got 'grey'",
+        ),
+        ("render:\n  resolution: 64.9\n", "render.resolution must be an integer, got 64.9"),
+    ],
+)
+def test_a_bad_config_file_is_named(tmp_path, capsys, square, yaml_text, expected):
+    config = tmp_path / "mine.yaml"
+    config.write_text("preset: cpu\n" + yaml_text)
+    out = tmp_path / "views"
+    _fails_cleanly(capsys, ["views", str(square), str(out), "--config", str(config)], str(config), expected)
+    assert not out.exists()
