@@ -94,3 +94,23 @@ def test_a_bad_config_file_is_named(tmp_path, capsys, square, yaml_text, expecte
     out = tmp_path / "views"
     _fails_cleanly(capsys, ["views", str(square), str(out), "--config", str(config)], str(config), expected)
     assert not out.exists()
+
+
+def test_a_huge_label_value_is_rejected_before_anything_grows(tmp_path, capsys, square):
+    labels = tmp_path / "l.txt"
+    labels.write_text("0\n1000000000\n")
+    _fails_cleanly(
+        capsys, ["info", str(square), "--labels", str(labels)], str(labels), "label 1000000000 is too large"
+    )
+
+
+def test_a_huge_label_value_in_a_folder_dataset_is_named(tmp_path, capsys):
+    folder = tmp_path / "shapes"
+    folder.mkdir()
+    for name, top in (("a", 1), ("b", 1_000_000_000)):
+        (folder / f"{name}.off").write_text(SQUARE_OFF)
+        (folder / f"{name}.txt").write_text(f"0\n{top}\n")
+    run = tmp_path / "ft"
+    argv = ["finetune", str(folder), str(run), "--preset", "cpu", "--labelled", "a", "b", "--quiet"]
+    _fails_cleanly(capsys, argv, "b.txt", "too large")
+    assert not run.exists()

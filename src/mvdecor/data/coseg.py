@@ -265,7 +265,7 @@ class CosegDataset(ShapeDataset):
 
     def _vocabulary(self, category: str) -> _Vocabulary:
         """The category's label names (reads its label files: they are small)."""
-        from mvdecor.data.io import load_label_names, load_labels
+        from mvdecor.data.io import check_unnamed_label_range, load_label_names, load_labels
 
         shapes = [s for s in self._shapes.values() if s.category == category and s.label_path]
         kinds = {s.label_kind for s in shapes}
@@ -282,13 +282,14 @@ class CosegDataset(ShapeDataset):
                 names.update(name for name, _ in read_named_face_labels(shape.label_path))
             return _Vocabulary(tuple(sorted(names)))
         low, high = None, -1
+        names_path = self._names_file(category)
         for shape in shapes:
             values = load_labels(shape.label_path)
+            check_unnamed_label_range(values, shape.label_path, named=names_path is not None)
             values = values[values >= 0]
             if len(values):
                 low = int(values.min()) if low is None else min(low, int(values.min()))
                 high = max(high, int(values.max()))
-        names_path = self._names_file(category)
         if names_path is None:
             offset = 1 if low == 1 else 0
             return _Vocabulary(tuple(f"part_{i}" for i in range(high + 1 - offset)), offset)

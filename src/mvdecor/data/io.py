@@ -56,6 +56,7 @@ from mvdecor.errors import (
 __all__ = [
     "LABEL_EXTENSIONS",
     "LABEL_NAME_EXTENSIONS",
+    "MAX_UNNAMED_LABELS",
     "SUPPORTED_EXTENSIONS",
     "load_label_names",
     "load_labels",
@@ -68,6 +69,9 @@ SUPPORTED_EXTENSIONS: tuple[str, ...] = (".obj", ".ply", ".off", ".stl", ".glb",
 LABEL_EXTENSIONS: tuple[str, ...] = (".txt", ".seg", ".npy")
 #: Label-name file extensions :func:`load_label_names` reads.
 LABEL_NAME_EXTENSIONS: tuple[str, ...] = (".json", ".txt")
+#: Without a label-name file the vocabulary is labels ``0 .. max``: a stray huge value
+#: (``1e9``) would mean a billion classes, so label values must stay below this.
+MAX_UNNAMED_LABELS = 1024
 
 #: File stems that say nothing about the shape: the folder name is used instead.
 _GENERIC_STEMS = frozenset(
@@ -1173,7 +1177,24 @@ def _resolve_labels(
             names_where or where,
             f"label {int(array.max())} has no name ({len(names)} label names given)",
         )
+    check_unnamed_label_range(array, where, named=bool(names))
     return array
+
+
+def check_unnamed_label_range(labels: np.ndarray, where: PathLike | None, named: bool = False) -> None:
+    """Reject label values of :data:`MAX_UNNAMED_LABELS` or more when no names bound the vocabulary.
+
+    Raises
+    ------
+    LabelError
+        Naming ``where`` and the offending value.
+    """
+    if not named and len(labels) and int(labels.max()) >= MAX_UNNAMED_LABELS:
+        raise LabelError(
+            where,
+            f"label {int(labels.max())} is too large: without a label-name file, labels must be "
+            f"0 to {MAX_UNNAMED_LABELS - 1} (one class per value up to the largest)",
+        )
 
 
 # ------------------------------------------------------------------------- the loader
