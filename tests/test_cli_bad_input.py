@@ -114,3 +114,36 @@ def test_a_huge_label_value_in_a_folder_dataset_is_named(tmp_path, capsys):
     argv = ["finetune", str(folder), str(run), "--preset", "cpu", "--labelled", "a", "b", "--quiet"]
     _fails_cleanly(capsys, argv, "b.txt", "too large")
     assert not run.exists()
+
+
+def test_a_mesh_of_zero_area_faces_is_rejected_when_read(tmp_path, capsys):
+    flat = tmp_path / "flat.off"
+    flat.write_text("OFF\n3 1 0\n0 0 0\n1 0 0\n2 0 0\n3 0 1 2\n")
+    out = tmp_path / "views"
+    _fails_cleanly(capsys, ["views", str(flat), str(out), "--preset", "cpu"], str(flat), "zero area")
+    assert not out.exists()
+
+
+def test_a_mesh_no_view_sees_is_an_error_naming_it(tmp_path):
+    import numpy as np
+
+    from mvdecor.config import load_config
+    from mvdecor.data.mesh import LabelledMesh
+    from mvdecor.errors import InvalidMeshError
+    from mvdecor.inference.segment import Segmenter
+    from mvdecor.models.embedding import SegmentationNet
+    from mvdecor.models.inputs import ChannelStats
+
+    # One vertex at 1e30: once fitted into the unit sphere, the square is a point no ray hits.
+    vertices = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0], [1e30, 0, 0]], float)
+    faces = np.array([[0, 1, 2], [1, 3, 2], [1, 4, 3]])
+    mesh = LabelledMesh(vertices, faces, name="far", source=str(tmp_path / "far.obj")).normalized()
+    config = load_config("cpu", {"render": {"rings": 1, "segments": 2, "resolution": 16}})
+    from mvdecor.models.embedding import EmbeddingNet
+
+    net = SegmentationNet(EmbeddingNet("resnet18", in_channels=5, embed_dim=8, head="light"), num_classes=2)
+    stats = ChannelStats(np.zeros(5, np.float32), np.ones(5, np.float32), ("grey", "normal", "depth"))
+    segmenter = Segmenter(net, stats, config, ("a", "b"))
+    with pytest.raises(InvalidMeshError, match="no view sees any face") as info:
+        segmenter.segment(mesh)
+    assert "far.obj" in str(info.value)

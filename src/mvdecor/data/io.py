@@ -1361,6 +1361,8 @@ def load_mesh(
     except (ValueError, IndexError, KeyError, TypeError, struct.error, MemoryError) as exc:
         raise MeshLoadError(path, f"cannot parse {ext[1:].upper()} file ({_one_line(exc)})") from None
     mesh = _assemble(parts, path, mesh_name)
+    if not (mesh.face_areas() > 0).any():
+        raise InvalidMeshError(path, f"all {mesh.num_faces} faces have zero area: there is no surface to see")
 
     names: tuple[str, ...] = ()
     names_where: PathLike | None = None

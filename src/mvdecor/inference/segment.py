@@ -17,6 +17,7 @@ import torch
 
 from mvdecor.config import Config
 from mvdecor.data.mesh import LabelledMesh
+from mvdecor.errors import InvalidMeshError
 from mvdecor.inference.fusion import FaceVoter, FusionResult
 from mvdecor.inference.refine import refine_fusion
 from mvdecor.inference.transfer import LabelTransfer
@@ -189,7 +190,16 @@ class Segmenter:
             timings["vote_s"] += time.perf_counter() - t2
         t0 = time.perf_counter()
         centroids = mesh.triangles.mean(axis=1)
-        fusion = vote = voter.result(face_centroids=centroids)
+        try:
+            fusion = vote = voter.result(face_centroids=centroids)
+        except ValueError:
+            # Zero-area faces, or a stray vertex far away that shrinks the rest of the
+            # shape to a point once the mesh is fitted into the unit sphere.
+            raise InvalidMeshError(
+                mesh.source or mesh.name,
+                f"no view sees any face of the mesh ({len(cameras)} cameras): its faces have no "
+                "area, or a vertex far from the rest shrinks the shape to a point when normalised",
+            ) from None
         timings["vote_s"] += time.perf_counter() - t0
         use_prior = transfer is not None and seg.transfer_prior > 0
         if seg.smoothing > 0 or use_prior:
