@@ -254,6 +254,12 @@ def cmd_render(args: argparse.Namespace) -> int:
         f"{config.render.resolution}px, preset {config.preset}) in {elapsed:.1f} s; "
         f"skipped {len(report.skipped)} already stored; store: {args.out}"
     )
+    if report.damaged:
+        print(
+            f"mvdecor: warning: {len(report.damaged)} stored shapes were damaged (a killed run?) and "
+            f"were rendered again: {', '.join(report.damaged[:5])}{'...' if len(report.damaged) > 5 else ''}",
+            file=sys.stderr,
+        )
     for shape_id, reason in sorted(report.failed.items()):
         print(f"mvdecor: warning: {shape_id} not rendered: {reason}", file=sys.stderr)
     return EXIT_ERROR if report.failed and not report.rendered and not report.skipped else 0

@@ -180,3 +180,32 @@ def test_failed_shapes_are_reported_and_others_rendered(tmp_path):
     report = render_dataset(str(folder), tmp_path / "store", SMALL, progress=False)
     assert report.rendered == ["good"]
     assert "bad" in report.failed and "bad.off" in report.failed["bad"]
+
+
+def test_a_render_that_stored_nothing_leaves_no_store(tmp_path):
+    folder = tmp_path / "meshes"
+    folder.mkdir()
+    (folder / "bad.off").write_text("OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 7\n")
+    out = tmp_path / "store"
+    report = render_dataset(str(folder), out, SMALL, progress=False)
+    assert report.rendered == [] and "bad" in report.failed
+    assert not out.exists()
+    # An empty store left by an older version takes the corrected settings instead of refusing.
+    RenderStore.create(out, RenderConfig(rings=1, segments=2, resolution=48), "synthetic:categories=mug,n=1")
+    report = render_dataset("synthetic:categories=mug,n=1", out, SMALL, progress=False)
+    assert report.rendered == ["mug_0000"] and RenderStore(out).settings == SMALL
+
+
+def test_resume_renders_a_truncated_shape_file_again(tmp_path):
+    out = tmp_path / "store"
+    spec = "synthetic:categories=mug,n=2"
+    render_dataset(spec, out, SMALL, progress=False)
+    path = RenderStore(out).shape_path("mug_0001")
+    intact = path.read_bytes()
+    path.write_bytes(intact[: len(intact) // 2])  # a kill in the middle of a copy
+    report = render_dataset(spec, out, SMALL, progress=False)
+    assert (
+        report.damaged == ["mug_0001"] and report.rendered == ["mug_0001"] and report.skipped == ["mug_0000"]
+    )
+    with StoredShape(path) as shape:
+        assert len(shape) == SMALL.num_views

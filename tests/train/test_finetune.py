@@ -140,8 +140,12 @@ def test_finetune_with_regulariser_and_resume(tmp_path):
     part = finetune(config, CHAIRS, tmp_path / "part", labelled_shapes=["chair_0000"], progress=False,
                     stop_after=5)  # fmt: skip
     assert part.step == 5
+    # A kill during a checkpoint write leaves its temporary; the resumed run removes it.
+    stale = tmp_path / "part" / "checkpoints" / ".last.pt.tmp-999999999"
+    stale.write_bytes(b"half a checkpoint")
     resumed = finetune(config, CHAIRS, tmp_path / "part", labelled_shapes=["chair_0000"], progress=False)
     assert full.step == resumed.step == 8
+    assert not stale.exists()
     a = (tmp_path / "full" / "metrics.csv").read_text().splitlines()
     b = (tmp_path / "part" / "metrics.csv").read_text().splitlines()
     col = a[0].split(",").index("loss_ce")

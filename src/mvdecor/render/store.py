@@ -28,7 +28,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -250,6 +250,9 @@ class RenderStore:
         }
         if manifest_path.is_file():
             existing = RenderStore(root)
+            if not existing.shape_ids() and existing.manifest != wanted:
+                existing.remove()  # a store that holds nothing yet takes the new settings
+                return RenderStore.create(root, settings, dataset)
             if existing.manifest.get("settings") != wanted["settings"] or existing.dataset != dataset:
                 raise ConfigError(
                     root,
@@ -264,6 +267,16 @@ class RenderStore:
         with atomic_path(manifest_path) as tmp:
             tmp.write_text(json.dumps(wanted, indent=2) + "\n")
         return RenderStore(root)
+
+    def remove(self) -> None:
+        """Delete an empty store (its manifest and shapes folder); refuses if shapes are stored."""
+        if self.shape_ids():
+            raise RenderStoreError(self.root, "holds stored shapes; not removing it")
+        self.remove_stale_temporaries()
+        (self.root / STORE_MANIFEST).unlink(missing_ok=True)
+        for folder in (self.root / SHAPES_DIR, self.root):
+            with contextlib.suppress(OSError):  # not empty (the user's own files): keep it
+                folder.rmdir()
 
     def remove_stale_temporaries(self) -> int:
         """Delete temporary files left by interrupted runs; returns how many."""
@@ -311,6 +324,17 @@ class RenderReport:
     rendered: list[str]
     skipped: list[str]
     failed: dict[str, str]
+    #: Stored files found damaged (truncated by a kill, corrupt) and rendered again.
+    damaged: list[str] = field(default_factory=list)
+
+
+def stored_shape_is_intact(path: str | Path) -> bool:
+    """Whether a stored shape file opens (a truncated ``.npz`` has no zip directory)."""
+    try:
+        StoredShape(path).close()
+    except RenderStoreError:
+        return False
+    return True
 
 
 def render_dataset(
@@ -343,15 +367,21 @@ def render_dataset(
 
     settings = settings or RenderConfig()
     dataset = open_dataset(dataset_spec)
+    out = Path(out)
+    new_store = not (out / STORE_MANIFEST).is_file()
     store = RenderStore.create(out, settings, dataset.spec)
     store.remove_stale_temporaries()
-    todo, skipped = [], []
+    todo, skipped, damaged = [], [], []
     for shape_id in select_shard(dataset.shape_ids(), shard):
-        if store.shape_path(shape_id).is_file():
+        path = store.shape_path(shape_id)
+        if path.is_file() and stored_shape_is_intact(path):
             skipped.append(shape_id)
         else:
+            if path.is_file():  # cut short by a kill or corrupted: render it again
+                damaged.append(shape_id)
+                path.unlink()
             todo.append(shape_id)
-    report = RenderReport(rendered=[], skipped=skipped, failed={})
+    report = RenderReport(rendered=[], skipped=skipped, failed={}, damaged=damaged)
     bar = tqdm(total=len(todo), desc="render", unit="shape", disable=not progress)
     bar.set_postfix(skipped=len(skipped))
     jobs = [(dataset.spec, sid, settings, str(store.shape_path(sid))) for sid in todo]
@@ -375,4 +405,6 @@ def render_dataset(
                     bar.update()
     finally:
         bar.close()
+        if new_store and not store.shape_ids():
+            store.remove()  # nothing rendered: leave no store behind to block a corrected re-run
     return report

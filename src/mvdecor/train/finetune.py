@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader
 
 from mvdecor.config import Config
 from mvdecor.errors import ConfigError, LabelError
+from mvdecor.fileio import remove_stale_temporaries
 from mvdecor.models.embedding import EmbeddingNet, SegmentationNet
 from mvdecor.models.inputs import (
     ChannelStats,
@@ -305,6 +306,7 @@ def finetune(
     run_dir = Path(run_dir)
     device = resolve_device(cfg.device)
     last_path = run_dir / "checkpoints" / "last.pt"
+    remove_stale_temporaries(last_path.parent)
     saved = load_checkpoint(last_path) if resume and last_path.is_file() else None
 
     embedding, stats, config = _initial_embedding(config, init, device)

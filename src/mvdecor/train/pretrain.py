@@ -45,6 +45,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from mvdecor.config import Config
 from mvdecor.errors import ConfigError
+from mvdecor.fileio import remove_stale_temporaries
 from mvdecor.models.embedding import EMBEDDING_HEADS, EmbeddingNet
 from mvdecor.models.inputs import ChannelStats, channel_count, rgb_channel_indices
 from mvdecor.models.losses import dense_info_nce
@@ -286,6 +287,8 @@ def prepare_run(
         raise ConfigError(None, f"dataset {dataset!r} has no shapes")
 
     saved = None
+    if info.is_main:
+        remove_stale_temporaries(last_path.parent)
     if resume and last_path.is_file():
         saved = load_checkpoint(last_path)
         _check_resumable(saved["config"], config, run_dir)
