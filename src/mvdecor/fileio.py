@@ -13,6 +13,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+
 
 def temporary_name(path: Path) -> Path:
     """The temporary sibling ``.<name>.tmp-<pid>`` used while ``path`` is written."""
@@ -68,3 +70,13 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
             tmp.unlink()
             removed.append(tmp)
     return removed
+
+
+def save_image(image: np.ndarray, path: str | Path) -> Path:
+    """Write a uint8 image ``(H, W, 3)`` or ``(H, W)`` as PNG atomically (temporary file, then rename)."""
+    from PIL import Image
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(image)).save(tmp, format="PNG")
+    return path

@@ -1,6 +1,6 @@
 """Write a segmented mesh to disk: labels, coloured meshes, and a colour legend.
 
-Colours come from :func:`mvdecor.viz.images.label_palette`, so a part has the
+Colours come from :func:`mvdecor.palette.label_palette`, so a part has the
 same colour here as in every other picture mvdecor draws. Every file is written
 to a temporary name in the output folder, then renamed into place, so a reader
 never sees a half-written file.
@@ -17,14 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from mvdecor.data.mesh import LabelledMesh
-from mvdecor.fileio import atomic_path
-from mvdecor.viz.images import label_palette, save_image
-
-#: Colour of faces without a label (label ``-1``): a dark grey, distinct from the palette's greys.
-UNLABELLED_RGB = (80, 80, 80)
-
-#: Name given to faces without a label in the legend and the GLB.
-UNLABELLED_NAME = "unlabelled"
+from mvdecor.fileio import atomic_path, save_image
+from mvdecor.palette import UNLABELLED_NAME, UNLABELLED_RGB, label_palette
 
 
 def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], object]) -> Path:

@@ -11,35 +11,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from mvdecor.fileio import atomic_path
+# label_palette and save_image live in leaf modules; re-exported here for viz callers.
+from mvdecor.fileio import save_image as save_image
+from mvdecor.palette import BACKGROUND_RGB as BACKGROUND_RGB
+from mvdecor.palette import label_palette as label_palette
 from mvdecor.render.views import RenderedView
-
-#: Background colour of every picture (white).
-BACKGROUND_RGB = (255, 255, 255)
-
-# A qualitative palette (Tableau 20-like), extended deterministically.
-_BASE_PALETTE = np.array(
-    [
-        (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-        (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
-        (174, 199, 232), (255, 187, 120), (152, 223, 138), (255, 152, 150), (197, 176, 213),
-        (196, 156, 148), (247, 182, 210), (199, 199, 199), (219, 219, 141), (158, 218, 229),
-    ],
-    dtype=np.uint8,
-)  # fmt: skip
-
-
-def label_palette(num_labels: int) -> np.ndarray:
-    """Distinct colours ``(num_labels, 3)`` uint8; the same label always gets the same colour."""
-    if num_labels <= len(_BASE_PALETTE):
-        return _BASE_PALETTE[:num_labels].copy()
-    rng = np.random.default_rng(12345)
-    extra = rng.integers(40, 230, size=(num_labels - len(_BASE_PALETTE), 3), dtype=np.uint8)
-    return np.concatenate([_BASE_PALETTE, extra])
 
 
 def labels_to_rgb(labels: np.ndarray, num_labels: int | None = None) -> np.ndarray:
@@ -109,16 +88,6 @@ def view_sheet(
     width = rows[0].shape[1]
     spacer = np.full((gap, width, 3), 255, np.uint8)
     return np.concatenate([x for r in rows for x in (r, spacer)][:-1], axis=0)
-
-
-def save_image(image: np.ndarray, path: str | Path) -> Path:
-    """Write a uint8 image as PNG atomically (temporary file, then rename)."""
-    from PIL import Image
-
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(image)).save(tmp, format="PNG")
-    return path
 
 
 # ------------------------------------------------------------ layout helpers

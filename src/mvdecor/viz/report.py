@@ -50,7 +50,7 @@ import numpy as np
 
 from mvdecor.errors import FileError, LabelError, MeshLoadError
 from mvdecor.fileio import atomic_path
-from mvdecor.viz.images import label_palette
+from mvdecor.palette import UNLABELLED_NAME, UNLABELLED_RGB, label_palette
 
 #: The vendored three.js release (``static/three-<version>/``).
 THREE_VERSION = "0.147.0"
@@ -399,7 +399,6 @@ def _mesh_payload(mesh: ReportMesh) -> tuple[dict, list[tuple[int, str, tuple[in
 
     Slot 0 is "unlabelled" (label ``-1``), slot ``i + 1`` label ``i``.
     """
-    from mvdecor.inference.export import UNLABELLED_NAME, UNLABELLED_RGB  # not at import: circular
 
     vertices, faces, names = mesh.vertices, mesh.faces, mesh.label_names
     palette = label_palette(max(len(names), 1))
