@@ -70,7 +70,7 @@ def _ordered_range(config: Any, section: str, name: str, low: float, high: float
 
 @dataclass(frozen=True)
 class RenderConfig:
-    """How shapes are rendered (paper section 3.3, DESIGN.md section 2).
+    """How shapes are rendered (paper section 3.3, docs/design.md section 2).
 
     Attributes
     ----------
@@ -127,7 +127,7 @@ class RenderConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The embedding network (paper section 3.3, DESIGN.md section 3).
+    """The embedding network (paper section 3.3, docs/design.md section 3).
 
     Attributes
     ----------
@@ -365,7 +365,7 @@ class PretrainConfig:
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """Few-shot fine-tuning with a segmentation head (paper section 3.2, DESIGN.md section 4).
+    """Few-shot fine-tuning with a segmentation head (paper section 3.2, docs/design.md section 4).
 
     Attributes
     ----------

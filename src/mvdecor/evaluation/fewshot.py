@@ -1,6 +1,6 @@
 """The few-shot protocol: R runs of (draw k labelled shapes, fine-tune, segment, evaluate).
 
-:func:`run_fewshot` implements DESIGN.md section 5 for one category (one label
+:func:`run_fewshot` implements docs/design.md section 6 for one category (one label
 vocabulary); :func:`run_fewshot_split` runs it for every category of a split
 (:mod:`mvdecor.data.splits`) and reports each category and the mean over
 categories, as the paper does. In each category, each run draws its own k labelled training shapes (seeded; the set

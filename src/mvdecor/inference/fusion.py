@@ -4,7 +4,7 @@ MvDeCor's network predicts, in each rendered view ``i``, a distribution
 ``P(i, p)`` over ``C`` classes at every foreground pixel ``p``. The pixel sees
 one mesh face (the view's ``face_ids``), so each face collects the
 distributions of the pixels that see it, over all views, and takes the class
-with the largest total (paper §3.2, DESIGN §4):
+with the largest total (paper §3.2, docs/design.md section 5):
 
 ``l_t = argmax_c  Σ_i W(i) Σ_{p ∈ t} P(i, p)_c``
 

@@ -1,4 +1,4 @@
-"""The contrastive loss of MvDeCor pre-training (paper eq. 2; DESIGN.md §3).
+"""The contrastive loss of MvDeCor pre-training (paper eq. 2; docs/design.md section 3).
 
 For ``N`` matched pixel pairs ``(a_i, b_i)`` between two views of one shape,
 with L2-normalised embeddings and temperature τ::

@@ -1,9 +1,9 @@
 """Ray casting backends.
 
 The only production backend is Intel Embree through ``embreex``'s own API
-(DESIGN.md section 7: 7-9 million rays per second per core; trimesh's generic
-intersector over the same library is 2-3x slower, and trimesh without Embree
-takes minutes per view). There is deliberately no silent fallback: without
+(docs/design.md section 8: about 10 million rays per second per core;
+trimesh's generic intersector over the same library is 2-4x slower, and
+trimesh without Embree takes minutes per view). There is deliberately no silent fallback: without
 embreex, :func:`require_embree` raises :class:`BackendUnavailableError` with
 the install command.
 """
