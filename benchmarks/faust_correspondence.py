@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from mvdecor.correspond.source import ViewSource
 from mvdecor.evaluation.correspondence import (
     correspondence_accuracy,
     label_transfer_accuracy,
@@ -34,8 +35,7 @@ from mvdecor.evaluation.correspondence import (
     normals_embed_fn,
 )
 from mvdecor.evaluation.embedding import sample_view_pairs
-from mvdecor.train.data import ViewSource
-from mvdecor.train.pretrain import build_model, load_embedding
+from mvdecor.models.checkpoints import build_model, load_embedding
 
 
 def main() -> None:
@@ -61,8 +61,8 @@ def main() -> None:
     model, stats, config = load_embedding(args.checkpoint)
     torch.manual_seed(0)
     random_model = build_model(config).eval()
-    radius = config.pretrain.resolve_radius(config.render)
-    source = ViewSource(args.data, config.render, radius=radius)
+    source = ViewSource.from_config(args.data, config)
+    radius = source.radius
     modalities = config.model.modalities
     embedders = {
         "pretrained": network_embed_fn(model, modalities, stats),

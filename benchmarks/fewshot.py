@@ -77,8 +77,8 @@ from mvdecor.config import load_config
 from mvdecor.data.datasets import open_dataset
 from mvdecor.data.splits import load_split, make_split, save_split
 from mvdecor.evaluation.embedding import evaluate_embedding
-from mvdecor.evaluation.fewshot import check_refinements, finished_fewshot, run_fewshot_cached
 from mvdecor.fileio import atomic_path
+from mvdecor.protocols.fewshot import check_refinements, finished_fewshot, run_fewshot_cached
 from mvdecor.train.data import split_shapes
 from mvdecor.train.precision import resolve_precision
 from mvdecor.train.pretrain import pretrain

@@ -23,9 +23,9 @@ import torch
 from mvdecor.config import load_config
 from mvdecor.data.synthetic import make_shape
 from mvdecor.inference.segment import Segmenter
+from mvdecor.models.checkpoints import build_model
 from mvdecor.models.embedding import SegmentationNet
 from mvdecor.models.inputs import ChannelStats, channel_count
-from mvdecor.train.pretrain import build_model
 
 
 def make_segmenter(preset: str, num_classes: int, device: str) -> Segmenter:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from mvdecor.cli import main
 
@@ -100,9 +101,14 @@ def test_finetune_then_segment_an_unlabelled_mesh(tmp_path, capsys):
         "resnet18",
     ]
     code = main(["finetune", "synthetic:categories=mug,n=2,textured=0", str(run), "--labelled", "mug_0000",
-                 "--iterations", "2", "--ssl-weight", "0", "--device", "cpu", "--quiet", *common])  # fmt: skip
+                 "--iterations", "2", "--ssl-weight", "0", "--device", "cpu", "--quiet", *common,
+                 "--set", "finetune.lr=0.0005", "--set", "finetune.lr_decay_every=7"])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     assert "fine-tuned on 1 labelled shapes" in capsys.readouterr().out
+    # --set reaches the configuration written next to the result, as do the shortcut options.
+    written = yaml.safe_load((run / "config.yaml").read_text())
+    assert (written["finetune"]["lr"], written["finetune"]["lr_decay_every"]) == (0.0005, 7)
+    assert (written["finetune"]["iterations"], written["render"]["resolution"]) == (2, 32)
     # The run leaves its own report: summary, curves and configuration.
     assert (
         "<h3>Logs</h3>" in (run / "report.html").read_text() and (run / "pictures" / "curves.png").is_file()
@@ -192,3 +198,105 @@ def test_pretrain_method_and_imagenet_checkpoint_options(capsys):
             [command, "d", "out", "--init", "imagenet", "--imagenet-checkpoint", "r.pth"]
         )
         assert _config_from_args(args, train_section="finetune").model.imagenet_checkpoint == "r.pth"
+
+
+def test_set_overrides_any_config_key_after_the_shortcut_options():
+    from mvdecor.cli import _config_from_args, build_parser
+    from mvdecor.config import load_config
+
+    parser = build_parser()
+    argv = ["finetune", "d", "run", "--lr", "0.1", "--set", "finetune.lr=0.0005", "--set", "render.resolution=48",
+            "--set", "model.head=light", "--set", "finetune.add_modalities=[position]",
+            "--set", "pretrain.densecl.queue_size=1024", "--set", "model.imagenet_checkpoint="]  # fmt: skip
+    config = _config_from_args(parser.parse_args(argv), train_section="finetune")
+    assert (config.finetune.lr, config.render.resolution, config.model.head) == (0.0005, 48, "light")
+    assert config.finetune.add_modalities == ("position",)
+    assert (config.pretrain.densecl.queue_size, config.model.imagenet_checkpoint) == (1024, "")
+    # Without --set, the shortcut is what counts; a pre-training option has no fine-tuning key.
+    args = parser.parse_args(["finetune", "d", "run", "--lr", "0.1", "--pairs-per-batch", "3"])
+    config = _config_from_args(args, train_section="finetune")
+    assert config.finetune.lr == 0.1
+    assert config.pretrain.pairs_per_batch == load_config("cpu").pretrain.pairs_per_batch
+    # Every command that takes --config takes --set.
+    for command in (["render", "d", "o"], ["views", "m.off", "o"], ["pretrain", "d", "r"], ["fewshot", "d", "o"],
+                    ["transfer", "m.off", "--references", "d", "--out", "o"]):  # fmt: skip
+        args = parser.parse_args([*command, "--set", "transfer.neighbours=3"])
+        assert _config_from_args(args).transfer.neighbours == 3
+
+
+def test_each_shortcut_option_names_a_config_key():
+    import argparse
+
+    from mvdecor.cli import SHORTCUTS, build_parser
+    from mvdecor.cli.overrides import check_key
+
+    def dests(parser):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    yield from dests(child)
+            else:
+                yield action.dest
+
+    known = set(dests(build_parser()))
+    for dest, key in SHORTCUTS.items():
+        assert dest in known, dest
+        check_key(key.format(train="pretrain"), f"{dest}=...")
+
+
+def test_set_writes_into_the_render_store(tmp_path, capsys):
+    out = tmp_path / "store"
+    argv = ["render", "synthetic:categories=mug,n=1,textured=0", str(out), "--preset", "cpu", "--workers", "1",
+            "--quiet", "--set", "render.resolution=16", "--set", "render.rings=1", "--set", "render.segments=2"]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    assert "4 views at 16px" in capsys.readouterr().out
+    settings = json.loads((out / "store.json").read_text())["settings"]
+    assert (settings["resolution"], settings["rings"], settings["segments"]) == (16, 1, 2)
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ("render.resolutoin=64", "--set render.resolutoin=64: unknown key render.resolutoin; known: rings,"),
+        ("rendr.resolution=64", "--set rendr.resolution=64: unknown section rendr; known: render,"),
+        ("render.resolution", "--set render.resolution: expected SECTION.KEY=VALUE"),
+        ("pretrain.densecl=3", "--set pretrain.densecl=3: pretrain.densecl is a section"),
+        (
+            "render.resolution=big",
+            "--set render.resolution=big: render.resolution must be an integer, got 'big'",
+        ),
+        ("render.resolution=2", "--set render.resolution=2: render.resolution must be an image size from 8"),
+        ("model.modalities=grey", "--set model.modalities=grey: model.modalities must be a list"),
+        ("finetune.lr=[1", "--set finetune.lr=[1: finetune.lr: value is not valid YAML"),
+    ],
+)
+def test_a_bad_set_is_one_line_naming_the_key(tmp_path, capsys, setting, expected):
+    out = tmp_path / "store"
+    argv = [
+        "render",
+        "synthetic:categories=mug,n=1",
+        str(out),
+        "--preset",
+        "cpu",
+        "--quiet",
+        "--set",
+        setting,
+    ]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("mvdecor: error: command line: ") and err.count("\n") == 1, err
+    assert expected in err, err
+    assert not out.exists()
+
+
+def test_warnings_are_one_line_without_source_lines(tmp_path, capsys):
+    import warnings
+
+    mesh = tmp_path / "box.obj"
+    mesh.write_text("mtllib missing.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    shown = warnings.showwarning
+    assert main(["info", str(mesh)]) == 0
+    err = capsys.readouterr().err
+    assert "mvdecor: warning: " in err and "material library 'missing.mtl' not found" in err, err
+    assert ".py:" not in err and "warnings.warn" not in err and err.count("\n") == 1, err
+    assert warnings.showwarning is shown  # restored when the command ends

@@ -147,3 +147,44 @@ def test_a_mesh_no_view_sees_is_an_error_naming_it(tmp_path):
     with pytest.raises(InvalidMeshError, match="no view sees any face") as info:
         segmenter.segment(mesh)
     assert "far.obj" in str(info.value)
+
+
+TINY_TRAINING = ["--preset", "cpu", "--rings", "1", "--segments", "2", "--resolution", "32",
+                 "--backbone", "resnet18", "--head", "light", "--iterations", "1", "--ssl-weight", "0",
+                 "--device", "cpu", "--quiet"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def finetuned(tmp_path_factory):
+    """The checkpoint `mvdecor finetune` writes, after one step: 4 views of 32x32, resnet18, light head."""
+    run = tmp_path_factory.mktemp("finetuned") / "ft"
+    argv = ["finetune", DATASET, str(run), "--labelled", "mug_0000", *TINY_TRAINING]
+    assert main(argv) == 0
+    return run / "checkpoints" / "last.pt"
+
+
+def test_finetune_from_a_finetuned_checkpoint_says_what_to_pass(tmp_path, capsys, finetuned):
+    run = tmp_path / "again"
+    argv = ["finetune", DATASET, str(run), "--labelled", "mug_0000", "--init", str(finetuned), *TINY_TRAINING]
+    err = _fails_cleanly(
+        capsys, argv, str(finetuned), "fine-tuned segmentation checkpoint", "mvdecor pretrain", "--init"
+    )
+    assert len(err) < 400, err
+    assert not run.exists()
+    out = tmp_path / "accuracy.json"
+    argv = ["evaluate-embedding", str(finetuned), DATASET, "--out", str(out)]
+    _fails_cleanly(capsys, argv, str(finetuned), "fine-tuned segmentation checkpoint", "mvdecor pretrain")
+    assert not out.exists()
+
+
+def test_a_checkpoint_that_does_not_fit_its_network_is_summarised(tmp_path, capsys, finetuned, square):
+    from mvdecor.train.checkpoint import load_checkpoint, save_checkpoint
+
+    payload = load_checkpoint(finetuned)
+    payload["config"]["model"]["backbone"] = "resnet34"  # more blocks than the weights have
+    bad = save_checkpoint(tmp_path / "bad.pt", payload)
+    out = tmp_path / "seg"
+    argv = ["segment", str(square), "--model", str(bad), "--out", str(out)]
+    err = _fails_cleanly(capsys, argv, str(bad), "does not fit its configuration", "missing keys (")
+    assert len(err) < 400 and "state_dict" not in err, err
+    assert not out.exists()

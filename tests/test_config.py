@@ -6,6 +6,7 @@ import pytest
 
 from mvdecor.config import Config, RenderConfig, load_config, render_config_from_dict, render_config_to_dict
 from mvdecor.errors import ConfigError
+from mvdecor.render.cameras import CameraScheme
 
 
 def test_paper_preset_is_the_authors_setup():
@@ -13,7 +14,13 @@ def test_paper_preset_is_the_authors_setup():
     assert config.preset == "paper"
     assert config.render == RenderConfig()
     assert config.render.num_views == 86 and config.render.resolution == 256
-    assert config.render.camera_scheme().cameras(0).width == 256
+    assert CameraScheme.from_config(config.render).cameras(0).width == 256
+
+
+def test_dataclass_defaults_are_the_paper_preset():
+    # One place for the defaults: the paper preset may not drift from the dataclasses.
+    paper = load_config("paper").to_dict()
+    assert {**paper, "preset": None} == {**Config().to_dict(), "preset": None}
 
 
 def test_cpu_preset_is_small():

@@ -19,7 +19,6 @@ from typing import Any
 import yaml
 
 from mvdecor.errors import ConfigError
-from mvdecor.render.cameras import CameraScheme
 
 PRESETS = ("paper", "cpu")
 
@@ -120,9 +119,6 @@ class RenderConfig:
     @property
     def num_views(self) -> int:
         return 2 + self.rings * self.segments
-
-    def camera_scheme(self) -> CameraScheme:
-        return CameraScheme(**{f.name: getattr(self, f.name) for f in fields(CameraScheme)})
 
 
 @dataclass(frozen=True)
@@ -274,7 +270,8 @@ class PretrainConfig:
         (unit-sphere units; authors: 5e-3, about one pixel at 256x256).
     radius_footprints : float
         If > 0, use this many pixel footprints at the typical camera distance
-        instead of ``radius`` (keeps matching sane at low resolution).
+        instead of ``radius`` (keeps matching sane at low resolution); resolved by
+        :func:`mvdecor.correspond.resolve_match_radius`.
     overlap_threshold : float
         Pairs must share more than this share of the smaller foreground (0.15).
     lr : float
@@ -293,7 +290,7 @@ class PretrainConfig:
         Periodic ``step_NNNNNNN.pt`` snapshots kept: the latest ones; older
         ones are deleted as new ones are written (each holds the network and
         its optimizer state, 200 MB for ResNet-18). ``-1`` keeps all, ``0``
-        none; ``last.pt`` and ``best.pt`` are always kept.
+        none; ``last.pt`` and ``best.pt`` are always kept (5).
     precision : str
         ``fp32``, ``bf16`` (autocast, CPU or GPU), ``fp16`` (autocast with
         gradient scaling, GPU only) or ``auto``: bf16 where it is fast (a
@@ -301,7 +298,7 @@ class PretrainConfig:
     device : str
         ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
     num_workers : int
-        Data-loader processes that render or load views and match pixels.
+        Data-loader processes that render or load views and match pixels (8).
     cached_shapes : int
         Meshes (with their ray-casting scenes) each process keeps in memory.
         Pairs are drawn from random shapes, so a cache smaller than the training
@@ -330,11 +327,11 @@ class PretrainConfig:
     val_pairs: int = 64
     val_every: int = 2000
     checkpoint_every: int = 5000
-    keep_snapshots: int = 3
+    keep_snapshots: int = 5
     log_every: int = 50
     precision: str = "fp32"
     device: str = "auto"
-    num_workers: int = 4
+    num_workers: int = 8
     cached_shapes: int = 64
     seed: int = 0
     densecl: DenseCLConfig = field(default_factory=DenseCLConfig)
@@ -349,18 +346,6 @@ class PretrainConfig:
         _fraction(self, section, "overlap_threshold", "val_fraction", open_top=True)
         _at_least(self, section, -1, "keep_snapshots")
         _one_of(self, section, "precision", PRECISIONS)
-
-    def resolve_radius(self, render: RenderConfig) -> float:
-        """The correspondence radius actually used with these renders."""
-        if self.radius_footprints <= 0:
-            return self.radius
-        import math
-
-        # Typical distance from a camera to the surface: the mean camera distance
-        # minus half the unit sphere's radius.
-        distance = render.radius * sum(render.distance_scale) / 2 - 0.5
-        footprint = distance * 2 * math.tan(math.radians(render.fov_degrees) / 2) / render.resolution
-        return self.radius_footprints * footprint
 
 
 @dataclass(frozen=True)
@@ -419,7 +404,7 @@ class FinetuneConfig:
     log_every: int = 20
     precision: str = "fp32"
     device: str = "auto"
-    num_workers: int = 2
+    num_workers: int = 4
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -444,7 +429,7 @@ class SegmentConfig:
     gamma : float
         The exponent of the entropy weight (20).
     batch_views : int
-        Views per network forward pass.
+        Views per network forward pass (16).
     rings, segments : int
         Test-time cameras: ``2 + rings * segments`` views on the training
         scheme's sphere (same distances, jitter and resolution). 0 (default)
@@ -468,7 +453,7 @@ class SegmentConfig:
 
     method: str = "entropy"
     gamma: float = 20.0
-    batch_views: int = 8
+    batch_views: int = 16
     rings: int = 0
     segments: int = 0
     transfer_prior: float = 0.0

@@ -36,7 +36,7 @@ def test_step_batch_sampler_is_disjoint_across_ranks_and_steps():
 
 
 def test_pair_items_are_a_function_of_the_index(tiny):
-    source = ViewSource(TINY_DATASET, tiny.render, radius=tiny.pretrain.resolve_radius(tiny.render))
+    source = ViewSource.from_config(TINY_DATASET, tiny)
     ds = ViewPairDataset(source, source.shape_ids(), tiny.model.modalities, None, 128, 0.15, seed=3)
     a, b = ds[17], ds[17]
     for key in a:

@@ -8,6 +8,8 @@ from mvdecor.correspond.matching import (
     match_views,
     match_views_kdtree,
     overlap_ratio,
+    pixel_footprint,
+    resolve_match_radius,
     sample_matches,
 )
 from mvdecor.correspond.pairs import (
@@ -18,12 +20,14 @@ from mvdecor.correspond.pairs import (
     overlap_matrix,
     save_overlaps,
 )
+from mvdecor.correspond.source import ViewSource
 
 __all__ = [
     "DEFAULT_RADIUS",
     "DEFAULT_THRESHOLD",
     "Matches",
     "PairSampler",
+    "ViewSource",
     "auto_radius",
     "footprint_radius",
     "load_or_compute_overlaps",
@@ -32,6 +36,8 @@ __all__ = [
     "match_views_kdtree",
     "overlap_matrix",
     "overlap_ratio",
+    "pixel_footprint",
+    "resolve_match_radius",
     "sample_matches",
     "save_overlaps",
 ]

@@ -45,7 +45,8 @@ from functools import cached_property
 
 import numpy as np
 
-from mvdecor.render.cameras import Cameras
+from mvdecor.config import PretrainConfig, RenderConfig
+from mvdecor.render.cameras import Cameras, focal_from_fov
 from mvdecor.render.views import RenderedView
 
 #: The authors' correspondence radius, in unit-sphere units.
@@ -128,7 +129,7 @@ class Matches:
 
 
 # ----------------------------------------------------------------- internals
-class _Prepared:
+class PreparedView:
     """Per-view arrays, reused across the many pairs a view takes part in.
 
     With ``stride = s > 1`` the view is *decimated*: it stands for the view
@@ -209,7 +210,7 @@ class _Prepared:
         self.__dict__.pop("flat_data", None)
 
 
-def _reproject(data: np.ndarray, b: _Prepared, radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def reproject(data: np.ndarray, b: PreparedView, radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Reproject other views' pixels into view B and keep those B sees within ``radius``.
 
     A pixel is kept when its hit point projects into B's image in front of the
@@ -223,7 +224,7 @@ def _reproject(data: np.ndarray, b: _Prepared, radius: float) -> tuple[np.ndarra
     data : (6, S) float32
         Hit points (rows 0-2) and camera-facing normals (rows 3-5) of some
         pixels of another view.
-    b : _Prepared
+    b : PreparedView
         View B.
     radius : float
 
@@ -297,8 +298,8 @@ def _one_per_target(
     return np.flatnonzero(np.take(best, index_b) == key)
 
 
-def _match_prepared(a: _Prepared, b: _Prepared, radius: float) -> Matches:
-    rows, index_b, distance = _reproject(a.data, b, radius)
+def _match_prepared(a: PreparedView, b: PreparedView, radius: float) -> Matches:
+    rows, index_b, distance = reproject(a.data, b, radius)
     index_a = a.fg_index.take(rows)
     win = _one_per_target(index_a, index_b, distance, b.shape[0] * b.shape[1])
     return Matches(index_a.take(win), index_b.take(win), distance.take(win), a.shape, b.shape)
@@ -332,7 +333,7 @@ def match_views(view_a: RenderedView, view_b: RenderedView, radius: float = DEFA
     Matches
         Sorted by ``index_a``; ``index_a`` and ``index_b`` each without repeats.
     """
-    return _match_prepared(_Prepared(view_a), _Prepared(view_b), radius)
+    return _match_prepared(PreparedView(view_a), PreparedView(view_b), radius)
 
 
 def _kdtree_query(data: np.ndarray, queries: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
@@ -379,7 +380,7 @@ def match_views_kdtree(view_a: RenderedView, view_b: RenderedView, radius: float
     Matches
         Sorted by ``index_a``; ``index_a`` and ``index_b`` each without repeats.
     """
-    a, b = _Prepared(view_a), _Prepared(view_b)
+    a, b = PreparedView(view_a), PreparedView(view_b)
     if len(a.fg_index) == 0 or len(b.fg_index) == 0:
         return Matches.empty(a.shape, b.shape)
     a_points = np.ascontiguousarray(a.data[:3].T)
@@ -438,8 +439,29 @@ def footprint_radius(cameras: Cameras, index: int, distance: float, scale: float
     float
         A radius in unit-sphere units.
     """
-    focal = float(np.mean(cameras.focal[index]))
-    return scale * float(distance) / focal
+    return scale * pixel_footprint(distance, float(np.mean(cameras.focal[index])))
+
+
+def pixel_footprint(distance: float, focal: float) -> float:
+    """The size of one pixel of focal length ``focal`` (pixels) on a surface facing the camera
+    at depth ``distance``: ``distance / focal`` (unit-sphere units). The one formula behind
+    :func:`footprint_radius` and :func:`resolve_match_radius`."""
+    return float(distance) / float(focal)
+
+
+def resolve_match_radius(pretrain: PretrainConfig, render: RenderConfig) -> float:
+    """The correspondence radius used with renders made by ``render``.
+
+    ``pretrain.radius`` itself, or, when ``pretrain.radius_footprints`` is positive,
+    that many :func:`pixel_footprint` at a typical camera-to-surface depth (the mean
+    camera distance minus half the unit sphere's radius), so matching keeps working
+    at resolutions where the authors' ``5e-3`` is below one pixel.
+    """
+    if pretrain.radius_footprints <= 0:
+        return pretrain.radius
+    depth = render.radius * sum(render.distance_scale) / 2 - 0.5
+    focal = focal_from_fov(render.fov_degrees, render.resolution)
+    return pretrain.radius_footprints * pixel_footprint(depth, focal)
 
 
 def auto_radius(view_a: RenderedView, view_b: RenderedView, scale: float = 1.5) -> float:

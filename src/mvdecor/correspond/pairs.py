@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from mvdecor.correspond.matching import DEFAULT_RADIUS, _Prepared, _reproject
+from mvdecor.correspond.matching import DEFAULT_RADIUS, PreparedView, reproject
 from mvdecor.fileio import atomic_path
 from mvdecor.render.views import RenderedView
 
@@ -75,7 +75,7 @@ def overlap_matrix(
     """
     if subsample < 1:
         raise ValueError(f"subsample must be >= 1, got {subsample}")
-    prepared = [_Prepared(view, subsample) for view in views]
+    prepared = [PreparedView(view, subsample) for view in views]
     radius = radius * subsample
     n = len(prepared)
     counts = np.array([len(p.data[0]) for p in prepared], np.int64)  # computes every view's data
@@ -90,7 +90,7 @@ def overlap_matrix(
             smaller = min(counts[i], counts[j])
             if smaller == 0:
                 continue
-            _, index_b, _ = _reproject(prepared[i].data, b, radius)
+            _, index_b, _ = reproject(prepared[i].data, b, radius)
             hit[:] = False
             hit[index_b] = True
             result[i, j] = result[j, i] = np.count_nonzero(hit) / smaller

@@ -57,7 +57,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mvdecor.data.datasets import DATASETS, ShapeDataset, _parse_options, _safe_id
+from mvdecor.data.datasets import DATASETS, ShapeDataset, parse_options, safe_shape_id
 from mvdecor.data.mesh import LabelledMesh
 from mvdecor.errors import ConfigError, LabelError, MeshLoadError
 
@@ -223,7 +223,7 @@ class CosegDataset(ShapeDataset):
         """(category, folder, whether ids get the category as prefix) of each category."""
         found: list[tuple[str, Path, bool]] = []
         if self._has_meshes(self.root) or self._has_meshes(self.root / "shapes"):
-            found.append((_safe_id(self.root.name), self.root, False))
+            found.append((safe_shape_id(self.root.name), self.root, False))
         for sub in sorted(p for p in self.root.iterdir() if p.is_dir() and p.name not in _LAYOUT_DIRS):
             if self._has_meshes(sub) or self._has_meshes(sub / "shapes"):
                 found.append((sub.name, sub, True))
@@ -241,7 +241,7 @@ class CosegDataset(ShapeDataset):
                 continue
             seen.add(stem)
             label_path, kind = self._label_file(stem, label_dirs)
-            base = _safe_id(f"{category}_{stem}" if prefixed else stem)
+            base = safe_shape_id(f"{category}_{stem}" if prefixed else stem)
             shape_id, k = base, 1
             while shape_id in self._shapes:
                 shape_id, k = f"{base}_{k}", k + 1
@@ -306,7 +306,7 @@ class CosegDataset(ShapeDataset):
     @classmethod
     def from_options(cls, text: str) -> CosegDataset:
         """Open from the options of a ``coseg:`` spec (``root=PATH`` or just ``PATH``)."""
-        opts = {"root": text} if text and "=" not in text else _parse_options(text)
+        opts = {"root": text} if text and "=" not in text else parse_options(text)
         unknown = set(opts) - {"root", "categories"}
         if unknown:
             raise ConfigError(None, f"unknown coseg dataset options {sorted(unknown)}")

@@ -75,7 +75,8 @@ class ShapeDataset(ABC):
         return f"{type(self).__name__}({self.spec!r})"
 
 
-def _parse_options(text: str) -> dict[str, str]:
+def parse_options(text: str) -> dict[str, str]:
+    """``"a=1,b=x"`` -> ``{"a": "1", "b": "x"}``: the options part of a dataset spec."""
     options = {}
     for item in filter(None, text.split(",")):
         key, sep, value = item.partition("=")
@@ -108,7 +109,8 @@ def open_dataset(spec: str) -> ShapeDataset:
     raise ConfigError(None, f"{spec!r} is neither an existing folder nor a known dataset ({known})")
 
 
-def _safe_id(text: str) -> str:
+def safe_shape_id(text: str) -> str:
+    """``text`` reduced to a file-name-safe shape id (letters, digits, ``._-``)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "shape"
 
 
@@ -149,7 +151,7 @@ class SyntheticDataset(ShapeDataset):
 
     @classmethod
     def from_options(cls, text: str) -> SyntheticDataset:
-        opts = _parse_options(text)
+        opts = parse_options(text)
         unknown = set(opts) - {"categories", "n", "seed", "textured", "detail"}
         if unknown:
             raise ConfigError(None, f"unknown synthetic dataset options {sorted(unknown)}")
@@ -226,14 +228,14 @@ class FolderDataset(ShapeDataset):
         exts = tuple(SUPPORTED_EXTENSIONS)
         for path in sorted(self.root.iterdir()):
             if path.is_file() and path.name.lower().endswith(exts):
-                self._add(_safe_id(path.stem), path, self._labels_beside(path))
+                self._add(safe_shape_id(path.stem), path, self._labels_beside(path))
             elif path.is_dir():
                 meshes = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(exts))
                 if len(meshes) == 1:
                     labels = next((path / n for n in _FOLDER_LABEL_FILES if (path / n).is_file()), None)
-                    self._add(_safe_id(path.name), meshes[0], labels)
+                    self._add(safe_shape_id(path.name), meshes[0], labels)
         self.label_names = self._read_label_names()
-        self.default_category = _safe_id(self.root.name)
+        self.default_category = safe_shape_id(self.root.name)
 
     def _add(self, shape_id: str, mesh_path: Path, labels: Path | None) -> None:
         unique, k = shape_id, 1

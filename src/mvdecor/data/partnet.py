@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mvdecor.data.datasets import DATASETS, ShapeDataset, _parse_options, _safe_id
+from mvdecor.data.datasets import DATASETS, ShapeDataset, parse_options, safe_shape_id
 from mvdecor.data.mesh import LabelledMesh, concatenate_meshes
 from mvdecor.errors import ConfigError, LabelError, MeshLoadError
 
@@ -168,7 +168,7 @@ class PartNetDataset(ShapeDataset):
         return found
 
     def _add(self, category: str, folder: Path) -> None:
-        shape_id = _safe_id(f"{category}_{folder.name}")
+        shape_id = safe_shape_id(f"{category}_{folder.name}")
         result = folder / "result.json"
         try:
             tree = json.loads(result.read_text())
@@ -211,7 +211,7 @@ class PartNetDataset(ShapeDataset):
     # ------------------------------------------------------------------ API
     @classmethod
     def from_options(cls, text: str) -> PartNetDataset:
-        opts = _parse_options(text)
+        opts = parse_options(text)
         if "root" not in opts and len(opts) == 0 and text:
             opts = {"root": text}
         unknown = set(opts) - {"root", "categories", "level", "missing", "splits"}

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mvdecor.data.datasets import DATASETS, ShapeDataset, _parse_options, _safe_id
+from mvdecor.data.datasets import DATASETS, ShapeDataset, parse_options, safe_shape_id
 from mvdecor.data.mesh import LabelledMesh
 from mvdecor.errors import ConfigError, InvalidMeshError, LabelError, MeshLoadError
 
@@ -384,7 +384,7 @@ class ShapeNetPartDataset(ShapeDataset):
                     raise ConfigError(folder, f"the folder of category {category!r} is missing")
                 continue
             for model, points_path, labels_path in self._labelled_models(folder):
-                shape_id = _safe_id(f"{category}_{model}")
+                shape_id = safe_shape_id(f"{category}_{model}")
                 mesh_path = self._mesh_of(synset, model)
                 if mesh_path is None:
                     missing_meshes.append(shape_id)
@@ -446,7 +446,7 @@ class ShapeNetPartDataset(ShapeDataset):
     @classmethod
     def from_options(cls, text: str) -> ShapeNetPartDataset:
         """Open from the options of a ``shapenet_part:`` spec."""
-        opts = _parse_options(text)
+        opts = parse_options(text)
         unknown = set(opts) - {"root", "meshes", "categories"}
         if unknown:
             raise ConfigError(None, f"unknown shapenet_part dataset options {sorted(unknown)}")

@@ -22,8 +22,8 @@ from mvdecor.data.mesh import LabelledMesh
 from mvdecor.data.splits import Split
 from mvdecor.demo.stages import METHOD_TITLES, _pct
 from mvdecor.render import Renderer
-from mvdecor.render.cameras import Cameras
-from mvdecor.render.store import RenderStore, shape_camera_seed
+from mvdecor.render.cameras import Cameras, shape_cameras
+from mvdecor.render.store import RenderStore
 from mvdecor.render.views import RenderedView
 from mvdecor.viz import Picture, ReportMesh, part_labels_sheet, save_image, view_sheet
 
@@ -104,8 +104,8 @@ def _prediction_stage(
     list of ReportMesh
         One per test shape: each method's predicted colouring and the ground truth.
     """
-    from mvdecor.evaluation.fewshot import load_predictions
     from mvdecor.inference.export import export_segmentation
+    from mvdecor.protocols.fewshot import load_predictions
 
     seg_root = out / "segmentations"
     pic_root = out / "pictures" / "predictions"
@@ -142,7 +142,7 @@ def _prediction_stage(
                 kind: files[kind].relative_to(out).as_posix() for kind in ("ply", "glb")
             }
             # The cameras the network segmented with: the training scheme, seeded per shape.
-            cameras = render.camera_scheme().cameras(seed=shape_camera_seed(shape_id, render.seed))
+            cameras = shape_cameras(render, shape_id)
             picture = _prediction_picture(mesh, cameras, predicted, names)
             record["picture"] = save_image(picture, pic_root / f"{shape_id}.png").relative_to(out).as_posix()
             shapes[shape_id] = record
@@ -205,7 +205,7 @@ def _embedding_pictures(
 
     import torch
 
-    from mvdecor.train.pretrain import build_model, load_embedding
+    from mvdecor.models.checkpoints import build_model, load_embedding
     from mvdecor.viz import embed_views, embedding_sheet
 
     folder = out / "pictures" / "embeddings"

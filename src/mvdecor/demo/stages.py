@@ -25,7 +25,7 @@ from mvdecor.render.store import RenderReport, RenderStore, render_dataset
 #: Categories of the default demo: both have large, well separated parts.
 DEFAULT_CATEGORIES: tuple[str, ...] = ("chair", "table")
 
-#: The learning-free method, :data:`mvdecor.evaluation.fewshot.TRANSFER` (not imported: it loads torch).
+#: The learning-free method, :data:`mvdecor.protocols.fewshot.TRANSFER` (not imported: it loads torch).
 TRANSFER = "transfer"
 
 #: How each method is named in the report, in the order of its columns.
@@ -257,7 +257,7 @@ def _fewshot_stage(
 
     The learning-free ``transfer`` trains nothing: its record has no checkpoint and no 2D pixel mIoU (None).
     """
-    from mvdecor.evaluation.fewshot import run_fewshot
+    from mvdecor.protocols.fewshot import run_fewshot
 
     folder = out / "fewshot" / category / method
     learned = method != TRANSFER

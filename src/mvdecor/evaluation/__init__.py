@@ -1,1 +1,3 @@
-"""Evaluation: embedding quality (cross-view correspondence) and, later, part mIoU."""
+"""Evaluation: scorers that train nothing: part and shape mIoU (:class:`SegmentationEvaluator`),
+correspondence accuracy of an embedding. The few-shot protocol that trains and scores is
+:mod:`mvdecor.protocols.fewshot`."""

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mvdecor.correspond.source import ViewSource
 from mvdecor.errors import ConfigError
 from mvdecor.evaluation.correspondence import correspondence_accuracy, network_embed_fn, normals_embed_fn
-from mvdecor.train.data import ViewSource
-from mvdecor.train.pretrain import build_model, load_embedding
+from mvdecor.models.checkpoints import build_model, load_embedding
 
 
 def sample_view_pairs(
@@ -52,8 +52,8 @@ def evaluate_embedding(
         shapes = json.loads(run_json.read_text()).get("val_shapes") or []
         if not shapes:
             raise ConfigError(run_json, "the run has no validation shapes; pass --shapes")
-    radius = config.pretrain.resolve_radius(config.render)
-    source = ViewSource(dataset, config.render, radius=radius)
+    source = ViewSource.from_config(dataset, config)
+    radius = source.radius
     pairs = sample_view_pairs(source, shapes, pairs_per_shape, config.pretrain.overlap_threshold, seed)
     torch.manual_seed(seed)
     random_model = build_model(config).to(device)

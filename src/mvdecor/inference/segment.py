@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +23,8 @@ from mvdecor.inference.refine import refine_fusion
 from mvdecor.inference.transfer import LabelTransfer
 from mvdecor.models.embedding import SegmentationNet
 from mvdecor.models.inputs import ChannelStats, view_to_array
-from mvdecor.render.cameras import Cameras
+from mvdecor.render.cameras import Cameras, shape_cameras
 from mvdecor.render.renderer import Renderer
-from mvdecor.render.store import shape_camera_seed
 from mvdecor.render.views import RenderedView
 
 
@@ -99,7 +98,7 @@ class Segmenter:
     def from_checkpoint(
         cls, path: str | Path, device: str | torch.device = "cpu", exclude_classes: Sequence[int] = ()
     ) -> Segmenter:
-        from mvdecor.train.finetune import load_segmentation_model
+        from mvdecor.models.checkpoints import load_segmentation_model
 
         model, stats, config, names = load_segmentation_model(path, device)
         return cls(model, stats, config, names, device, exclude_classes)
@@ -110,13 +109,8 @@ class Segmenter:
         ``segment.rings`` / ``segment.segments``, when positive, replace the
         scheme's own (more views at test time); everything else is the training's.
         """
-        render, seg = self.config.render, self.config.segment
-        scheme = render.camera_scheme()
-        if seg.rings > 0 or seg.segments > 0:
-            scheme = replace(
-                scheme, rings=seg.rings or scheme.rings, segments=seg.segments or scheme.segments
-            )
-        return scheme.cameras(seed=shape_camera_seed(mesh.name, render.seed))
+        seg = self.config.segment
+        return shape_cameras(self.config.render, mesh.name, seg.rings, seg.segments)
 
     @torch.no_grad()
     def predict(self, views: Sequence[RenderedView]) -> np.ndarray:

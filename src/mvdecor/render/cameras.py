@@ -14,13 +14,19 @@ Conventions (those of OpenCV):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, fields
 
 import numpy as np
 
+from mvdecor.config import RenderConfig
+
+# The camera defaults are defined once, by RenderConfig (the authors' scheme).
+_AUTHORS = RenderConfig()
+
 #: The authors' camera sphere: 7 rings x 12 segments + 2 poles = 86 views.
-AUTHORS_RINGS = 7
-AUTHORS_SEGMENTS = 12
+AUTHORS_RINGS = _AUTHORS.rings
+AUTHORS_SEGMENTS = _AUTHORS.segments
 
 
 @dataclass(frozen=True, eq=False)
@@ -293,14 +299,29 @@ class CameraScheme:
         Square image size in pixels.
     """
 
-    rings: int = AUTHORS_RINGS
-    segments: int = AUTHORS_SEGMENTS
-    radius: float = 2.0
-    distance_scale: tuple[float, float] = (0.7, 1.0)
-    jitter_std: float = 0.06
-    jitter_clip: float = 0.25
-    fov_degrees: float = 60.0
-    resolution: int = 256
+    rings: int = _AUTHORS.rings
+    segments: int = _AUTHORS.segments
+    radius: float = _AUTHORS.radius
+    distance_scale: tuple[float, float] = _AUTHORS.distance_scale
+    jitter_std: float = _AUTHORS.jitter_std
+    jitter_clip: float = _AUTHORS.jitter_clip
+    fov_degrees: float = _AUTHORS.fov_degrees
+    resolution: int = _AUTHORS.resolution
+
+    @classmethod
+    def from_config(cls, render: RenderConfig, rings: int = 0, segments: int = 0) -> CameraScheme:
+        """The scheme of ``render``; positive ``rings`` / ``segments`` replace its own
+        (more views at test time, everything else as in training)."""
+        scheme = cls(**{f.name: getattr(render, f.name) for f in fields(cls)})
+        if rings > 0 or segments > 0:
+            scheme = cls(
+                **{
+                    **{f.name: getattr(scheme, f.name) for f in fields(cls)},
+                    "rings": rings or scheme.rings,
+                    "segments": segments or scheme.segments,
+                }
+            )
+        return scheme
 
     @property
     def num_views(self) -> int:
@@ -321,15 +342,31 @@ class CameraScheme:
         )
 
 
+def shape_camera_seed(shape_id: str, seed: int) -> int:
+    """The camera seed of one shape: stable across runs, shards and worker counts."""
+    return (zlib.crc32(shape_id.encode("utf-8")) ^ (seed * 2654435761)) & 0x7FFFFFFF
+
+
+def shape_cameras(render: RenderConfig, shape_id: str, rings: int = 0, segments: int = 0) -> Cameras:
+    """The cameras of one shape under ``render``, the same in every process, shard and run.
+
+    Rendering, training, the render store and ``segment`` all place a shape's
+    cameras through this function, so a mesh segmented by name sees the views
+    it was trained on. Positive ``rings`` / ``segments`` replace the scheme's own.
+    """
+    scheme = CameraScheme.from_config(render, rings, segments)
+    return scheme.cameras(seed=shape_camera_seed(shape_id, render.seed))
+
+
 def sphere_cameras(
-    rings: int = AUTHORS_RINGS,
-    segments: int = AUTHORS_SEGMENTS,
-    radius: float = 2.0,
-    distance_scale: tuple[float, float] = (0.7, 1.0),
-    jitter_std: float = 0.06,
-    jitter_clip: float = 0.25,
-    fov_degrees: float = 60.0,
-    resolution: int = 256,
+    rings: int = _AUTHORS.rings,
+    segments: int = _AUTHORS.segments,
+    radius: float = _AUTHORS.radius,
+    distance_scale: tuple[float, float] = _AUTHORS.distance_scale,
+    jitter_std: float = _AUTHORS.jitter_std,
+    jitter_clip: float = _AUTHORS.jitter_clip,
+    fov_degrees: float = _AUTHORS.fov_degrees,
+    resolution: int = _AUTHORS.resolution,
     seed: int = 0,
 ) -> Cameras:
     """Cameras on a jittered UV sphere looking at the origin (see :class:`CameraScheme`).

@@ -38,7 +38,8 @@ from mvdecor.config import RenderConfig, render_config_from_dict, render_config_
 from mvdecor.data.mesh import LabelledMesh
 from mvdecor.errors import ConfigError, MvDecorError, RenderStoreError
 from mvdecor.fileio import atomic_path
-from mvdecor.render.cameras import Cameras
+from mvdecor.render.cameras import Cameras, shape_cameras
+from mvdecor.render.cameras import shape_camera_seed as shape_camera_seed  # its old home
 from mvdecor.render.renderer import Renderer
 from mvdecor.render.views import RenderedView
 
@@ -54,11 +55,6 @@ def mesh_fingerprint(mesh: LabelledMesh) -> str:
     digest.update(np.ascontiguousarray(mesh.faces, np.int64).tobytes())
     digest.update(np.ascontiguousarray(np.round(mesh.vertices, 6), np.float64).tobytes())
     return digest.hexdigest()
-
-
-def shape_camera_seed(shape_id: str, seed: int) -> int:
-    """The camera seed of one shape: stable across runs, shards and worker counts."""
-    return (zlib.crc32(shape_id.encode("utf-8")) ^ (seed * 2654435761)) & 0x7FFFFFFF
 
 
 def _atomic_write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -201,7 +197,7 @@ class StoredShape:
 # --------------------------------------------------------------- whole datasets
 def render_shape(mesh: LabelledMesh, settings: RenderConfig) -> tuple[Cameras, np.ndarray]:
     """Cameras and face-id images ``(N, H, W)`` of one normalised mesh."""
-    cameras = settings.camera_scheme().cameras(seed=shape_camera_seed(mesh.name, settings.seed))
+    cameras = shape_cameras(settings, mesh.name)
     renderer = Renderer(mesh)
     face_ids = np.stack(
         [renderer.cast(cameras, i)[0].reshape(cameras.height, cameras.width) for i in range(len(cameras))]

@@ -14,14 +14,16 @@ to what loading the network needs (:func:`prune_checkpoints`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from mvdecor.errors import ConfigError, FileError
-from mvdecor.fileio import atomic_path
+from mvdecor.errors import ConfigError
 
-CHECKPOINT_FORMAT_VERSION = 1
+# Reading and writing checkpoint files is the models layer's (inference loads networks too).
+from mvdecor.models.checkpoints import CHECKPOINT_FORMAT_VERSION as CHECKPOINT_FORMAT_VERSION
+from mvdecor.models.checkpoints import CheckpointError as CheckpointError
+from mvdecor.models.checkpoints import load_checkpoint as load_checkpoint
+from mvdecor.models.checkpoints import save_checkpoint as save_checkpoint
 
 #: What :func:`prune_checkpoints` may keep of a finished training run's checkpoints.
 KEEP_CHECKPOINTS: tuple[str, ...] = ("last", "weights", "all")
@@ -44,40 +46,19 @@ NETWORK_ENTRIES: tuple[str, ...] = (
 SNAPSHOT_PATTERN = "step_*.pt"
 
 
-class CheckpointError(FileError):
-    """A checkpoint file is missing, unreadable or incompatible."""
+def rng_state(device: torch.device) -> dict:
+    """The torch RNG states a checkpoint keeps (CPU, and the device's on CUDA)."""
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
 
 
-def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` to ``path`` via a temporary file and an atomic rename."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save({**payload, "format_version": CHECKPOINT_FORMAT_VERSION}, tmp)
-    return path
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint`.
-
-    Raises
-    ------
-    CheckpointError
-        Missing, truncated or foreign file, or another format version.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(path, "no such checkpoint file")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises many types for damaged files
-        raise CheckpointError(path, f"unreadable checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(payload, dict) or "model" not in payload:
-        raise CheckpointError(path, "not an mvdecor checkpoint (no 'model' entry)")
-    if payload.get("format_version") != CHECKPOINT_FORMAT_VERSION:
-        raise CheckpointError(
-            path, f"checkpoint format {payload.get('format_version')}, expected {CHECKPOINT_FORMAT_VERSION}"
-        )
-    return payload
+def set_rng_state(state: dict, device: torch.device) -> None:
+    """Restore what :func:`rng_state` saved, so a resumed run draws what an uninterrupted one would."""
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def snapshot_path(folder: str | Path, step: int) -> Path:

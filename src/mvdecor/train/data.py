@@ -1,10 +1,7 @@
-"""Training data: views of a dataset's shapes, and batches of matched view pairs.
+"""Training data: batches of matched view pairs drawn from a :class:`ViewSource`.
 
-:class:`ViewSource` gives any view of any shape, from a render store or by
-rendering on the fly (the cameras are the same either way), and caches each
-shape's view-overlap matrix so that pair sampling never re-draws endlessly.
-
-:class:`ViewPairDataset` turns it into the pre-training data contract, a
+:class:`ViewPairDataset` turns a :class:`~mvdecor.correspond.source.ViewSource`
+(views of a dataset's shapes and their overlaps) into the pre-training data contract, a
 :class:`ViewPairBatch`. Item ``k`` is a pure function of ``(seed, k)``: which
 shape, which pair of views and which matches are drawn depends on nothing
 else, so a resumed run sees exactly the batches an uninterrupted run would, in
@@ -13,28 +10,21 @@ any number of worker processes or ranks.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from mvdecor.config import RenderConfig, render_config_to_dict
 from mvdecor.correspond import (
     PairSampler,
-    load_or_compute_overlaps,
     match_views,
-    overlap_matrix,
     sample_matches,
 )
-from mvdecor.data.datasets import ShapeDataset, open_dataset
-from mvdecor.data.mesh import LabelledMesh
+
+# ViewSource lives in correspond/ (evaluation reads it too); re-exported for training code.
+from mvdecor.correspond.source import ViewSource as ViewSource
 from mvdecor.models.inputs import ChannelStats, view_to_array
-from mvdecor.render.cameras import Cameras
-from mvdecor.render.renderer import Renderer
-from mvdecor.render.store import RenderStore, shape_camera_seed
 from mvdecor.render.views import RenderedView
 
 
@@ -84,105 +74,6 @@ def collate_pairs(items: Sequence[dict[str, np.ndarray]]) -> ViewPairBatch:
         index_b=torch.from_numpy(np.stack([it["index_b"] for it in items])),
         valid=torch.from_numpy(np.stack([it["valid"] for it in items])),
     )
-
-
-class ViewSource:
-    """Views of the shapes of one dataset, rendered on the fly or read from a store.
-
-    Parameters
-    ----------
-    dataset : a spec string (see ``open_dataset``) or a dataset
-    render : the camera scheme and resolution
-    store : a render store folder made with the same ``render`` settings, or None
-        to render on the fly
-    cache_dir : where per-shape overlap matrices are cached (default: the
-        store's ``overlaps/`` folder, else no disk cache)
-    radius : correspondence radius (unit-sphere units) used for overlaps
-    max_cached_shapes : meshes and renderers kept in memory per process
-    """
-
-    def __init__(
-        self,
-        dataset: str | ShapeDataset,
-        render: RenderConfig,
-        store: str | Path | None = None,
-        cache_dir: str | Path | None = None,
-        radius: float = 5e-3,
-        max_cached_shapes: int = 8,
-    ) -> None:
-        self.dataset = open_dataset(dataset) if isinstance(dataset, str) else dataset
-        self.render = render
-        self.radius = float(radius)
-        self.store = RenderStore(store) if store is not None else None
-        if self.store is not None and self.store.settings != render:
-            from mvdecor.errors import ConfigError
-
-            raise ConfigError(self.store.root, "was rendered with other camera settings than this run's")
-        if cache_dir is None and self.store is not None:
-            cache_dir = self.store.root / "overlaps"
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        self._max_cached = max_cached_shapes
-        self._renderers: OrderedDict[str, Renderer] = OrderedDict()
-        self._overlaps: dict[str, np.ndarray] = {}
-
-    def shape_ids(self) -> list[str]:
-        return self.dataset.shape_ids()
-
-    # ---------------------------------------------------------------- shapes
-    def renderer(self, shape_id: str) -> Renderer:
-        """The (cached) renderer of a shape's normalised mesh."""
-        renderer = self._renderers.pop(shape_id, None)
-        if renderer is None:
-            mesh = self.dataset.load(shape_id).normalized().replace(name=shape_id)
-            renderer = Renderer(mesh)
-            if len(self._renderers) >= self._max_cached:
-                self._renderers.popitem(last=False)
-        self._renderers[shape_id] = renderer
-        return renderer
-
-    def mesh(self, shape_id: str) -> LabelledMesh:
-        return self.renderer(shape_id).mesh
-
-    def cameras(self, shape_id: str) -> Cameras:
-        return self.render.camera_scheme().cameras(seed=shape_camera_seed(shape_id, self.render.seed))
-
-    def num_views(self, shape_id: str) -> int:
-        return self.render.num_views
-
-    def view(self, shape_id: str, index: int) -> RenderedView:
-        renderer = self.renderer(shape_id)
-        if self.store is not None:
-            with self.store.open(shape_id) as stored:
-                return stored.view(index, renderer)
-        return renderer.render_view(self.cameras(shape_id), index)
-
-    def views(self, shape_id: str) -> list[RenderedView]:
-        return [self.view(shape_id, i) for i in range(self.num_views(shape_id))]
-
-    # -------------------------------------------------------------- overlaps
-    def overlaps(self, shape_id: str) -> np.ndarray:
-        """The ``(V, V)`` overlap matrix of a shape's views (cached in memory and on disk)."""
-        matrix = self._overlaps.get(shape_id)
-        if matrix is None:
-            # Stride 2 in both image axes: within about 0.005 of the exact overlap, 4x cheaper.
-            def render() -> list[RenderedView]:
-                return self.views(shape_id)
-
-            if self.cache_dir is None:
-                matrix = overlap_matrix(render(), self.radius, subsample=2)
-            else:
-                matrix = load_or_compute_overlaps(
-                    self.cache_dir / f"{shape_id}.overlaps.npz",
-                    render,
-                    self.radius,
-                    subsample=2,
-                    meta={"shape_id": shape_id, "render": render_config_to_dict(self.render)},
-                    num_views=self.num_views(shape_id),
-                    image_size=(self.render.resolution, self.render.resolution),
-                )
-            matrix = matrix.astype(np.float32, copy=False)
-            self._overlaps[shape_id] = matrix
-        return matrix
 
 
 class ViewPairDataset(torch.utils.data.Dataset):

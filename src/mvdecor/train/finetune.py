@@ -37,6 +37,9 @@ from torch.utils.data import DataLoader
 from mvdecor.config import Config
 from mvdecor.errors import ConfigError, LabelError
 from mvdecor.fileio import remove_stale_temporaries
+from mvdecor.models.checkpoints import check_embedding_checkpoint as check_embedding_checkpoint
+from mvdecor.models.checkpoints import load_segmentation_model as load_segmentation_model
+from mvdecor.models.checkpoints import summarize_state_dict_error as summarize_state_dict_error
 from mvdecor.models.embedding import EmbeddingNet, SegmentationNet
 from mvdecor.models.inputs import (
     ChannelStats,
@@ -46,15 +49,13 @@ from mvdecor.models.inputs import (
     view_to_array,
 )
 from mvdecor.models.losses import dense_info_nce
-from mvdecor.train.checkpoint import load_checkpoint, save_checkpoint
+from mvdecor.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from mvdecor.train.data import ViewPairDataset, ViewSource, collate_pairs, compute_channel_stats
 from mvdecor.train.distributed import resolve_device
 from mvdecor.train.logs import MetricLogger
-from mvdecor.train.precision import autocast
+from mvdecor.train.precision import autocast, resolve_precision
 from mvdecor.train.pretrain import (
     StepBatchSampler,
-    _rng_state,
-    _set_rng_state,
     build_model,
     load_embedding,
 )
@@ -240,7 +241,8 @@ def _initial_embedding(
             )
         torch.manual_seed(config.finetune.seed)
         return build_model(config), None, config
-    embedding, stats, saved = load_embedding(init, device)
+    check_embedding_checkpoint(init)
+    embedding, stats, saved = load_embedding(init, device)  # a key mismatch is summarised there
     # The checkpoint decides the architecture and inputs.
     model_config = saved.model
     if added:
@@ -302,17 +304,17 @@ def finetune(
     report : write ``RUN/report.html`` and ``RUN/pictures/curves.png`` when the
         call ends (see :func:`mvdecor.viz.report.write_training_report`)
     """
-    cfg = config.finetune
+    device = resolve_device(config.finetune.device)
+    # "auto" becomes what this device runs, so config.yaml and the checkpoint say which.
+    cfg = replace(config.finetune, precision=resolve_precision(config.finetune.precision, device))
+    config = replace(config, finetune=cfg)
     run_dir = Path(run_dir)
-    device = resolve_device(cfg.device)
     last_path = run_dir / "checkpoints" / "last.pt"
     remove_stale_temporaries(last_path.parent)
     saved = load_checkpoint(last_path) if resume and last_path.is_file() else None
 
     embedding, stats, config = _initial_embedding(config, init, device)
-    source = ViewSource(
-        dataset, config.render, store=store, radius=config.pretrain.resolve_radius(config.render)
-    )
+    source = ViewSource.from_config(dataset, config, store=store)
     known = set(source.shape_ids())
     missing = sorted(set(labelled_shapes) - known)
     if missing:
@@ -355,16 +357,26 @@ def finetune(
         foreach=True,
     )
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
+    # fp16 gradients underflow without loss scaling; a no-op in fp32 and bf16.
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")
     step = 0
     if saved is not None:
         if saved.get("kind") != "segmentation":
             raise ConfigError(last_path, "is not a fine-tuning checkpoint")
-        model.load_state_dict(saved["model"])
+        try:
+            model.load_state_dict(saved["model"])
+        except RuntimeError as exc:
+            raise ConfigError(
+                last_path,
+                f"does not fit this run's network ({summarize_state_dict_error(exc)}); use a new run folder",
+            ) from None
         step = int(saved["step"])
         if "optimizer" in saved:
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
-            _set_rng_state(saved["rng"], device)
+            if "scaler" in saved:
+                scaler.load_state_dict(saved["scaler"])
+            set_rng_state(saved["rng"], device)
         elif step < cfg.iterations:
             # Trimmed to the network (keep_checkpoints="weights"): it segments, it cannot train on.
             raise ConfigError(
@@ -432,8 +444,9 @@ def finetune(
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
             "step": step,
-            "rng": _rng_state(device),
+            "rng": rng_state(device),
             "config": config.to_dict(),
             "channel_stats": stats.to_dict(),
             "label_names": list(names),
@@ -468,16 +481,13 @@ def finetune(
             optimizer.zero_grad(set_to_none=True)
             if batch is not None and cfg.ssl_mode == "sum":
                 loss_ssl = _ssl_loss(model.embedding, batch, config, device, cfg.precision)
-                (loss_ce + cfg.ssl_weight * loss_ssl).backward()
-                optimizer.step()
+                _scaled_step(scaler, optimizer, loss_ce + cfg.ssl_weight * loss_ssl)
             else:
-                loss_ce.backward()
-                optimizer.step()
+                _scaled_step(scaler, optimizer, loss_ce)
                 if batch is not None:  # the authors' alternating second step
                     optimizer.zero_grad(set_to_none=True)
                     loss_ssl = _ssl_loss(model.embedding, batch, config, device, cfg.precision)
-                    (cfg.ssl_weight * loss_ssl).backward()
-                    optimizer.step()
+                    _scaled_step(scaler, optimizer, cfg.ssl_weight * loss_ssl)
             scheduler.step()
             step += 1
             last = float(loss_ce.detach())
@@ -517,6 +527,13 @@ def finetune(
     return FinetuneResult(run_dir, step, last_path, names, last)
 
 
+def _scaled_step(scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """Backward and one optimiser step through the gradient scaler (plain when it is disabled)."""
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+
+
 def _ssl_loss(
     embedding: EmbeddingNet, batch, config: Config, device: torch.device, precision: str
 ) -> torch.Tensor:
@@ -531,32 +548,3 @@ def _ssl_loss(
         batch.valid,
         config.pretrain.temperature,
     )
-
-
-def load_segmentation_model(
-    path: str | Path, device: str | torch.device = "cpu"
-) -> tuple[SegmentationNet, ChannelStats, Config, tuple[str, ...]]:
-    """A fine-tuned network with its channel statistics, configuration and label names.
-
-    Raises
-    ------
-    ConfigError
-        The file is a pre-training checkpoint, or does not fit its own configuration.
-    """
-    from mvdecor.config import config_from_dict
-
-    payload = load_checkpoint(path, map_location=device)
-    if payload.get("kind") != "segmentation":
-        raise ConfigError(path, "is not a fine-tuned segmentation checkpoint (run `mvdecor finetune` first)")
-    config = config_from_dict(payload["config"], source=str(path))
-    names = tuple(payload["label_names"])
-    embedding = build_model(replace(config, model=replace(config.model, imagenet_checkpoint="")))
-    model = SegmentationNet(embedding, len(names))
-    try:
-        model.load_state_dict(payload["model"])
-    except RuntimeError as exc:
-        raise ConfigError(
-            path, f"checkpoint does not fit its configuration ({str(exc).splitlines()[0]})"
-        ) from None
-    model.to(device).eval()
-    return model, ChannelStats.from_dict(payload["channel_stats"]), config, names

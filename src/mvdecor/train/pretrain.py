@@ -46,15 +46,21 @@ from torch.utils.data import DataLoader, Sampler
 from mvdecor.config import Config
 from mvdecor.errors import ConfigError
 from mvdecor.fileio import remove_stale_temporaries
-from mvdecor.models.embedding import EMBEDDING_HEADS, EmbeddingNet
-from mvdecor.models.inputs import ChannelStats, channel_count, rgb_channel_indices
+from mvdecor.models.checkpoints import build_model as build_model
+
+# Building and loading networks is the models layer's; re-exported for training callers.
+from mvdecor.models.checkpoints import check_head
+from mvdecor.models.checkpoints import checkpoint_method as checkpoint_method
+from mvdecor.models.checkpoints import load_embedding as load_embedding
+from mvdecor.models.inputs import ChannelStats
 from mvdecor.models.losses import dense_info_nce
 from mvdecor.registry import Registry
 from mvdecor.train.checkpoint import (
-    CheckpointError,
     load_checkpoint,
     prune_snapshots,
+    rng_state,
     save_checkpoint,
+    set_rng_state,
     snapshot_path,
 )
 from mvdecor.train.data import (
@@ -74,7 +80,7 @@ from mvdecor.train.distributed import (
     resolve_device,
 )
 from mvdecor.train.logs import MetricLogger
-from mvdecor.train.precision import autocast
+from mvdecor.train.precision import autocast, resolve_precision
 
 
 class StepBatchSampler(Sampler[list[int]]):
@@ -94,36 +100,6 @@ class StepBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return max(self.stop - self.start, 0)
-
-
-def _check_head(head: str) -> None:
-    if head not in EMBEDDING_HEADS:
-        raise ConfigError(
-            None, f"model.head must be one of {', '.join(sorted(EMBEDDING_HEADS))}, got {head!r}"
-        )
-
-
-def build_model(config: Config) -> EmbeddingNet:
-    """The embedding network described by ``config.model`` (random or ImageNet-initialised).
-
-    Raises
-    ------
-    ConfigError
-        ``config.model.head`` names no head in
-        :data:`~mvdecor.models.embedding.EMBEDDING_HEADS`.
-    """
-    m = config.model
-    _check_head(m.head)
-    return EmbeddingNet(
-        backbone=m.backbone,
-        in_channels=channel_count(m.modalities),
-        embed_dim=m.embed_dim,
-        output_stride=m.output_stride,
-        pretrained_path=m.imagenet_checkpoint or None,
-        # ImageNet RGB filters go to the RGB channels only; others get their mean.
-        rgb_channels=rgb_channel_indices(m.modalities),
-        head=m.head,
-    )
 
 
 def pair_loss(model: torch.nn.Module, batch: ViewPairBatch, temperature: float) -> torch.Tensor:
@@ -159,19 +135,6 @@ class PretrainResult:
     last_checkpoint: Path
     best_checkpoint: Path | None
     train_loss: float
-
-
-def _rng_state(device: torch.device) -> dict:
-    state = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def _check_resumable(saved: dict, config: Config, run_dir: Path) -> None:
@@ -267,18 +230,20 @@ def prepare_run(
     if info.enabled and device.type == "cuda":
         device = resolve_device(cfg.device, info.local_rank)
         torch.cuda.set_device(device)
+    # "auto" becomes what this device runs, so config.yaml and checkpoints say which.
+    cfg = replace(cfg, precision=resolve_precision(cfg.precision, device))
+    config = replace(config, pretrain=cfg)
     last_path = run_dir / "checkpoints" / "last.pt"
 
     torch.manual_seed(cfg.seed)
-    radius = cfg.resolve_radius(config.render)
-    source = ViewSource(
+    source = ViewSource.from_config(
         dataset,
-        config.render,
+        config,
         store=store,
         cache_dir=None if store else run_dir / "overlaps",
-        radius=radius,
         max_cached_shapes=cfg.cached_shapes,
     )
+    radius = source.radius
     if split is not None:
         train_ids, val_ids = check_split(split, source.shape_ids(), dataset)
     else:
@@ -340,7 +305,7 @@ def restore_training_state(
     scheduler.load_state_dict(saved["scheduler"])
     if "scaler" in saved:
         scaler.load_state_dict(saved["scaler"])
-    _set_rng_state(saved["rng"], run.device)
+    set_rng_state(saved["rng"], run.device)
     return int(saved["step"]), float(saved["best_val_loss"])
 
 
@@ -418,7 +383,7 @@ def run_pretraining(
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(),
             "step": step,
-            "rng": _rng_state(device),
+            "rng": rng_state(device),
             "config": config.to_dict(),
             "channel_stats": run.stats.to_dict(),
             "best_val_loss": best_val,
@@ -579,7 +544,7 @@ def pretrain(
     import mvdecor.train.densecl  # noqa: F401  (registers "densecl")
 
     method = PRETRAIN_METHODS.get(config.pretrain.method)
-    _check_head(config.model.head)
+    check_head(config.model.head)
     result = method(
         config,
         dataset,
@@ -700,48 +665,3 @@ def validation_loss(
         losses.append(float(loss))
         weights.append(len(items))
     return float(np.average(losses, weights=weights))
-
-
-def checkpoint_method(path: str | Path) -> str:
-    """The pre-training method that wrote an embedding checkpoint (``mvdecor``, ``densecl``...).
-
-    Checkpoints written before methods were recorded are MvDeCor's. The file is
-    memory-mapped, so only the small entries are read.
-
-    Raises
-    ------
-    CheckpointError
-        Missing or unreadable file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(path, "no such checkpoint file")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as exc:  # torch raises many types for damaged files
-        raise CheckpointError(path, f"unreadable checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(payload, dict):
-        raise CheckpointError(path, "not an mvdecor checkpoint")
-    method = payload.get("method") or payload.get("config", {}).get("pretrain", {}).get("method")
-    return str(method or "mvdecor")
-
-
-def load_embedding(
-    path: str | Path, device: str | torch.device = "cpu"
-) -> tuple[EmbeddingNet, ChannelStats, Config]:
-    """A pre-trained embedding network, its channel statistics and its configuration.
-
-    Any pre-training method's checkpoint loads here; ``config.pretrain.method``
-    names the method that wrote it.
-    """
-    from mvdecor.config import config_from_dict
-
-    payload = load_checkpoint(path, map_location=device)
-    config = config_from_dict(payload["config"], source=str(path))
-    model = build_model(replace(config, model=replace(config.model, imagenet_checkpoint="")))
-    try:
-        model.load_state_dict(payload["model"])
-    except RuntimeError as exc:
-        raise ConfigError(path, f"checkpoint does not fit its own configuration ({exc})") from None
-    model.to(device).eval()
-    return model, ChannelStats.from_dict(payload["channel_stats"]), config

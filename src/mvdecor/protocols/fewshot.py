@@ -39,16 +39,16 @@ from pathlib import Path
 import numpy as np
 
 from mvdecor.config import Config
+from mvdecor.correspond.source import ViewSource
 from mvdecor.errors import ConfigError, FileError
 from mvdecor.evaluation.segmentation import SegmentationEvaluator, pixel_miou
 from mvdecor.fileio import atomic_path
 from mvdecor.inference.refine import refine_fusion
 from mvdecor.inference.segment import Segmenter
 from mvdecor.inference.transfer import LabelTransfer, reference_from_mesh, reference_from_views
+from mvdecor.models.checkpoints import checkpoint_method
 from mvdecor.train.checkpoint import check_keep_checkpoints, prune_checkpoints
-from mvdecor.train.data import ViewSource
 from mvdecor.train.finetune import finetune, label_vocabulary, select_labelled_views
-from mvdecor.train.pretrain import checkpoint_method
 
 #: The learning-free method: labels carried from the labelled shapes by nearest neighbour
 #: (:mod:`mvdecor.inference.transfer`), no network. Pass it as ``init``.
@@ -286,7 +286,7 @@ def run_fewshot(
         method = method_of_init(init)
     if not test_shapes:
         raise ConfigError(None, "the few-shot protocol needs test shapes")
-    source = ViewSource(dataset, config.render, radius=config.pretrain.resolve_radius(config.render))
+    source = ViewSource.from_config(dataset, config)
     names = label_vocabulary(source, list(train_shapes) + list(test_shapes))
     label_sets = {}
     for shape_id in train_shapes:

@@ -11,8 +11,10 @@ from mvdecor.cli import main
 from mvdecor.config import load_config
 from mvdecor.data.synthetic import CATEGORIES
 from mvdecor.errors import ConfigError
-from mvdecor.evaluation import fewshot
-from mvdecor.evaluation.fewshot import (
+from mvdecor.inference.segment import Segmenter
+from mvdecor.inference.transfer import LabelTransfer, reference_from_mesh
+from mvdecor.protocols import fewshot
+from mvdecor.protocols.fewshot import (
     check_refinements,
     draw_labelled_sets,
     finished_fewshot,
@@ -23,8 +25,6 @@ from mvdecor.evaluation.fewshot import (
     run_fewshot,
     run_fewshot_cached,
 )
-from mvdecor.inference.segment import Segmenter
-from mvdecor.inference.transfer import LabelTransfer, reference_from_mesh
 from mvdecor.train.checkpoint import load_checkpoint, save_checkpoint
 from mvdecor.train.data import ViewSource
 
@@ -90,7 +90,7 @@ def test_runs_save_the_labels_they_scored_and_record_their_files(tmp_path):
         config, dataset, out, train_shapes=["mug_0000", "mug_0001"], test_shapes=["mug_0002"], k=1,
         runs=1, progress=False, keep_checkpoints="weights",
     )  # fmt: skip
-    source = ViewSource(dataset, config.render, radius=config.pretrain.resolve_radius(config.render))
+    source = ViewSource.from_config(dataset, config)
     assert len(summary["per_run"]) == 1
     for run in summary["per_run"]:
         checkpoint, predictions = out / run["checkpoint"], out / run["predictions"]

@@ -1,0 +1,191 @@
+"""What the commands share: option groups, count checks, and how errors and warnings are shown."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import warnings
+from collections.abc import Iterator
+
+from mvdecor.cli.overrides import add_set_option
+from mvdecor.errors import ConfigError
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+# -------------------------------------------------------------------- options
+def add_render_options(parser: argparse.ArgumentParser, default_preset: str) -> None:
+    group = parser.add_argument_group("rendering (override the preset)")
+    group.add_argument(
+        "--preset",
+        default=default_preset,
+        choices=("paper", "cpu"),
+        help=f"settings preset: paper = 86 views at 256x256 (the authors'), cpu = 24 views at "
+        f"128x128 (default: {default_preset})",
+    )
+    group.add_argument("--config", metavar="YAML", help="a config file (overrides --preset)")
+    add_set_option(group)
+    group.add_argument("--rings", type=int, help="rings of the camera sphere (views = 2 + rings x segments)")
+    group.add_argument("--segments", type=int, help="cameras per ring")
+    group.add_argument("--resolution", type=int, help="image size in pixels (square)")
+    group.add_argument("--radius", type=float, help="camera sphere radius (unit-sphere units)")
+    group.add_argument("--fov-degrees", dest="fov_degrees", type=float, help="vertical field of view")
+    group.add_argument("--seed", type=int, help="camera jitter seed")
+
+
+def add_train_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("training (override the preset)")
+    group.add_argument("--iterations", type=int, help="optimiser steps")
+    group.add_argument("--pairs-per-batch", dest="pairs_per_batch", type=int, help="view pairs per step")
+    group.add_argument("--matches-per-pair", dest="matches_per_pair", type=int, help="matches per pair")
+    group.add_argument("--lr", type=float, help="learning rate")
+    group.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16", "auto"),
+        help="fp32, bf16 autocast, fp16 (GPU), or auto: bf16 where the GPU or CPU has native bf16",
+    )
+    group.add_argument("--device", help="auto (default: CUDA when available), cpu, cuda, cuda:N")
+    group.add_argument("--workers", dest="num_workers", type=int, help="data-loader processes")
+    group.add_argument("--backbone", choices=("resnet18", "resnet34", "resnet50"), help="encoder")
+    group.add_argument("--output-stride", dest="output_stride", type=int, choices=(8, 16))
+    group.add_argument(
+        "--head",
+        choices=("paper", "light"),
+        help="embedding head: paper (two x2 stages of 3x3 convs, the paper's) or light (1x1 conv at "
+        "1/4 resolution, bilinear x4; several times cheaper on a CPU)",
+    )
+    group.add_argument(
+        "--modalities",
+        type=lambda text: text.split(","),
+        help="input channels, e.g. grey,normal,depth or rgb",
+    )
+
+
+def add_modalities_option(parser: argparse.ArgumentParser) -> None:
+    """``--add-modalities``: inputs added at fine-tuning (``finetune.add_modalities``)."""
+    parser.add_argument(
+        "--add-modalities",
+        dest="add_modalities",
+        type=lambda text: text.split(","),
+        help="input modalities added at fine-tuning, e.g. position (zero-initialised filters in a "
+        "pre-trained network)",
+    )
+
+
+def add_imagenet_checkpoint_option(parser: argparse.ArgumentParser) -> None:
+    """``--imagenet-checkpoint``: the file ``--init imagenet`` reads (``model.imagenet_checkpoint``)."""
+    parser.add_argument(
+        "--imagenet-checkpoint",
+        dest="imagenet_checkpoint",
+        metavar="PTH",
+        help="torchvision-layout ResNet state dict for --init imagenet (first conv widened to the "
+        "input channels; nothing is downloaded)",
+    )
+
+
+def add_keep_checkpoints_option(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--keep-checkpoints``: what finished training runs keep (see ``prune_checkpoints``)."""
+    parser.add_argument(
+        "--keep-checkpoints",
+        choices=("last", "weights", "all"),
+        default=default,
+        help=f"what each finished training run keeps of its checkpoints (default {default}): last, "
+        "only last.pt with its optimizer state (~200 MB with ResNet-18); weights, only the network "
+        "(a third of that; the run cannot be continued); all, every snapshot as well",
+    )
+
+
+def add_inference_options(parser: argparse.ArgumentParser) -> None:
+    """Test-time views, the transfer prior and mesh smoothing (the ``segment`` section)."""
+    group = parser.add_argument_group("inference on the mesh (override the preset or the model's)")
+    group.add_argument(
+        "--test-rings", dest="test_rings", type=int, help="camera rings at test time (default: training's)"
+    )
+    group.add_argument(
+        "--test-segments", dest="test_segments", type=int, help="cameras per ring at test time"
+    )
+    group.add_argument(
+        "--smoothing",
+        type=float,
+        help="weight of the CRF smoothing of face labels on the mesh (0: off, the paper; e.g. 1)",
+    )
+    group.add_argument(
+        "--transfer-prior",
+        dest="transfer_prior",
+        type=float,
+        help="weight in [0, 1] of the label-transfer prior from the labelled shapes (0: off)",
+    )
+    add_transfer_options(parser)
+
+
+def add_transfer_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("label transfer")
+    group.add_argument(
+        "--transfer-align",
+        dest="transfer_align",
+        choices=("box", "none"),
+        help="box: map each mesh's bounding box onto each reference's, axis by axis (default); "
+        "none: compare the normalised shapes as they are",
+    )
+    group.add_argument(
+        "--transfer-neighbours",
+        dest="transfer_neighbours",
+        type=int,
+        help="nearest labelled points per face (default 1)",
+    )
+
+
+def add_mesh_args(parser: argparse.ArgumentParser) -> None:
+    """A mesh file with optional per-face labels and label names (read by :func:`load_mesh_arg`)."""
+    parser.add_argument("mesh", help="a mesh file: OBJ, PLY, OFF, STL, GLB or GLTF")
+    parser.add_argument(
+        "--labels", help="per-face (or per-vertex) labels: .txt, .seg or .npy, one integer per face"
+    )
+    parser.add_argument("--label-names", help="label names: .json list or .txt, one per line")
+
+
+def load_mesh_arg(args: argparse.Namespace):
+    from mvdecor.data.io import load_mesh
+
+    return load_mesh(args.mesh, labels=args.labels, label_names=args.label_names)
+
+
+# --------------------------------------------------------------------- checks
+#: Count options checked before any command runs (the config checks what maps onto it).
+MINIMUM_COUNTS = {"num": 1, "k": 1, "test_rings": 0, "test_segments": 0, "views_per_shape": 0}
+
+
+def check_counts(args: argparse.Namespace) -> None:
+    for dest, minimum in MINIMUM_COUNTS.items():
+        value = getattr(args, dest, None)
+        if isinstance(value, int) and value < minimum:
+            raise ConfigError(None, f"--{dest.replace('_', '-')} must be at least {minimum}, got {value}")
+
+
+# ------------------------------------------------------------------- warnings
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``mvdecor: warning: <message>`` on one line: no source path, no code line.
+
+    Warnings of other packages keep their class name, e.g. ``UserWarning: ...``.
+    """
+    text = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    if not category.__module__.startswith("mvdecor"):
+        text = f"{category.__name__}: {text}"
+    stream = file if file is not None else sys.stderr
+    if stream is None:  # pythonw: no console
+        return
+    with contextlib.suppress(OSError):
+        stream.write(f"mvdecor: warning: {text}\n")
+
+
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Show warnings with :func:`show_warning` inside the block; the previous display after it."""
+    previous = warnings.showwarning
+    warnings.showwarning = show_warning
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous

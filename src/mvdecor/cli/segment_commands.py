@@ -1,0 +1,241 @@
+"""Labelling meshes: ``segment`` (a fine-tuned network) and ``transfer`` (nearest labelled neighbours)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from mvdecor.cli.common import add_inference_options, add_transfer_options
+from mvdecor.cli.overrides import add_set_option, config_from_args, inference_overrides
+from mvdecor.errors import MvDecorError
+
+
+def _load_references(spec: str, shape_ids: Sequence[str] | None, exclude: Sequence[int], config):
+    """Transfer references from labelled shapes of a dataset or folder; returns (transfer, label names)."""
+    from mvdecor.data.datasets import open_dataset
+    from mvdecor.inference.transfer import LabelTransfer, reference_from_mesh
+
+    dataset = open_dataset(spec)
+    ids = list(shape_ids) if shape_ids else dataset.shape_ids()
+    missing = sorted(set(ids) - set(dataset.shape_ids()))
+    if missing:
+        raise MvDecorError(f"{spec}: no reference shape(s) {', '.join(missing[:5])}")
+    if not ids:
+        raise MvDecorError(f"{spec}: no labelled reference shapes found")
+    categories = {dataset.category_of(i) for i in ids}
+    if len(categories) > 1:
+        raise MvDecorError(f"{spec}: references from several categories ({', '.join(sorted(categories))}); "
+                           "choose shapes of one with --reference-shapes")  # fmt: skip
+    names = tuple(dataset.label_names_of(categories.pop()))
+    references = []
+    for shape_id in ids:
+        mesh = dataset.load(shape_id).normalized().replace(name=shape_id)
+        if not names:
+            names = tuple(mesh.label_names) or tuple(str(i) for i in range(mesh.num_labels))
+        references.append(reference_from_mesh(mesh, samples=config.transfer.samples, exclude_classes=exclude))
+    transfer = LabelTransfer(
+        references, len(names), align=config.transfer.align, neighbours=config.transfer.neighbours
+    )
+    return transfer, names
+
+
+def _mesh_paths(items: Sequence[str]) -> list[Path]:
+    """Mesh files of the arguments, folders expanded; an empty result names what was given."""
+    from mvdecor.data.io import SUPPORTED_EXTENSIONS
+
+    paths: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in SUPPORTED_EXTENSIONS)
+            if not found:
+                raise MvDecorError(
+                    f"{path}: no mesh files in this folder ({', '.join(SUPPORTED_EXTENSIONS)})"
+                )
+            paths += found
+        else:
+            paths.append(path)
+    if not paths:
+        raise MvDecorError("no mesh files given")
+    return paths
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from mvdecor.data.io import load_mesh
+    from mvdecor.inference.export import export_segmentation
+    from mvdecor.inference.segment import Segmenter
+
+    segmenter = Segmenter.from_checkpoint(args.model, args.device, exclude_classes=args.exclude_classes)
+    from dataclasses import replace
+
+    # The command line's inference settings over the model's own.
+    changes = inference_overrides(args)
+    segment = replace(segmenter.config.segment, **changes["segment"])
+    transfer_settings = replace(segmenter.config.transfer, **changes["transfer"])
+    segmenter.config = replace(segmenter.config, segment=segment, transfer=transfer_settings)
+    transfer = None
+    if args.references:
+        transfer, names = _load_references(
+            args.references, args.reference_shapes, args.exclude_classes, segmenter.config
+        )
+        if tuple(names) != tuple(segmenter.label_names):
+            raise MvDecorError(
+                f"{args.references}: the references' labels {list(names)} differ from the model's "
+                f"{list(segmenter.label_names)}"
+            )
+        if segment.transfer_prior <= 0:
+            print("note: --references without --transfer-prior > 0 changes nothing", file=sys.stderr)
+    elif segment.transfer_prior > 0:
+        raise MvDecorError("--transfer-prior needs --references (the labelled shapes to transfer from)")
+    paths = _mesh_paths(args.meshes)
+    out = Path(args.out)
+    from tqdm.auto import tqdm
+
+    for path in tqdm(paths, desc="segment", unit="mesh", disable=args.quiet or len(paths) == 1):
+        mesh = load_mesh(path)
+        result = segmenter.segment(mesh, transfer=transfer)
+        folder = out / mesh.name if len(paths) > 1 else out
+        files = export_segmentation(
+            result.mesh,
+            result.face_labels,
+            segmenter.label_names,
+            folder,
+            confidence=result.face_confidence,
+            stem=mesh.name,
+        )
+        counts = np.bincount(
+            result.face_labels[result.face_labels >= 0], minlength=len(segmenter.label_names)
+        )
+        parts = ", ".join(f"{segmenter.label_names[i]} {c}" for i, c in enumerate(counts) if c)
+        t = result.timings
+        print(
+            f"{path}: {mesh.num_faces} faces -> {parts}; {100 * result.fusion.seen.mean():.1f}% of faces seen; "
+            f"render {t['render_s']:.1f} s, predict {t['predict_s']:.1f} s, vote {t['vote_s']:.1f} s; "
+            f"wrote {files['ply'].parent}"
+        )
+    if not args.no_report:
+        from mvdecor.viz.report import write_segment_report
+
+        page = write_segment_report(
+            out, preset=segmenter.config.preset, description=f"Segmented with the model {args.model}."
+        )
+        print(f"report: {page} (opens offline in a browser)")
+    return 0
+
+
+def add_segment_parser(sub: argparse._SubParsersAction) -> None:
+    """``mvdecor segment``."""
+    p = sub.add_parser(
+        "segment",
+        help="segment meshes with a fine-tuned model and write coloured meshes and labels",
+        description=(
+            "Render each mesh with the model's cameras, predict per-pixel class probabilities, and "
+            "vote them onto the faces (views weighted by (1 - mean normalised entropy)^20; faces no "
+            "view sees take the label of the nearest seen face). Writes per mesh: <name>.labels.txt "
+            "and .npy (one label per face), .confidence.npy, a PLY and a GLB coloured by part (one "
+            "GLB node per part), and a legend (.legend.json, .legend.png). Meshes need no labels."
+        ),
+    )
+    p.add_argument("meshes", nargs="+", help="mesh files or folders of meshes")
+    p.add_argument("--model", required=True, help="a checkpoint written by `mvdecor finetune`")
+    p.add_argument("--out", required=True, help="output folder (one sub-folder per mesh when several)")
+    p.add_argument("--method", choices=("entropy", "average", "majority"), help="voting (default: entropy)")
+    p.add_argument(
+        "--exclude-classes", type=int, nargs="*", default=[], help="classes never predicted (PartNet: 0)"
+    )
+    p.add_argument("--device", default="cpu", help="device (default cpu; e.g. cuda)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-report",
+        action="store_true",
+        help="do not write OUT/report.html (a page with a 3D view of each segmented mesh)",
+    )
+    p.add_argument(
+        "--references",
+        metavar="DATASET",
+        help="labelled shapes (a dataset spec or folder) for --transfer-prior: the few you fine-tuned on",
+    )
+    p.add_argument(
+        "--reference-shapes", dest="reference_shapes", nargs="+", metavar="ID", help="only these shapes of it"
+    )
+    add_inference_options(p)
+    p.set_defaults(func=cmd_segment)
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from mvdecor.data.io import load_mesh
+    from mvdecor.inference.export import export_segmentation
+
+    config = config_from_args(args)
+    transfer, names = _load_references(args.references, args.reference_shapes, args.exclude_classes, config)
+    paths = _mesh_paths(args.meshes)
+    out = Path(args.out)
+    from tqdm.auto import tqdm
+
+    for path in tqdm(paths, desc="transfer", unit="mesh", disable=args.quiet or len(paths) == 1):
+        start = time.perf_counter()
+        mesh = load_mesh(path).normalized()
+        labels, probs = transfer.predict(mesh)
+        folder = out / mesh.name if len(paths) > 1 else out
+        files = export_segmentation(mesh, labels, names, folder, confidence=probs.max(axis=1), stem=mesh.name)
+        counts = np.bincount(labels, minlength=len(names))
+        parts = ", ".join(f"{names[i]} {c}" for i, c in enumerate(counts) if c)
+        print(
+            f"{path}: {mesh.num_faces} faces -> {parts}; {time.perf_counter() - start:.1f} s; "
+            f"wrote {files['ply'].parent}"
+        )
+    if not args.no_report:
+        from mvdecor.viz.report import write_segment_report
+
+        page = write_segment_report(
+            out,
+            preset=config.preset,
+            description=f"Labelled by nearest-neighbour transfer from {len(transfer.references)} "
+            f"reference shape(s) of {args.references} (align: {config.transfer.align}); no network.",
+        )
+        print(f"report: {page} (opens offline in a browser)")
+    return 0
+
+
+def add_transfer_parser(sub: argparse._SubParsersAction) -> None:
+    """``mvdecor transfer``."""
+    p = sub.add_parser(
+        "transfer",
+        help="label meshes from a few labelled reference meshes by nearest neighbour (no network)",
+        description=(
+            "The learning-free baseline and a quick first answer: each face of each mesh takes the "
+            "label of the nearest labelled surface point of the reference shapes, after mapping the "
+            "mesh's bounding box onto each reference's, axis by axis (--transfer-align none: as they "
+            "are; the shapes must share an orientation, as a category's do). Seconds per mesh, no "
+            "training. Writes what `segment` writes: labels, confidence, coloured PLY/GLB, legend, "
+            "and OUT/report.html."
+        ),
+    )
+    p.add_argument("meshes", nargs="+", help="mesh files or folders of meshes to label")
+    p.add_argument(
+        "--references",
+        required=True,
+        metavar="DATASET",
+        help="labelled reference shapes: a folder of meshes with label files, or a dataset spec",
+    )
+    p.add_argument(
+        "--reference-shapes", dest="reference_shapes", nargs="+", metavar="ID", help="only these shapes of it"
+    )
+    p.add_argument("--out", required=True, help="output folder (one sub-folder per mesh when several)")
+    p.add_argument(
+        "--exclude-classes", type=int, nargs="*", default=[], help="classes never predicted (PartNet: 0)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-report", action="store_true", help="do not write OUT/report.html")
+    p.add_argument("--preset", default="cpu", choices=("paper", "cpu"), help=argparse.SUPPRESS)
+    p.add_argument("--config", metavar="YAML", help="a config file (its transfer section is used)")
+    add_set_option(p)
+    add_transfer_options(p)
+    p.set_defaults(func=cmd_transfer)
