@@ -107,7 +107,7 @@ def main() -> None:
     result = {
         "checkpoint": args.checkpoint,
         "preset": config.preset,
-        "radius": radius,
+        "match_radius": radius,
         "same_shape": same_shape,
         "label_transfer": transfer,
         "wall_s": round(time.perf_counter() - start, 1),

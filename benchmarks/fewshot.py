@@ -516,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
         "finetune": {"iterations": ft.iterations, "ssl_weight": ft.ssl_weight, "precision": ft.precision},
         "split": {c: {"train": len(split[c]["train"]), "test": len(split[c]["test"])} for c in categories},
         "correspondence": {
-            key: correspondence[key] for key in ("pretrained", "random_network", "normals", "radius")
+            key: correspondence[key] for key in ("pretrained", "random_network", "normals", "match_radius")
         }
         if correspondence
         else None,

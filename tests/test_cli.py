@@ -217,6 +217,9 @@ def test_set_overrides_any_config_key_after_the_shortcut_options():
     config = _config_from_args(args, train_section="finetune")
     assert config.finetune.lr == 0.1
     assert config.pretrain.pairs_per_batch == load_config("cpu").pretrain.pairs_per_batch
+    # --radius, the old name of --camera-distance, still sets it.
+    args = parser.parse_args(["render", "d", "o", "--radius", "1.7"])
+    assert _config_from_args(args).render.camera_distance == 1.7
     # Every command that takes --config takes --set.
     for command in (["render", "d", "o"], ["views", "m.off", "o"], ["pretrain", "d", "r"], ["fewshot", "d", "o"],
                     ["transfer", "m.off", "--references", "d", "--out", "o"]):  # fmt: skip

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from mvdecor.config import Config, RenderConfig, load_config, render_config_from_dict, render_config_to_dict
+from mvdecor.config import (
+    Config,
+    RenderConfig,
+    config_from_dict,
+    load_config,
+    render_config_from_dict,
+    render_config_to_dict,
+)
 from mvdecor.errors import ConfigError
 from mvdecor.render.cameras import CameraScheme
 
@@ -146,3 +153,42 @@ def test_integral_floats_and_numeric_strings_are_still_accepted():
     config = load_config("cpu", {"render": {"resolution": 64.0, "seed": "3"}, "pretrain": {"lr": 1}})
     assert config.render.resolution == 64 and isinstance(config.render.resolution, int)
     assert config.render.seed == 3 and config.pretrain.lr == 1.0
+
+
+def test_renamed_keys_are_read_under_their_old_names_with_a_warning(tmp_path):
+    from mvdecor.errors import RenamedKeyWarning
+
+    path = tmp_path / "old.yaml"
+    path.write_text(
+        "preset: cpu\nrender:\n  radius: 2.5\npretrain:\n  radius: 0.01\n  radius_footprints: 2.0\n"
+    )
+    with pytest.warns(RenamedKeyWarning) as record:
+        config = load_config(str(path))
+    messages = sorted(str(w.message).split(": ", 1)[1] for w in record)
+    assert messages == [
+        "pretrain.radius is now called pretrain.match_radius (the old name still works)",
+        "pretrain.radius_footprints is now called pretrain.match_radius_footprints (the old name still works)",
+        "render.radius is now called render.camera_distance (the old name still works)",
+    ]
+    assert config.render.camera_distance == 2.5
+    assert (config.pretrain.match_radius, config.pretrain.match_radius_footprints) == (0.01, 2.0)
+    with pytest.warns(RenamedKeyWarning, match="command line"):
+        config = load_config("cpu", {"render": {"radius": 1.8}}, overrides_source="command line")
+    assert config.render.camera_distance == 1.8
+
+
+def test_old_and_new_name_of_one_key_together_are_an_error(tmp_path):
+    path = tmp_path / "both.yaml"
+    path.write_text("render:\n  radius: 2.5\n  camera_distance: 2.0\n")
+    with pytest.raises(ConfigError, match=r"are one setting; give only render\.camera_distance"):
+        load_config(str(path))
+
+
+def test_stored_configs_with_old_names_load_silently(recwarn):
+    stored = load_config("cpu").to_dict()
+    stored["render"]["radius"] = stored["render"].pop("camera_distance")
+    stored["pretrain"]["radius"] = stored["pretrain"].pop("match_radius")
+    config = config_from_dict(stored, source="last.pt")  # e.g. a checkpoint written before the rename
+    assert config == load_config("cpu")
+    assert render_config_from_dict(stored["render"]) == config.render
+    assert not [w for w in recwarn if "now called" in str(w.message)]

@@ -10,6 +10,7 @@ The preset or file in use is written next to every result (``Config.to_yaml``).
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -18,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from mvdecor.errors import ConfigError
+from mvdecor.errors import ConfigError, RenamedKeyWarning
 
 PRESETS = ("paper", "cpu")
 
@@ -76,10 +77,11 @@ class RenderConfig:
     rings, segments : int
         Cameras on a UV sphere: ``2 + rings * segments`` views per shape
         (authors: 7 x 12 = 86).
-    radius : float
-        Camera sphere radius around the unit-sphere-normalised mesh (2.0).
+    camera_distance : float
+        Radius of the camera sphere around the unit-sphere-normalised mesh (2.0;
+        formerly ``radius``).
     distance_scale : (float, float)
-        Each camera's distance is ``radius * U(low, high)`` (0.7, 1.0): the
+        Each camera's distance is ``camera_distance * U(low, high)`` (0.7, 1.0): the
         close cameras crop the object, giving the paper's close-up views.
     jitter_std, jitter_clip : float
         Random rotation of each camera, radians per axis (0.06, clipped 0.25).
@@ -94,7 +96,7 @@ class RenderConfig:
 
     rings: int = 7
     segments: int = 12
-    radius: float = 2.0
+    camera_distance: float = 2.0
     distance_scale: tuple[float, float] = (0.7, 1.0)
     jitter_std: float = 0.06
     jitter_clip: float = 0.25
@@ -104,7 +106,7 @@ class RenderConfig:
 
     def __post_init__(self) -> None:
         _at_least(self, "render", 1, "rings", "segments")
-        _positive(self, "render", "radius", "fov_degrees")
+        _positive(self, "render", "camera_distance", "fov_degrees")
         _check("render", "fov_degrees", self.fov_degrees, self.fov_degrees < 180, "< 180")
         _at_least(self, "render", 0, "jitter_std", "jitter_clip")
         _ordered_range(self, "render", "distance_scale", 0.0, None)
@@ -265,12 +267,14 @@ class PretrainConfig:
         Matched pixels sampled without replacement per pair (4000).
     temperature : float
         InfoNCE temperature of ``mvdecor`` (0.07; ``densecl`` has its own).
-    radius : float
+    match_radius : float
         Two pixels correspond when their hit points are closer than this
-        (unit-sphere units; authors: 5e-3, about one pixel at 256x256).
-    radius_footprints : float
+        (unit-sphere units; authors: 5e-3, about one pixel at 256x256; formerly
+        ``radius``).
+    match_radius_footprints : float
         If > 0, use this many pixel footprints at the typical camera distance
-        instead of ``radius`` (keeps matching sane at low resolution); resolved by
+        instead of ``match_radius`` (keeps matching sane at low resolution;
+        formerly ``radius_footprints``); resolved by
         :func:`mvdecor.correspond.resolve_match_radius`.
     overlap_threshold : float
         Pairs must share more than this share of the smaller foreground (0.15).
@@ -317,8 +321,8 @@ class PretrainConfig:
     pairs_per_batch: int = 8
     matches_per_pair: int = 4000
     temperature: float = 0.07
-    radius: float = 5e-3
-    radius_footprints: float = 0.0
+    match_radius: float = 5e-3
+    match_radius_footprints: float = 0.0
     overlap_threshold: float = 0.15
     lr: float = 1e-3
     plateau_factor: float = 0.5
@@ -338,7 +342,16 @@ class PretrainConfig:
 
     def __post_init__(self) -> None:
         section = "pretrain"
-        _at_least(self, section, 0, "iterations", "radius", "radius_footprints", "val_pairs", "num_workers")
+        _at_least(
+            self,
+            section,
+            0,
+            "iterations",
+            "match_radius",
+            "match_radius_footprints",
+            "val_pairs",
+            "num_workers",
+        )
         _at_least(self, section, 1, "pairs_per_batch", "matches_per_pair", "plateau_patience")
         _at_least(self, section, 1, "val_every", "checkpoint_every", "log_every", "cached_shapes")
         _positive(self, section, "temperature", "lr")
@@ -624,6 +637,52 @@ def _tuple_value(value: Any, annotation: Any, key: str, source: str | None) -> t
     return tuple(items)
 
 
+#: Keys renamed so that each says what it is: ``(section, old name) -> new name``. The old
+#: names are still read: with a :class:`~mvdecor.errors.RenamedKeyWarning` from config files
+#: and overrides, silently from what mvdecor stored itself (checkpoints, render stores).
+RENAMED_KEYS: dict[tuple[str, str], str] = {
+    ("render", "radius"): "camera_distance",
+    ("pretrain", "radius"): "match_radius",
+    ("pretrain", "radius_footprints"): "match_radius_footprints",
+}
+
+
+def upgrade_config_dict(
+    data: Mapping[str, Any], source: str | None = None, warn: bool = False, section: str | None = None
+) -> dict[str, Any]:
+    """``data`` (a whole config, or one ``section`` of it) with old key names replaced.
+
+    Raises
+    ------
+    ConfigError
+        Both the old and the new name of a key are given.
+    """
+    data = dict(data)
+    parts = {section: data} if section else {k: v for k, v in data.items() if isinstance(v, Mapping)}
+    for name, values in parts.items():
+        renames = {old: new for (sec, old), new in RENAMED_KEYS.items() if sec == name and old in values}
+        if not renames:
+            continue
+        values = dict(values)
+        for old, new in renames.items():
+            if new in values:
+                raise ConfigError(
+                    source, f"{name}.{old} and {name}.{new} are one setting; give only {name}.{new}"
+                )
+            values[new] = values.pop(old)
+            if warn:
+                warnings.warn(
+                    f"{source or 'config'}: {name}.{old} is now called {name}.{new} (the old name still works)",
+                    RenamedKeyWarning,
+                    stacklevel=3,
+                )
+        if section:
+            data = values
+        else:
+            data[name] = values
+    return data
+
+
 def merge_dicts(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     """``base`` with ``update`` applied, recursing into nested mappings (neither is modified)."""
     out = dict(base)
@@ -667,6 +726,7 @@ def load_config(
         raise ConfigError(source, f"invalid YAML ({exc})") from None
     if not isinstance(data, dict):
         raise ConfigError(source, "a config file must be a mapping")
+    data = upgrade_config_dict(data, source, warn=True)
     base = data.pop("preset", None)
     if base is not None and preset_or_path not in PRESETS:
         if base not in PRESETS:
@@ -677,7 +737,7 @@ def load_config(
     data.pop("preset", None)
     config = _build(Config, data, "", source)
     if overrides:
-        overrides = dict(overrides)
+        overrides = upgrade_config_dict(overrides, overrides_source, warn=True)
         overrides.pop("preset", None)
         config = _build(Config, merge_dicts(data, overrides), "", overrides_source)
     return dataclasses.replace(config, preset=name)
@@ -692,11 +752,11 @@ def render_config_to_dict(config: RenderConfig) -> dict[str, Any]:
 
 def render_config_from_dict(data: dict[str, Any], source: str | None = None) -> RenderConfig:
     """Inverse of :func:`render_config_to_dict`, with the same checks as YAML loading."""
-    return _build(RenderConfig, data, "render", source)
+    return _build(RenderConfig, upgrade_config_dict(data, source, section="render"), "render", source)
 
 
 def config_from_dict(data: dict[str, Any], source: str | None = None) -> Config:
     """Inverse of :meth:`Config.to_dict` (e.g. the configuration saved in a checkpoint)."""
-    data = dict(data)
+    data = upgrade_config_dict(data, source)
     preset = str(data.pop("preset", "paper"))
     return dataclasses.replace(_build(Config, data, "", source), preset=preset)

@@ -60,5 +60,9 @@ class BackendUnavailableError(MvDecorError):
     """An optional backend (e.g. the embreex ray caster) is not installed."""
 
 
+class RenamedKeyWarning(UserWarning):
+    """A configuration file or override uses a key's old name (still read, for now)."""
+
+
 class MissingTextureWarning(UserWarning):
     """A texture image referenced by a mesh is missing; material colour is used."""

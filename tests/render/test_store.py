@@ -209,3 +209,15 @@ def test_resume_renders_a_truncated_shape_file_again(tmp_path):
     )
     with StoredShape(path) as shape:
         assert len(shape) == SMALL.num_views
+
+
+def test_store_written_before_a_key_was_renamed_still_resumes(tmp_path):
+    import json
+
+    out = tmp_path / "store"
+    render_dataset("synthetic:categories=mug,n=1", out, SMALL, progress=False)
+    manifest = json.loads((out / "store.json").read_text())
+    manifest["settings"]["radius"] = manifest["settings"].pop("camera_distance")  # the old name
+    (out / "store.json").write_text(json.dumps(manifest))
+    report = render_dataset("synthetic:categories=mug,n=1", out, SMALL, progress=False)
+    assert report.skipped == ["mug_0000"] and not report.rendered

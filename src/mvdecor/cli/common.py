@@ -30,7 +30,13 @@ def add_render_options(parser: argparse.ArgumentParser, default_preset: str) -> 
     group.add_argument("--rings", type=int, help="rings of the camera sphere (views = 2 + rings x segments)")
     group.add_argument("--segments", type=int, help="cameras per ring")
     group.add_argument("--resolution", type=int, help="image size in pixels (square)")
-    group.add_argument("--radius", type=float, help="camera sphere radius (unit-sphere units)")
+    group.add_argument(
+        "--camera-distance",
+        "--radius",  # its old name
+        dest="camera_distance",
+        type=float,
+        help="radius of the camera sphere (unit-sphere units; --radius is its old name)",
+    )
     group.add_argument("--fov-degrees", dest="fov_degrees", type=float, help="vertical field of view")
     group.add_argument("--seed", type=int, help="camera jitter seed")
 

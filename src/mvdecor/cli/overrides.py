@@ -29,7 +29,7 @@ SHORTCUTS: dict[str, str] = {
     "segments": "render.segments",
     "resolution": "render.resolution",
     "seed": "render.seed",
-    "radius": "render.radius",
+    "camera_distance": "render.camera_distance",
     "fov_degrees": "render.fov_degrees",
     # the network
     "backbone": "model.backbone",

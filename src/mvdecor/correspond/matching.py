@@ -452,16 +452,16 @@ def pixel_footprint(distance: float, focal: float) -> float:
 def resolve_match_radius(pretrain: PretrainConfig, render: RenderConfig) -> float:
     """The correspondence radius used with renders made by ``render``.
 
-    ``pretrain.radius`` itself, or, when ``pretrain.radius_footprints`` is positive,
+    ``pretrain.match_radius`` itself, or, when ``pretrain.match_radius_footprints`` is positive,
     that many :func:`pixel_footprint` at a typical camera-to-surface depth (the mean
     camera distance minus half the unit sphere's radius), so matching keeps working
     at resolutions where the authors' ``5e-3`` is below one pixel.
     """
-    if pretrain.radius_footprints <= 0:
-        return pretrain.radius
-    depth = render.radius * sum(render.distance_scale) / 2 - 0.5
+    if pretrain.match_radius_footprints <= 0:
+        return pretrain.match_radius
+    depth = render.camera_distance * sum(render.distance_scale) / 2 - 0.5
     focal = focal_from_fov(render.fov_degrees, render.resolution)
-    return pretrain.radius_footprints * pixel_footprint(depth, focal)
+    return pretrain.match_radius_footprints * pixel_footprint(depth, focal)
 
 
 def auto_radius(view_a: RenderedView, view_b: RenderedView, scale: float = 1.5) -> float:

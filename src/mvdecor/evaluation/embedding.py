@@ -72,7 +72,7 @@ def evaluate_embedding(
         "checkpoint": str(checkpoint),
         "dataset": dataset,
         "shapes": list(shapes),
-        "radius": radius,
+        "match_radius": radius,
         "preset": config.preset,
         **results,
     }

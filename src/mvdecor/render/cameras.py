@@ -286,10 +286,10 @@ class CameraScheme:
     ----------
     rings, segments : int
         The UV sphere of camera directions: ``2 + rings * segments`` views.
-    radius : float
-        Distance of the sphere from the origin (unit-sphere units).
+    camera_distance : float
+        Radius of the camera sphere around the origin (unit-sphere units).
     distance_scale : (float, float)
-        Each camera's distance is ``radius * U(low, high)``.
+        Each camera's distance is ``camera_distance * U(low, high)``.
     jitter_std, jitter_clip : float
         Standard deviation and clip (radians) of the random rotation applied to
         each camera's orientation, per axis.
@@ -301,7 +301,7 @@ class CameraScheme:
 
     rings: int = _AUTHORS.rings
     segments: int = _AUTHORS.segments
-    radius: float = _AUTHORS.radius
+    camera_distance: float = _AUTHORS.camera_distance
     distance_scale: tuple[float, float] = _AUTHORS.distance_scale
     jitter_std: float = _AUTHORS.jitter_std
     jitter_clip: float = _AUTHORS.jitter_clip
@@ -332,7 +332,7 @@ class CameraScheme:
         return sphere_cameras(
             rings=self.rings,
             segments=self.segments,
-            radius=self.radius,
+            camera_distance=self.camera_distance,
             distance_scale=self.distance_scale,
             jitter_std=self.jitter_std,
             jitter_clip=self.jitter_clip,
@@ -361,7 +361,7 @@ def shape_cameras(render: RenderConfig, shape_id: str, rings: int = 0, segments:
 def sphere_cameras(
     rings: int = _AUTHORS.rings,
     segments: int = _AUTHORS.segments,
-    radius: float = _AUTHORS.radius,
+    camera_distance: float = _AUTHORS.camera_distance,
     distance_scale: tuple[float, float] = _AUTHORS.distance_scale,
     jitter_std: float = _AUTHORS.jitter_std,
     jitter_clip: float = _AUTHORS.jitter_clip,
@@ -382,7 +382,7 @@ def sphere_cameras(
     rng = np.random.default_rng(seed)
     directions = sphere_directions(rings, segments)
     n = len(directions)
-    distances = radius * rng.uniform(low, high, size=n)
+    distances = camera_distance * rng.uniform(low, high, size=n)
     eyes = directions * distances[:, None]
     rotation = look_at_rotation(eyes, np.zeros(3))
     if jitter_std > 0:

@@ -249,7 +249,8 @@ class RenderStore:
             if not existing.shape_ids() and existing.manifest != wanted:
                 existing.remove()  # a store that holds nothing yet takes the new settings
                 return RenderStore.create(root, settings, dataset)
-            if existing.manifest.get("settings") != wanted["settings"] or existing.dataset != dataset:
+            # Compared as configs, so a store written before a key was renamed still resumes.
+            if existing.settings != settings or existing.dataset != dataset:
                 raise ConfigError(
                     root,
                     "holds renders made with other settings or another dataset; "

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from mvdecor.config import Config
+from mvdecor.config import Config, upgrade_config_dict
 from mvdecor.errors import ConfigError
 from mvdecor.fileio import remove_stale_temporaries
 from mvdecor.models.checkpoints import build_model as build_model
@@ -140,7 +140,8 @@ class PretrainResult:
 def _check_resumable(saved: dict, config: Config, run_dir: Path) -> None:
     """Refuse to resume a run with another method, model or data configuration."""
     now = config.to_dict()
-    # Runs written before heads were named all used the paper's head.
+    # Runs written before heads were named all used the paper's head; old key names are read.
+    saved = upgrade_config_dict(saved)
     saved = {**saved, "model": {"head": "paper", **saved.get("model", {})}}
     for section in ("model", "render"):
         if saved.get(section) != now[section]:
@@ -275,7 +276,7 @@ def prepare_run(
                     "preset": config.preset,
                     "train_shapes": train_ids,
                     "val_shapes": val_ids,
-                    "radius": radius,
+                    "match_radius": radius,
                     "device": str(device),
                     "world_size": info.world_size,
                 },
