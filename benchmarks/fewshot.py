@@ -89,12 +89,13 @@ PRETRAINED = ("mvdecor", "densecl")
 
 #: Per budget: the preset, and what is changed from it (None keeps the preset's value).
 BUDGETS = {
-    # 1,500 pre-training steps (about 40 minutes on 2 cores); 100 fine-tuning steps
-    # of 4 views, without the lambda = 1e-3 InfoNCE regulariser (its extra view pair
-    # per step costs half a step and moves the loss by ~0.5%), in bf16 autocast.
+    # The cpu preset's 2,400 pre-training steps with the light head (55 min for the five
+    # PartNet-Mobility categories on 2 cores with native bf16, BENCHMARKS.md); 100
+    # fine-tuning steps of 4 views, without the lambda = 1e-3 InfoNCE regulariser (its
+    # extra view pair per step costs half a step and moves the loss by ~0.5%).
     "cpu": {
         "preset": "cpu",
-        "pretrain_iterations": 1500,  # 750 so far in BENCHMARKS.md (stopped early)
+        "pretrain_iterations": None,  # the preset's 2,400
         "finetune_iterations": 100,
         "ssl_weight": 0.0,
         # auto: bf16 on CPUs with native bf16 (1.56x fp32 for a pre-training step), fp32 on
