@@ -212,11 +212,17 @@ def test_set_overrides_any_config_key_after_the_shortcut_options():
     assert (config.finetune.lr, config.render.resolution, config.model.head) == (0.0005, 48, "light")
     assert config.finetune.add_modalities == ("position",)
     assert (config.pretrain.densecl.queue_size, config.model.imagenet_checkpoint) == (1024, "")
-    # Without --set, the shortcut is what counts; a pre-training option has no fine-tuning key.
-    args = parser.parse_args(["finetune", "d", "run", "--lr", "0.1", "--pairs-per-batch", "3"])
-    config = _config_from_args(args, train_section="finetune")
+    # Without --set, the shortcut is what counts.
+    config = _config_from_args(
+        parser.parse_args(["finetune", "d", "run", "--lr", "0.1"]), train_section="finetune"
+    )
     assert config.finetune.lr == 0.1
     assert config.pretrain.pairs_per_batch == load_config("cpu").pretrain.pairs_per_batch
+    # Pre-training-only options are not offered where they would be ignored.
+    for command in (["finetune", "d", "run"], ["fewshot", "d", "o"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args([*command, "--pairs-per-batch", "3"])
+    assert parser.parse_args(["pretrain", "d", "r", "--pairs-per-batch", "3"]).pairs_per_batch == 3
     # --radius, the old name of --camera-distance, still sets it.
     args = parser.parse_args(["render", "d", "o", "--radius", "1.7"])
     assert _config_from_args(args).render.camera_distance == 1.7

@@ -41,11 +41,15 @@ def add_render_options(parser: argparse.ArgumentParser, default_preset: str) -> 
     group.add_argument("--seed", type=int, help="camera jitter seed")
 
 
-def add_train_options(parser: argparse.ArgumentParser) -> None:
+def add_train_options(parser: argparse.ArgumentParser, view_pairs: bool = True) -> None:
+    """The training shortcut options; ``view_pairs=False`` leaves out the pre-training-only
+    ``--pairs-per-batch`` / ``--matches-per-pair`` (fine-tuning has no such keys, so they
+    would be accepted and ignored)."""
     group = parser.add_argument_group("training (override the preset)")
     group.add_argument("--iterations", type=int, help="optimiser steps")
-    group.add_argument("--pairs-per-batch", dest="pairs_per_batch", type=int, help="view pairs per step")
-    group.add_argument("--matches-per-pair", dest="matches_per_pair", type=int, help="matches per pair")
+    if view_pairs:
+        group.add_argument("--pairs-per-batch", dest="pairs_per_batch", type=int, help="view pairs per step")
+        group.add_argument("--matches-per-pair", dest="matches_per_pair", type=int, help="matches per pair")
     group.add_argument("--lr", type=float, help="learning rate")
     group.add_argument(
         "--precision",

@@ -21,8 +21,8 @@ COMMAND_LINE = "command line"
 
 #: Shortcut options: argparse dest -> the config key it sets. ``{train}`` is the
 #: command's training section: ``pretrain``, or ``finetune`` for finetune and
-#: fewshot (a training key that section lacks, e.g. ``--pairs-per-batch`` at
-#: fine-tuning, is left out). ``--set`` reaches every other key.
+#: fewshot (those commands do not offer the pre-training-only ``--pairs-per-batch`` and
+#: ``--matches-per-pair``). ``--set`` reaches every other key.
 SHORTCUTS: dict[str, str] = {
     # rendering
     "rings": "render.rings",

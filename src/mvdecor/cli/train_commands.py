@@ -190,7 +190,7 @@ def add_finetune_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--restart", action="store_true", help="ignore RUN/checkpoints/last.pt and start over")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_render_options(p, "cpu")
-    add_train_options(p)
+    add_train_options(p, view_pairs=False)
     p.set_defaults(func=cmd_finetune)
 
 
@@ -282,7 +282,7 @@ def add_fewshot_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ssl-weight", dest="ssl_weight", type=float, help="lambda (0 disables the regulariser)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_render_options(p, "cpu")
-    add_train_options(p)
+    add_train_options(p, view_pairs=False)
     add_inference_options(p)
     p.set_defaults(func=cmd_fewshot)
 
