@@ -175,6 +175,10 @@ def test_finetune_from_a_finetuned_checkpoint_says_what_to_pass(tmp_path, capsys
     argv = ["evaluate-embedding", str(finetuned), DATASET, "--out", str(out)]
     _fails_cleanly(capsys, argv, str(finetuned), "fine-tuned segmentation checkpoint", "mvdecor pretrain")
     assert not out.exists()
+    folder = tmp_path / "fewshot"
+    argv = ["fewshot", DATASET, str(folder), "--k", "1", "--runs", "1", "--init", str(finetuned), "--quiet"]
+    _fails_cleanly(capsys, argv, str(finetuned), "fine-tuned segmentation checkpoint")
+    assert not folder.exists()  # not even split.json
 
 
 def test_a_checkpoint_that_does_not_fit_its_network_is_summarised(tmp_path, capsys, finetuned, square):

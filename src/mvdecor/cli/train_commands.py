@@ -200,6 +200,11 @@ def cmd_fewshot(args: argparse.Namespace) -> int:
     from mvdecor.protocols.fewshot import format_fewshot_split, run_fewshot_split
 
     config = config_from_args(args, train_section="finetune")
+    if args.init not in ("scratch", "imagenet", "transfer"):
+        # Before anything is written: a fine-tuned checkpoint here is a one-line error.
+        from mvdecor.models.checkpoints import check_embedding_checkpoint
+
+        check_embedding_checkpoint(args.init)
     out = Path(args.out)
     dataset = open_dataset(args.dataset)
     split_path = Path(args.split) if args.split else out / "split.json"
