@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--suffix",
         default="",
-        help="appended to the learned methods' names (e.g. --suffix=-pos, with "="), so runs with another --config share "
+        help="appended to the learned methods' names (write --suffix=-pos: a bare leading dash reads as an option), so runs with another --config share "
         "the work folder, split, draws and pre-training without mixing cells",
     )
     parser.add_argument("--quiet", action="store_true")
