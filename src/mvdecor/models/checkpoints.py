@@ -54,8 +54,11 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint`.
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", mmap: bool = False
+) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (``mmap``: tensors are memory-mapped,
+    read only when touched; for looking at the small entries of a large file).
 
     Raises
     ------
@@ -66,7 +69,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise CheckpointError(path, "no such checkpoint file")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        payload = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as exc:  # torch raises many types for damaged files
         raise CheckpointError(path, f"unreadable checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(payload, dict) or "model" not in payload:
@@ -163,7 +166,8 @@ def check_embedding_checkpoint(path: str | Path, option: str = "--init") -> None
 
     ``option`` is where the user passed it (named in the message; empty: not named).
     """
-    if load_checkpoint(path).get("kind") == "segmentation":
+    # Memory-mapped: only the small entries are read, so checking before loading costs no second read.
+    if load_checkpoint(path, mmap=True).get("kind") == "segmentation":
         raise ConfigError(
             path,
             "is a fine-tuned segmentation checkpoint (written by `mvdecor finetune`), not a pre-trained "

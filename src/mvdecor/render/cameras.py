@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -314,13 +314,7 @@ class CameraScheme:
         (more views at test time, everything else as in training)."""
         scheme = cls(**{f.name: getattr(render, f.name) for f in fields(cls)})
         if rings > 0 or segments > 0:
-            scheme = cls(
-                **{
-                    **{f.name: getattr(scheme, f.name) for f in fields(cls)},
-                    "rings": rings or scheme.rings,
-                    "segments": segments or scheme.segments,
-                }
-            )
+            scheme = replace(scheme, rings=rings or scheme.rings, segments=segments or scheme.segments)
         return scheme
 
     @property
