@@ -415,6 +415,9 @@ def main(argv: list[str] | None = None) -> int:
         corr_path = work / "correspondence.json"
         if corr_path.is_file():
             correspondence = json.loads(corr_path.read_text())
+            # Written before the match threshold's key was renamed from "radius".
+            if "radius" in correspondence and "match_radius" not in correspondence:
+                correspondence["match_radius"] = correspondence.pop("radius")
         elif not args.report_only:
             test_shapes = [s for c in categories for s in split[c]["test"]]
             device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
