@@ -377,6 +377,12 @@ class FinetuneConfig:
     encoder_lr_scale : float
         Learning rate of the pre-trained embedding network relative to the head
         (1.0: the paper; lower values fine-tune more gently).
+    head_warmup : int
+        Steps at the start that train the segmentation head alone, the embedding
+        network frozen (no gradients, BatchNorm statistics fixed), before every
+        weight trains: a randomly initialised head then does not push its first,
+        large gradients into the pre-trained features. 0 (default, the paper):
+        no warm-up. Counted within ``iterations``.
     ssl_weight : float
         lambda, the weight of the self-supervised InfoNCE regulariser on
         unlabelled shapes (0.001; 0 disables it).
@@ -407,6 +413,7 @@ class FinetuneConfig:
     lr_decay: float = 0.99
     lr_decay_every: int = 40
     encoder_lr_scale: float = 1.0
+    head_warmup: int = 0
     ssl_weight: float = 1e-3
     ssl_pairs_per_batch: int = 2
     ssl_mode: str = "sum"
@@ -425,6 +432,7 @@ class FinetuneConfig:
         _at_least(self, section, 1, "iterations", "views_per_batch", "lr_decay_every")
         _at_least(self, section, 1, "ssl_pairs_per_batch", "checkpoint_every", "log_every")
         _at_least(self, section, 0, "encoder_lr_scale", "ssl_weight", "views_per_shape", "num_workers")
+        _at_least(self, section, 0, "head_warmup")
         _positive(self, section, "lr")
         _check(section, "lr_decay", self.lr_decay, 0 < self.lr_decay <= 1, "in (0, 1]")
         _one_of(self, section, "precision", PRECISIONS)

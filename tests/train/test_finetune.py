@@ -233,3 +233,35 @@ def test_a_finished_run_trimmed_to_weights_is_reused_not_retrained(tmp_path):
     # Asked to train on, it says why it cannot.
     with pytest.raises(ConfigError, match="holds only the network at step 2"):
         finetune(ft_config(iterations=4), CHAIRS, run, labelled_shapes=["chair_0000"], progress=False)
+
+
+def test_head_warmup_freezes_the_embedding_then_trains_it(tmp_path):
+    import torch
+
+    from mvdecor.train.pretrain import load_embedding
+
+    config = ft_config(iterations=3, head_warmup=2, ssl_weight=1e-3, ssl_pairs_per_batch=1)
+    pre = pretrain(config, CHAIRS, tmp_path / "pre", progress=False, iterations=1)
+    embedding, _, _ = load_embedding(pre.last_checkpoint)
+    start = embedding.state_dict()  # weights and BatchNorm statistics
+    kwargs = dict(labelled_shapes=["chair_0000"], init=pre.last_checkpoint, progress=False)
+
+    def embedding_state(run):
+        model, _, _, _ = load_segmentation_model(run.last_checkpoint)
+        return model.embedding.state_dict(), model.head.state_dict()
+
+    warm = finetune(config, CHAIRS, tmp_path / "warm", stop_after=2, **kwargs)
+    frozen, head = embedding_state(warm)
+    for name, tensor in start.items():
+        torch.testing.assert_close(frozen[name], tensor, msg=name)
+    # The head did train in those two steps (it starts random, so compare with step 0).
+    untrained = finetune(config, CHAIRS, tmp_path / "zero", stop_after=0, **kwargs)
+    _, head0 = embedding_state(untrained)
+    assert any(not torch.equal(head[n], head0[n]) for n in head)
+    # The third step, resumed past the warm-up, trains the embedding too (with the regulariser).
+    done = finetune(config, CHAIRS, tmp_path / "warm", **kwargs)
+    assert done.step == 3
+    trained, _ = embedding_state(done)
+    assert any(not torch.equal(trained[n], start[n]) for n in start if start[n].is_floating_point())
+    with pytest.raises(ConfigError, match="head_warmup"):
+        ft_config(head_warmup=-1)

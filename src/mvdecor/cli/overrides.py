@@ -49,6 +49,7 @@ SHORTCUTS: dict[str, str] = {
     "views_per_shape": "finetune.views_per_shape",
     "ssl_weight": "finetune.ssl_weight",
     "encoder_lr_scale": "finetune.encoder_lr_scale",
+    "head_warmup": "finetune.head_warmup",
     "add_modalities": "finetune.add_modalities",
     # inference on the mesh
     "method": "segment.method",

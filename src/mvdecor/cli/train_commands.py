@@ -186,6 +186,12 @@ def add_finetune_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--unlabelled", nargs="*", metavar="ID", help="shapes for the regulariser (default: all)")
     p.add_argument("--ssl-weight", dest="ssl_weight", type=float, help="lambda (0 disables the regulariser)")
     p.add_argument("--encoder-lr-scale", dest="encoder_lr_scale", type=float, help="encoder lr / head lr")
+    p.add_argument(
+        "--head-warmup",
+        dest="head_warmup",
+        type=int,
+        help="first steps that train the head alone, the pre-trained network frozen",
+    )
     p.add_argument("--store", help="a render store of DATASET made with the same render settings")
     p.add_argument("--restart", action="store_true", help="ignore RUN/checkpoints/last.pt and start over")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

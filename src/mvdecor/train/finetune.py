@@ -462,22 +462,29 @@ def finetune(
     last = math.nan
     start_time = time.perf_counter()
 
-    def set_train_mode() -> None:
+    def set_train_mode(warming_up: bool) -> None:
         model.train()
-        if cfg.freeze_backbone_bn:
+        for param in model.embedding.parameters():
+            param.requires_grad_(not warming_up)
+        if warming_up:
+            model.embedding.eval()
+        elif cfg.freeze_backbone_bn:
             for module in model.embedding.modules():
                 if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                     module.eval()
 
     try:
         for inputs, labels in view_loader:
-            set_train_mode()
+            # The step index decides, so a resumed run warms up exactly as an unbroken one.
+            set_train_mode(step < cfg.head_warmup)
             inputs, labels = inputs.to(device), labels.to(device)
             with autocast(device, cfg.precision):
                 logits = model(inputs)
             loss_ce = ce_loss(logits.float(), labels)
             loss_ssl = torch.zeros((), device=device)
             batch = next(ssl_iter).to(device) if ssl_iter is not None else None
+            if step < cfg.head_warmup:
+                batch = None  # the regulariser trains the frozen embedding only: nothing to do yet
             optimizer.zero_grad(set_to_none=True)
             if batch is not None and cfg.ssl_mode == "sum":
                 loss_ssl = _ssl_loss(model.embedding, batch, config, device, cfg.precision)
