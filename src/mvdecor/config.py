@@ -383,6 +383,10 @@ class FinetuneConfig:
         weight trains: a randomly initialised head then does not push its first,
         large gradients into the pre-trained features. 0 (default, the paper):
         no warm-up. Counted within ``iterations``.
+    flip_prob : float
+        Probability that a labelled view is mirrored left to right (with its
+        labels; world-space normals and positions mirrored across the camera's
+        vertical plane). 0 (default, the paper): no augmentation.
     ssl_weight : float
         lambda, the weight of the self-supervised InfoNCE regulariser on
         unlabelled shapes (0.001; 0 disables it).
@@ -414,6 +418,7 @@ class FinetuneConfig:
     lr_decay_every: int = 40
     encoder_lr_scale: float = 1.0
     head_warmup: int = 0
+    flip_prob: float = 0.0
     ssl_weight: float = 1e-3
     ssl_pairs_per_batch: int = 2
     ssl_mode: str = "sum"
@@ -433,6 +438,7 @@ class FinetuneConfig:
         _at_least(self, section, 1, "ssl_pairs_per_batch", "checkpoint_every", "log_every")
         _at_least(self, section, 0, "encoder_lr_scale", "ssl_weight", "views_per_shape", "num_workers")
         _at_least(self, section, 0, "head_warmup")
+        _fraction(self, section, "flip_prob")
         _positive(self, section, "lr")
         _check(section, "lr_decay", self.lr_decay, 0 < self.lr_decay <= 1, "in (0, 1]")
         _one_of(self, section, "precision", PRECISIONS)

@@ -12,6 +12,7 @@ from mvdecor.models.inputs import (
     ChannelStats,
     channel_count,
     channel_names,
+    flip_view_array,
     parse_modalities,
     rgb_channel_indices,
     view_to_array,
@@ -187,6 +188,37 @@ def test_position_channels_are_the_hit_points_in_the_shape_frame():
     normal = mesh.face_normals()[face]
     offsets = (arr[1:, pixels].T - mesh.triangles[face, 0]) @ normal
     np.testing.assert_allclose(offsets, 0, atol=1e-5)
+
+
+def test_a_flipped_render_is_the_mirrored_scene_in_every_world_channel():
+    from mvdecor.data.synthetic import make_shape
+    from mvdecor.render import CameraScheme, Renderer
+
+    mesh = make_shape("mug", 0).normalized()
+    view = Renderer(mesh).render(CameraScheme(rings=1, segments=4, resolution=32).cameras(seed=0))[2]
+    modalities = ("grey", "normal", "depth", "position")
+    array = view_to_array(view, modalities)
+    rotation, center = view.camera.rotation[0], view.camera.centers[0]
+    flipped, flipped_mask = flip_view_array(array, view.mask, modalities, rotation[0], center)
+    np.testing.assert_array_equal(flipped_mask, view.mask[:, ::-1])
+    np.testing.assert_array_equal(flipped[[0, 4]], array[[0, 4], :, ::-1])  # shading, depth
+
+    # In camera coordinates a horizontal mirror negates x: normals (directions) and
+    # positions (relative to the camera centre) alike, at the mirrored pixel.
+    def camera_frame(vectors, origin):
+        return np.einsum("ij,jhw->ihw", rotation, vectors - np.reshape(origin, (3, 1, 1)))
+
+    for channels, origin in ((slice(1, 4), np.zeros(3)), (slice(5, 8), center)):
+        before = camera_frame(array[channels], origin)[:, :, ::-1]
+        after = camera_frame(flipped[channels], origin)
+        fg = flipped_mask
+        np.testing.assert_allclose(after[0][fg], -before[0][fg], atol=1e-5)
+        np.testing.assert_allclose(after[1:, fg], before[1:, fg], atol=1e-5)
+    assert (flipped[5:8, ~flipped_mask] == 0).all()
+    twice, _ = flip_view_array(flipped, flipped_mask, modalities, rotation[0], center)
+    np.testing.assert_allclose(twice, array, atol=1e-5)
+    with pytest.raises(ValueError, match="camera centre"):
+        flip_view_array(array, view.mask, modalities, rotation[0])
 
 
 def test_input_channel_positions():

@@ -265,3 +265,26 @@ def test_head_warmup_freezes_the_embedding_then_trains_it(tmp_path):
     assert any(not torch.equal(trained[n], start[n]) for n in start if start[n].is_floating_point())
     with pytest.raises(ConfigError, match="head_warmup"):
         ft_config(head_warmup=-1)
+
+
+def test_flip_augmentation_mirrors_views_and_labels_together():
+    from mvdecor.train.finetune import LabelledViewDataset, select_labelled_views
+
+    config = ft_config()
+    source = ViewSource(CHAIRS, config.render)
+    items = select_labelled_views(["chair_0000"], source.num_views("chair_0000"), 0, seed=0)
+    modalities = config.model.modalities
+    plain = LabelledViewDataset(source, items, modalities, None, 5, seed=3)
+    always = LabelledViewDataset(source, items, modalities, None, 5, seed=3, flip_prob=1.0)
+    for index in range(3):
+        a, b = plain[index], always[index]  # the same view: the flip is drawn after it
+        np.testing.assert_array_equal(b["labels"], a["labels"][:, ::-1])
+        np.testing.assert_array_equal(b["inputs"][0], a["inputs"][0][:, ::-1])  # shading
+        assert (b["labels"] >= 0).any()
+    # Half the time on average, and the same items at the same probability twice.
+    half = LabelledViewDataset(source, items, modalities, None, 5, seed=3, flip_prob=0.5)
+    flips = [not np.array_equal(half[i]["labels"], plain[i]["labels"]) for i in range(40)]
+    assert 8 < sum(flips) < 32
+    np.testing.assert_array_equal(half[7]["inputs"], half[7]["inputs"])
+    with pytest.raises(ConfigError, match="flip_prob"):
+        ft_config(flip_prob=1.5)

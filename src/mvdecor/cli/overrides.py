@@ -50,6 +50,7 @@ SHORTCUTS: dict[str, str] = {
     "ssl_weight": "finetune.ssl_weight",
     "encoder_lr_scale": "finetune.encoder_lr_scale",
     "head_warmup": "finetune.head_warmup",
+    "flip_prob": "finetune.flip_prob",
     "add_modalities": "finetune.add_modalities",
     # inference on the mesh
     "method": "segment.method",

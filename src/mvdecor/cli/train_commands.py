@@ -192,6 +192,12 @@ def add_finetune_parser(sub: argparse._SubParsersAction) -> None:
         type=int,
         help="first steps that train the head alone, the pre-trained network frozen",
     )
+    p.add_argument(
+        "--flip-prob",
+        dest="flip_prob",
+        type=float,
+        help="probability of mirroring a labelled view (augmentation; 0: off)",
+    )
     p.add_argument("--store", help="a render store of DATASET made with the same render settings")
     p.add_argument("--restart", action="store_true", help="ignore RUN/checkpoints/last.pt and start over")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

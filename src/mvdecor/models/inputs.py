@@ -54,6 +54,7 @@ __all__ = [
     "ViewLike",
     "channel_count",
     "channel_names",
+    "flip_view_array",
     "input_channel_positions",
     "parse_modalities",
     "rgb_channel_indices",
@@ -176,6 +177,42 @@ def view_to_array(view: ViewLike, modalities: str | Iterable[str]) -> np.ndarray
         else:  # position
             parts.append(np.asarray(view.hit_points, dtype=np.float32).transpose(2, 0, 1))
     return np.ascontiguousarray(np.concatenate(parts, axis=0))
+
+
+def flip_view_array(
+    array: np.ndarray,
+    mask: np.ndarray,
+    modalities: str | Iterable[str],
+    right_axis: np.ndarray,
+    camera_center: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror a raw view array ``(C, H, W)`` and its mask ``(H, W)`` left to right.
+
+    The mirrored image is the view of the scene mirrored across the camera's
+    vertical plane (the plane through the camera centre ``c`` with normal ``r``,
+    the camera's right axis in world coordinates, a unit vector), so the
+    world-space channels are mirrored with it: normals ``n - 2 (n . r) r``,
+    positions ``p - 2 ((p - c) . r) r`` (``camera_center`` is needed only when
+    ``position`` is an input). Shading, colour and depth are unchanged by a
+    mirror. Flipping twice gives back the input up to rounding; background
+    pixels stay 0 in the colour, normal and depth channels.
+    """
+    names = channel_names(modalities)
+    normal = [i for i, n in enumerate(names) if n in ("nx", "ny", "nz")]
+    position = [i for i, n in enumerate(names) if n in ("px", "py", "pz")]
+    flipped = np.ascontiguousarray(array[:, :, ::-1], dtype=np.float32)
+    r = np.asarray(right_axis, np.float32).reshape(3, 1, 1)
+    if normal:
+        n = flipped[normal]
+        flipped[normal] = n - 2.0 * (n * r).sum(axis=0, keepdims=True) * r
+    if position:
+        if camera_center is None:
+            raise ValueError("flipping a view with the position input needs the camera centre")
+        c = np.asarray(camera_center, np.float32).reshape(3, 1, 1)
+        p = flipped[position]
+        mirrored = p - 2.0 * ((p - c) * r).sum(axis=0, keepdims=True) * r
+        flipped[position] = np.where(mask[None, :, ::-1], mirrored, 0.0)
+    return flipped, np.ascontiguousarray(mask[:, ::-1])
 
 
 def views_to_tensor(

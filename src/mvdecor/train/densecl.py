@@ -62,7 +62,13 @@ from mvdecor.config import Config, DenseCLConfig
 from mvdecor.errors import ConfigError
 from mvdecor.models.densecl import ATTACH_POINTS, DenseCL, DenseCLProjections, same_source_mask
 from mvdecor.models.embedding import EmbeddingNet
-from mvdecor.models.inputs import ChannelStats, channel_names, parse_modalities, view_to_array
+from mvdecor.models.inputs import (
+    ChannelStats,
+    channel_names,
+    flip_view_array,
+    parse_modalities,
+    view_to_array,
+)
 from mvdecor.train.data import ViewSource
 from mvdecor.train.distributed import cleanup
 from mvdecor.train.precision import autocast
@@ -202,25 +208,6 @@ def _channel_groups(modalities: Sequence[str]) -> tuple[list[int], list[int], in
     normal = [i for i, n in enumerate(names) if n in ("nx", "ny", "nz")]
     depth = names.index("depth") if "depth" in names else None
     return colour, normal, depth
-
-
-def flip_view_array(
-    array: np.ndarray, mask: np.ndarray, modalities: Sequence[str], right_axis: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Mirror a raw view array ``(C, H, W)`` and its mask ``(H, W)`` left to right.
-
-    World-space normals are reflected across the camera's vertical plane
-    (``n - 2 (n . r) r``, ``r`` the camera's right axis in world coordinates, a
-    unit vector), so they stay the normals of the mirrored scene; flipping twice
-    gives back the input exactly up to rounding.
-    """
-    _, normal, _ = _channel_groups(parse_modalities(modalities))
-    flipped = np.ascontiguousarray(array[:, :, ::-1], dtype=np.float32)
-    if normal:
-        r = np.asarray(right_axis, np.float32).reshape(3, 1, 1)
-        n = flipped[normal]
-        flipped[normal] = n - 2.0 * (n * r).sum(axis=0, keepdims=True) * r
-    return flipped, np.ascontiguousarray(mask[:, ::-1])
 
 
 def _jitter_colour(colour: np.ndarray, mask: np.ndarray, aug: ViewAugmentation) -> np.ndarray:

@@ -44,6 +44,7 @@ from mvdecor.models.embedding import EmbeddingNet, SegmentationNet
 from mvdecor.models.inputs import (
     ChannelStats,
     channel_count,
+    flip_view_array,
     input_channel_positions,
     parse_modalities,
     view_to_array,
@@ -131,7 +132,9 @@ class LabelledViewDataset(torch.utils.data.Dataset):
     """Item ``k``: a seeded random labelled view, as network input and per-pixel labels.
 
     Returns dicts with ``inputs`` ``(C, H, W)`` float32 and ``labels`` ``(H, W)``
-    int64 (``-1``: background or unlabelled, ignored by the loss).
+    int64 (``-1``: background or unlabelled, ignored by the loss). With
+    ``flip_prob > 0`` the view and its labels are mirrored left to right with
+    that probability (:func:`~mvdecor.models.inputs.flip_view_array`).
     """
 
     def __init__(
@@ -142,12 +145,14 @@ class LabelledViewDataset(torch.utils.data.Dataset):
         stats: ChannelStats | None,
         num_classes: int,
         seed: int = 0,
+        flip_prob: float = 0.0,
     ) -> None:
         if not items:
             raise ConfigError(None, "no labelled views to fine-tune on")
         self.source, self.items = source, list(items)
         self.modalities, self.stats = tuple(modalities), stats
         self.num_classes, self.seed = int(num_classes), int(seed)
+        self.flip_prob = float(flip_prob)
 
     def __len__(self) -> int:
         return 10**12
@@ -167,10 +172,17 @@ class LabelledViewDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, int(index)])
         item = self.items[int(rng.integers(len(self.items)))]
         view = self.source.view(item.shape_id, item.view_index)
-        array = view_to_array(view, self.modalities)
+        array, mask, labels = view_to_array(view, self.modalities), view.mask, self.labels(item, view)
+        # Drawn only when augmenting, so runs without it keep their exact draws.
+        if self.flip_prob > 0 and rng.random() < self.flip_prob:
+            camera = view.camera
+            array, mask = flip_view_array(
+                array, mask, self.modalities, camera.rotation[0, 0], camera.centers[0]
+            )
+            labels = np.ascontiguousarray(labels[:, ::-1])
         if self.stats is not None:
-            array = self.stats.normalize(array, view.mask)
-        return {"inputs": np.ascontiguousarray(array, np.float32), "labels": self.labels(item, view)}
+            array = self.stats.normalize(array, mask)
+        return {"inputs": np.ascontiguousarray(array, np.float32), "labels": labels}
 
 
 def collate_views(items: Sequence[dict[str, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -408,7 +420,9 @@ def finetune(
 
     generator = torch.Generator().manual_seed(cfg.seed)
     stop = cfg.iterations if stop_after is None else min(cfg.iterations, step + stop_after)
-    views = LabelledViewDataset(source, items, config.model.modalities, stats, num_classes, cfg.seed)
+    views = LabelledViewDataset(
+        source, items, config.model.modalities, stats, num_classes, cfg.seed, cfg.flip_prob
+    )
     view_loader = DataLoader(
         views,
         batch_sampler=StepBatchSampler(step, stop, cfg.views_per_batch),
