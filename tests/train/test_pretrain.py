@@ -113,14 +113,14 @@ def test_resume_refuses_another_model(tmp_path, tiny):
 
 def test_runs_saved_before_heads_were_named_resume_as_paper(tmp_path, tiny):
     from mvdecor.errors import ConfigError
-    from mvdecor.train.pretrain import _check_resumable
+    from mvdecor.train.pretraining import check_resumable
 
     saved = tiny.to_dict()
     del saved["model"]["head"]
-    _check_resumable(saved, tiny, tmp_path)  # the paper head: resumes
+    check_resumable(saved, tiny, tmp_path)  # the paper head: resumes
     light = replace(tiny, model=replace(tiny.model, head="light"))
     with pytest.raises(ConfigError, match="another model configuration"):
-        _check_resumable(saved, light, tmp_path)
+        check_resumable(saved, light, tmp_path)
 
 
 def test_damaged_checkpoint_is_a_clear_error(tmp_path):

@@ -53,13 +53,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from mvdecor.config import Config, DenseCLConfig
+from mvdecor.config import DenseCLConfig
 from mvdecor.errors import ConfigError
+from mvdecor.models.checkpoints import build_model
 from mvdecor.models.densecl import ATTACH_POINTS, DenseCL, DenseCLProjections, same_source_mask
 from mvdecor.models.embedding import EmbeddingNet
 from mvdecor.models.inputs import (
@@ -70,17 +70,8 @@ from mvdecor.models.inputs import (
     view_to_array,
 )
 from mvdecor.train.data import ViewSource
-from mvdecor.train.distributed import cleanup
 from mvdecor.train.precision import autocast
-from mvdecor.train.pretrain import (
-    PRETRAIN_METHODS,
-    MethodSteps,
-    PretrainResult,
-    build_model,
-    prepare_run,
-    restore_training_state,
-    run_pretraining,
-)
+from mvdecor.train.pretraining import PRETRAIN_METHODS, MethodSetup, PretrainMethod, PretrainRun
 
 __all__ = [
     "AugmentedPairBatch",
@@ -88,12 +79,12 @@ __all__ = [
     "ViewAugmentation",
     "apply_view_augmentation",
     "build_densecl",
+    "build_densecl_method",
     "check_densecl_config",
     "collate_augmented",
     "densecl_validation_loss",
     "draw_view_augmentation",
     "flip_view_array",
-    "pretrain_densecl",
 ]
 
 #: ITU-R 601 luma weights (as torchvision's greyscale).
@@ -429,51 +420,20 @@ def densecl_validation_loss(
     return float(np.mean(losses))
 
 
-@PRETRAIN_METHODS.register("densecl")
-def pretrain_densecl(
-    config: Config,
-    dataset: str,
-    run_dir: str | Path,
-    *,
-    store: str | Path | None = None,
-    resume: bool = True,
-    iterations: int | None = None,
-    progress: bool = True,
-    stop_after: int | None = None,
-    split: dict[str, list[str]] | None = None,
-) -> PretrainResult:
-    """DenseCL pre-training of the embedding network (parameters as :func:`~mvdecor.train.pretrain.pretrain`).
+def build_densecl_method(run: PretrainRun) -> MethodSetup:
+    """DenseCL pre-training of the embedding network (see :func:`~mvdecor.train.pretrain.pretrain`).
 
     Raises
     ------
     ConfigError
-        A ``pretrain.densecl`` value out of range, several ``torchrun``
-        processes, or a run folder holding another method's or setting's run.
+        The run folder holds no DenseCL state to resume from.
     """
-    check_densecl_config(config.pretrain.densecl)
-    run = prepare_run(
-        config, dataset, run_dir, store=store, resume=resume, iterations=iterations, split=split
-    )
-    if run.info.enabled:
-        cleanup(run.info)
-        raise ConfigError(
-            None,
-            "DenseCL pre-training runs in one process (its queues are not shared); run it without torchrun",
-        )
     config, device = run.config, run.device
     cfg = config.pretrain
     model = build_model(config).to(device)
     densecl = build_densecl(model, cfg.densecl).to(device)
-    optimizer = torch.optim.Adam(densecl.trainable_parameters(), lr=cfg.lr, foreach=True)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience
-    )
-    scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")
-    step, best_val = restore_training_state(run, model, optimizer, scheduler, scaler)
-    if run.saved is not None:
-        if "densecl" not in run.saved:
-            raise ConfigError(run.last_path, "holds no DenseCL state to resume from; use a new run folder")
-        densecl.load_training_state(run.saved["densecl"])
+    if run.saved is not None and "densecl" not in run.saved:
+        raise ConfigError(run.last_path, "holds no DenseCL state to resume from; use a new run folder")
 
     modalities = config.model.modalities
     train_set = AugmentedViewDataset(run.source, run.train_ids, modalities, run.stats, cfg.densecl, cfg.seed)
@@ -497,22 +457,24 @@ def pretrain_densecl(
             densecl, val_set, cfg.val_pairs, cfg.pairs_per_batch, device, cfg.precision
         )
 
-    return run_pretraining(
-        run,
+    return MethodSetup(
         model=model,
         network=densecl,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        scaler=scaler,
+        parameters=densecl.trainable_parameters(),
         train_set=train_set,
         collate_fn=collate_augmented,
-        steps=MethodSteps(
-            loss=train_loss,
-            validation_loss=val_loss if val_set is not None else None,
-            extra_state=lambda: {"densecl": densecl.training_state()},
-        ),
-        step=step,
-        best_val=best_val,
-        stop_after=stop_after,
-        progress=progress,
+        loss=train_loss,
+        validation_loss=val_loss if val_set is not None else None,
+        extra_state=lambda: {"densecl": densecl.training_state()},
+        load_extra_state=lambda saved: densecl.load_training_state(saved["densecl"]),
     )
+
+
+# One process only: the queues are not shared across torchrun processes.
+PRETRAIN_METHODS.register("densecl")(
+    PretrainMethod(
+        build=build_densecl_method,
+        check=lambda config: check_densecl_config(config.pretrain.densecl),
+        distributed=False,
+    )
+)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,6 +36,7 @@ from torch.utils.data import DataLoader
 from mvdecor.config import Config
 from mvdecor.errors import ConfigError, LabelError
 from mvdecor.fileio import remove_stale_temporaries
+from mvdecor.models.checkpoints import build_model, load_embedding
 from mvdecor.models.checkpoints import check_embedding_checkpoint as check_embedding_checkpoint
 from mvdecor.models.checkpoints import load_segmentation_model as load_segmentation_model
 from mvdecor.models.checkpoints import summarize_state_dict_error as summarize_state_dict_error
@@ -50,16 +50,19 @@ from mvdecor.models.inputs import (
     view_to_array,
 )
 from mvdecor.models.losses import dense_info_nce
-from mvdecor.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from mvdecor.train.checkpoint import load_checkpoint, save_checkpoint
 from mvdecor.train.data import ViewPairDataset, ViewSource, collate_pairs, compute_channel_stats
 from mvdecor.train.distributed import resolve_device
+from mvdecor.train.engine import (
+    StepBatchSampler,
+    make_grad_scaler,
+    optimizer_step,
+    restore_training_state,
+    train_steps,
+    training_state,
+)
 from mvdecor.train.logs import MetricLogger
 from mvdecor.train.precision import autocast, resolve_precision
-from mvdecor.train.pretrain import (
-    StepBatchSampler,
-    build_model,
-    load_embedding,
-)
 
 #: Value of a label image pixel that carries no label.
 LABEL_IMAGE_IGNORE = 255
@@ -369,8 +372,7 @@ def finetune(
         foreach=True,
     )
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
-    # fp16 gradients underflow without loss scaling; a no-op in fp32 and bf16.
-    scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")
+    scaler = make_grad_scaler(cfg.precision)
     step = 0
     if saved is not None:
         if saved.get("kind") != "segmentation":
@@ -384,11 +386,7 @@ def finetune(
             ) from None
         step = int(saved["step"])
         if "optimizer" in saved:
-            optimizer.load_state_dict(saved["optimizer"])
-            scheduler.load_state_dict(saved["scheduler"])
-            if "scaler" in saved:
-                scaler.load_state_dict(saved["scaler"])
-            set_rng_state(saved["rng"], device)
+            restore_training_state(saved, device, model, optimizer, scheduler, scaler)
         elif step < cfg.iterations:
             # Trimmed to the network (keep_checkpoints="weights"): it segments, it cannot train on.
             raise ConfigError(
@@ -453,14 +451,9 @@ def finetune(
     if cfg.ssl_mode not in ("sum", "alternate"):
         raise ConfigError(None, f"finetune.ssl_mode must be 'sum' or 'alternate', got {cfg.ssl_mode!r}")
 
-    def payload() -> dict:
+    def payload(at_step: int) -> dict:
         return {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "step": step,
-            "rng": rng_state(device),
+            **training_state(at_step, device, model, optimizer, scheduler, scaler),
             "config": config.to_dict(),
             "channel_stats": stats.to_dict(),
             "label_names": list(names),
@@ -468,13 +461,7 @@ def finetune(
             "kind": "segmentation",
         }
 
-    from tqdm.auto import tqdm
-
-    logger = MetricLogger(run_dir, "metrics", resume_step=step)
-    bar = tqdm(total=cfg.iterations, initial=step, desc="finetune", unit="it", disable=not progress)
     ce_loss = torch.nn.CrossEntropyLoss(ignore_index=-1)
-    last = math.nan
-    start_time = time.perf_counter()
 
     def set_train_mode(warming_up: bool) -> None:
         model.train()
@@ -487,72 +474,72 @@ def finetune(
                 if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                     module.eval()
 
+    def train_step(batch: tuple[torch.Tensor, torch.Tensor], log: bool) -> tuple[float, dict[str, float]]:
+        # The step index decides, so a resumed run warms up exactly as an unbroken one.
+        warming_up = step_now < cfg.head_warmup
+        set_train_mode(warming_up)
+        inputs, labels = batch[0].to(device), batch[1].to(device)
+        with autocast(device, cfg.precision):
+            logits = model(inputs)
+        loss_ce = ce_loss(logits.float(), labels)
+        loss_ssl = torch.zeros((), device=device)
+        pairs = next(ssl_iter).to(device) if ssl_iter is not None else None
+        if warming_up:
+            pairs = None  # the regulariser trains the frozen embedding only: nothing to do yet
+        if pairs is not None and cfg.ssl_mode == "sum":
+            loss_ssl = _ssl_loss(model.embedding, pairs, config, device, cfg.precision)
+            optimizer_step(loss_ce + cfg.ssl_weight * loss_ssl, optimizer, scaler)
+        else:
+            optimizer_step(loss_ce, optimizer, scaler)
+            if pairs is not None:  # the authors' alternating second step
+                loss_ssl = _ssl_loss(model.embedding, pairs, config, device, cfg.precision)
+                optimizer_step(cfg.ssl_weight * loss_ssl, optimizer, scaler)
+        scheduler.step()
+        if not log:
+            return float(loss_ce.detach()), {}
+        with torch.no_grad():
+            fg = labels >= 0
+            acc = float((logits.argmax(1)[fg] == labels[fg]).float().mean()) if fg.any() else math.nan
+        return float(loss_ce.detach()), {"loss_ssl": float(loss_ssl.detach()), "pixel_accuracy": acc}
+
+    step_now = step
+
+    def after_step(at_step: int) -> None:
+        nonlocal step_now
+        step_now = at_step
+        if at_step % cfg.checkpoint_every == 0:
+            save_checkpoint(last_path, payload(at_step))
+
+    logger = MetricLogger(run_dir, "metrics", resume_step=step)
     try:
-        for inputs, labels in view_loader:
-            # The step index decides, so a resumed run warms up exactly as an unbroken one.
-            set_train_mode(step < cfg.head_warmup)
-            inputs, labels = inputs.to(device), labels.to(device)
-            with autocast(device, cfg.precision):
-                logits = model(inputs)
-            loss_ce = ce_loss(logits.float(), labels)
-            loss_ssl = torch.zeros((), device=device)
-            batch = next(ssl_iter).to(device) if ssl_iter is not None else None
-            if step < cfg.head_warmup:
-                batch = None  # the regulariser trains the frozen embedding only: nothing to do yet
-            optimizer.zero_grad(set_to_none=True)
-            if batch is not None and cfg.ssl_mode == "sum":
-                loss_ssl = _ssl_loss(model.embedding, batch, config, device, cfg.precision)
-                _scaled_step(scaler, optimizer, loss_ce + cfg.ssl_weight * loss_ssl)
-            else:
-                _scaled_step(scaler, optimizer, loss_ce)
-                if batch is not None:  # the authors' alternating second step
-                    optimizer.zero_grad(set_to_none=True)
-                    loss_ssl = _ssl_loss(model.embedding, batch, config, device, cfg.precision)
-                    _scaled_step(scaler, optimizer, cfg.ssl_weight * loss_ssl)
-            scheduler.step()
-            step += 1
-            last = float(loss_ce.detach())
-            if not math.isfinite(last):
-                raise FloatingPointError(f"loss became {last} at step {step}; lower the learning rate")
-            bar.update()
-            bar.set_postfix(ce=f"{last:.3f}")
-            if step % cfg.log_every == 0 or step == stop:
-                with torch.no_grad():
-                    fg = labels >= 0
-                    acc = float((logits.argmax(1)[fg] == labels[fg]).float().mean()) if fg.any() else math.nan
-                logger.log(
-                    step,
-                    loss_ce=last,
-                    loss_ssl=float(loss_ssl.detach()),
-                    pixel_accuracy=acc,
-                    lr=optimizer.param_groups[1]["lr"],
-                    it_per_s=step / max(time.perf_counter() - start_time, 1e-9),
-                )
-            if step % cfg.checkpoint_every == 0:
-                save_checkpoint(last_path, payload())
-    except KeyboardInterrupt:
-        save_checkpoint(last_path, payload())
-        bar.write(f"interrupted at step {step}; resume by running the same command again")
-        raise
+        step, last = train_steps(
+            view_loader,
+            train_step,
+            step=step,
+            total=cfg.iterations,
+            stop=stop,
+            device=device,
+            lr=lambda: optimizer.param_groups[1]["lr"],
+            logger=logger,
+            log_every=cfg.log_every,
+            loss_name="loss_ce",
+            images_per_step=cfg.views_per_batch,
+            after_step=after_step,
+            on_interrupt=lambda at_step: save_checkpoint(last_path, payload(at_step)),
+            desc="finetune",
+            progress=progress,
+        )
     finally:
-        bar.close()
         logger.close()
     # A finished run trimmed to its network stays trimmed: rewriting it would store a fresh,
     # never-stepped optimizer state that a later, longer run would take for the real one.
     if saved is None or "optimizer" in saved or step > int(saved["step"]):
-        save_checkpoint(last_path, payload())
+        save_checkpoint(last_path, payload(step))
     if report:
         from mvdecor.viz.report import write_training_report
 
         write_training_report(run_dir)
     return FinetuneResult(run_dir, step, last_path, names, last)
-
-
-def _scaled_step(scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-    """Backward and one optimiser step through the gradient scaler (plain when it is disabled)."""
-    scaler.scale(loss).backward()
-    scaler.step(optimizer)
-    scaler.update()
 
 
 def _ssl_loss(
