@@ -34,9 +34,8 @@ from mvdecor.viz.report import (
     Picture,
     ReportMesh,
     write_report,
-    write_segment_report,
-    write_training_report,
 )
+from mvdecor.viz.run_reports import write_segment_report, write_training_report
 
 PART_NAMES = ("seat", "leg", "back")
 

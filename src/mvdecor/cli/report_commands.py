@@ -10,7 +10,7 @@ from mvdecor.cli.common import add_keep_checkpoints_option
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from mvdecor.viz.report import write_segment_report, write_training_report
+    from mvdecor.viz.run_reports import write_segment_report, write_training_report
 
     run_dir = Path(args.run_dir)
     if (run_dir / "metrics.csv").is_file() and not any(run_dir.rglob("*.legend.json")):

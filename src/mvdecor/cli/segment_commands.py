@@ -119,7 +119,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
             f"wrote {files['ply'].parent}"
         )
     if not args.no_report:
-        from mvdecor.viz.report import write_segment_report
+        from mvdecor.viz.run_reports import write_segment_report
 
         page = write_segment_report(
             out, preset=segmenter.config.preset, description=f"Segmented with the model {args.model}."
@@ -192,7 +192,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
             f"wrote {files['ply'].parent}"
         )
     if not args.no_report:
-        from mvdecor.viz.report import write_segment_report
+        from mvdecor.viz.run_reports import write_segment_report
 
         page = write_segment_report(
             out,

@@ -317,7 +317,7 @@ def finetune(
     store : a render store of ``dataset`` made with ``config.render``
     stop_after : stop (with a checkpoint) after this many steps of this call
     report : write ``RUN/report.html`` and ``RUN/pictures/curves.png`` when the
-        call ends (see :func:`mvdecor.viz.report.write_training_report`)
+        call ends (see :func:`mvdecor.viz.run_reports.write_training_report`)
     """
     device = resolve_device(config.finetune.device)
     # "auto" becomes what this device runs, so config.yaml and the checkpoint say which.
@@ -536,7 +536,7 @@ def finetune(
     if saved is None or "optimizer" in saved or step > int(saved["step"]):
         save_checkpoint(last_path, payload(step))
     if report:
-        from mvdecor.viz.report import write_training_report
+        from mvdecor.viz.run_reports import write_training_report
 
         write_training_report(run_dir)
     return FinetuneResult(run_dir, step, last_path, names, last)

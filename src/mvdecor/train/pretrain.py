@@ -96,7 +96,7 @@ def pretrain(
     split : ``{"train": [...], "val": [...]}`` shape ids to use instead of a
         seeded random split (``val`` may be empty)
     report : write ``RUN/report.html`` and ``RUN/pictures/curves.png`` when the
-        call ends (rank 0; see :func:`mvdecor.viz.report.write_training_report`)
+        call ends (rank 0; see :func:`mvdecor.viz.run_reports.write_training_report`)
 
     Raises
     ------
@@ -121,7 +121,7 @@ def pretrain(
         )
     result = run_pretraining(run, method.build(run), stop_after=stop_after, progress=progress)
     if report and int(os.environ.get("RANK", "0")) == 0:
-        from mvdecor.viz.report import write_training_report
+        from mvdecor.viz.run_reports import write_training_report
 
         write_training_report(run_dir)
     return result

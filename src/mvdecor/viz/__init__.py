@@ -27,7 +27,8 @@ from mvdecor.viz.images import (
     view_sheet,
     vote_weight_sheet,
 )
-from mvdecor.viz.report import MetricsTable, Picture, ReportMesh, write_report, write_segment_report
+from mvdecor.viz.report import MetricsTable, Picture, ReportMesh, write_report
+from mvdecor.viz.run_reports import write_segment_report
 
 __all__ = ["label_palette", "labels_to_rgb", "save_image", "view_panels", "view_sheet"]
 # Fig. 3, labels and vote weights, training curves.
