@@ -8,6 +8,9 @@ file's path and a one-line reason, so the command line can print
 
 from __future__ import annotations
 
+import contextlib
+import sys
+import warnings
 from os import PathLike
 
 
@@ -66,3 +69,31 @@ class RenamedKeyWarning(UserWarning):
 
 class MissingTextureWarning(UserWarning):
     """A texture image referenced by a mesh is missing; material colour is used."""
+
+
+# ------------------------------------------------------------------- warnings
+# The command line shows warnings as one line each; these live here, at the bottom of the
+# package, so that worker processes started anywhere can show them the same way.
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``mvdecor: warning: <message>`` on one line: no source path, no code line.
+
+    Warnings of other packages keep their class name, e.g. ``UserWarning: ...``.
+    """
+    text = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    if not category.__module__.startswith("mvdecor"):
+        text = f"{category.__name__}: {text}"
+    stream = file if file is not None else sys.stderr
+    if stream is None:  # pythonw: no console
+        return
+    with contextlib.suppress(OSError):
+        stream.write(f"mvdecor: warning: {text}\n")
+
+
+def install_warning_display(one_line: bool) -> None:
+    """In a worker process: show warnings as the parent does (:func:`show_warning` when ``one_line``).
+
+    Spawned processes start with Python's default display; pass
+    ``warnings.showwarning is show_warning`` from the parent.
+    """
+    if one_line:
+        warnings.showwarning = show_warning

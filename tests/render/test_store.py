@@ -221,3 +221,25 @@ def test_store_written_before_a_key_was_renamed_still_resumes(tmp_path):
     (out / "store.json").write_text(json.dumps(manifest))
     report = render_dataset("synthetic:categories=mug,n=1", out, SMALL, progress=False)
     assert report.skipped == ["mug_0000"] and not report.rendered
+
+
+def test_warnings_in_render_workers_show_as_one_line(tmp_path, capfd):
+    from mvdecor.cli.common import one_line_warnings
+
+    meshes = tmp_path / "meshes"
+    meshes.mkdir()
+    tetrahedron = "v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nf 1 3 2\nf 1 2 4\nf 1 4 3\nf 2 3 4\n"
+    for name in ("a", "b"):
+        (meshes / f"{name}.obj").write_text(f"mtllib missing_{name}.mtl\n" + tetrahedron)
+    with one_line_warnings():
+        report = render_dataset(str(meshes), tmp_path / "store", SMALL, workers=2, progress=False)
+    assert len(report.rendered) == 2
+    err = capfd.readouterr().err
+    lines = [line for line in err.splitlines() if "material library" in line]
+    # Each worker loads its mesh and warns; none in Python's format (a path, then the code line).
+    assert {n for n in ("missing_a", "missing_b") if any(n in line for line in lines)} == {
+        "missing_a",
+        "missing_b",
+    }, err
+    assert all(line.startswith("mvdecor: warning: ") for line in lines), err
+    assert "warnings.warn(" not in err

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 import warnings
 from collections.abc import Iterator
 
 from mvdecor.cli.overrides import add_set_option
-from mvdecor.errors import ConfigError
+from mvdecor.errors import ConfigError, show_warning
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -175,21 +174,6 @@ def check_counts(args: argparse.Namespace) -> None:
 
 
 # ------------------------------------------------------------------- warnings
-def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """``mvdecor: warning: <message>`` on one line: no source path, no code line.
-
-    Warnings of other packages keep their class name, e.g. ``UserWarning: ...``.
-    """
-    text = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
-    if not category.__module__.startswith("mvdecor"):
-        text = f"{category.__name__}: {text}"
-    stream = file if file is not None else sys.stderr
-    if stream is None:  # pythonw: no console
-        return
-    with contextlib.suppress(OSError):
-        stream.write(f"mvdecor: warning: {text}\n")
-
-
 @contextlib.contextmanager
 def one_line_warnings() -> Iterator[None]:
     """Show warnings with :func:`show_warning` inside the block; the previous display after it."""

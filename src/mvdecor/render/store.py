@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import warnings
 import zipfile
 import zlib
 from collections.abc import Iterator, Sequence
@@ -36,7 +37,13 @@ import numpy as np
 
 from mvdecor.config import RenderConfig, render_config_from_dict, render_config_to_dict
 from mvdecor.data.mesh import LabelledMesh
-from mvdecor.errors import ConfigError, MvDecorError, RenderStoreError
+from mvdecor.errors import (
+    ConfigError,
+    MvDecorError,
+    RenderStoreError,
+    install_warning_display,
+    show_warning,
+)
 from mvdecor.fileio import atomic_path
 from mvdecor.render.cameras import Cameras, shape_cameras
 from mvdecor.render.cameras import shape_camera_seed as shape_camera_seed  # its old home
@@ -392,7 +399,14 @@ def render_dataset(
                 bar.update()
         else:
             ctx = get_context("spawn")  # no fork: safe with threads (torch, BLAS) in the parent
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            # Spawned workers show warnings as this process does (one line each under the CLI).
+            one_line = warnings.showwarning is show_warning
+            with ProcessPoolExecutor(
+                max_workers=workers,
+                mp_context=ctx,
+                initializer=install_warning_display,
+                initargs=(one_line,),
+            ) as pool:
                 futures = {pool.submit(_render_one, *job): job[1] for job in jobs}
                 for future in as_completed(futures):
                     try:
