@@ -217,3 +217,37 @@ def test_refinement_variants_score_one_network_several_ways(tmp_path, monkeypatc
                            **setting)  # fmt: skip
     with pytest.raises(ConfigError, match="unknown key"):
         check_refinements({"x": {"gamma": 3}})
+
+
+def test_finished_results_are_reused_only_with_the_same_training_settings(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    config = load_config("cpu", TINY_FEWSHOT_CONFIG)
+    dataset = "synthetic:categories=mug,n=3,textured=0"
+    setting = dict(train_shapes=["mug_0000", "mug_0001"], test_shapes=["mug_0002"], k=1, runs=1)
+    first = run_fewshot_cached(config, dataset, tmp_path, method="transfer", init="transfer", progress=False,
+                               **setting)  # fmt: skip
+    assert first["training"]["init"] == "transfer" and "device" not in first["training"]["finetune"]
+    calls = []
+
+    def record_run(*args, **kwargs):
+        calls.append(args[0])
+        return {"ran": True}
+
+    monkeypatch.setattr(fewshot, "run_fewshot", record_run)
+    # The same settings (and another device or worker count): the finished results.
+    for same in (config, replace(config, finetune=replace(config.finetune, device="cpu", num_workers=3))):
+        assert (
+            run_fewshot_cached(same, dataset, tmp_path, method="transfer", init="transfer", **setting)
+            == first
+        )
+    assert calls == []
+    # Another learning rate, or another initialisation: a new run, not the old numbers.
+    other = replace(config, finetune=replace(config.finetune, lr=config.finetune.lr / 2))
+    assert run_fewshot_cached(other, dataset, tmp_path, method="transfer", init="transfer", **setting) == {
+        "ran": True
+    }
+    assert run_fewshot_cached(config, dataset, tmp_path, method="transfer", init="other.pt", **setting) == {
+        "ran": True
+    }
+    assert len(calls) == 2

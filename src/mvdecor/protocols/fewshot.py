@@ -422,6 +422,7 @@ def run_fewshot(
             "runs": runs,
             "repeated_draws": repeated_draws(labelled_sets),
             "segment": dataclasses.asdict(segment_of[name]),
+            "training": training_settings(config, init),
             "refinements": {f"{method}+{n}": dict(c) for n, c in variants.items()} if name == method else {},
             "convention": convention,
             "weighting": weighting,
@@ -542,11 +543,13 @@ def finished_fewshot(
     train_shapes: Sequence[str],
     test_shapes: Sequence[str],
     segment: Mapping[str, object] | None = None,
+    training: Mapping[str, object] | None = None,
 ) -> dict | None:
     """The summary :func:`run_fewshot` wrote in ``out`` for this setting, if it matches; else None.
 
-    ``segment`` (the segment settings as a dict), when given, must match too; results
-    written before they were recorded match any.
+    ``segment`` (the segment settings as a dict) and ``training``
+    (:func:`training_settings`), when given, must match too; results written
+    before they were recorded match any.
     """
     done = Path(out) / f"results_{_setting_tag(method, k, views_per_shape)}.json"
     if not done.is_file():
@@ -557,8 +560,24 @@ def finished_fewshot(
         and previous.get("train_shapes") == list(train_shapes)
         and previous.get("test_shapes") == list(test_shapes)
         and (segment is None or previous.get("segment") in (None, dict(segment)))
+        and (training is None or previous.get("training") in (None, _plain(training)))
     )
     return previous if same else None
+
+
+def training_settings(config: Config, init: str | Path) -> dict:
+    """What decides a few-shot run's networks: the initialisation and the model, render and
+    fine-tuning settings (not where or how fast they run: device and data-loader workers)."""
+    full = config.to_dict()
+    sections = {name: dict(full[name]) for name in ("model", "render", "finetune")}
+    for name in ("device", "num_workers"):
+        sections["finetune"].pop(name, None)
+    return _plain({"init": str(init), **sections})
+
+
+def _plain(value: object) -> object:
+    """``value`` as JSON would read it back (tuples become lists), so records compare equal."""
+    return json.loads(json.dumps(value))
 
 
 def run_fewshot_cached(
@@ -578,6 +597,7 @@ def run_fewshot_cached(
         train_shapes=kwargs["train_shapes"],
         test_shapes=kwargs["test_shapes"],
         segment=dataclasses.asdict(config.segment),
+        training=training_settings(config, kwargs.get("init", "scratch")),
     )
     # Finished only if every refinement variant asked for was scored too.
     wanted = {
