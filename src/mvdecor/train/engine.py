@@ -108,16 +108,17 @@ def training_state(
 def restore_training_state(
     saved: dict,
     device: torch.device,
-    model: torch.nn.Module,
+    model: torch.nn.Module | None,
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     scaler: torch.amp.GradScaler,
 ) -> int:
     """Load a checkpoint's model, optimiser, scheduler, scaler (when saved) and RNG; its step.
 
-    The inverse of :func:`training_state`.
+    The inverse of :func:`training_state`. ``model`` None: the caller has loaded it already.
     """
-    model.load_state_dict(saved["model"])
+    if model is not None:
+        model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     if "scaler" in saved:

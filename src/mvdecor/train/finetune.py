@@ -386,7 +386,7 @@ def finetune(
             ) from None
         step = int(saved["step"])
         if "optimizer" in saved:
-            restore_training_state(saved, device, model, optimizer, scheduler, scaler)
+            restore_training_state(saved, device, None, optimizer, scheduler, scaler)  # model loaded above
         elif step < cfg.iterations:
             # Trimmed to the network (keep_checkpoints="weights"): it segments, it cannot train on.
             raise ConfigError(
