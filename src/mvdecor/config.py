@@ -25,6 +25,7 @@ PRESETS = ("paper", "cpu")
 
 #: Precisions a config may name (``auto``: bf16 where the hardware has it natively).
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+LR_SCHEDULES = ("plateau", "cosine")
 
 #: The largest square image a config may ask for: each rendered buffer of one view is
 #: ``resolution**2`` floats, and a step holds dozens of views and their activations.
@@ -280,9 +281,16 @@ class PretrainConfig:
         Pairs must share more than this share of the smaller foreground (0.15).
     lr : float
         Adam learning rate (1e-3).
+    lr_schedule : str
+        ``plateau`` (the authors' rule: the rate is multiplied by
+        ``plateau_factor`` when the validation loss has not improved for
+        ``plateau_patience`` validations) or ``cosine`` (from ``lr`` down to 0
+        at ``iterations``, half a cosine; suits a fixed budget: a short run's
+        validation loss rarely plateaus, so its rate never drops). Resuming a
+        cosine run with more ``iterations`` stretches the curve to the new end,
+        raising the rate again.
     plateau_factor, plateau_patience : float, int
-        The learning rate is multiplied by ``plateau_factor`` when the
-        validation loss has not improved for ``plateau_patience`` validations.
+        Settings of the ``plateau`` schedule.
     val_fraction : float
         Share of shapes held out for validation.
     val_pairs : int
@@ -325,6 +333,7 @@ class PretrainConfig:
     match_radius_footprints: float = 0.0
     overlap_threshold: float = 0.15
     lr: float = 1e-3
+    lr_schedule: str = "plateau"
     plateau_factor: float = 0.5
     plateau_patience: int = 5
     val_fraction: float = 0.1
@@ -359,6 +368,7 @@ class PretrainConfig:
         _fraction(self, section, "overlap_threshold", "val_fraction", open_top=True)
         _at_least(self, section, -1, "keep_snapshots")
         _one_of(self, section, "precision", PRECISIONS)
+        _one_of(self, section, "lr_schedule", LR_SCHEDULES)
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,46 @@ def test_resume_continues_with_the_same_losses(tmp_path, tiny):
         torch.testing.assert_close(wa[key], wb[key], rtol=1e-4, atol=1e-5)
 
 
+def test_cosine_schedule_decays_to_zero_at_the_budget_and_resumes_exactly(tmp_path, tiny):
+    import math
+
+    from mvdecor.train.pretraining import make_lr_scheduler
+
+    cosine = replace(tiny, pretrain=replace(tiny.pretrain, lr_schedule="cosine"))
+    lrs = []
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    scheduler = make_lr_scheduler(optimizer, cosine.pretrain)
+    for _ in range(cosine.pretrain.iterations):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    total = cosine.pretrain.iterations
+    # A naive reference: half a cosine from lr at step 0 to 0 at step `total`.
+    expected = [0.5e-3 * (1 + math.cos(math.pi * s / total)) for s in range(total)]
+    assert lrs == pytest.approx(expected, rel=1e-9)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+    full = pretrain(cosine, TINY_DATASET, tmp_path / "full", progress=False)
+    pretrain(cosine, TINY_DATASET, tmp_path / "split", progress=False, stop_after=3)
+    resumed = pretrain(cosine, TINY_DATASET, tmp_path / "split", progress=False)
+    assert full.step == resumed.step == total
+    a, b = _losses(tmp_path / "full"), _losses(tmp_path / "split")
+    for step in range(1, total + 1):
+        assert b[step] == pytest.approx(a[step], rel=1e-5, abs=1e-6), step
+    with open(tmp_path / "split" / "metrics.csv", newline="") as handle:
+        logged = {int(float(r["step"])): float(r["lr"]) for r in csv.DictReader(handle)}
+    assert logged[1] == pytest.approx(1e-3) and logged[total] < logged[total // 2] < logged[1]
+
+
+def test_resume_refuses_another_lr_schedule(tmp_path, tiny):
+    from mvdecor.errors import ConfigError
+
+    pretrain(tiny, TINY_DATASET, tmp_path / "run", progress=False, stop_after=1)
+    cosine = replace(tiny, pretrain=replace(tiny.pretrain, lr_schedule="cosine"))
+    with pytest.raises(ConfigError, match="plateau learning-rate schedule, not cosine"):
+        pretrain(cosine, TINY_DATASET, tmp_path / "run", progress=False)
+
+
 def test_run_folder_contents_and_reload(tmp_path, tiny):
     run = tmp_path / "run"
     config = replace(tiny, pretrain=replace(tiny.pretrain, checkpoint_every=2, keep_snapshots=2))

@@ -36,7 +36,7 @@ input channel means; drawn per copy, a pure function of ``(seed, item)``):
 The background stays exactly 0 in every channel, as the renderer makes it, and
 augmented copies are then standardised by the run's channel statistics.
 
-**Training details.** The optimiser and the plateau schedule are the
+**Training details.** The optimiser and the learning-rate schedule are the
 pre-training's (Adam at ``pretrain.lr``), so the two methods differ only in
 their self-supervision; DenseCL's own settings (queue, momentum, temperature,
 lambda, heads, grid) are in ``pretrain.densecl``. The validation loss is the

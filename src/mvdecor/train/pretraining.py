@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from mvdecor.config import Config, upgrade_config_dict
+from mvdecor.config import Config, PretrainConfig, upgrade_config_dict
 from mvdecor.errors import ConfigError
 from mvdecor.fileio import remove_stale_temporaries
 from mvdecor.models.embedding import EmbeddingNet
@@ -116,6 +116,14 @@ def check_resumable(saved: dict, config: Config, run_dir: Path) -> None:
     if saved_method != method:
         raise ConfigError(
             run_dir, f"holds a {saved_method} pre-training run, not {method}; use a new run folder"
+        )
+    # The schedules keep different states; runs written before the option used the plateau rule.
+    saved_schedule = saved_pretrain.get("lr_schedule", "plateau")
+    if saved_schedule != config.pretrain.lr_schedule:
+        raise ConfigError(
+            run_dir,
+            f"holds a run with the {saved_schedule} learning-rate schedule, not "
+            f"{config.pretrain.lr_schedule}; use a new run folder or the same schedule to resume",
         )
     if method != "mvdecor" and saved_pretrain.get(method) != now["pretrain"].get(method):
         raise ConfigError(
@@ -294,6 +302,24 @@ class PretrainMethod:
     distributed: bool = True
 
 
+def make_lr_scheduler(optimizer: torch.optim.Optimizer, cfg: PretrainConfig) -> Any:
+    """The learning-rate schedule ``cfg.lr_schedule`` names, for ``optimizer``.
+
+    ``plateau`` is stepped with each validation loss; ``cosine`` once per
+    optimiser step, reaching 0 at ``cfg.iterations``.
+    """
+    if cfg.lr_schedule == "cosine":
+        total = cfg.iterations
+
+        def cosine_factor(step: int) -> float:
+            return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_factor)
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience
+    )
+
+
 #: Pre-training methods by name (``config.pretrain.method``).
 PRETRAIN_METHODS: Registry[PretrainMethod] = Registry("pre-training method")
 
@@ -307,22 +333,21 @@ def run_pretraining(
 ) -> PretrainResult:
     """Train a method's setup: the loop every pre-training method shares.
 
-    Builds Adam (``pretrain.lr``) with the plateau schedule and the gradient
+    Builds Adam (``pretrain.lr``) with its schedule (``pretrain.lr_schedule``) and the gradient
     scaler, resumes from ``run.saved``, then draws step ``s``'s items ``s * P
     .. s * P + P - 1`` of ``setup.train_set`` (``P = pairs_per_batch``, each
     item two images), minimises ``setup.loss``, logs ``RUN/metrics.csv`` (loss,
     the method's extra scalars, lr, throughput, data wait), validates every
     ``val_every`` steps into ``RUN/val.csv`` (the plateau scheduler follows the
-    validation loss; ``best.pt`` keeps its lowest), and writes checkpoints
+    validation loss if that is the schedule; ``best.pt`` keeps its lowest), and writes checkpoints
     (``last.pt``, ``step_NNNNNNN.pt``; also on Ctrl-C).
     """
     config, info, device = run.config, run.info, run.device
     cfg = config.pretrain
     model = setup.model
     optimizer = torch.optim.Adam(setup.parameters, lr=cfg.lr, foreach=True)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience
-    )
+    scheduler = make_lr_scheduler(optimizer, cfg)
+    cosine = cfg.lr_schedule == "cosine"
     scaler = make_grad_scaler(cfg.precision)
     step, best_val = 0, math.inf
     if run.saved is not None:
@@ -369,10 +394,13 @@ def run_pretraining(
 
     def after_step(at_step: int) -> None:
         nonlocal best_val
+        if cosine:
+            scheduler.step()
         if setup.validation_loss is not None and (at_step % cfg.val_every == 0 or at_step == cfg.iterations):
             val_loss = setup.validation_loss() if info.is_main else math.nan
             val_loss = broadcast_float(val_loss, info, device)
-            scheduler.step(val_loss)
+            if not cosine:
+                scheduler.step(val_loss)
             if val_loss < best_val:
                 best_val = val_loss
                 if info.is_main:
