@@ -73,15 +73,12 @@ from mvdecor.demo.pictures import (
 from mvdecor.demo.report import _html_report, _report, _verdict, _vs_transfer
 from mvdecor.demo.stages import (
     DEFAULT_CATEGORIES,
-    FEWSHOT_STAGE_VERSION,
     METHOD_TITLES,
     SCORES,
-    STAGE_RECORD,
     TRANSFER,
     _count,
     _demo_config,
     _fewshot_stage,
-    _json_safe,
     _mean_of,
     _n,
     _pretrain_stage,
@@ -90,11 +87,11 @@ from mvdecor.demo.stages import (
     _without,
 )
 from mvdecor.errors import ConfigError
+from mvdecor.protocols.stages import STAGE_RECORD, json_safe
 from mvdecor.viz import Picture
 
 __all__ = [
     "DEFAULT_CATEGORIES",
-    "FEWSHOT_STAGE_VERSION",
     "METHOD_TITLES",
     "PANEL_GAP",
     "PICTURE_VIEWS",
@@ -273,7 +270,6 @@ def run_demo(
                 init,
                 labelled_shapes,
                 seed,
-                embedding["settings"] if embedding is not None else None,
                 progress,
                 keep_checkpoints,
             )
@@ -357,7 +353,7 @@ def run_demo(
         "timings": timings,
         "reused_stages": reused,
     }
-    summary = _json_safe(summary)
+    summary = json_safe(summary)
     say("writing report.html and report.md")
     start = time.perf_counter()
     html_path = _html_report(summary, out, pictures, report_meshes)

@@ -1,14 +1,15 @@
 """The demo's configuration and its resumable stages: render, pre-train, fine-tune and score.
 
-Each stage records its settings in its folder (:data:`STAGE_RECORD`); a re-run
-with the same settings reuses a finished stage, or continues an unfinished one
-from its checkpoints, and starts afresh when the settings changed. Also the
-method and score names and the small helpers the pictures and the report share.
+Each stage is cached by :mod:`mvdecor.protocols.stages`: a re-run with the same
+settings reuses a finished stage, or continues an unfinished one from its
+checkpoints, and starts afresh when the settings changed. The few-shot stage
+is the few-shot protocol's own cache (:func:`~mvdecor.protocols.fewshot.run_fewshot_cached`).
+Also the method and score names and the small helpers the pictures and the
+report share.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import time
@@ -20,6 +21,7 @@ import numpy as np
 
 from mvdecor.config import Config, load_config, merge_dicts
 from mvdecor.data.splits import Split
+from mvdecor.protocols.stages import config_sections, finish_stage, json_safe, open_stage
 from mvdecor.render.store import RenderReport, RenderStore, render_dataset
 
 #: Categories of the default demo: both have large, well separated parts.
@@ -41,13 +43,6 @@ SCORES: dict[str, str] = {
     "shape_miou": "shape mIoU",
     "pixel_miou_2d": "2D pixel mIoU",
 }
-
-#: The file in a stage's folder that records its settings and, once finished, its result.
-STAGE_RECORD = "demo_stage.json"
-
-#: Version of the few-shot stage's record: 2 added the saved predictions and per-shape scores, so a
-#: record without them (an older demo folder) is run again rather than read.
-FEWSHOT_STAGE_VERSION = 2
 
 
 # --------------------------------------------------------------- configuration
@@ -84,59 +79,7 @@ def _demo_config(
     return load_config(preset, merge_dicts(schedules, dict(config_overrides or {})))
 
 
-# ---------------------------------------------------------------- stage records
-def _json_safe(value: Any) -> Any:
-    """``value`` as plain JSON data: tuples become lists, non-finite floats None."""
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
-def _open_stage(folder: Path, settings: Mapping[str, Any]) -> dict | None:
-    """The result of a finished stage run with ``settings`` in ``folder``, else None.
-
-    When ``folder`` holds a stage run with other settings (or anything without
-    a record), it is removed first, so the stage starts afresh; when it holds
-    an unfinished run with the same settings, it is kept, so the stage resumes
-    from its checkpoints. Either way the settings are recorded before the
-    stage runs.
-    """
-    record_path = folder / STAGE_RECORD
-    if record_path.is_file():
-        record = json.loads(record_path.read_text())
-        if record.get("settings") == settings:
-            return record.get("result")
-        shutil.rmtree(folder)
-    elif folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    record_path.write_text(json.dumps({"settings": settings}, indent=2) + "\n")
-    return None
-
-
-def _finish_stage(folder: Path, settings: Mapping[str, Any], result: Mapping[str, Any]) -> None:
-    """Record that the stage in ``folder`` finished with ``result``."""
-    record = {"settings": settings, "result": result}
-    (folder / STAGE_RECORD).write_text(json.dumps(record, indent=2) + "\n")
-
-
-def _sections(config: Config, names: Sequence[str]) -> dict[str, dict]:
-    """The named sections of ``config`` as dicts, without settings that do not change results."""
-    full = config.to_dict()
-    sections = {name: dict(full[name]) for name in names}
-    for section in sections.values():
-        section.pop("num_workers", None)
-    return sections
-
-
+# ---------------------------------------------------------------- helpers
 def _without(record: Mapping[str, Any], keys: Sequence[str]) -> dict:
     return {k: v for k, v in record.items() if k not in keys}
 
@@ -198,14 +141,14 @@ def _pretrain_stage(config: Config, dataset_spec: str, out: Path, split: Split, 
         "train": sorted(s for entry in split.values() for s in entry["train"]),
         "val": sorted(s for entry in split.values() for s in entry["test"]),
     }
-    settings = _json_safe(
+    settings = json_safe(
         {
             "dataset": dataset_spec,
             "split": pretrain_split,
-            **_sections(config, ("render", "model", "pretrain")),
+            **config_sections(config, ("render", "model", "pretrain")),
         }
     )
-    finished = _open_stage(folder, settings)
+    finished = open_stage(folder, settings)
     if finished is not None:
         return {**finished, "settings": settings, "reused": True}
 
@@ -221,7 +164,7 @@ def _pretrain_stage(config: Config, dataset_spec: str, out: Path, split: Split, 
         folder / "checkpoints" / "last.pt", dataset_spec, shapes=pretrain_split["val"], pairs_per_shape=4
     )
     correspondence_seconds = time.perf_counter() - start
-    stage = _json_safe(
+    stage = json_safe(
         {
             "iterations": result.step,
             "seconds": round(seconds, 1),
@@ -234,7 +177,7 @@ def _pretrain_stage(config: Config, dataset_spec: str, out: Path, split: Split, 
             "correspondence": {k: report[k] for k in ("pretrained", "random_network", "normals")},
         }
     )
-    _finish_stage(folder, settings, stage)
+    finish_stage(folder, settings, stage)
     return {**stage, "settings": settings, "reused": False}
 
 
@@ -249,61 +192,52 @@ def _fewshot_stage(
     init: str | Path,
     k: int,
     seed: int,
-    pretrain_settings: Mapping[str, Any] | None,
     progress: bool,
     keep_checkpoints: str,
 ) -> dict:
     """One fine-tuning run of ``method`` on ``k`` labelled shapes of ``category``, scored on its test shapes.
 
-    The learning-free ``transfer`` trains nothing: its record has no checkpoint and no 2D pixel mIoU (None).
+    The few-shot protocol's cache decides whether it runs: its results are
+    reused when they were written with the same settings (the pre-trained
+    ``init`` identified by what its checkpoint holds). The learning-free
+    ``transfer`` trains nothing: its record has no checkpoint and no 2D pixel
+    mIoU (None).
     """
-    from mvdecor.protocols.fewshot import run_fewshot
+    from mvdecor.protocols.fewshot import cached_fewshot, run_fewshot
 
     folder = out / "fewshot" / category / method
     learned = method != TRANSFER
-    settings = _json_safe(
-        {
-            "dataset": dataset_spec,
-            "category": category,
-            "train": list(entry["train"]),
-            "test": list(entry["test"]),
-            "k": k,
-            "seed": seed,
-            "method": method,
-            "init": {"pretraining": pretrain_settings} if method == "mvdecor" else method,
-            **_sections(
-                config, ("render", "model", "finetune", "segment") if learned else ("render", "transfer")
-            ),
-            "stage_version": FEWSHOT_STAGE_VERSION,
-        }
-    )
-    finished = _open_stage(folder, settings)
-    if finished is not None:
-        return {**finished, "reused": True}
-    summary = run_fewshot(
-        config,
-        dataset_spec,
-        folder,
-        train_shapes=list(entry["train"]),
-        test_shapes=list(entry["test"]),
-        k=k,
-        views_per_shape=0,
-        runs=1,
-        init=init,
-        method=method,
-        convention="shapenet",
-        seed=seed,
-        progress=progress,
-        keep_checkpoints=keep_checkpoints,
-    )
+    protocol = {
+        "train_shapes": list(entry["train"]),
+        "test_shapes": list(entry["test"]),
+        "k": k,
+        "views_per_shape": 0,
+        "runs": 1,
+        "init": init,
+        "method": method,
+        "convention": "shapenet",
+        "seed": seed,
+    }
+    summary = cached_fewshot(config, folder, **protocol)
+    reused = summary is not None
+    if summary is None:
+        summary = run_fewshot(
+            config,
+            dataset_spec,
+            folder,
+            category=category,
+            progress=progress,
+            keep_checkpoints=keep_checkpoints,
+            **protocol,
+        )
     run = summary["per_run"][0]
     # The protocol records where its run left the network (none for transfer) and the labels it scored.
-    checkpoint = folder / run["checkpoint"] if run["checkpoint"] else None
-    predictions = folder / run["predictions"]
+    checkpoint = folder / run["checkpoint"] if run.get("checkpoint") else None
+    predictions = folder / run["predictions"] if run.get("predictions") else None
     for path in (checkpoint, predictions) if learned else (predictions,):
-        if not path.is_file():
-            raise RuntimeError(f"the few-shot run recorded {path}, which does not exist")
-    result = _json_safe(
+        if path is None or not path.is_file():
+            raise RuntimeError(f"the few-shot run in {folder} recorded no {path or 'file'} that exists")
+    result = json_safe(
         {
             "method": method,
             "labelled_shapes": run["labelled_shapes"],
@@ -319,5 +253,4 @@ def _fewshot_stage(
             "predictions": predictions.relative_to(out).as_posix(),
         }
     )
-    _finish_stage(folder, settings, result)
-    return {**result, "reused": False}
+    return {**result, "reused": reused}

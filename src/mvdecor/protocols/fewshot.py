@@ -42,11 +42,19 @@ from mvdecor.config import Config
 from mvdecor.correspond.source import ViewSource
 from mvdecor.errors import ConfigError, FileError
 from mvdecor.evaluation.segmentation import SegmentationEvaluator, pixel_miou
-from mvdecor.fileio import atomic_path
+from mvdecor.fileio import atomic_path, atomic_write_text
 from mvdecor.inference.refine import refine_fusion
 from mvdecor.inference.segment import Segmenter
 from mvdecor.inference.transfer import LabelTransfer, reference_from_mesh, reference_from_views
 from mvdecor.models.checkpoints import checkpoint_method
+from mvdecor.protocols.stages import (
+    RUN_PLACE_KEYS,
+    config_sections,
+    finish_stage,
+    init_identity,
+    json_safe,
+    open_stage,
+)
 from mvdecor.train.checkpoint import check_keep_checkpoints, prune_checkpoints
 from mvdecor.train.finetune import finetune, label_vocabulary, select_labelled_views
 
@@ -216,11 +224,6 @@ def load_predictions(path: str | Path) -> dict[str, ShapePrediction]:
     return {s: ShapePrediction(arrays[f"{s}/face_labels"], arrays[f"{s}/face_confidence"]) for s in shape_ids}
 
 
-def _write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
 def _mean_std(values: Sequence[float | None]) -> dict[str, float | None]:
     """Mean and std over runs; ``None`` values (not measured) are skipped, all ``None`` gives ``None``."""
     measured = np.asarray([v for v in values if v is not None], np.float64)
@@ -331,9 +334,20 @@ def run_fewshot(
                 evaluators[method].process(mesh, mesh.face_labels, face_labels, shape_id=shape_id)
                 predictions[method][shape_id] = ShapePrediction(face_labels, probs.max(axis=1))
         else:
-            ft = replace(config.finetune, seed=run_seed, views_per_shape=views_per_shape)
+            run_config = replace(
+                config, finetune=replace(config.finetune, seed=run_seed, views_per_shape=views_per_shape)
+            )
+            # Each run's folder is a stage: a folder left by other settings is emptied rather than
+            # resumed; one written before runs were recorded is resumed as before.
+            run_settings = {
+                "dataset": source.dataset.spec,
+                "labelled_shapes": labelled,
+                "unlabelled_shapes": list(train_shapes),
+                "training": training_settings(run_config, init),
+            }
+            open_stage(out / tag, run_settings, adopt_unrecorded=True)
             result = finetune(
-                replace(config, finetune=ft),
+                run_config,
                 dataset,
                 out / tag,
                 labelled_shapes=labelled,
@@ -342,6 +356,7 @@ def run_fewshot(
                 progress=progress,
             )
             checkpoint = Path(result.last_checkpoint).relative_to(out).as_posix()
+            finish_stage(out / tag, run_settings, {"checkpoint": checkpoint, "step": result.step})
             segmenter = Segmenter.from_checkpoint(result.last_checkpoint, exclude_classes=exclude)
             # The segment settings of this protocol (test-time views, prior, smoothing), not the
             # fine-tuning run's saved ones, so that one network can be scored several ways.
@@ -420,6 +435,7 @@ def run_fewshot(
             "k": k,
             "v": views_per_shape or None,
             "runs": runs,
+            "seed": seed,
             "repeated_draws": repeated_draws(labelled_sets),
             "segment": dataclasses.asdict(segment_of[name]),
             "training": training_settings(config, init),
@@ -472,8 +488,8 @@ def check_refinements(refinements: Mapping[str, Mapping[str, float]]) -> dict[st
 
 def _write_results(stem: Path, record: dict, table: str) -> None:
     """``stem.json`` (the record) and ``stem.md`` (its table), each written atomically."""
-    _write_text(stem.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
-    _write_text(stem.with_suffix(".md"), table)
+    atomic_write_text(stem.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
+    atomic_write_text(stem.with_suffix(".md"), table)
 
 
 def _pm(stats: dict) -> str:
@@ -544,49 +560,76 @@ def finished_fewshot(
     test_shapes: Sequence[str],
     segment: Mapping[str, object] | None = None,
     training: Mapping[str, object] | None = None,
+    seed: int | None = None,
+    convention: str | None = None,
+    weighting: str | None = None,
 ) -> dict | None:
     """The summary :func:`run_fewshot` wrote in ``out`` for this setting, if it matches; else None.
 
-    ``segment`` (the segment settings as a dict) and ``training``
-    (:func:`training_settings`), when given, must match too; results written
-    before they were recorded match any.
+    A results file is the finished record of its setting (see
+    :mod:`mvdecor.protocols.stages`). ``segment`` (the segment settings as a
+    dict), ``training`` (:func:`training_settings`), ``seed``, ``convention``
+    and ``weighting``, when given, must match too; a results file written
+    before one of them was recorded matches any value of it.
     """
     done = Path(out) / f"results_{_setting_tag(method, k, views_per_shape)}.json"
     if not done.is_file():
         return None
     previous = json.loads(done.read_text())
+
+    def agrees(key: str, wanted: object) -> bool:
+        return wanted is None or key not in previous or json_safe(previous[key]) == json_safe(wanted)
+
     same = (
         previous.get("runs") == runs
         and previous.get("train_shapes") == list(train_shapes)
         and previous.get("test_shapes") == list(test_shapes)
-        and (segment is None or previous.get("segment") in (None, dict(segment)))
-        and (training is None or previous.get("training") in (None, _plain(training)))
+        and agrees("segment", None if segment is None else dict(segment))
+        and agrees("seed", seed)
+        and agrees("convention", convention)
+        and agrees("weighting", weighting)
+        and (
+            training is None
+            or previous.get("training") is None
+            or _same_training(previous["training"], training)
+        )
     )
     return previous if same else None
 
 
+def _same_training(recorded: Mapping[str, object], training: Mapping[str, object]) -> bool:
+    """Whether recorded training settings are ``training``'s, read the way older records wrote them."""
+    recorded, training = json_safe(recorded), json_safe(training)
+    # Records written before a checkpoint was identified by what it holds name its path alone.
+    if isinstance(recorded.get("init"), str) and isinstance(training.get("init"), dict):
+        training = {**training, "init": training["init"]["checkpoint"]}
+
+    def without_run_place(settings: dict) -> dict:
+        return {
+            key: {k: v for k, v in value.items() if k not in RUN_PLACE_KEYS}
+            if isinstance(value, dict)
+            else value
+            for key, value in settings.items()
+        }
+
+    if isinstance(recorded.get("init"), dict):  # the checkpoint's own sections hold no run-place keys
+        return recorded == training
+    return without_run_place(recorded) == without_run_place(training)
+
+
 def training_settings(config: Config, init: str | Path) -> dict:
-    """What decides a few-shot run's networks: the initialisation and the model, render and
-    fine-tuning settings (not where or how fast they run: device and data-loader workers)."""
-    full = config.to_dict()
-    sections = {name: dict(full[name]) for name in ("model", "render", "finetune")}
-    for name in ("device", "num_workers"):
-        sections["finetune"].pop(name, None)
-    return _plain({"init": str(init), **sections})
+    """What decides a few-shot run's networks: the initialisation (a checkpoint by what it holds,
+    :func:`~mvdecor.protocols.stages.init_identity`) and the model, render and fine-tuning
+    settings (not where or how fast they run: device and data-loader workers)."""
+    return {"init": init_identity(init), **config_sections(config, ("model", "render", "finetune"))}
 
 
-def _plain(value: object) -> object:
-    """``value`` as JSON would read it back (tuples become lists), so records compare equal."""
-    return json.loads(json.dumps(value))
+def cached_fewshot(config: Config, out: str | Path, **kwargs: object) -> dict | None:
+    """The results :func:`run_fewshot` would return for these arguments, if ``out`` holds them; else None.
 
-
-def run_fewshot_cached(
-    config: Config, dataset: str, out: str | Path, *, category: str | None = None, **kwargs: object
-) -> dict:
-    """:func:`run_fewshot`, unless :func:`finished_fewshot` finds its results in ``out`` already.
-
-    ``category`` is recorded in the summary. Keyword arguments are those of
-    :func:`run_fewshot`; ``method`` must be given.
+    Keyword arguments are those of :func:`run_fewshot` (``method`` must be
+    given); only those that decide the results are compared. Finished only if
+    every refinement variant asked for was scored too.
     """
     previous = finished_fewshot(
         out,
@@ -598,13 +641,29 @@ def run_fewshot_cached(
         test_shapes=kwargs["test_shapes"],
         segment=dataclasses.asdict(config.segment),
         training=training_settings(config, kwargs.get("init", "scratch")),
+        seed=kwargs.get("seed", 0),
+        convention=kwargs.get("convention", "shapenet"),
+        weighting=kwargs.get("weighting", "area"),
     )
-    # Finished only if every refinement variant asked for was scored too.
     wanted = {
         f"{kwargs['method']}+{n}": dict(c)
         for n, c in check_refinements(kwargs.get("refinements") or {}).items()
     }
     if previous is not None and all(previous.get("refinements", {}).get(n) == c for n, c in wanted.items()):
+        return previous
+    return None
+
+
+def run_fewshot_cached(
+    config: Config, dataset: str, out: str | Path, *, category: str | None = None, **kwargs: object
+) -> dict:
+    """:func:`run_fewshot`, unless :func:`cached_fewshot` finds its results in ``out`` already.
+
+    ``category`` is recorded in the summary. Keyword arguments are those of
+    :func:`run_fewshot`; ``method`` must be given.
+    """
+    previous = cached_fewshot(config, out, **kwargs)
+    if previous is not None:
         return previous
     return run_fewshot(config, dataset, out, category=category, **kwargs)
 
