@@ -463,10 +463,15 @@ def finetune(
 
     ce_loss = torch.nn.CrossEntropyLoss(ignore_index=-1)
 
+    frozen: bool | None = None  # whether the embedding's parameters are frozen now
+
     def set_train_mode(warming_up: bool) -> None:
+        nonlocal frozen
         model.train()
-        for param in model.embedding.parameters():
-            param.requires_grad_(not warming_up)
+        if frozen is not warming_up:  # switched once, at the warm-up's end (or a resume past it)
+            for param in model.embedding.parameters():
+                param.requires_grad_(not warming_up)
+            frozen = warming_up
         if warming_up:
             model.embedding.eval()
         elif cfg.freeze_backbone_bn:
