@@ -28,6 +28,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"train"}),
     frozenset({"protocols"}),
     frozenset({"demo"}),
+    frozenset({"app"}),
     frozenset({"cli"}),
 )
 RANK = {name: rank for rank, layer in enumerate(LAYERS) for name in layer}

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import pytest
 import trimesh
 from PIL import Image
 
+from browser_support import chromium_or_skip
 from mvdecor.cli import main
 from mvdecor.data.mesh import LabelledMesh
 from mvdecor.errors import FileError
@@ -299,16 +298,6 @@ def test_segment_report_of_a_folder_named_relatively(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------- the page in a browser
-def chromium_or_skip() -> str:
-    found = os.environ.get("MVDECOR_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return found
-    message = "chromium not installed (scripts/setup.sh installs it; or set MVDECOR_CHROMIUM)"
-    if os.environ.get("MVDECOR_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{message}, and MVDECOR_REQUIRE_BROWSER=1")
-    pytest.skip(message)
-
-
 def run_chromium(chromium: str, page: Path, profile: Path, *extra: str) -> subprocess.CompletedProcess:
     """Open ``page`` from file:// in headless Chromium, offline-safe, with software WebGL."""
     command = [

@@ -9,8 +9,8 @@ exits with 2; Ctrl-C with 130. Warnings are one line too,
 Modules: :mod:`~mvdecor.cli.common` (shared options, checks, warnings),
 :mod:`~mvdecor.cli.overrides` (``--set`` and its shortcut options),
 :mod:`~mvdecor.cli.data_commands`, :mod:`~mvdecor.cli.train_commands`,
-:mod:`~mvdecor.cli.segment_commands`, :mod:`~mvdecor.cli.pictures` and
-:mod:`~mvdecor.cli.report_commands`.
+:mod:`~mvdecor.cli.segment_commands`, :mod:`~mvdecor.cli.pictures`,
+:mod:`~mvdecor.cli.report_commands` and :mod:`~mvdecor.cli.app_commands`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import sys
 from collections.abc import Sequence
 
 from mvdecor import __version__
+from mvdecor.cli.app_commands import add_app_parser
 from mvdecor.cli.common import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_datasets_parser,
         add_demo_parser,
         add_report_parser,
+        add_app_parser,
     ):
         add(sub)
     return parser

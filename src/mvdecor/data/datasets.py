@@ -278,9 +278,14 @@ class FolderDataset(ShapeDataset):
         except KeyError:
             raise MeshLoadError(self.root, f"no shape {shape_id!r} in this folder") from None
 
+    def label_path(self, shape_id: str) -> Path | None:
+        """The label file read for ``shape_id`` (per face or per vertex), or None when it has none."""
+        self.mesh_path(shape_id)  # a clear error for an unknown id
+        return self._entries[shape_id][1]
+
     def load(self, shape_id: str) -> LabelledMesh:
         from mvdecor.data.io import load_mesh
 
         mesh_path = self.mesh_path(shape_id)
-        labels = self._entries[shape_id][1]
+        labels = self.label_path(shape_id)
         return load_mesh(mesh_path, labels=labels, label_names=self.label_names or None, name=shape_id)

@@ -1,0 +1,421 @@
+"""Background jobs of the labelling app: "segment the rest" from the labelled meshes.
+
+One job runs at a time per folder (:class:`JobManager`), in a thread, so the
+server keeps answering while it works. Its progress (:class:`JobStatus`) is
+read by polling. A job is cancelled between two meshes (or, for the full
+pipeline, between two stages); the predictions of meshes already finished are
+kept. A job only ever writes *predictions* (``predictions/``); the user's
+labels are never touched, whether it succeeds, fails or is cancelled.
+
+Methods:
+
+- ``transfer`` (:func:`run_transfer`, seconds): the learning-free nearest
+  neighbour transfer of :mod:`mvdecor.inference.transfer` from every mesh with
+  user labels (after per-axis box alignment). The confidence of a face is the
+  share of its ``neighbours`` nearest reference points that agree with its label.
+- ``pipeline`` (:func:`run_pipeline`, minutes to hours on a CPU): pre-train an
+  embedding network on every mesh of the folder when none exists yet, fine-tune
+  it on the labelled meshes, and segment the others (``cpu`` preset, or a
+  config file; ``overrides`` shrink it, e.g. for a test).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mvdecor.app.folder import AppFolder
+from mvdecor.errors import ConfigError, LabelError, MvDecorError
+
+__all__ = [
+    "METHODS",
+    "JobBusyError",
+    "JobCancelled",
+    "JobManager",
+    "JobStatus",
+    "run_pipeline",
+    "run_transfer",
+]
+
+#: The "segment the rest" methods.
+METHODS = ("transfer", "pipeline")
+#: Where the pipeline's training runs go, inside the folder.
+RUNS_DIR = ".mvdecor-app/runs"
+#: The lock file a running job holds (one job per folder, across app servers too).
+LOCK_FILE = ".mvdecor-app/job.lock"
+
+
+class JobBusyError(MvDecorError):
+    """A job is already running in this folder (one at a time)."""
+
+
+class JobCancelled(Exception):
+    """Raised inside a job when it has been asked to stop."""
+
+
+@dataclass
+class JobStatus:
+    """What a job is doing.
+
+    Attributes
+    ----------
+    id : increasing number of the job in this server's life
+    method : ``transfer``, ``pipeline``, or a test's name
+    state : ``running``, ``done``, ``failed`` or ``cancelled``
+    done, total : meshes finished and meshes to do
+    message : what it is doing now
+    error : why it failed (``state == "failed"``)
+    predicted : shape ids whose prediction it saved
+    """
+
+    id: int
+    method: str
+    state: str = "running"
+    done: int = 0
+    total: int = 0
+    message: str = "starting"
+    error: str | None = None
+    predicted: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["predicted"] = list(self.predicted)
+        end = self.finished if self.finished is not None else time.time()
+        out["elapsed_s"] = round(end - self.started, 2)
+        return out
+
+
+class Progress:
+    """Handed to a job function: report progress, and stop when cancelled."""
+
+    def __init__(self, status: JobStatus, cancel: threading.Event, lock: threading.Lock) -> None:
+        self._status, self._cancel, self._lock = status, cancel, lock
+
+    def check(self) -> None:
+        """Raise :class:`JobCancelled` when the job has been asked to stop."""
+        if self._cancel.is_set():
+            raise JobCancelled
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def update(
+        self, *, done: int | None = None, total: int | None = None, message: str | None = None
+    ) -> None:
+        with self._lock:
+            if done is not None:
+                self._status.done = done
+            if total is not None:
+                self._status.total = total
+            if message is not None:
+                self._status.message = message
+
+    def predicted(self, shape_id: str) -> None:
+        with self._lock:
+            self._status.predicted.append(shape_id)
+
+
+JobFunction = Callable[[Progress], None]
+
+
+class JobManager:
+    """Runs at most one job at a time for one folder.
+
+    Parameters
+    ----------
+    lock_file : when given, a job also holds an exclusive ``flock`` on this file
+        while it runs, so that two app servers on one folder cannot run jobs at once
+    """
+
+    def __init__(self, lock_file: Path | None = None) -> None:
+        self._lock_file = lock_file
+        self._lock = threading.Lock()
+        self._status: JobStatus | None = None
+        self._thread: threading.Thread | None = None
+        self._cancel = threading.Event()
+        self._count = 0
+
+    def start(self, method: str, function: JobFunction) -> JobStatus:
+        """Start ``function(progress)`` in a thread.
+
+        Raises
+        ------
+        JobBusyError
+            Another job is still running.
+        """
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                raise JobBusyError("a job is already running in this folder; wait for it or cancel it")
+            handle = self._hold_folder_lock()
+            self._count += 1
+            self._cancel = threading.Event()
+            status = JobStatus(self._count, method)
+            self._status = status
+            progress = Progress(status, self._cancel, self._lock)
+            thread = threading.Thread(
+                target=self._run,
+                args=(function, progress, status, handle),
+                name=f"mvdecor-job-{status.id}",
+                daemon=True,
+            )
+            self._thread = thread
+        thread.start()
+        return status
+
+    def _hold_folder_lock(self):
+        """The open, exclusively locked lock file (None without one); JobBusyError when held elsewhere."""
+        if self._lock_file is None:
+            return None
+        import fcntl
+
+        self._lock_file.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self._lock_file, "a")  # noqa: SIM115 - closed when the job ends
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise JobBusyError("another mvdecor app is running a job in this folder; wait for it") from None
+        return handle
+
+    def _run(self, function: JobFunction, progress: Progress, status: JobStatus, handle=None) -> None:
+        try:
+            self._work(function, progress, status)
+        finally:
+            if handle is not None:
+                handle.close()  # releases the flock
+
+    def _work(self, function: JobFunction, progress: Progress, status: JobStatus) -> None:
+        try:
+            function(progress)
+        except JobCancelled:
+            outcome, error = "cancelled", None
+        except MvDecorError as exc:
+            outcome, error = "failed", str(exc)
+        except Exception as exc:  # a bug or an unexpected library error: report it, keep serving
+            outcome, error = "failed", f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
+        else:
+            outcome, error = ("cancelled", None) if self._cancel.is_set() else ("done", None)
+        with self._lock:
+            status.state, status.error, status.finished = outcome, error, time.time()
+            status.message = {"done": "finished", "cancelled": "cancelled", "failed": "failed"}[outcome]
+
+    def status(self) -> dict[str, Any] | None:
+        """The current (or last) job's status, or None before the first."""
+        with self._lock:
+            return None if self._status is None else self._status.to_dict()
+
+    def cancel(self) -> dict[str, Any] | None:
+        """Ask the running job to stop (it stops at its next check); returns its status."""
+        self._cancel.set()
+        return self.status()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the running job to end; True when no job is running any more."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+
+# ------------------------------------------------------------------ helpers
+def _labelled_and_targets(
+    folder: AppFolder, targets: Sequence[str] | None
+) -> tuple[list[str], list[str], list[str]]:
+    """``(reference ids, target ids, names)``: meshes with user labels, the rest (or ``targets``)."""
+    entries = folder.entries()
+    known = {e.id: e for e in entries}
+    references = [e.id for e in entries if e.state in ("labelled", "corrected")]
+    if targets:
+        unknown = sorted(set(targets) - set(known))
+        if unknown:
+            raise LabelError(None, f"no mesh(es) {', '.join(unknown[:5])} in the folder")
+        chosen = [t for t in targets if known[t].state != "error"]
+    else:
+        chosen = [e.id for e in entries if e.state in ("unlabelled", "predicted")]
+    if not references:
+        raise LabelError(
+            None, "label at least one mesh (paint some faces and save) before segmenting the rest"
+        )
+    names = list(folder.label_set()["names"])  # type: ignore[arg-type]
+    return references, chosen, names
+
+
+def _reference_mesh(folder: AppFolder, shape_id: str):
+    mesh = folder.load_mesh(shape_id)
+    labels, _ = folder.read_labels(shape_id, mesh)
+    return mesh.with_labels(labels).normalized()
+
+
+# ---------------------------------------------------------------- transfer
+def run_transfer(
+    folder: AppFolder,
+    progress: Progress,
+    *,
+    targets: Sequence[str] | None = None,
+    neighbours: int = 8,
+    samples: int = 20_000,
+    align: str = "box",
+) -> None:
+    """Label every mesh without user labels by nearest-neighbour transfer; save predictions.
+
+    Parameters
+    ----------
+    folder : the app's folder
+    progress : the job's progress handle
+    targets : shape ids to label (default: every mesh without user labels)
+    neighbours : nearest reference points per face; the label is their majority and
+        the confidence the share that agrees (1 gives a confidence of 1 everywhere)
+    samples : surface samples per reference (beside its face centroids)
+    align : ``box`` or ``none`` (see :class:`~mvdecor.inference.transfer.LabelTransfer`)
+    """
+    from mvdecor.inference.transfer import LabelTransfer, reference_from_mesh
+
+    progress.update(message="reading the labelled meshes")
+    references, chosen, names = _labelled_and_targets(folder, targets)
+    progress.update(total=len(chosen), done=0)
+    refs = []
+    for shape_id in references:
+        progress.check()
+        refs.append(reference_from_mesh(_reference_mesh(folder, shape_id), samples=samples))
+    transfer = LabelTransfer(refs, max(len(names), 1), align=align, neighbours=neighbours)
+    for index, shape_id in enumerate(chosen):
+        progress.check()
+        progress.update(message=f"transferring labels to {shape_id}")
+        mesh = folder.load_mesh(shape_id).normalized()
+        labels, probs = transfer.predict(mesh)
+        confidence = probs[np.arange(len(labels)), labels]
+        folder.save_prediction(
+            shape_id,
+            labels,
+            confidence,
+            {"method": "transfer", "references": references, "label_names": names, "neighbours": neighbours},
+        )
+        progress.predicted(shape_id)
+        progress.update(done=index + 1)
+    progress.update(message="finished")
+
+
+# ---------------------------------------------------------------- pipeline
+def run_pipeline(
+    folder: AppFolder,
+    progress: Progress,
+    *,
+    targets: Sequence[str] | None = None,
+    preset: str = "cpu",
+    overrides: dict[str, Any] | None = None,
+    pretrained: str | None = None,
+) -> None:
+    """Pre-train (when no network exists yet), fine-tune on the labelled meshes, segment the rest.
+
+    Parameters
+    ----------
+    folder : the app's folder
+    progress : the job's progress handle
+    targets : shape ids to segment (default: every mesh without user labels)
+    preset : ``cpu`` or ``paper``, or a YAML config file inside the folder
+    overrides : nested config values over the preset (e.g. fewer iterations)
+    pretrained : a pre-training checkpoint inside the folder; default: the app's own
+        pre-trained network (``.mvdecor-app/runs/pretrain``), trained first when missing
+
+    Notes
+    -----
+    Cancelling takes effect between stages and between meshes: a pre-training
+    or fine-tuning run in progress finishes first.
+    """
+    from mvdecor.config import load_config
+    from mvdecor.inference.segment import Segmenter
+    from mvdecor.train.finetune import finetune
+    from mvdecor.train.pretrain import pretrain
+
+    progress.update(message="reading the labelled meshes")
+    references, chosen, names = _labelled_and_targets(folder, targets)
+    if preset not in ("cpu", "paper"):
+        preset = str(folder.safe_path(preset, must_exist=True))
+    config = load_config(preset, overrides)
+    runs = folder.safe_path(RUNS_DIR)
+    spec = f"folder:{folder.root}"
+    loadable = [e.id for e in folder.entries() if e.state != "error"]
+    if pretrained is not None:
+        checkpoint = folder.safe_path(pretrained, must_exist=True)
+    else:
+        checkpoint = runs / "pretrain" / "checkpoints" / "last.pt"
+        if not checkpoint.is_file():
+            progress.check()
+            progress.update(message=f"pre-training a network on {len(loadable)} meshes (long on a CPU)")
+            result = pretrain(
+                config,
+                spec,
+                runs / "pretrain",
+                split={"train": loadable, "val": []},
+                progress=False,
+                report=False,
+            )
+            checkpoint = result.last_checkpoint
+    progress.check()
+    progress.update(message=f"fine-tuning on {len(references)} labelled meshes")
+    tuned = finetune(
+        config,
+        spec,
+        runs / "finetune",
+        labelled_shapes=references,
+        init=checkpoint,
+        unlabelled_shapes=loadable,
+        resume=False,
+        progress=False,
+        report=False,
+    )
+    if list(tuned.label_names) != names[: len(tuned.label_names)]:
+        raise ConfigError(None, f"the network's labels {list(tuned.label_names)} differ from {names}")
+    segmenter = Segmenter.from_checkpoint(tuned.last_checkpoint)
+    progress.update(total=len(chosen), done=0)
+    for index, shape_id in enumerate(chosen):
+        progress.check()
+        progress.update(message=f"segmenting {shape_id}")
+        result = segmenter.segment(folder.load_mesh(shape_id))
+        folder.save_prediction(
+            shape_id,
+            result.face_labels,
+            result.face_confidence,
+            {"method": "pipeline", "references": references, "label_names": names, "preset": config.preset},
+        )
+        progress.predicted(shape_id)
+        progress.update(done=index + 1)
+    progress.update(message="finished")
+
+
+def job_function(folder: AppFolder, method: str, options: dict[str, Any]) -> JobFunction:
+    """The function of a ``method`` job over ``folder`` with the request's ``options``.
+
+    Raises
+    ------
+    ConfigError
+        Unknown method or option.
+    """
+    allowed = {
+        "transfer": {"targets", "neighbours", "samples", "align"},
+        "pipeline": {"targets", "preset", "overrides", "pretrained"},
+    }
+    if method not in allowed:
+        raise ConfigError(None, f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    unknown = sorted(set(options) - allowed[method])
+    if unknown:
+        raise ConfigError(None, f"unknown {method} option(s) {unknown}; known: {sorted(allowed[method])}")
+    run = run_transfer if method == "transfer" else run_pipeline
+    return lambda progress: run(folder, progress, **options)
+
+
+def runs_folder(folder: AppFolder) -> Path:
+    """Where the pipeline keeps its training runs (inside the folder)."""
+    return folder.safe_path(RUNS_DIR)

@@ -1,0 +1,388 @@
+"""The labelling app's web server: a FastAPI application over one :class:`AppFolder`.
+
+:func:`create_app` builds it; ``mvdecor app FOLDER`` serves it with uvicorn.
+
+Endpoints (JSON unless said otherwise):
+
+=======  ==================================  ==============================================
+GET      ``/``                               the page (``static/index.html``)
+GET      ``/static/...``                     the page's scripts (three.js r147, vendored)
+GET      ``/api/info``                       folder, label set, methods, the job's status
+GET      ``/api/meshes``                     every mesh with its state (errors included)
+GET      ``/api/meshes/{id}``                geometry (base64 little-endian arrays), labels,
+                                             version, face adjacency and dihedral angles,
+                                             prediction
+PUT      ``/api/meshes/{id}/labels``         ``{"version", "labels"}``: save; 409 when stale
+POST     ``/api/meshes/{id}/accept``         ``{"version"}``: the prediction becomes the labels
+POST     ``/api/meshes/{id}/export``         ``{"source": "labels"|"prediction"}``: write exports
+GET      ``/api/labels``                     the label set; PUT ``{"names", "colors", "version"}``
+POST     ``/api/jobs``                       ``{"method", "options"}``: start "segment the rest"
+GET      ``/api/jobs/current``               the job's progress; POST ``.../cancel`` stops it
+GET      ``/api/files/{path}``               a file under ``exports/`` (downloads)
+=======  ==================================  ==============================================
+
+Safety:
+
+- every path is resolved inside the folder (:meth:`AppFolder.safe_path`);
+- with a ``token``, every request must carry it (``?token=`` or the
+  ``X-MVDecor-Token`` header), compared in constant time; without one, only
+  requests whose ``Host`` is a loopback name are served (against DNS rebinding);
+- requests that change something must be ``application/json`` (a cross-site
+  form cannot send that without a preflight, which is never granted) and carry
+  a ``Content-Length`` of at most ``max_body`` bytes;
+- a mesh that fails to load is an error entry in the list, never a crash.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from mvdecor.app.folder import (
+    EXPORTS_DIR,
+    AppFolder,
+    NotFoundError,
+    UnsafePathError,
+    VersionConflictError,
+    file_version,
+)
+from mvdecor.app.jobs import LOCK_FILE, METHODS, JobBusyError, JobManager, job_function
+from mvdecor.errors import FileError, MvDecorError
+
+__all__ = ["DEFAULT_MAX_BODY", "LOCAL_HOSTS", "create_app", "mesh_payload"]
+
+#: Largest request body accepted (labels of ~4 million faces as JSON).
+DEFAULT_MAX_BODY = 32 * 1024 * 1024
+#: Host names served without a token.
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
+TOKEN_HEADER = "X-MVDecor-Token"
+_MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+#: On every response: the page loads only its own scripts and talks only to this server, cannot
+#: be framed by another site, and never sends the token-bearing address on as a referrer.
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class LabelsBody(BaseModel):
+    version: str = Field(max_length=64)
+    labels: list[int]
+
+
+class VersionBody(BaseModel):
+    version: str = Field(max_length=64)
+
+
+class LabelSetBody(BaseModel):
+    version: str = Field(max_length=64)
+    names: list[str] = Field(max_length=4096)
+    colors: list[str] = Field(max_length=4096)
+
+
+class JobBody(BaseModel):
+    method: str = "transfer"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExportBody(BaseModel):
+    source: str = "labels"
+
+
+def _b64(array: np.ndarray, dtype: str) -> str:
+    return base64.b64encode(
+        np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<")).tobytes()
+    ).decode()
+
+
+def _welded_faces(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Faces over vertices merged by position, so unwelded meshes still have adjacency."""
+    scale = float(np.abs(vertices).max()) or 1.0
+    keys = np.round(vertices / scale, 9)
+    _, inverse = np.unique(keys, axis=0, return_inverse=True)
+    return inverse.reshape(-1)[faces]
+
+
+def mesh_payload(folder: AppFolder, shape_id: str) -> dict[str, Any]:
+    """The JSON the page loads for one mesh.
+
+    Arrays are base64 strings of little-endian typed arrays: ``vertices``
+    float32 ``(V*3)``, ``faces`` uint32 ``(F*3)``, ``adjacency`` uint32 ``(E*2)``
+    (faces sharing an edge, vertices merged by position), ``dihedral`` float32
+    ``(E)`` in degrees; ``labels`` is a JSON list (``-1`` unlabelled, one per
+    face; all ``-1`` when nothing is saved); ``prediction`` holds ``labels``
+    (list) and ``confidence`` (float32 base64) or is null.
+    """
+    from mvdecor.inference.smoothing import dihedral_angles, face_adjacency
+
+    mesh = folder.load_mesh(shape_id)
+    label_error = None
+    try:
+        labels, version = folder.read_labels(shape_id, mesh)
+    except MvDecorError as exc:
+        # Shown to the user; saving writes a good file over the bad one.
+        labels, label_error = None, str(exc)
+        version = file_version(folder.label_file(shape_id))
+    if labels is None:
+        labels = np.full(mesh.num_faces, -1, np.int64)
+    welded = _welded_faces(mesh.vertices, mesh.faces)
+    pairs, _ = face_adjacency(welded)
+    angles = np.degrees(dihedral_angles(mesh.vertices, mesh.faces, pairs)) if len(pairs) else np.zeros(0)
+    prediction = None
+    try:
+        saved = folder.load_prediction(shape_id)
+    except MvDecorError as exc:
+        saved, label_error = None, label_error or str(exc)
+    if saved is not None and len(saved["labels"]) == mesh.num_faces:
+        prediction = {
+            "labels": saved["labels"].tolist(),
+            "confidence": _b64(saved["confidence"], "float32"),
+            "info": saved["info"],
+        }
+    return {
+        "id": shape_id,
+        "file": folder.relative(folder.mesh_file(shape_id)),
+        "num_vertices": mesh.num_vertices,
+        "num_faces": mesh.num_faces,
+        "vertices": _b64(mesh.vertices, "float32"),
+        "faces": _b64(mesh.faces, "uint32"),
+        "labels": labels.tolist(),
+        "version": version,
+        "label_file": folder.relative(folder.label_file(shape_id)),
+        "label_error": label_error,
+        "adjacency": _b64(pairs, "uint32"),
+        "dihedral": _b64(angles, "float32"),
+        "prediction": prediction,
+    }
+
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+def _page(token: str | None) -> str:
+    html = resources.files("mvdecor.app").joinpath("static/index.html").read_text(encoding="utf-8")
+    query = f"?token={token}" if token else ""
+    return html.replace("__TOKEN_QUERY__", query)
+
+
+def _static_root() -> Path:
+    return Path(str(resources.files("mvdecor.app").joinpath("static")))
+
+
+def _three_root() -> Path:
+    from mvdecor.viz.report import THREE_VERSION
+
+    return Path(str(resources.files("mvdecor.viz").joinpath(f"static/three-{THREE_VERSION}")))
+
+
+def create_app(
+    folder: str | Path | AppFolder,
+    token: str | None = None,
+    *,
+    allowed_hosts: tuple[str, ...] = LOCAL_HOSTS,
+    max_body: int = DEFAULT_MAX_BODY,
+) -> FastAPI:
+    """The labelling app for ``folder``.
+
+    Parameters
+    ----------
+    folder : a dataset folder (or an :class:`AppFolder`)
+    token : when set, every request must carry it (``?token=`` or the
+        ``X-MVDecor-Token`` header); set it whenever the server listens
+        beyond the loopback interface
+    allowed_hosts : without a token, the ``Host`` names served (loopback by default)
+    max_body : the largest request body, in bytes
+
+    Returns
+    -------
+    FastAPI
+        ``app.state.folder`` is the :class:`AppFolder`, ``app.state.jobs`` its
+        :class:`~mvdecor.app.jobs.JobManager`.
+    """
+    app_folder = folder if isinstance(folder, AppFolder) else AppFolder(folder)
+    jobs = JobManager(app_folder.safe_path(LOCK_FILE))
+    app = FastAPI(title="mvdecor labelling app", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.folder, app.state.jobs, app.state.token = app_folder, jobs, token
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        if token is not None:
+            given = request.query_params.get("token") or request.headers.get(TOKEN_HEADER) or ""
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                return _error(
+                    401, "this server needs its access token (printed when it started): add ?token=..."
+                )
+        else:
+            host = request.headers.get("host", "")
+            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+            if name not in allowed_hosts:
+                return _error(403, f"host {host!r} refused: serve with --host and use the token to allow it")
+        if request.method in _MUTATING:
+            length = request.headers.get("content-length")
+            if length is None or not length.isdigit():
+                return _error(411, "a Content-Length header is required")
+            if int(length) > max_body:
+                return _error(413, f"request body over {max_body} bytes")
+            if not request.headers.get("content-type", "").startswith("application/json"):
+                return _error(415, "send JSON (Content-Type: application/json)")
+        response = await call_next(request)
+        response.headers.update(_SECURITY_HEADERS)
+        return response
+
+    @app.exception_handler(VersionConflictError)
+    async def conflict(request: Request, exc: VersionConflictError) -> JSONResponse:
+        return _error(409, str(exc), current_version=exc.current)
+
+    @app.exception_handler(JobBusyError)
+    async def busy(request: Request, exc: JobBusyError) -> JSONResponse:
+        return _error(409, str(exc))
+
+    @app.exception_handler(NotFoundError)
+    async def not_found(request: Request, exc: NotFoundError) -> JSONResponse:
+        return _error(404, str(exc))
+
+    @app.exception_handler(UnsafePathError)
+    async def unsafe(request: Request, exc: UnsafePathError) -> JSONResponse:
+        return _error(403, str(exc))
+
+    @app.exception_handler(MvDecorError)
+    async def refused(request: Request, exc: MvDecorError) -> JSONResponse:
+        return _error(400, str(exc))
+
+    # ----------------------------------------------------------------- page
+    @app.get("/", response_class=HTMLResponse)
+    def page() -> HTMLResponse:
+        return HTMLResponse(_page(token), headers={"Cache-Control": "no-store"})
+
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        return Response(status_code=204)
+
+    @app.get("/static/{name:path}")
+    def static(name: str) -> Response:
+        if name.startswith("three/"):
+            base, rest = _three_root(), name[len("three/") :]
+        else:
+            base, rest = _static_root(), name
+        path = (base / rest).resolve()
+        if ".." in Path(rest).parts or base.resolve() not in path.parents or not path.is_file():
+            return _error(404, f"no static file {name!r}")
+        return FileResponse(path)
+
+    # ------------------------------------------------------------------ api
+    @app.get("/api/info")
+    def info() -> dict[str, Any]:
+        return {
+            "folder": str(app_folder.root),
+            "name": app_folder.root.name,
+            "labels": app_folder.label_set(),
+            "methods": list(METHODS),
+            "job": jobs.status(),
+        }
+
+    @app.get("/api/meshes")
+    def meshes() -> dict[str, Any]:
+        return {"meshes": [e.to_dict() for e in app_folder.entries()]}
+
+    def _known(shape_id: str) -> str:
+        if shape_id not in app_folder.refresh().shape_ids():
+            raise NotFoundError(f"no mesh {shape_id!r} in this folder")
+        return shape_id
+
+    @app.get("/api/meshes/{shape_id}")
+    def mesh(shape_id: str) -> Response:
+        shape_id = _known(shape_id)
+        app_folder.mesh_file(shape_id)  # outside the folder: 403 (UnsafePathError), not 422
+        try:
+            payload = mesh_payload(app_folder, shape_id)
+        except UnsafePathError:
+            raise
+        except FileError as exc:  # the mesh cannot be read: the list shows why too
+            return _error(422, str(exc))
+        return JSONResponse(payload)
+
+    @app.put("/api/meshes/{shape_id}/labels")
+    def save_labels(shape_id: str, body: LabelsBody) -> dict[str, Any]:
+        version = app_folder.save_labels(_known(shape_id), body.labels, body.version)
+        return {"version": version, "state": _state(shape_id)}
+
+    @app.post("/api/meshes/{shape_id}/accept")
+    def accept(shape_id: str, body: VersionBody) -> dict[str, Any]:
+        version = app_folder.accept_prediction(_known(shape_id), body.version)
+        labels, _ = app_folder.read_labels(shape_id)
+        return {"version": version, "state": _state(shape_id), "labels": labels.tolist()}
+
+    def _state(shape_id: str) -> str:
+        return app_folder.entry(shape_id).state
+
+    @app.post("/api/meshes/{shape_id}/export")
+    def export(shape_id: str, body: ExportBody) -> dict[str, Any]:
+        from mvdecor.app.exports import export_shape
+
+        _known(shape_id)
+        mesh = app_folder.load_mesh(shape_id)
+        confidence = None
+        if body.source == "prediction":
+            saved = app_folder.load_prediction(shape_id)
+            if saved is None:
+                raise NotFoundError(f"no prediction for {shape_id!r}")
+            labels, confidence = saved["labels"], saved["confidence"]
+        elif body.source == "labels":
+            labels, _ = app_folder.read_labels(shape_id, mesh)
+            if labels is None:
+                raise NotFoundError(f"{shape_id} has no saved labels to export; save first")
+        else:
+            raise MvDecorError(f"unknown export source {body.source!r} (labels or prediction)")
+        names = list(app_folder.label_set()["names"])  # type: ignore[arg-type]
+        app_folder.check_labels(labels, mesh.num_faces)
+        out = app_folder.safe_path(f"{EXPORTS_DIR}/{shape_id}")
+        paths = export_shape(mesh, labels, names, out, confidence=confidence)
+        return {
+            "folder": app_folder.relative(out),
+            "files": {k: app_folder.relative(p) for k, p in paths.items()},
+        }
+
+    @app.get("/api/labels")
+    def label_set() -> dict[str, Any]:
+        return app_folder.label_set()
+
+    @app.put("/api/labels")
+    def save_label_set(body: LabelSetBody) -> dict[str, Any]:
+        return app_folder.save_label_set(body.names, body.colors, body.version)
+
+    @app.post("/api/jobs")
+    def start_job(body: JobBody) -> dict[str, Any]:
+        function = job_function(app_folder, body.method, body.options)
+        jobs.start(body.method, function)
+        return jobs.status() or {}
+
+    @app.get("/api/jobs/current")
+    def job_status() -> dict[str, Any]:
+        return {"job": jobs.status()}
+
+    @app.post("/api/jobs/current/cancel")
+    def cancel_job() -> dict[str, Any]:
+        return {"job": jobs.cancel()}
+
+    @app.get("/api/files/{path:path}")
+    def download(path: str) -> Response:
+        resolved = app_folder.safe_path(path, must_exist=True)
+        exports = app_folder.check_inside(app_folder.root / EXPORTS_DIR)
+        if exports not in resolved.parents or not resolved.is_file():
+            raise UnsafePathError(path, f"only files under {EXPORTS_DIR}/ can be downloaded")
+        return FileResponse(resolved, filename=resolved.name)
+
+    return app
