@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import json
 import os
+import select
 import subprocess
 import threading
 import time
@@ -56,6 +57,10 @@ class Browser:
     def _read_message(self, deadline: float) -> dict:
         while b"\0" not in self._buffer:
             if time.monotonic() > deadline:
+                raise TimeoutError("no reply from chromium")
+            # Wait no longer than the deadline: a page stuck in a long script must not hang the caller.
+            ready, _, _ = select.select([self._from_child], [], [], max(deadline - time.monotonic(), 0))
+            if not ready:
                 raise TimeoutError("no reply from chromium")
             chunk = os.read(self._from_child, 1 << 16)
             if not chunk:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -140,3 +141,61 @@ def test_two_apps_on_one_folder_do_not_run_jobs_at_once(folder):
     with TestClient(second, base_url="http://127.0.0.1") as client:
         client.post("/api/jobs", json={"method": "transfer", "options": {"samples": 0}})
         assert wait_for_job(client)["state"] == "done"
+
+
+def test_the_pipeline_fine_tunes_on_painted_views_too(folder, one_thread):
+    import base64
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from mvdecor.app.server import create_app
+    from mvdecor.config import load_config
+
+    render = load_config("cpu", TINY_PIPELINE).render  # the views the job's fine-tuning renders
+    with TestClient(create_app(folder, view_render=render), base_url="http://127.0.0.1") as client:
+        size = client.get("/api/meshes/b/views").json()["width"]
+        painted = np.full((size, size), 255, np.uint8)
+        painted[: size // 2] = 1  # the upper half of the picture: "back"
+        reply = client.put(
+            "/api/meshes/b/views/0/labels",
+            json={"version": "none", "labels": base64.b64encode(painted.tobytes()).decode()},
+        )
+        assert reply.status_code == 200, reply.text
+        client.post(
+            "/api/jobs",
+            json={"method": "pipeline", "options": {"overrides": TINY_PIPELINE, "targets": ["c"]}},
+        )
+        job = wait_for_job(client, timeout=300)
+    assert job["state"] == "done", job
+    runs = folder / ".mvdecor-app" / "runs"
+    # Face-labelled "a" supervises through label images of all its views; "b" through its painted one.
+    face_views = sorted((runs / "face_label_views" / "a").glob("view_*.png"))
+    assert len(face_views) == render.num_views
+    run = json.loads((runs / "finetune" / "run.json").read_text())
+    assert run["labelled_views"] == render.num_views + 1 and run["labelled_shapes"] == ["a", "b"]
+    info = json.loads((folder / "predictions" / "c.json").read_text())
+    assert info["painted_views"] == 1
+
+
+def test_cancel_stops_pre_training_within_a_step_with_a_checkpoint(client, folder, one_thread):
+    from mvdecor.app.jobs import _unfinished
+    from mvdecor.train.checkpoint import load_checkpoint
+
+    overrides = {**TINY_PIPELINE, "pretrain": {**TINY_PIPELINE["pretrain"], "iterations": 400}}
+    client.post("/api/jobs", json={"method": "pipeline", "options": {"overrides": overrides}})
+    seen = None
+    for _ in range(1200):
+        seen = client.get("/api/jobs/current").json()["job"]
+        if seen["step"] >= 2 or seen["state"] != "running":
+            break
+        time.sleep(0.1)
+    assert seen["state"] == "running" and seen["message"].startswith("pre-training step"), seen
+    assert seen["steps"] == 400
+    client.post("/api/jobs/current/cancel", json={})
+    job = wait_for_job(client, timeout=60)
+    assert job["state"] == "cancelled", job
+    saved = load_checkpoint(folder / ".mvdecor-app" / "runs" / "pretrain" / "checkpoints" / "last.pt")
+    assert seen["step"] <= saved["step"] <= seen["step"] + 3  # stopped within a few steps
+    assert _unfinished(saved)  # so the next job trains on from there instead of using it as it is
+    assert not (folder / "predictions").exists()

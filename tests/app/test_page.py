@@ -63,7 +63,9 @@ def test_brush_fill_undo_and_save_in_a_browser(server, folder, tmp_path):
         browser.evaluate("document.getElementById('redo').click()")
         assert int(browser.evaluate("document.body.dataset.labelled")) == painted
         # The fill from the clicked face grows over the flat side (0 degrees) and stops at the box's
-        # 90-degree edges: the side's two triangles. Ctrl+S saves.
+        # 90-degree edges: the side's two triangles. Ctrl+S saves. (The fill's adjacency loads
+        # after the mesh's first frame.)
+        browser.wait_for("document.body.dataset.fillReady === 'true'")
         browser.send("Input.dispatchKeyEvent", type="keyDown", key="1", text="1")
         browser.send("Input.dispatchKeyEvent", type="keyDown", key="f", text="f")
         browser.mouse("mousePressed", *box)
@@ -124,3 +126,50 @@ def test_a_label_added_in_the_page_is_saved_with_the_labels_that_use_it(server, 
     assert folder_state.label_set()["names"] == ["seat", "back", "leg"]
     labels, _ = folder_state.read_labels("b")
     assert labels is not None and set(labels[labels >= 0]) == {2}
+
+
+def test_paint_a_view_undo_and_save_it_as_a_label_image(server, folder, tmp_path):
+    from mvdecor.app.views import PaintedViews
+    from mvdecor.train.finetune import read_label_image
+
+    browser = Browser(chromium_or_skip(), tmp_path / "profile")
+    try:
+        browser.open(server + "#mesh=b")
+        browser.wait_for("document.body.dataset.app === 'ready' && document.body.dataset.mesh === 'b'")
+        browser.send("Input.dispatchKeyEvent", type="keyDown", key="2", text="2")  # label "back"
+        browser.evaluate("document.getElementById('views-toggle').click()")
+        browser.wait_for("document.body.dataset.views === 'open'")
+        assert browser.evaluate("document.querySelectorAll('#views-strip img').length") == 6
+        view = int(browser.evaluate("document.body.dataset.view"))
+        # Find a pixel of the object on the canvas (its alpha), then a stroke from there.
+        x, y = browser.evaluate("""(() => {
+            const c = document.getElementById('views-canvas'), r = c.getBoundingClientRect();
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let sx = 0, sy = 0, n = 0;
+            for (let i = 0; i < c.width * c.height; i++) if (d[4 * i + 3] > 0) {
+                sx += i % c.width; sy += Math.floor(i / c.width); n++; }
+            return [r.left + (sx / n + 0.5) * r.width / c.width, r.top + (sy / n + 0.5) * r.height / c.height];
+        })()""")  # fmt: skip
+        browser.mouse("mousePressed", x, y)
+        browser.mouse("mouseMoved", x + 8, y + 4)
+        browser.mouse("mouseReleased", x + 8, y + 4, buttons=0)
+        painted = int(
+            browser.wait_for(
+                "document.body.dataset.viewLabelled !== '0' && document.body.dataset.viewLabelled"
+            )
+        )
+        browser.evaluate("document.getElementById('views-undo').click()")
+        assert browser.evaluate("document.body.dataset.viewLabelled") == "0"
+        browser.evaluate("document.getElementById('views-redo').click()")
+        assert int(browser.evaluate("document.body.dataset.viewLabelled")) == painted
+        browser.send("Input.dispatchKeyEvent", type="keyDown", key="s", code="KeyS", modifiers=2)
+        browser.wait_for("document.body.dataset.viewDirty === 'false'")
+        assert browser.evaluate("document.body.dataset.dirty") == "false"  # the mesh's labels untouched
+        assert browser.console == []
+    finally:
+        browser.close()
+    png = folder / "label_images" / "b" / f"view_{view}.png"
+    views = PaintedViews(AppFolder(folder))
+    labels = read_label_image(png, (views.render.resolution,) * 2, 2)
+    mask = views.view("b", view).mask
+    assert (labels == 1).sum() == painted and (labels[~mask] == -1).all() and set(labels[labels >= 0]) == {1}

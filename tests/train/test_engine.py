@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from mvdecor.train.engine import (
+    TrainingCancelled,
     make_grad_scaler,
     optimizer_step,
     restore_training_state,
@@ -113,3 +114,93 @@ def test_training_state_round_trip_resumes_exactly():
     train_steps(batches[3:], _step_fn(other, opt2, sched2, scaler2), step=3, stop=6, **kwargs)
     for a, b in zip(unbroken, other.parameters(), strict=True):
         torch.testing.assert_close(a, b.detach())
+
+
+def test_a_stop_request_saves_at_the_step_reached_and_raises():
+    saved, progress = [], []
+    calls = iter([False, False, True])
+    with pytest.raises(TrainingCancelled) as info:
+        train_steps(
+            range(6), lambda batch, log: (1.0, {}), step=0, total=6, stop=6, device=CPU,
+            lr=lambda: 0.1, on_interrupt=saved.append, progress=False,
+            should_stop=lambda: next(calls), on_step=lambda s, t: progress.append((s, t)),
+        )  # fmt: skip
+    assert info.value.step == 3 and saved == [3]
+    assert progress == [(1, 6), (2, 6), (3, 6)]
+
+
+def test_a_stop_request_at_the_last_step_is_a_normal_end():
+    # Nothing is left to stop: the run ends as usual and its caller writes the final checkpoint.
+    seen = [0]
+    step, _ = train_steps(
+        range(3), lambda batch, log: (1.0, {}), step=0, total=3, stop=3, device=CPU,
+        lr=lambda: 0.1, progress=False, on_step=lambda s, t: seen.append(s),
+        should_stop=lambda: seen[-1] == 3,
+    )  # fmt: skip
+    assert step == 3
+
+
+def test_a_run_stopped_on_request_resumes_exactly():
+    batches = _batches(6)
+    kwargs = dict(total=6, device=CPU, lr=lambda: 0.1, progress=False)
+    model, optimizer, scheduler, scaler = _setup()
+    unbroken_losses = []
+    step_fn = _step_fn(model, optimizer, scheduler, scaler)
+    train_steps(batches, lambda b, log: _record(step_fn(b, log), unbroken_losses), step=0, stop=6, **kwargs)
+    unbroken = [p.detach().clone() for p in model.parameters()]
+
+    model, optimizer, scheduler, scaler = _setup()
+    checkpoints, losses = [], []
+    step_fn = _step_fn(model, optimizer, scheduler, scaler)
+
+    def save(at_step):
+        checkpoints.append(copy.deepcopy(training_state(at_step, CPU, model, optimizer, scheduler, scaler)))
+
+    with pytest.raises(TrainingCancelled):
+        train_steps(
+            batches, lambda b, log: _record(step_fn(b, log), losses), step=0, stop=6,
+            on_interrupt=save, should_stop=lambda: len(losses) == 4, **kwargs,
+        )  # fmt: skip
+    assert [c["step"] for c in checkpoints] == [4]
+    other, opt2, sched2, scaler2 = _setup(seed=5)
+    start = restore_training_state(checkpoints[0], CPU, other, opt2, sched2, scaler2)
+    step_fn = _step_fn(other, opt2, sched2, scaler2)
+    train_steps(
+        batches[start:], lambda b, log: _record(step_fn(b, log), losses), step=start, stop=6, **kwargs
+    )
+    assert losses == pytest.approx(unbroken_losses, rel=1e-6)
+    for a, b in zip(unbroken, other.parameters(), strict=True):
+        torch.testing.assert_close(a, b.detach())
+
+
+def _record(result, losses):
+    losses.append(result[0])
+    return result
+
+
+def test_pretraining_stopped_on_request_resumes_with_the_same_losses(tmp_path, tiny):
+    # The whole path a cancel button takes: pretrain(should_stop=...) -> checkpoint -> resume.
+    from tiny_setup import TINY_DATASET
+
+    from mvdecor.train.checkpoint import load_checkpoint
+    from mvdecor.train.pretrain import pretrain
+
+    def losses(run):
+        rows = csv.DictReader((run / "metrics.csv").read_text().splitlines())
+        return {int(float(r["step"])): float(r["loss"]) for r in rows}
+
+    full = pretrain(tiny, TINY_DATASET, tmp_path / "full", progress=False, report=False)
+    steps = []
+    with pytest.raises(TrainingCancelled) as info:
+        pretrain(
+            tiny, TINY_DATASET, tmp_path / "split", progress=False, report=False,
+            on_step=lambda s, t: steps.append((s, t)), should_stop=lambda: len(steps) == 3,
+        )  # fmt: skip
+    assert info.value.step == 3 and steps == [(1, full.step), (2, full.step), (3, full.step)]
+    assert load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")["step"] == 3
+    resumed = pretrain(tiny, TINY_DATASET, tmp_path / "split", progress=False, report=False)
+    assert resumed.step == full.step
+    a, b = losses(tmp_path / "full"), losses(tmp_path / "split")
+    assert sorted(a) == sorted(b)
+    for step in a:
+        assert b[step] == pytest.approx(a[step], rel=1e-5, abs=1e-6), step

@@ -3,9 +3,10 @@
 One job runs at a time per folder (:class:`JobManager`), in a thread, so the
 server keeps answering while it works. Its progress (:class:`JobStatus`) is
 read by polling. A job is cancelled between two meshes (or, for the full
-pipeline, between two stages); the predictions of meshes already finished are
-kept. A job only ever writes *predictions* (``predictions/``); the user's
-labels are never touched, whether it succeeds, fails or is cancelled.
+pipeline, after the training step in progress, with a checkpoint); the
+predictions of meshes already finished are kept. A job only ever writes
+*predictions* (``predictions/``); the user's labels are never touched, whether
+it succeeds, fails or is cancelled.
 
 Methods:
 
@@ -15,8 +16,8 @@ Methods:
   share of its ``neighbours`` nearest reference points that agree with its label.
 - ``pipeline`` (:func:`run_pipeline`, minutes to hours on a CPU): pre-train an
   embedding network on every mesh of the folder when none exists yet, fine-tune
-  it on the labelled meshes, and segment the others (``cpu`` preset, or a
-  config file; ``overrides`` shrink it, e.g. for a test).
+  it on the labelled meshes and painted views, and segment the others (``cpu``
+  preset, or a config file; ``overrides`` shrink it, e.g. for a test).
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class JobStatus:
     message : what it is doing now
     error : why it failed (``state == "failed"``)
     predicted : shape ids whose prediction it saved
+    step, steps : training steps done and to do in the current training stage (0 outside one)
     """
 
     id: int
@@ -83,6 +85,8 @@ class JobStatus:
     message: str = "starting"
     error: str | None = None
     predicted: list[str] = field(default_factory=list)
+    step: int = 0
+    steps: int = 0
     started: float = field(default_factory=time.time)
     finished: float | None = None
 
@@ -110,15 +114,33 @@ class Progress:
         return self._cancel.is_set()
 
     def update(
-        self, *, done: int | None = None, total: int | None = None, message: str | None = None
+        self,
+        *,
+        done: int | None = None,
+        total: int | None = None,
+        message: str | None = None,
+        step: int | None = None,
+        steps: int | None = None,
     ) -> None:
         with self._lock:
+            if step is not None:
+                self._status.step = step
+            if steps is not None:
+                self._status.steps = steps
             if done is not None:
                 self._status.done = done
             if total is not None:
                 self._status.total = total
             if message is not None:
                 self._status.message = message
+
+    def training(self, stage: str) -> Callable[[int, int], None]:
+        """An ``on_step(step, total)`` for a training stage: "<stage> step 120/2400" as the message."""
+
+        def on_step(step: int, total: int) -> None:
+            self.update(message=f"{stage} step {step}/{total}", step=step, steps=total)
+
+        return on_step
 
     def predicted(self, shape_id: str) -> None:
         with self._lock:
@@ -231,9 +253,12 @@ class JobManager:
 
 # ------------------------------------------------------------------ helpers
 def _labelled_and_targets(
-    folder: AppFolder, targets: Sequence[str] | None
+    folder: AppFolder, targets: Sequence[str] | None, painted: bool = False
 ) -> tuple[list[str], list[str], list[str]]:
-    """``(reference ids, target ids, names)``: meshes with user labels, the rest (or ``targets``)."""
+    """``(reference ids, target ids, names)``: meshes with user labels, the rest (or ``targets``).
+
+    ``painted``: the folder has painted views, which supervise without face labels.
+    """
     entries = folder.entries()
     known = {e.id: e for e in entries}
     references = [e.id for e in entries if e.state in ("labelled", "corrected")]
@@ -244,7 +269,7 @@ def _labelled_and_targets(
         chosen = [t for t in targets if known[t].state != "error"]
     else:
         chosen = [e.id for e in entries if e.state in ("unlabelled", "predicted")]
-    if not references:
+    if not references and not painted:
         raise LabelError(
             None, "label at least one mesh (paint some faces and save) before segmenting the rest"
         )
@@ -308,6 +333,74 @@ def run_transfer(
 
 
 # ---------------------------------------------------------------- pipeline
+def pipeline_label_images(
+    folder: AppFolder, config: Any, references: Sequence[str], progress: Progress
+) -> dict[tuple[str, int], Path] | None:
+    """The label images fine-tuning should read, or None when no view is painted.
+
+    Fine-tuning supervises with label images *or* with face labels, not both
+    (:func:`mvdecor.train.finetune.finetune`), so when views are painted, the
+    face-labelled meshes' views (``config.finetune.views_per_shape`` of them, as
+    fine-tuning would choose) are written as label images too, under the
+    app's runs folder: the per-pixel labels fine-tuning would derive itself. A
+    painted view replaces the face-derived one of the same index.
+
+    Raises
+    ------
+    ConfigError
+        The views were painted with other render settings than ``config.render``.
+    """
+    import shutil
+
+    from mvdecor.app.views import painted_label_images
+    from mvdecor.correspond.source import ViewSource
+    from mvdecor.fileio import save_image
+    from mvdecor.train.finetune import LABEL_IMAGE_IGNORE, select_labelled_views
+
+    painted = painted_label_images(folder)
+    if not painted:
+        return None
+    check_painted_render(folder, config)
+    images = dict(painted)
+    out = folder.safe_path(f"{RUNS_DIR}/face_label_views")
+    shutil.rmtree(out, ignore_errors=True)  # stale views of meshes relabelled since
+    source = ViewSource(folder.dataset, config.render)
+    cfg = config.finetune
+    chosen = select_labelled_views(references, config.render.num_views, cfg.views_per_shape, cfg.seed)
+    for number, item in enumerate(chosen):
+        if (item.shape_id, item.view_index) in images:
+            continue
+        progress.check()
+        progress.update(message=f"rendering the labelled meshes' views ({number + 1}/{len(chosen)})")
+        mesh = source.mesh(item.shape_id)
+        view = source.view(item.shape_id, item.view_index)
+        labels = np.where(view.mask, view.face_labels(mesh.face_labels), -1)
+        path = out / item.shape_id / f"view_{item.view_index}.png"
+        save_image(np.where(labels < 0, LABEL_IMAGE_IGNORE, labels).astype(np.uint8), path)
+        images[(item.shape_id, item.view_index)] = path
+    return images
+
+
+def check_painted_render(folder: AppFolder, config: Any) -> None:
+    """Refuse painted views made with other render settings than ``config.render``.
+
+    Raises
+    ------
+    ConfigError
+        ``label_images/render.json`` differs from ``config.render``: view ``N``
+        of this job would be another picture than the one painted.
+    """
+    from mvdecor.app.views import saved_render_config
+
+    recorded = saved_render_config(folder)
+    if recorded is not None and recorded != config.render:
+        raise ConfigError(
+            "label_images/render.json",
+            "the views were painted with other render settings than this job's "
+            f"({recorded} vs {config.render}); run with the same settings, or move label_images away",
+        )
+
+
 def run_pipeline(
     folder: AppFolder,
     progress: Progress,
@@ -327,55 +420,81 @@ def run_pipeline(
     preset : ``cpu`` or ``paper``, or a YAML config file inside the folder
     overrides : nested config values over the preset (e.g. fewer iterations)
     pretrained : a pre-training checkpoint inside the folder; default: the app's own
-        pre-trained network (``.mvdecor-app/runs/pretrain``), trained first when missing
+        pre-trained network (``.mvdecor-app/runs/pretrain``), trained first when
+        missing, or trained on when a cancelled job left it unfinished
 
     Notes
     -----
-    Cancelling takes effect between stages and between meshes: a pre-training
-    or fine-tuning run in progress finishes first.
+    Painted views (``label_images/``, :mod:`mvdecor.app.views`) supervise
+    fine-tuning beside the face labels (:func:`pipeline_label_images`).
+    Cancelling stops pre-training or fine-tuning after the step in progress
+    (with a checkpoint: a cancelled pre-training resumes in the next job),
+    else between meshes. The status's ``step``/``steps`` and message follow
+    the training steps.
     """
+    from mvdecor.app.views import painted_label_images
     from mvdecor.config import load_config
     from mvdecor.inference.segment import Segmenter
+    from mvdecor.train.checkpoint import load_checkpoint
+    from mvdecor.train.engine import TrainingCancelled
     from mvdecor.train.finetune import finetune
     from mvdecor.train.pretrain import pretrain
 
     progress.update(message="reading the labelled meshes")
-    references, chosen, names = _labelled_and_targets(folder, targets)
+    painted = painted_label_images(folder)
+    references, chosen, names = _labelled_and_targets(folder, targets, painted=bool(painted))
     if preset not in ("cpu", "paper"):
         preset = str(folder.safe_path(preset, must_exist=True))
     config = load_config(preset, overrides)
     runs = folder.safe_path(RUNS_DIR)
     spec = f"folder:{folder.root}"
     loadable = [e.id for e in folder.entries() if e.state != "error"]
-    if pretrained is not None:
-        checkpoint = folder.safe_path(pretrained, must_exist=True)
-    else:
-        checkpoint = runs / "pretrain" / "checkpoints" / "last.pt"
-        if not checkpoint.is_file():
-            progress.check()
-            progress.update(message=f"pre-training a network on {len(loadable)} meshes (long on a CPU)")
-            result = pretrain(
-                config,
-                spec,
-                runs / "pretrain",
-                split={"train": loadable, "val": []},
-                progress=False,
-                report=False,
-            )
-            checkpoint = result.last_checkpoint
-    progress.check()
-    progress.update(message=f"fine-tuning on {len(references)} labelled meshes")
-    tuned = finetune(
-        config,
-        spec,
-        runs / "finetune",
-        labelled_shapes=references,
-        init=checkpoint,
-        unlabelled_shapes=loadable,
-        resume=False,
-        progress=False,
-        report=False,
-    )
+    if painted:
+        check_painted_render(folder, config)  # before hours of pre-training, not after
+    stop = {"should_stop": lambda: progress.cancelled}
+    try:
+        if pretrained is not None:
+            checkpoint = folder.safe_path(pretrained, must_exist=True)
+        else:
+            checkpoint = runs / "pretrain" / "checkpoints" / "last.pt"
+            unfinished = checkpoint.is_file() and _unfinished(load_checkpoint(checkpoint))
+            if not checkpoint.is_file() or unfinished:
+                progress.check()
+                progress.update(message=f"pre-training a network on {len(loadable)} meshes (long on a CPU)")
+                result = pretrain(
+                    config,
+                    spec,
+                    runs / "pretrain",
+                    split={"train": loadable, "val": []},
+                    resume=unfinished,
+                    progress=False,
+                    report=False,
+                    on_step=progress.training("pre-training"),
+                    **stop,
+                )
+                checkpoint = result.last_checkpoint
+        progress.check()
+        label_images = pipeline_label_images(folder, config, references, progress)
+        labelled = sorted(set(references) | {s for s, _ in painted})
+        what = f"{len(labelled)} labelled meshes" + (f" ({len(painted)} painted views)" if painted else "")
+        progress.update(message=f"fine-tuning on {what}", step=0, steps=0)
+        tuned = finetune(
+            config,
+            spec,
+            runs / "finetune",
+            labelled_shapes=labelled,
+            init=checkpoint,
+            unlabelled_shapes=loadable,
+            label_images=label_images,
+            resume=False,
+            progress=False,
+            report=False,
+            on_step=progress.training("fine-tuning"),
+            **stop,
+        )
+    except TrainingCancelled:
+        raise JobCancelled from None
+    progress.update(step=0, steps=0)
     if list(tuned.label_names) != names[: len(tuned.label_names)]:
         raise ConfigError(None, f"the network's labels {list(tuned.label_names)} differ from {names}")
     segmenter = Segmenter.from_checkpoint(tuned.last_checkpoint)
@@ -388,11 +507,25 @@ def run_pipeline(
             shape_id,
             result.face_labels,
             result.face_confidence,
-            {"method": "pipeline", "references": references, "label_names": names, "preset": config.preset},
+            {
+                "method": "pipeline",
+                "references": references,
+                "painted_views": len(painted),
+                "label_names": names,
+                "preset": config.preset,
+            },
         )
         progress.predicted(shape_id)
         progress.update(done=index + 1)
     progress.update(message="finished")
+
+
+def _unfinished(saved: dict) -> bool:
+    """Whether a pre-training checkpoint stopped before its own run's length (a cancelled job)."""
+    try:
+        return int(saved["step"]) < int(saved["config"]["pretrain"]["iterations"])
+    except (KeyError, TypeError, ValueError):
+        return False
 
 
 def job_function(folder: AppFolder, method: str, options: dict[str, Any]) -> JobFunction:

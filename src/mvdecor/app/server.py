@@ -10,11 +10,16 @@ GET      ``/static/...``                     the page's scripts (three.js r147, 
 GET      ``/api/info``                       folder, label set, methods, the job's status
 GET      ``/api/meshes``                     every mesh with its state (errors included)
 GET      ``/api/meshes/{id}``                geometry (base64 little-endian arrays), labels,
-                                             version, face adjacency and dihedral angles,
-                                             prediction
+                                             version, face adjacency and dihedral angles
+                                             (null with ``?fill_graph=false``), prediction
+GET      ``/api/meshes/{id}/fill-graph``     the face adjacency and dihedral angles alone
 PUT      ``/api/meshes/{id}/labels``         ``{"version", "labels"}``: save; 409 when stale
 POST     ``/api/meshes/{id}/accept``         ``{"version"}``: the prediction becomes the labels
 POST     ``/api/meshes/{id}/export``         ``{"source": "labels"|"prediction"}``: write exports
+GET      ``/api/meshes/{id}/views``          views offered for painting (index, version, painted)
+GET      ``/api/meshes/{id}/views/{n}/image`` view ``n`` rendered (RGBA PNG, alpha = the object)
+GET      ``/api/meshes/{id}/views/{n}/labels`` its painted labels (base64 ``H*W`` bytes, 255 none)
+PUT      ``/api/meshes/{id}/views/{n}/labels`` ``{"version", "labels"}``: save the label PNG; 409
 GET      ``/api/labels``                     the label set; PUT ``{"names", "colors", "version"}``
 POST     ``/api/jobs``                       ``{"method", "options"}``: start "segment the rest"
 GET      ``/api/jobs/current``               the job's progress; POST ``.../cancel`` stops it
@@ -47,6 +52,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from mvdecor.app.folder import (
+    ABSENT_VERSION,
     EXPORTS_DIR,
     AppFolder,
     NotFoundError,
@@ -54,10 +60,13 @@ from mvdecor.app.folder import (
     VersionConflictError,
     file_version,
 )
+from mvdecor.app.geometry import FillGraphCache
 from mvdecor.app.jobs import LOCK_FILE, METHODS, JobBusyError, JobManager, job_function
+from mvdecor.app.views import PaintedViews
+from mvdecor.config import RenderConfig
 from mvdecor.errors import FileError, MvDecorError
 
-__all__ = ["DEFAULT_MAX_BODY", "LOCAL_HOSTS", "create_app", "mesh_payload"]
+__all__ = ["DEFAULT_MAX_BODY", "LOCAL_HOSTS", "create_app", "fill_graph_payload", "mesh_payload"]
 
 #: Largest request body accepted (labels of ~4 million faces as JSON).
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
@@ -92,6 +101,11 @@ class LabelSetBody(BaseModel):
     colors: list[str] = Field(max_length=4096)
 
 
+class ViewLabelsBody(BaseModel):
+    version: str = Field(max_length=64)
+    labels: str = Field(max_length=8 * 1024 * 1024)  # base64 of H * W bytes
+
+
 class JobBody(BaseModel):
     method: str = "transfer"
     options: dict[str, Any] = Field(default_factory=dict)
@@ -107,15 +121,16 @@ def _b64(array: np.ndarray, dtype: str) -> str:
     ).decode()
 
 
-def _welded_faces(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Faces over vertices merged by position, so unwelded meshes still have adjacency."""
-    scale = float(np.abs(vertices).max()) or 1.0
-    keys = np.round(vertices / scale, 9)
-    _, inverse = np.unique(keys, axis=0, return_inverse=True)
-    return inverse.reshape(-1)[faces]
+def fill_graph_payload(folder: AppFolder, shape_id: str, graphs: FillGraphCache) -> dict[str, Any]:
+    """``{"adjacency", "dihedral"}`` of a mesh, base64 as in :func:`mesh_payload`."""
+    mesh = folder.load_mesh(shape_id)
+    pairs, angles = graphs.get(shape_id, folder.mesh_file(shape_id), mesh.vertices, mesh.faces)
+    return {"id": shape_id, "adjacency": _b64(pairs, "uint32"), "dihedral": _b64(angles, "float32")}
 
 
-def mesh_payload(folder: AppFolder, shape_id: str) -> dict[str, Any]:
+def mesh_payload(
+    folder: AppFolder, shape_id: str, graphs: FillGraphCache | None = None, *, fill_graph: bool = True
+) -> dict[str, Any]:
     """The JSON the page loads for one mesh.
 
     Arrays are base64 strings of little-endian typed arrays: ``vertices``
@@ -123,10 +138,11 @@ def mesh_payload(folder: AppFolder, shape_id: str) -> dict[str, Any]:
     (faces sharing an edge, vertices merged by position), ``dihedral`` float32
     ``(E)`` in degrees; ``labels`` is a JSON list (``-1`` unlabelled, one per
     face; all ``-1`` when nothing is saved); ``prediction`` holds ``labels``
-    (list) and ``confidence`` (float32 base64) or is null.
+    (list) and ``confidence`` (float32 base64) or is null. ``graphs`` keeps the
+    adjacency and angles between calls (:class:`~mvdecor.app.geometry.FillGraphCache`);
+    ``fill_graph=False`` leaves them out (the page fetches them apart, after the
+    first frame: on a 300k-face mesh they are half the payload and most of its time).
     """
-    from mvdecor.inference.smoothing import dihedral_angles, face_adjacency
-
     mesh = folder.load_mesh(shape_id)
     label_error = None
     try:
@@ -137,9 +153,6 @@ def mesh_payload(folder: AppFolder, shape_id: str) -> dict[str, Any]:
         version = file_version(folder.label_file(shape_id))
     if labels is None:
         labels = np.full(mesh.num_faces, -1, np.int64)
-    welded = _welded_faces(mesh.vertices, mesh.faces)
-    pairs, _ = face_adjacency(welded)
-    angles = np.degrees(dihedral_angles(mesh.vertices, mesh.faces, pairs)) if len(pairs) else np.zeros(0)
     prediction = None
     try:
         saved = folder.load_prediction(shape_id)
@@ -151,6 +164,9 @@ def mesh_payload(folder: AppFolder, shape_id: str) -> dict[str, Any]:
             "confidence": _b64(saved["confidence"], "float32"),
             "info": saved["info"],
         }
+    graph = {}
+    if fill_graph:
+        graph = fill_graph_payload(folder, shape_id, graphs if graphs is not None else FillGraphCache(1))
     return {
         "id": shape_id,
         "file": folder.relative(folder.mesh_file(shape_id)),
@@ -162,8 +178,8 @@ def mesh_payload(folder: AppFolder, shape_id: str) -> dict[str, Any]:
         "version": version,
         "label_file": folder.relative(folder.label_file(shape_id)),
         "label_error": label_error,
-        "adjacency": _b64(pairs, "uint32"),
-        "dihedral": _b64(angles, "float32"),
+        "adjacency": graph.get("adjacency"),
+        "dihedral": graph.get("dihedral"),
         "prediction": prediction,
     }
 
@@ -194,6 +210,7 @@ def create_app(
     *,
     allowed_hosts: tuple[str, ...] = LOCAL_HOSTS,
     max_body: int = DEFAULT_MAX_BODY,
+    view_render: RenderConfig | None = None,
 ) -> FastAPI:
     """The labelling app for ``folder``.
 
@@ -205,17 +222,23 @@ def create_app(
         beyond the loopback interface
     allowed_hosts : without a token, the ``Host`` names served (loopback by default)
     max_body : the largest request body, in bytes
+    view_render : render settings of the views offered for painting (default:
+        those the folder's painted views were made with, else the ``cpu`` preset's)
 
     Returns
     -------
     FastAPI
         ``app.state.folder`` is the :class:`AppFolder`, ``app.state.jobs`` its
-        :class:`~mvdecor.app.jobs.JobManager`.
+        :class:`~mvdecor.app.jobs.JobManager`, ``app.state.views`` its
+        :class:`~mvdecor.app.views.PaintedViews`.
     """
     app_folder = folder if isinstance(folder, AppFolder) else AppFolder(folder)
     jobs = JobManager(app_folder.safe_path(LOCK_FILE))
+    views = PaintedViews(app_folder, view_render)
+    graphs = FillGraphCache()
     app = FastAPI(title="mvdecor labelling app", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.folder, app.state.jobs, app.state.token = app_folder, jobs, token
+    app.state.views = views
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
@@ -303,16 +326,27 @@ def create_app(
         return shape_id
 
     @app.get("/api/meshes/{shape_id}")
-    def mesh(shape_id: str) -> Response:
+    def mesh(shape_id: str, fill_graph: bool = True) -> Response:
         shape_id = _known(shape_id)
         app_folder.mesh_file(shape_id)  # outside the folder: 403 (UnsafePathError), not 422
         try:
-            payload = mesh_payload(app_folder, shape_id)
+            payload = mesh_payload(app_folder, shape_id, graphs, fill_graph=fill_graph)
         except UnsafePathError:
             raise
         except FileError as exc:  # the mesh cannot be read: the list shows why too
             return _error(422, str(exc))
         return JSONResponse(payload)
+
+    @app.get("/api/meshes/{shape_id}/fill-graph")
+    def mesh_fill_graph(shape_id: str) -> Response:
+        shape_id = _known(shape_id)
+        app_folder.mesh_file(shape_id)
+        try:
+            return JSONResponse(fill_graph_payload(app_folder, shape_id, graphs))
+        except UnsafePathError:
+            raise
+        except FileError as exc:
+            return _error(422, str(exc))
 
     @app.put("/api/meshes/{shape_id}/labels")
     def save_labels(shape_id: str, body: LabelsBody) -> dict[str, Any]:
@@ -354,6 +388,28 @@ def create_app(
             "folder": app_folder.relative(out),
             "files": {k: app_folder.relative(p) for k, p in paths.items()},
         }
+
+    # ------------------------------------------------------- painted views
+    @app.get("/api/meshes/{shape_id}/views")
+    def view_list(shape_id: str) -> dict[str, Any]:
+        return views.listing(_known(shape_id))
+
+    @app.get("/api/meshes/{shape_id}/views/{index}/image")
+    def view_image(shape_id: str, index: int) -> Response:
+        return Response(views.image_png(_known(shape_id), index), media_type="image/png")
+
+    @app.get("/api/meshes/{shape_id}/views/{index}/labels")
+    def view_labels(shape_id: str, index: int) -> dict[str, Any]:
+        labels, version = views.read_labels(_known(shape_id), index)
+        encoded = np.where(labels < 0, 255, labels).astype(np.uint8)
+        height, width = labels.shape
+        return {"labels": base64.b64encode(encoded.tobytes()).decode(), "version": version,
+                "width": width, "height": height}  # fmt: skip
+
+    @app.put("/api/meshes/{shape_id}/views/{index}/labels")
+    def save_view_labels(shape_id: str, index: int, body: ViewLabelsBody) -> dict[str, Any]:
+        version = views.save_labels(_known(shape_id), index, body.labels, body.version)
+        return {"version": version, "painted": version != ABSENT_VERSION}
 
     @app.get("/api/labels")
     def label_set() -> dict[str, Any]:

@@ -65,7 +65,9 @@ def add_app_parser(sub: argparse._SubParsersAction) -> None:
             "highlighted) and become labels only when you accept them. Exports (coloured GLB/PLY, "
             "label .txt/.npy, face indices per label as JSON, one PLY per part) go to "
             "FOLDER/exports/<shape>/. Saves are atomic and versioned: a tab holding stale labels "
-            "is refused instead of overwriting. The app reads and writes only inside FOLDER."
+            "is refused instead of overwriting. 'paint views' labels pixels of a few rendered views "
+            "instead, saved as FOLDER/label_images/<shape>/view_<N>.png (the PNGs `mvdecor finetune "
+            "--label-images` reads; the pipeline uses them). The app reads and writes only inside FOLDER."
         ),
         epilog=(
             "Security: it listens on 127.0.0.1 (this machine only) by default. With --host set to "

@@ -10,7 +10,11 @@ is the same everywhere:
   rate, steps and images per second over the window, and the share of time
   spent waiting for data) through :class:`~mvdecor.train.logs.MetricLogger`;
 - a hook after every step (validation, checkpoints);
-- on Ctrl-C, the stage's checkpoint is written before the interrupt goes on.
+- on Ctrl-C, the stage's checkpoint is written before the interrupt goes on;
+- a stop request (``should_stop``, e.g. a cancel button of the labelling app)
+  is honoured after the step in progress: the checkpoint is written as on
+  Ctrl-C and :class:`TrainingCancelled` is raised, so the run resumes exactly;
+- ``on_step(step, total)`` after every step, for a caller's own progress display.
 
 Beside it: :class:`StepBatchSampler` (the items of step ``s`` are a function of
 ``s`` alone, so a resumed run draws exactly the batches an unbroken one would),
@@ -30,12 +34,14 @@ from typing import Any
 import torch
 from torch.utils.data import Sampler
 
+from mvdecor.errors import MvDecorError
 from mvdecor.train.checkpoint import rng_state, set_rng_state
 from mvdecor.train.logs import MetricLogger
 
 __all__ = [
     "StepBatchSampler",
     "StepFunction",
+    "TrainingCancelled",
     "make_grad_scaler",
     "optimizer_step",
     "restore_training_state",
@@ -47,6 +53,17 @@ __all__ = [
 #: the device, updates the parameters, and returns the loss as a float and, when
 #: ``log`` is true (a metrics row follows), any extra scalars to log.
 StepFunction = Callable[[Any, bool], tuple[float, dict[str, float]]]
+
+
+class TrainingCancelled(MvDecorError):
+    """A run stopped on request (``should_stop``) after ``step``, its checkpoint written.
+
+    Running the same command again resumes from that step, as after Ctrl-C.
+    """
+
+    def __init__(self, step: int) -> None:
+        self.step = int(step)
+        super().__init__(f"training stopped on request at step {self.step}; run again to resume")
 
 
 class StepBatchSampler(Sampler[list[int]]):
@@ -144,6 +161,8 @@ def train_steps(
     on_interrupt: Callable[[int], None] | None = None,
     desc: str = "train",
     progress: bool = True,
+    should_stop: Callable[[], bool] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> tuple[int, float]:
     """Run ``step_fn`` on every batch of ``loader``; ``(the step reached, the last loss)``.
 
@@ -164,11 +183,18 @@ def train_steps(
     on_interrupt : called with the step reached on Ctrl-C (write the checkpoint),
         before the interrupt is re-raised
     desc, progress : the bar's label, and whether to show it
+    should_stop : asked after every step (after ``after_step``); when it returns
+        True before ``stop``, ``on_interrupt`` writes the checkpoint and
+        :class:`TrainingCancelled` is raised. Under several processes each rank
+        must get the same answer at the same step, or the others wait forever
+    on_step : called with ``(step, total)`` after every step (a caller's progress)
 
     Raises
     ------
     FloatingPointError
         The loss is not finite.
+    TrainingCancelled
+        ``should_stop`` returned True.
     """
     from tqdm.auto import tqdm
 
@@ -211,6 +237,13 @@ def train_steps(
                 window_start = time.perf_counter()
             if after_step is not None:
                 after_step(step)
+            if on_step is not None:
+                on_step(step, total)
+            if should_stop is not None and step < stop and should_stop():
+                if on_interrupt is not None:
+                    on_interrupt(step)
+                bar.write(f"stopped on request at step {step}; resume by running the same command again")
+                raise TrainingCancelled(step)
             fetch_start = time.perf_counter()
     except KeyboardInterrupt:
         if on_interrupt is not None:

@@ -31,6 +31,7 @@ fine-tuning read them alike.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,8 @@ def pretrain(
     stop_after: int | None = None,
     split: dict[str, list[str]] | None = None,
     report: bool = True,
+    should_stop: Callable[[], bool] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> PretrainResult:
     """Pre-train an embedding network on the shapes of ``dataset`` (labels unused).
 
@@ -97,6 +100,10 @@ def pretrain(
         seeded random split (``val`` may be empty)
     report : write ``RUN/report.html`` and ``RUN/pictures/curves.png`` when the
         call ends (rank 0; see :func:`mvdecor.viz.run_reports.write_training_report`)
+    should_stop : asked after every step; True stops the run with a checkpoint, as
+        Ctrl-C does, and raises :class:`~mvdecor.train.engine.TrainingCancelled`
+        (e.g. a cancel button; single-process runs)
+    on_step : called with ``(step, total)`` after every step (a caller's own progress)
 
     Raises
     ------
@@ -119,7 +126,14 @@ def pretrain(
             None,
             f"{config.pretrain.method} pre-training runs in one process; run it without torchrun",
         )
-    result = run_pretraining(run, method.build(run), stop_after=stop_after, progress=progress)
+    result = run_pretraining(
+        run,
+        method.build(run),
+        stop_after=stop_after,
+        progress=progress,
+        should_stop=should_stop,
+        on_step=on_step,
+    )
     if report and int(os.environ.get("RANK", "0")) == 0:
         from mvdecor.viz.run_reports import write_training_report
 

@@ -330,6 +330,8 @@ def run_pretraining(
     *,
     stop_after: int | None = None,
     progress: bool = True,
+    should_stop: Callable[[], bool] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> PretrainResult:
     """Train a method's setup: the loop every pre-training method shares.
 
@@ -340,7 +342,9 @@ def run_pretraining(
     the method's extra scalars, lr, throughput, data wait), validates every
     ``val_every`` steps into ``RUN/val.csv`` (the plateau scheduler follows the
     validation loss if that is the schedule; ``best.pt`` keeps its lowest), and writes checkpoints
-    (``last.pt``, ``step_NNNNNNN.pt``; also on Ctrl-C).
+    (``last.pt``, ``step_NNNNNNN.pt``; also on Ctrl-C and when ``should_stop`` says so,
+    which raises :class:`~mvdecor.train.engine.TrainingCancelled`; see
+    :func:`~mvdecor.train.engine.train_steps` for it and ``on_step``).
     """
     config, info, device = run.config, run.info, run.device
     cfg = config.pretrain
@@ -436,6 +440,8 @@ def run_pretraining(
             on_interrupt=on_interrupt,
             desc="pretrain" if cfg.method == "mvdecor" else f"pretrain {cfg.method}",
             progress=progress and info.is_main,
+            should_stop=should_stop,
+            on_step=on_step,
         )
     finally:
         if logger is not None:

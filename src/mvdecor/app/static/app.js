@@ -9,7 +9,8 @@
  * clicked face over the server's face adjacency while the dihedral angle stays under the limit.
  *
  * The page reports its state for tests in <body>: data-app ("loading", "ready", "error"),
- * data-mesh (the mesh shown), data-labelled (its faces with a label), data-dirty (unsaved edits).
+ * data-mesh (the mesh shown), data-labelled (its faces with a label), data-dirty (unsaved edits),
+ * data-fill-ready (the fill's face adjacency, fetched after the mesh's first frame, has arrived).
  */
 (function () {
   "use strict";
@@ -96,8 +97,17 @@
     draw();
   }
 
+  // One render per animation frame, however many edits or camera moves came before it: a
+  // brush stroke sends many pointer events per frame, and a 300k-face frame is not free.
+  var drawQueued = false;
   function draw() {
-    renderer.render(scene, camera);
+    if (drawQueued) return;
+    drawQueued = true;
+    requestAnimationFrame(function () {
+      drawQueued = false;
+      uploadColors();
+      renderer.render(scene, camera);
+    });
   }
   controls.addEventListener("change", function () { pickDirty = true; draw(); });
   window.addEventListener("resize", resize);
@@ -129,8 +139,9 @@
     var geometry = new THREE.BufferGeometry();
     geometry.setAttribute("position", new THREE.BufferAttribute(positions, 3));
     geometry.computeVertexNormals();
-    var colors = new Float32Array(F * 9);
-    geometry.setAttribute("color", new THREE.BufferAttribute(colors, 3));
+    // Bytes, not floats: a quarter of the upload when a stroke recolours faces.
+    var colors = new Uint8Array(F * 9);
+    geometry.setAttribute("color", new THREE.BufferAttribute(colors, 3, true));
     var mesh = new THREE.Mesh(geometry, new THREE.MeshLambertMaterial({ vertexColors: true, side: THREE.DoubleSide }));
     var wire = new THREE.Mesh(geometry, new THREE.MeshBasicMaterial({ color: 0x000000, wireframe: true, transparent: true, opacity: 0.25 }));
     wire.visible = $("wireframe").checked;
@@ -139,7 +150,7 @@
     pickGeometry.setAttribute("color", new THREE.BufferAttribute(ids, 3, true));
     var pick = new THREE.Mesh(pickGeometry, new THREE.MeshBasicMaterial({ vertexColors: true, side: THREE.DoubleSide, toneMapped: false }));
     scene.add(mesh); scene.add(wire); pickScene.add(pick);
-    view = { mesh: mesh, wire: wire, pick: pick, colors: colors, centroids: centroids };
+    view = { mesh: mesh, wire: wire, pick: pick, colors: colors, centroids: centroids, dirtyFrom: -1, dirtyTo: -1 };
     // Frame the mesh.
     geometry.computeBoundingSphere();
     var sphere = geometry.boundingSphere;
@@ -152,10 +163,13 @@
     pickDirty = true;
   }
 
+  var rgbCache = {}; // "#rrggbb" -> [r, g, b]: a full recolour asks once per face, 300k times
   function rgbOf(label) {
     var hex = state.labelSet.colors[label];
     if (label < 0 || !hex) return UNLABELLED;
-    return [parseInt(hex.slice(1, 3), 16), parseInt(hex.slice(3, 5), 16), parseInt(hex.slice(5, 7), 16)];
+    var rgb = rgbCache[hex];
+    if (!rgb) rgb = rgbCache[hex] = [parseInt(hex.slice(1, 3), 16), parseInt(hex.slice(3, 5), 16), parseInt(hex.slice(5, 7), 16)];
+    return rgb;
   }
 
   function faceColor(f) {
@@ -175,17 +189,32 @@
     if (!view) return;
     var colors = view.colors, cur = state.current;
     var n = faceList ? faceList.length : cur.num_faces;
+    var from = faceList ? Infinity : 0, to = faceList ? -1 : n - 1;
     for (var i = 0; i < n; i++) {
       var f = faceList ? faceList[i] : i;
       var rgb = faceColor(f);
       for (var k = 0; k < 3; k++) {
-        colors[9 * f + 3 * k] = rgb[0] / 255;
-        colors[9 * f + 3 * k + 1] = rgb[1] / 255;
-        colors[9 * f + 3 * k + 2] = rgb[2] / 255;
+        colors[9 * f + 3 * k] = rgb[0];
+        colors[9 * f + 3 * k + 1] = rgb[1];
+        colors[9 * f + 3 * k + 2] = rgb[2];
       }
+      if (f < from) from = f;
+      if (f > to) to = f;
     }
-    view.mesh.geometry.getAttribute("color").needsUpdate = true;
+    if (to < 0) return;
+    // Only the span of faces changed since the last frame goes to the GPU (see uploadColors).
+    view.dirtyFrom = view.dirtyFrom < 0 ? from : Math.min(view.dirtyFrom, from);
+    view.dirtyTo = Math.max(view.dirtyTo, to);
     draw();
+  }
+
+  function uploadColors() {
+    if (!view || view.dirtyFrom < 0) return;
+    var attribute = view.mesh.geometry.getAttribute("color");
+    attribute.updateRange.offset = 9 * view.dirtyFrom;
+    attribute.updateRange.count = 9 * (view.dirtyTo - view.dirtyFrom + 1);
+    attribute.needsUpdate = true;
+    view.dirtyFrom = view.dirtyTo = -1;
   }
 
   // ----------------------------------------------------------------- picking
@@ -199,8 +228,6 @@
     renderer.render(pickScene, camera);
     renderer.setRenderTarget(null);
     pickWidth = pickTarget.width; pickHeight = pickTarget.height;
-    pickPixels = new Uint8Array(pickWidth * pickHeight * 4);
-    renderer.readRenderTargetPixels(pickTarget, 0, 0, pickWidth, pickHeight, pickPixels);
     pickDirty = false;
   }
 
@@ -223,10 +250,15 @@
     }
     var x0 = Math.max(0, Math.floor(cx - r)), x1 = Math.min(pickWidth - 1, Math.ceil(cx + r));
     var y0 = Math.max(0, Math.floor(cy - r)), y1 = Math.min(pickHeight - 1, Math.ceil(cy + r));
+    if (x1 < x0 || y1 < y0) return found;
+    // Only the brush's square is read back from the pick buffer, not the whole buffer.
+    var w = x1 - x0 + 1, h = y1 - y0 + 1;
+    if (!pickPixels || pickPixels.length < 4 * w * h) pickPixels = new Uint8Array(4 * w * h);
+    renderer.readRenderTargetPixels(pickTarget, x0, y0, w, h, pickPixels);
     for (var y = y0; y <= y1; y++) {
       for (var x = x0; x <= x1; x++) {
         if ((x - cx) * (x - cx) + (y - cy) * (y - cy) > r * r) continue;
-        var i = 4 * (y * pickWidth + x);
+        var i = 4 * ((y - y0) * w + (x - x0));
         var id = pickPixels[i] | (pickPixels[i + 1] << 8) | (pickPixels[i + 2] << 16);
         if (id > 0) found.add(id - 1);
       }
@@ -280,6 +312,7 @@
 
   function fill(face) {
     var cur = state.current, limit = Number($("angle").value);
+    if (!cur.adjStart) { say("the fill is not ready yet (face adjacency still loading); try again in a moment", true); return []; }
     var start = cur.adjStart, list = cur.adjList, angle = cur.adjAngle;
     var seen = new Uint8Array(cur.num_faces), queue = [face], region = [];
     seen[face] = 1;
@@ -409,15 +442,17 @@
   function openMesh(id) {
     if (state.dirty && !window.confirm("Discard the unsaved labels of " + state.current.id + "?")) return;
     say("loading " + id + "...");
-    api("GET", "api/meshes/" + encodeURIComponent(id)).then(function (data) {
-      var adj = adjacencyLists(data);
+    // The fill's face adjacency comes apart, after the first frame: on a large mesh it is half
+    // the payload and most of the server's time, and only the fill needs it.
+    api("GET", "api/meshes/" + encodeURIComponent(id) + "?fill_graph=false").then(function (data) {
       data.labels = Int32Array.from(data.labels);
-      data.adjStart = adj.start; data.adjList = adj.list; data.adjAngle = adj.angle;
+      loadFillGraph(data);
       if (data.prediction) {
         data.prediction.labels = Int32Array.from(data.prediction.labels);
         data.prediction.confidence = decode(data.prediction.confidence, Float32Array);
       }
       state.current = data;
+      document.body.dataset.fillReady = String(!!data.adjStart);
       history.replaceState(null, "", "#mesh=" + encodeURIComponent(data.id));
       state.undo = []; state.redo = [];
       state.showPrediction = !!data.prediction && !data.labels.some(function (l) { return l >= 0; });
@@ -428,7 +463,16 @@
       renderList();
       $("exports").innerHTML = "";
       say(data.label_error ? "labels unreadable: " + data.label_error + " (saving replaces them)" : "", !!data.label_error);
+      hooks.onMeshOpened.forEach(function (hook) { hook(); });
     }).catch(function (err) { say(id + ": " + err.message, true); });
+  }
+
+  function loadFillGraph(data) {
+    api("GET", "api/meshes/" + encodeURIComponent(data.id) + "/fill-graph").then(function (graph) {
+      var adj = adjacencyLists({ adjacency: graph.adjacency, dihedral: graph.dihedral, num_faces: data.num_faces });
+      data.adjStart = adj.start; data.adjList = adj.list; data.adjAngle = adj.angle;
+      if (state.current === data) document.body.dataset.fillReady = "true";
+    }).catch(function (err) { say("fill unavailable: " + err.message, true); });
   }
 
   function save() {
@@ -498,7 +542,11 @@
       key.textContent = i < 9 ? String(i + 1) : "";
       var color = document.createElement("input");
       color.type = "color"; color.value = state.labelSet.colors[i];
-      color.addEventListener("input", function () { state.labelSet.colors[i] = color.value; state.labelSetDirty = true; if (state.current) paintColors(); });
+      color.addEventListener("input", function () {
+        state.labelSet.colors[i] = color.value; state.labelSetDirty = true;
+        if (state.current) paintColors();
+        hooks.onLabelsChanged.forEach(function (hook) { hook(); });
+      });
       var text = document.createElement("input");
       text.type = "text"; text.value = name;
       text.addEventListener("change", function () { state.labelSet.names[i] = text.value; state.labelSetDirty = true; });
@@ -545,9 +593,11 @@
     $("start-job").disabled = running;
     $("cancel-job").disabled = !running;
     if (!job) { $("job-message").textContent = ""; return; }
-    $("progress").max = Math.max(job.total, 1);
-    $("progress").value = job.done;
-    var text = job.method + ": " + job.state + " - " + job.message + " (" + job.done + "/" + job.total + ", " + job.elapsed_s + " s)";
+    // Inside a training stage the bar follows its steps, else the meshes done.
+    var training = job.state === "running" && job.steps > 0;
+    $("progress").max = Math.max(training ? job.steps : job.total, 1);
+    $("progress").value = training ? job.step : job.done;
+    var text = job.method + ": " + job.state + " - " + job.message + " (" + job.done + "/" + job.total + " meshes, " + job.elapsed_s + " s)";
     $("job-message").textContent = text;
     $("job-message").className = job.state === "failed" ? "err" : "";
     if (job.error) $("job-message").textContent = text + ": " + job.error;
@@ -625,6 +675,13 @@
       $("radius-value").textContent = $("radius").value;
     } else if (/^[1-9]$/.test(key)) setActive(Number(key) - 1);
   });
+
+  // What views.js (painting views) uses of this page.
+  var hooks = { onMeshOpened: [], onLabelsChanged: [] };
+  window.mvdecorApp = {
+    api: api, say: say, decode: decode, rgbOf: rgbOf, state: state, token: TOKEN,
+    onMeshOpened: hooks.onMeshOpened, onLabelsChanged: hooks.onLabelsChanged,
+  };
 
   function start() {
     setTool("brush");
