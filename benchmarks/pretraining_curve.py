@@ -40,7 +40,7 @@ def read_point(path: Path, k: int, method: str) -> dict:
         "acc5": 100 * correspondence.get("pretrained", {}).get("acc@5px", math.nan),
         "random_acc2": 100 * correspondence.get("random_network", {}).get("acc@2px", math.nan),
         "random_acc5": 100 * correspondence.get("random_network", {}).get("acc@5px", math.nan),
-        "miou": means.get(method, math.nan),
+        "miou": means.get(method, _suffixed(means, method)),
         "scratch": means.get("scratch", math.nan),
         "transfer": means.get("transfer", math.nan),
     }
@@ -116,6 +116,12 @@ def main(argv: list[str] | None = None) -> int:
         fig.savefig(args.out, dpi=110)
         print(f"\ncurves in {args.out}")
     return 0
+
+
+def _suffixed(means: dict, method: str) -> float:
+    """The column of ``method`` run with a ``--suffix`` (``mvdecor-cosine``), if there is exactly one."""
+    found = [v for name, v in means.items() if name.startswith(f"{method}-") and "+" not in name]
+    return found[0] if len(found) == 1 else math.nan
 
 
 def _first(values) -> float:

@@ -39,6 +39,11 @@ def test_points_table_and_picture(tmp_path, capsys):
     point = curve.read_point(long, 2, "mvdecor")
     assert point["iterations"] == 400 and point["miou"] == 31.5
     assert abs(point["acc2"] - 20.0) < 1e-9 and abs(point["acc5"] - 40.0) < 1e-9
+    suffixed = _results(tmp_path / "c.json", 400, 0.2, 0.0)
+    record = json.loads(suffixed.read_text())
+    record["settings"][2]["mean"] = {"mvdecor-cosine": 33.0, "mvdecor-cosine+prior": 1.0}
+    suffixed.write_text(json.dumps(record))
+    assert curve.read_point(suffixed, 2, "mvdecor")["miou"] == 33.0  # a --suffix run's column
     out = tmp_path / "curve.png"
     assert curve.main(["--run", f"x={long}", "--run", f"x={short}", "--out", str(out)]) == 0
     table = capsys.readouterr().out

@@ -27,5 +27,6 @@ def tiny_config(**pretrain_changes) -> Config:
         val_fraction=0.34,
         device="cpu",
         precision="fp32",
+        lr_schedule="plateau",
     )
     return replace(config, render=render, model=model, pretrain=replace(pretrain, **pretrain_changes))
