@@ -47,7 +47,6 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -55,8 +54,7 @@ from mvdecor.errors import ConfigError
 from mvdecor.models.resnet import (
     BACKBONES,
     LoadReport,
-    brief_list,
-    expand_first_conv,
+    fit_state_dict,
     read_weights_file,
     unwrap_state_dict,
 )
@@ -395,60 +393,19 @@ def load_efficientnet_lite_state_dict(
 
     ignored = sorted(k for k in raw if k.startswith(_CLASSIFIER_PREFIXES))
     state = {package_key_to_ours(k): v for k, v in raw.items() if not k.startswith(_CLASSIFIER_PREFIXES)}
-    own = model.state_dict()
     in_channels = model.conv_stem.weight.shape[1]
-    if rgb_channels is None:
-        rgb_channels = (0, 1, 2) if in_channels >= 3 else ()
-    rgb_channels = tuple(int(c) for c in rgb_channels)
-    if rgb_channels and (len(rgb_channels) != 3 or not all(0 <= c < in_channels for c in rgb_channels)):
-        raise ValueError(f"rgb_channels must be 3 channel indices below {in_channels}, got {rgb_channels}")
-
-    unexpected = sorted(k for k in state if k not in own)
-    missing = sorted(k for k in own if k not in state and not k.endswith("num_batches_tracked"))
-    mismatched: list[str] = []
-    new_state = dict(own)
-    loaded: list[str] = []
-    first_conv = "copied"
-    for key, target in own.items():
-        if key not in state:
-            if key.endswith("num_batches_tracked"):
-                new_state[key] = torch.zeros_like(target)
-            continue
-        value = state[key]
-        if (
-            key == "conv_stem.weight"
-            and value.shape != target.shape
-            and value.ndim == 4
-            and value.shape[1] == 3
-            and (value.shape[0], *value.shape[2:]) == (target.shape[0], *target.shape[2:])
-        ):
-            value, first_conv = expand_first_conv(value, in_channels, rgb_channels)
-        if value.shape != target.shape:
-            mismatched.append(f"{key} {tuple(value.shape)} vs {tuple(target.shape)}")
-            continue
-        new_state[key] = value.to(dtype=target.dtype)
-        loaded.append(key)
-
-    problems = []
-    if mismatched:
-        problems.append(
-            f"{len(mismatched)} shape mismatches (checkpoint vs model): " + brief_list(mismatched)
-        )
-    if strict and missing:
-        problems.append(f"{len(missing)} encoder keys missing: " + brief_list(missing))
-    if strict and unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys: " + brief_list(unexpected))
-    if problems:
-        raise ConfigError(
-            path,
-            f"weights do not fit an EfficientNet-Lite encoder with {len(model.blocks)} blocks and "
-            f"{in_channels} input channels; " + "; ".join(problems),
-        )
-    model.load_state_dict(new_state, strict=True)
-    return LoadReport(
+    return fit_state_dict(
+        model,
+        state,
+        first_conv_key="conv_stem.weight",
+        rgb_channels=rgb_channels,
+        strict=strict,
+        ignored=ignored,
         source=source,
-        loaded=tuple(loaded),
-        missing=tuple(missing),
-        ignored=tuple(ignored + unexpected),
-        first_conv=first_conv,
+        path=path,
+        keys_name="encoder",
+        misfit=(
+            f"weights do not fit an EfficientNet-Lite encoder with {len(model.blocks)} blocks and "
+            f"{in_channels} input channels"
+        ),
     )

@@ -386,16 +386,52 @@ def load_torchvision_state_dict(
         path, source = None, "<state dict>"
         state = unwrap_state_dict(state_dict_or_path, None)
 
+    ignored = sorted(k for k in state if k.startswith(_CLASSIFIER_PREFIXES))
+    state = {k: v for k, v in state.items() if not k.startswith(_CLASSIFIER_PREFIXES)}
+    return fit_state_dict(
+        model,
+        state,
+        first_conv_key="conv1.weight",
+        rgb_channels=rgb_channels,
+        strict=strict,
+        ignored=ignored,
+        source=source,
+        path=path,
+        keys_name="backbone",
+        misfit=f"checkpoint does not fit a {type(model).__name__} with {_describe(model)}",
+    )
+
+
+def fit_state_dict(
+    model: nn.Module,
+    state: Mapping[str, Tensor],
+    *,
+    first_conv_key: str,
+    rgb_channels: Sequence[int] | None,
+    strict: bool,
+    ignored: Sequence[str],
+    source: str,
+    path: Path | None,
+    keys_name: str,
+    misfit: str,
+) -> LoadReport:
+    """Load ``state`` (in ``model``'s key names, classifier keys already set aside as ``ignored``)
+    into ``model``, fitting the RGB first convolution ``first_conv_key`` to the model's inputs.
+
+    Shared by the ImageNet loaders of every backbone: a tensor whose shape does not
+    fit is an error; with ``strict``, so are missing and unexpected keys (else they
+    are reported). ``keys_name`` names the model's keys in the error and ``misfit``
+    opens it; ``path`` is the file the error names.
+    """
     own = model.state_dict()
-    in_channels = model.conv1.weight.shape[1]
+    in_channels = own[first_conv_key].shape[1]
     if rgb_channels is None:
         rgb_channels = (0, 1, 2) if in_channels >= 3 else ()
     rgb_channels = tuple(int(c) for c in rgb_channels)
     if rgb_channels and (len(rgb_channels) != 3 or not all(0 <= c < in_channels for c in rgb_channels)):
         raise ValueError(f"rgb_channels must be 3 channel indices below {in_channels}, got {rgb_channels}")
 
-    ignored = sorted(k for k in state if k.startswith(_CLASSIFIER_PREFIXES))
-    unexpected = sorted(k for k in state if k not in own and not k.startswith(_CLASSIFIER_PREFIXES))
+    unexpected = sorted(k for k in state if k not in own)
     missing = sorted(k for k in own if k not in state and not k.endswith("num_batches_tracked"))
     mismatched: list[str] = []
     new_state = dict(own)
@@ -407,18 +443,16 @@ def load_torchvision_state_dict(
                 new_state[key] = torch.zeros_like(target)
             continue
         value = state[key]
-        if key == "conv1.weight" and value.shape != target.shape:
-            if (
-                value.ndim == 4
-                and value.shape[1] == 3
-                and value.shape[0] == target.shape[0]
-                and value.shape[2:] == target.shape[2:]
-            ):
-                value, first_conv = expand_first_conv(value, in_channels, rgb_channels)
-            else:
-                mismatched.append(f"{key} {tuple(value.shape)} vs {tuple(target.shape)}")
-                continue
-        elif value.shape != target.shape:
+        if (
+            key == first_conv_key
+            and value.shape != target.shape
+            and value.ndim == 4
+            and value.shape[1] == 3
+            and value.shape[0] == target.shape[0]
+            and value.shape[2:] == target.shape[2:]
+        ):
+            value, first_conv = expand_first_conv(value, in_channels, rgb_channels)
+        if value.shape != target.shape:
             mismatched.append(f"{key} {tuple(value.shape)} vs {tuple(target.shape)}")
             continue
         new_state[key] = value.to(dtype=target.dtype)
@@ -430,21 +464,17 @@ def load_torchvision_state_dict(
             f"{len(mismatched)} shape mismatches (checkpoint vs model): " + brief_list(mismatched)
         )
     if strict and missing:
-        problems.append(f"{len(missing)} backbone keys missing: " + brief_list(missing))
+        problems.append(f"{len(missing)} {keys_name} keys missing: " + brief_list(missing))
     if strict and unexpected:
         problems.append(f"{len(unexpected)} unexpected keys: " + brief_list(unexpected))
     if problems:
-        raise ConfigError(
-            path,
-            f"checkpoint does not fit a {type(model).__name__} with {_describe(model)}; "
-            + "; ".join(problems),
-        )
+        raise ConfigError(path, f"{misfit}; " + "; ".join(problems))
     model.load_state_dict(new_state, strict=True)
     return LoadReport(
         source=source,
         loaded=tuple(loaded),
         missing=tuple(missing),
-        ignored=tuple(ignored + unexpected),
+        ignored=tuple([*ignored, *unexpected]),
         first_conv=first_conv,
     )
 
