@@ -1,0 +1,312 @@
+"""Typed configuration with documented defaults and YAML presets.
+
+A :class:`Config` has one section per pipeline stage. Presets live in
+``mvdecor/presets/<name>.yaml``: ``paper`` (the paper's settings, for a GPU)
+and ``cpu`` (small and fast, for laptops and CI). A YAML file only needs the
+keys it changes; unknown keys are an error, so a typo never passes silently.
+The preset or file in use is written next to every result (``Config.to_yaml``).
+The sections themselves, with their checks, are in :mod:`mvdecor.config.sections`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mvdecor.config.sections import (
+    BACKBONE_NAMES,
+    LR_SCHEDULES,
+    MAX_RESOLUTION,
+    PACKAGED_IMAGENET,
+    PRECISIONS,
+    PRESETS,
+    DenseCLConfig,
+    FinetuneConfig,
+    ModelConfig,
+    PretrainConfig,
+    RenderConfig,
+    SegmentConfig,
+    TransferConfig,
+)
+from mvdecor.errors import ConfigError, RenamedKeyWarning
+
+__all__ = [
+    "BACKBONE_NAMES",
+    "LR_SCHEDULES",
+    "MAX_RESOLUTION",
+    "PACKAGED_IMAGENET",
+    "PRECISIONS",
+    "PRESETS",
+    "Config",
+    "DenseCLConfig",
+    "FinetuneConfig",
+    "ModelConfig",
+    "PretrainConfig",
+    "RenderConfig",
+    "SegmentConfig",
+    "TransferConfig",
+    "config_from_dict",
+    "load_config",
+    "merge_dicts",
+    "render_config_from_dict",
+    "render_config_to_dict",
+    "upgrade_config_dict",
+]
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration: one section per stage.
+
+    Attributes
+    ----------
+    preset : str
+        Name of the preset (or file) this configuration came from.
+    render : RenderConfig
+    model : ModelConfig
+    pretrain : PretrainConfig
+    finetune : FinetuneConfig
+    segment : SegmentConfig
+    transfer : TransferConfig
+    """
+
+    preset: str = "paper"
+    render: RenderConfig = field(default_factory=RenderConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dicts and lists (tuples become lists, as YAML and JSON need)."""
+        return _lists_for_tuples(dataclasses.asdict(self))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_yaml())
+
+
+def _lists_for_tuples(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _lists_for_tuples(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_lists_for_tuples(item) for item in value]
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], where: str, source: str | None) -> Any:
+    """Instantiate dataclass ``cls`` from ``data``, recursing into dataclass fields."""
+    if not isinstance(data, dict):
+        raise ConfigError(source, f"{where or 'config'} must be a mapping, got {type(data).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(source, f"unknown key(s) {unknown} in {where or 'config'}; known: {sorted(known)}")
+    kwargs = {}
+    for name, value in data.items():
+        default = getattr(cls(), name) if name in known else None
+        key = f"{where}.{name}".lstrip(".")
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _build(type(default), value, key, source)
+        elif isinstance(default, tuple):
+            kwargs[name] = _tuple_value(value, known[name].type, key, source)
+        else:
+            kwargs[name] = _scalar_value(value, default, key, source)
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        if exc.path is not None or source is None:
+            raise
+        raise ConfigError(source, exc.reason) from None
+
+
+def _scalar_value(value: Any, default: Any, key: str, source: str | None) -> Any:
+    """``value`` as the type of ``default`` (bool, int, float or str), never silently rounded."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(source, f"{key} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        # 64.9 would become 64 and True 1: neither is what the user meant.
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(source, f"{key} must be an integer, got {value!r}")
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(source, f"{key} must be a number, got {value!r}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(source, f"{key} must be a number, got {value!r}") from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ConfigError(source, f"{key} must be a finite number, got {value!r}")
+        return number
+    if isinstance(default, str):
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(source, f"{key} must be a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _tuple_value(value: Any, annotation: Any, key: str, source: str | None) -> tuple:
+    """A list setting: ``tuple[str, ...]`` (any length) or ``tuple[float, float]`` (fixed)."""
+    text = str(annotation).replace(" ", "")
+    item_names = text[len("tuple[") : -1].split(",") if text.startswith("tuple[") else ["..."]
+    variable = item_names[-1] == "..."
+    item_type = {"str": str, "float": float, "int": int}.get(item_names[0], str)
+    example = "[grey, normal]" if item_type is str else "[0.7, 1.0]"
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(source, f"{key} must be a list such as {example}, got {value!r}")
+    if not variable and len(value) != len(item_names):
+        raise ConfigError(source, f"{key} must be a list of {len(item_names)} values, got {list(value)!r}")
+    items = []
+    for item in value:
+        if item_type is str:
+            if not isinstance(item, str):
+                raise ConfigError(source, f"{key} must be a list of names, got {list(value)!r}")
+            items.append(item)
+        else:
+            items.append(_scalar_value(item, item_type(0), key, source))
+    return tuple(items)
+
+
+#: Keys renamed so that each says what it is: ``(section, old name) -> new name``. The old
+#: names are still read: with a :class:`~mvdecor.errors.RenamedKeyWarning` from config files
+#: and overrides, silently from what mvdecor stored itself (checkpoints, render stores).
+RENAMED_KEYS: dict[tuple[str, str], str] = {
+    ("render", "radius"): "camera_distance",
+    ("pretrain", "radius"): "match_radius",
+    ("pretrain", "radius_footprints"): "match_radius_footprints",
+}
+
+
+def upgrade_config_dict(
+    data: Mapping[str, Any], source: str | None = None, warn: bool = False, section: str | None = None
+) -> dict[str, Any]:
+    """``data`` (a whole config, or one ``section`` of it) with old key names replaced.
+
+    Raises
+    ------
+    ConfigError
+        Both the old and the new name of a key are given.
+    """
+    data = dict(data)
+    parts = {section: data} if section else {k: v for k, v in data.items() if isinstance(v, Mapping)}
+    for name, values in parts.items():
+        renames = {old: new for (sec, old), new in RENAMED_KEYS.items() if sec == name and old in values}
+        if not renames:
+            continue
+        values = dict(values)
+        for old, new in renames.items():
+            if new in values:
+                raise ConfigError(
+                    source, f"{name}.{old} and {name}.{new} are one setting; give only {name}.{new}"
+                )
+            values[new] = values.pop(old)
+            if warn:
+                warnings.warn(
+                    f"{source or 'config'}: {name}.{old} is now called {name}.{new} (the old name still works)",
+                    RenamedKeyWarning,
+                    stacklevel=3,
+                )
+        if section:
+            data = values
+        else:
+            data[name] = values
+    return data
+
+
+def merge_dicts(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``update`` applied, recursing into nested mappings (neither is modified)."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge_dicts(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(
+    preset_or_path: str = "paper",
+    overrides: dict[str, Any] | None = None,
+    overrides_source: str = "overrides",
+) -> Config:
+    """A preset by name, or a YAML file (applied over the ``paper`` defaults).
+
+    Every value is checked for its type and range here, once, so that every
+    command and API call gets the same one-line :class:`ConfigError`.
+
+    Parameters
+    ----------
+    preset_or_path : ``"paper"``, ``"cpu"`` or a path to a YAML file. A file may
+        start from a preset with a top-level ``preset: cpu`` key.
+    overrides : nested mapping applied last (e.g. from command-line flags).
+    overrides_source : what errors in ``overrides`` are attributed to (the CLI
+        says ``command line``); errors in the file name the file.
+    """
+    if preset_or_path in PRESETS:
+        text = resources.files("mvdecor.presets").joinpath(f"{preset_or_path}.yaml").read_text()
+        source, name = f"preset {preset_or_path}", preset_or_path
+    else:
+        path = Path(preset_or_path)
+        if not path.is_file():
+            raise ConfigError(path, f"no such config file (presets: {', '.join(PRESETS)})")
+        text, source, name = path.read_text(), str(path), str(path)
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, f"invalid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(source, "a config file must be a mapping")
+    data = upgrade_config_dict(data, source, warn=True)
+    base = data.pop("preset", None)
+    if base is not None and preset_or_path not in PRESETS:
+        if base not in PRESETS:
+            raise ConfigError(source, f"unknown base preset {base!r}; presets: {', '.join(PRESETS)}")
+        parent = load_config(base).to_dict()
+        parent.pop("preset")
+        data = merge_dicts(parent, data)
+    data.pop("preset", None)
+    config = _build(Config, data, "", source)
+    if overrides:
+        overrides = upgrade_config_dict(overrides, overrides_source, warn=True)
+        overrides.pop("preset", None)
+        config = _build(Config, merge_dicts(data, overrides), "", overrides_source)
+    return dataclasses.replace(config, preset=name)
+
+
+def render_config_to_dict(config: RenderConfig) -> dict[str, Any]:
+    """Plain JSON/YAML-friendly form of a :class:`RenderConfig`."""
+    data = dataclasses.asdict(config)
+    data["distance_scale"] = list(config.distance_scale)
+    return data
+
+
+def render_config_from_dict(data: dict[str, Any], source: str | None = None) -> RenderConfig:
+    """Inverse of :func:`render_config_to_dict`, with the same checks as YAML loading."""
+    return _build(RenderConfig, upgrade_config_dict(data, source, section="render"), "render", source)
+
+
+def config_from_dict(data: dict[str, Any], source: str | None = None) -> Config:
+    """Inverse of :meth:`Config.to_dict` (e.g. the configuration saved in a checkpoint)."""
+    data = upgrade_config_dict(data, source)
+    preset = str(data.pop("preset", "paper"))
+    return dataclasses.replace(_build(Config, data, "", source), preset=preset)
