@@ -15,7 +15,8 @@ PACKAGE = Path(mvdecor.__file__).parent
 
 #: Bottom to top. A module may import its own sub-package and anything in a lower
 #: layer; nothing in its own layer but itself (siblings stay independent), nothing above.
-#: ``viz`` sits below ``train`` because training runs draw their curves and report.
+#: ``viz`` sits below ``train`` because training runs draw their curves and report; ``points``
+#: (the 3D point-cloud baselines) sits above ``train`` so it can share its engine and logs.
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"errors"}),
     frozenset({"config", "fileio", "palette", "presets", "registry"}),
@@ -26,6 +27,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"inference", "evaluation"}),
     frozenset({"viz"}),
     frozenset({"train"}),
+    frozenset({"points"}),
     frozenset({"protocols"}),
     frozenset({"demo"}),
     frozenset({"app"}),
