@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,16 +16,18 @@ from mvdecor.inference.segment import Segmenter
 from mvdecor.inference.transfer import LabelTransfer, reference_from_mesh
 from mvdecor.protocols import fewshot
 from mvdecor.protocols.fewshot import (
+    cached_fewshot,
     check_refinements,
     draw_labelled_sets,
     finished_fewshot,
     format_fewshot,
-    load_predictions,
     method_of_init,
     repeated_draws,
     run_fewshot,
     run_fewshot_cached,
+    training_settings,
 )
+from mvdecor.protocols.predictions import load_predictions
 from mvdecor.train.checkpoint import load_checkpoint, save_checkpoint
 from mvdecor.train.data import ViewSource
 
@@ -179,6 +182,20 @@ def test_transfer_method_runs_the_protocol_without_a_network(tmp_path):
     assert sparse["v"] == 1 and (tmp_path / "results_transfer_k1_v1.json").is_file()
 
 
+def test_a_face_methods_results_follow_its_own_settings(tmp_path):
+    # transfer is decided by the transfer and render sections, not by fine-tuning's.
+    config = load_config("cpu", TINY_FEWSHOT_CONFIG)
+    dataset = "synthetic:categories=mug,n=3,textured=0"
+    cell = dict(method="transfer", init="transfer", train_shapes=["mug_0000", "mug_0001"], k=1, runs=1)
+    cell["test_shapes"] = ["mug_0002"]
+    run_fewshot(config, dataset, tmp_path, progress=False, **cell)
+    longer = replace(config, finetune=replace(config.finetune, iterations=config.finetune.iterations + 1))
+    assert cached_fewshot(longer, tmp_path, **cell) is not None
+    softer = replace(config, transfer=replace(config.transfer, neighbours=3))
+    assert cached_fewshot(softer, tmp_path, **cell) is None
+    assert set(training_settings(config, "transfer")) == {"init", "transfer", "render"}
+
+
 def test_refinement_variants_score_one_network_several_ways(tmp_path, monkeypatch):
     config = load_config("cpu", TINY_FEWSHOT_CONFIG)
     dataset = "synthetic:categories=mug,n=3,textured=0"
@@ -220,14 +237,20 @@ def test_refinement_variants_score_one_network_several_ways(tmp_path, monkeypatc
 
 
 def test_finished_results_are_reused_only_with_the_same_training_settings(tmp_path, monkeypatch):
-    from dataclasses import replace
-
     config = load_config("cpu", TINY_FEWSHOT_CONFIG)
     dataset = "synthetic:categories=mug,n=3,textured=0"
     setting = dict(train_shapes=["mug_0000", "mug_0001"], test_shapes=["mug_0002"], k=1, runs=1)
-    first = run_fewshot_cached(config, dataset, tmp_path, method="transfer", init="transfer", progress=False,
-                               **setting)  # fmt: skip
-    assert first["training"]["init"] == "transfer" and "device" not in first["training"]["finetune"]
+    transfer = run_fewshot_cached(config, dataset, tmp_path, method="transfer", init="transfer", progress=False,
+                                  **setting)  # fmt: skip
+    # A finished fine-tuning cell, without fine-tuning: the transfer's record under scratch's settings.
+    first = {
+        **transfer,
+        "method": "scratch",
+        "init": "scratch",
+        "training": training_settings(config, "scratch"),
+    }
+    (tmp_path / "results_scratch_k1.json").write_text(json.dumps(first))
+    assert "device" not in first["training"]["finetune"]
     calls = []
 
     def record_run(*args, **kwargs):
@@ -238,16 +261,15 @@ def test_finished_results_are_reused_only_with_the_same_training_settings(tmp_pa
     # The same settings (and another device or worker count): the finished results.
     for same in (config, replace(config, finetune=replace(config.finetune, device="cpu", num_workers=3))):
         assert (
-            run_fewshot_cached(same, dataset, tmp_path, method="transfer", init="transfer", **setting)
-            == first
+            run_fewshot_cached(same, dataset, tmp_path, method="scratch", init="scratch", **setting) == first
         )
     assert calls == []
     # Another learning rate, or another initialisation: a new run, not the old numbers.
     other = replace(config, finetune=replace(config.finetune, lr=config.finetune.lr / 2))
-    assert run_fewshot_cached(other, dataset, tmp_path, method="transfer", init="transfer", **setting) == {
+    assert run_fewshot_cached(other, dataset, tmp_path, method="scratch", init="scratch", **setting) == {
         "ran": True
     }
-    assert run_fewshot_cached(config, dataset, tmp_path, method="transfer", init="other.pt", **setting) == {
+    assert run_fewshot_cached(config, dataset, tmp_path, method="scratch", init="other.pt", **setting) == {
         "ran": True
     }
     assert len(calls) == 2

@@ -105,7 +105,7 @@ def _prediction_stage(
         One per test shape: each method's predicted colouring and the ground truth.
     """
     from mvdecor.inference.export import export_segmentation
-    from mvdecor.protocols.fewshot import load_predictions
+    from mvdecor.protocols.predictions import load_predictions
 
     seg_root = out / "segmentations"
     pic_root = out / "pictures" / "predictions"

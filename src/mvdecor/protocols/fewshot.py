@@ -31,22 +31,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from mvdecor.config import Config
 from mvdecor.correspond.source import ViewSource
-from mvdecor.errors import ConfigError, FileError
+from mvdecor.errors import ConfigError
 from mvdecor.evaluation.segmentation import SegmentationEvaluator, pixel_miou
-from mvdecor.fileio import atomic_path, atomic_write_text
+from mvdecor.fileio import atomic_write_text
 from mvdecor.inference.refine import refine_fusion
 from mvdecor.inference.segment import Segmenter
-from mvdecor.inference.transfer import LabelTransfer, reference_from_mesh, reference_from_views
-from mvdecor.models.checkpoints import checkpoint_method
+from mvdecor.models.checkpoints import CheckpointError, checkpoint_method
+from mvdecor.protocols.methods import FACE_METHODS, FaceRun, build_transfer
+from mvdecor.protocols.predictions import PREDICTIONS_FILE, ShapePrediction, save_predictions
 from mvdecor.protocols.stages import (
     RUN_PLACE_KEYS,
     config_sections,
@@ -56,21 +56,17 @@ from mvdecor.protocols.stages import (
     open_stage,
 )
 from mvdecor.train.checkpoint import check_keep_checkpoints, prune_checkpoints
-from mvdecor.train.finetune import finetune, label_vocabulary, select_labelled_views
-
-#: The learning-free method: labels carried from the labelled shapes by nearest neighbour
-#: (:mod:`mvdecor.inference.transfer`), no network. Pass it as ``init``.
-TRANSFER = "transfer"
+from mvdecor.train.finetune import finetune, label_vocabulary
 
 
 def method_of_init(init: str | Path) -> str:
     """The method name results of ``init`` are filed under.
 
-    ``scratch``, ``imagenet`` and ``transfer`` name themselves; a pre-training checkpoint is
-    named by the method that wrote it (``mvdecor``, ``densecl``; see
-    :func:`~mvdecor.train.pretrain.checkpoint_method`).
+    ``scratch``, ``imagenet`` and the face methods (:data:`~mvdecor.protocols.methods.FACE_METHODS`:
+    ``transfer``...) name themselves; a pre-training checkpoint is named by the method that
+    wrote it (``mvdecor``, ``densecl``; see :func:`~mvdecor.train.pretrain.checkpoint_method`).
     """
-    if str(init) in ("scratch", "imagenet", TRANSFER):
+    if str(init) in ("scratch", "imagenet") or str(init) in FACE_METHODS:
         return str(init)
     return checkpoint_method(init)
 
@@ -118,110 +114,6 @@ def draw_labelled_sets(
 def repeated_draws(sets: Sequence[Sequence[str]]) -> list[int]:
     """The runs whose labelled set an earlier run already drew."""
     return [run for run, chosen in enumerate(sets) if list(chosen) in [list(s) for s in sets[:run]]]
-
-
-def build_transfer(
-    config: Config,
-    source: ViewSource,
-    labelled_shapes: Sequence[str],
-    num_classes: int,
-    *,
-    views_per_shape: int = 0,
-    seed: int = 0,
-    exclude_classes: Sequence[int] = (),
-) -> LabelTransfer:
-    """The label transfer from a run's labelled shapes (all their faces, or their labelled views).
-
-    With ``views_per_shape = v > 0`` the references are the hit points of the
-    same ``v`` views per shape that fine-tuning with ``seed`` labels
-    (:func:`~mvdecor.train.finetune.select_labelled_views`), so the transfer
-    sees exactly the labels the network sees.
-    """
-    settings = config.transfer
-    references = []
-    if views_per_shape > 0:
-        items = select_labelled_views(labelled_shapes, config.render.num_views, views_per_shape, seed)
-        for shape_id in labelled_shapes:
-            views = [source.view(shape_id, item.view_index) for item in items if item.shape_id == shape_id]
-            references.append(
-                reference_from_views(source.mesh(shape_id), views, exclude_classes=exclude_classes)
-            )
-    else:
-        for shape_id in labelled_shapes:
-            references.append(
-                reference_from_mesh(
-                    source.mesh(shape_id),
-                    samples=settings.samples,
-                    seed=seed,
-                    exclude_classes=exclude_classes,
-                )
-            )
-    return LabelTransfer(references, num_classes, align=settings.align, neighbours=settings.neighbours)
-
-
-#: The file in each run folder with the run's fused predictions on the test shapes.
-PREDICTIONS_FILE = "predictions.npz"
-
-
-@dataclass(frozen=True, eq=False)
-class ShapePrediction:
-    """The fused prediction of one shape, as the evaluator scored it.
-
-    Attributes
-    ----------
-    face_labels : (F,) int64
-        The predicted label of each face (``-1`` for a face no view saw).
-    face_confidence : (F,) float32
-        The vote's confidence in each face's label
-        (:attr:`~mvdecor.inference.fusion.FusionResult.face_confidence`).
-    """
-
-    face_labels: np.ndarray
-    face_confidence: np.ndarray
-
-
-def save_predictions(path: str | Path, predictions: Mapping[str, ShapePrediction]) -> Path:
-    """Write predictions keyed by shape id to a compressed ``.npz``, atomically.
-
-    Each shape ``s`` becomes two arrays, ``s/face_labels`` (int64) and
-    ``s/face_confidence`` (float32); :func:`load_predictions` reads them back.
-
-    Returns
-    -------
-    Path
-        ``path``.
-    """
-    path = Path(path)
-    arrays = {}
-    for shape_id, prediction in predictions.items():
-        arrays[f"{shape_id}/face_labels"] = np.asarray(prediction.face_labels, np.int64)
-        arrays[f"{shape_id}/face_confidence"] = np.asarray(prediction.face_confidence, np.float32)
-    # An open handle, not a name: np.savez would add ".npz" to the temporary's name.
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez_compressed(handle, **arrays)
-    return path
-
-
-def load_predictions(path: str | Path) -> dict[str, ShapePrediction]:
-    """The predictions :func:`save_predictions` wrote, keyed by shape id, in the order written.
-
-    Raises
-    ------
-    FileError
-        The file is missing, unreadable, or not a predictions file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileError(path, "no such predictions file")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise FileError(path, f"unreadable predictions file ({type(exc).__name__}: {exc})") from None
-    shape_ids = [name[: -len("/face_labels")] for name in arrays if name.endswith("/face_labels")]
-    if len(arrays) != 2 * len(shape_ids) or any(f"{s}/face_confidence" not in arrays for s in shape_ids):
-        raise FileError(path, "not a predictions file (expected <shape>/face_labels and /face_confidence)")
-    return {s: ShapePrediction(arrays[f"{s}/face_labels"], arrays[f"{s}/face_confidence"]) for s in shape_ids}
 
 
 def _mean_std(values: Sequence[float | None]) -> dict[str, float | None]:
@@ -280,7 +172,8 @@ def run_fewshot(
         scored on the same votes and filed as its own method,
         ``<method>+<name>`` (``results_mvdecor+smooth_k2.json``), so an
         ablation of the refinements costs no extra fine-tuning or rendering.
-        Ignored by ``transfer``, which stays learning-free and unrefined.
+        Ignored by the face methods (:mod:`mvdecor.protocols.methods`:
+        ``transfer``...), which label faces directly and have no votes to refine.
     """
     check_keep_checkpoints(keep_checkpoints)
     out = Path(out)
@@ -297,13 +190,16 @@ def run_fewshot(
         label_sets[shape_id] = set(np.unique(labels[labels >= 0]).tolist())
     labelled_sets = draw_labelled_sets(label_sets, k, runs, seed)
     exclude = (0,) if convention == "partnet" else ()
-    learning_free = method == TRANSFER or str(init) == TRANSFER
-    variants = {} if learning_free else check_refinements(refinements or {})
+    face_method = _face_method(init)
+    if face_method is not None and views_per_shape and FACE_METHODS.get(face_method).shapes_only:
+        raise ConfigError(None, f"the {face_method} method needs whole labelled shapes, not labelled views")
+    # Face methods label faces directly: no per-view prediction, no fused votes to refine.
+    variants = {} if face_method is not None else check_refinements(refinements or {})
     # Each variant of this protocol's networks is scored and filed under its own method name.
     segment_of = {method: config.segment} | {
         f"{method}+{name}": replace(config.segment, **changes) for name, changes in variants.items()
     }
-    needs_transfer = learning_free or any(seg.transfer_prior > 0 for seg in segment_of.values())
+    needs_transfer = face_method is None and any(seg.transfer_prior > 0 for seg in segment_of.values())
     start = time.perf_counter()
     per_run: dict[str, list[dict]] = {name: [] for name in segment_of}
     for run, labelled in enumerate(labelled_sets):
@@ -327,10 +223,38 @@ def run_fewshot(
         pixel_gt, pixel_pred = [], []
         predictions: dict[str, dict[str, ShapePrediction]] = {name: {} for name in segment_of}
         checkpoint = None
-        if learning_free:
+        if face_method is not None:
+            spec = FACE_METHODS.get(face_method)
+            run_settings = {
+                "dataset": source.dataset.spec,
+                "labelled_shapes": labelled,
+                "unlabelled_shapes": list(train_shapes),
+                "seed": run_seed,
+                "training": training_settings(config, init),
+            }
+            # A trained face method's run folder is a stage, as a fine-tuning run's is.
+            if spec.learned:
+                open_stage(out / tag, run_settings)
+            predictor = spec.build(
+                FaceRun(
+                    config=config,
+                    source=source,
+                    labelled_shapes=list(labelled),
+                    unlabelled_shapes=list(train_shapes),
+                    num_classes=len(names),
+                    views_per_shape=views_per_shape,
+                    seed=run_seed,
+                    exclude_classes=exclude,
+                    init=str(init),
+                    folder=out / tag,
+                    progress=progress,
+                )
+            )
+            if spec.learned:
+                finish_stage(out / tag, run_settings, {})
             for shape_id in test_shapes:
                 mesh = source.mesh(shape_id)
-                face_labels, probs = transfer.predict(mesh)
+                face_labels, probs = predictor.predict(mesh)
                 evaluators[method].process(mesh, mesh.face_labels, face_labels, shape_id=shape_id)
                 predictions[method][shape_id] = ShapePrediction(face_labels, probs.max(axis=1))
         else:
@@ -391,7 +315,7 @@ def run_fewshot(
         # No per-view prediction without a network; the refinements act on the mesh, not the views.
         pixel_score = (
             None
-            if learning_free
+            if face_method is not None
             else float(
                 pixel_miou(
                     np.concatenate(pixel_gt),
@@ -620,8 +544,26 @@ def _same_training(recorded: Mapping[str, object], training: Mapping[str, object
 def training_settings(config: Config, init: str | Path) -> dict:
     """What decides a few-shot run's networks: the initialisation (a checkpoint by what it holds,
     :func:`~mvdecor.protocols.stages.init_identity`) and the model, render and fine-tuning
-    settings (not where or how fast they run: device and data-loader workers)."""
-    return {"init": init_identity(init), **config_sections(config, ("model", "render", "finetune"))}
+    settings (not where or how fast they run: device and data-loader workers); for a face
+    method, the sections it names (:attr:`~mvdecor.protocols.methods.FaceMethod.sections`)."""
+    face_method = _face_method(init)
+    sections = (
+        ("model", "render", "finetune") if face_method is None else FACE_METHODS.get(face_method).sections
+    )
+    return {"init": init_identity(init), **config_sections(config, sections)}
+
+
+def _face_method(init: str | Path) -> str | None:
+    """The registered face method ``init`` starts, or None for a 2D network (or no checkpoint yet)."""
+    if str(init) in FACE_METHODS:
+        return str(init)
+    if str(init) in ("scratch", "imagenet") or not Path(init).is_file():
+        return None
+    try:
+        kind = checkpoint_method(init)
+    except CheckpointError:  # the stage that reads it fails with the reason
+        return None
+    return kind if kind in FACE_METHODS else None
 
 
 def cached_fewshot(config: Config, out: str | Path, **kwargs: object) -> dict | None:

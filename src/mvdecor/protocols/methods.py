@@ -1,0 +1,178 @@
+"""Few-shot methods that label a mesh's faces directly, without rendering views of it.
+
+The few-shot protocol (:mod:`mvdecor.protocols.fewshot`) scores two kinds of
+method on the same draws. The 2D methods (MvDeCor, scratch, DenseCL, ImageNet)
+fine-tune a network on rendered views and fuse its view predictions onto the
+faces. The *face methods* registered here go from the run's labelled shapes to
+an object with ``predict(mesh) -> (face_labels, face_probabilities)``:
+
+- ``transfer``: learning-free nearest-neighbour label transfer
+  (:mod:`mvdecor.inference.transfer`), the floor every learned method must clear.
+
+Each :class:`FaceMethod` names the configuration sections that decide its
+result, so the protocol's cache (:mod:`mvdecor.protocols.stages`) re-runs a
+cell when, and only when, one of them changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from mvdecor.config import Config
+from mvdecor.correspond.source import ViewSource
+from mvdecor.data.mesh import LabelledMesh
+from mvdecor.inference.transfer import LabelTransfer, reference_from_mesh, reference_from_views
+from mvdecor.registry import Registry
+from mvdecor.train.finetune import select_labelled_views
+
+__all__ = [
+    "FACE_METHODS",
+    "TRANSFER",
+    "FaceMethod",
+    "FacePredictor",
+    "FaceRun",
+    "build_transfer",
+]
+
+#: The learning-free method: labels carried from the labelled shapes by nearest neighbour
+#: (:mod:`mvdecor.inference.transfer`), no network. Pass it as ``init``.
+TRANSFER = "transfer"
+
+
+class FacePredictor(Protocol):
+    """What a face method builds for one run: a labeller of whole meshes."""
+
+    def predict(self, mesh: LabelledMesh) -> tuple[np.ndarray, np.ndarray]:
+        """``(face_labels (F,) int64, face_probabilities (F, C) float32)`` for ``mesh``."""
+        ...
+
+
+@dataclass(frozen=True)
+class FaceRun:
+    """One run of a face method: what it may learn from, and where it may write.
+
+    Attributes
+    ----------
+    config : Config
+        The protocol's configuration.
+    source : ViewSource
+        The dataset's meshes (and views, for the labelled-view setting).
+    labelled_shapes : list of str
+        The run's k labelled shapes.
+    unlabelled_shapes : list of str
+        The pool they were drawn from (the category's training shapes), labels unused.
+    num_classes : int
+        Size of the label vocabulary.
+    views_per_shape : int
+        0 when the labelled shapes are labelled on every face; ``v`` when only
+        ``v`` rendered views of each are labelled.
+    seed : int
+        The run's seed.
+    exclude_classes : tuple of int
+        Labels never predicted (PartNet's 0, "other").
+    init : str
+        The method's name, or the checkpoint of its own pre-training.
+    folder : Path
+        The run's folder (checkpoints, logs), already opened as a stage.
+    progress : bool
+        Show progress bars.
+    """
+
+    config: Config
+    source: ViewSource
+    labelled_shapes: list[str]
+    unlabelled_shapes: list[str]
+    num_classes: int
+    views_per_shape: int
+    seed: int
+    exclude_classes: tuple[int, ...]
+    init: str
+    folder: Path
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class FaceMethod:
+    """A registered face method.
+
+    Attributes
+    ----------
+    build : callable
+        ``build(run: FaceRun) -> FacePredictor``; may train (in ``run.folder``).
+    sections : tuple of str
+        The :class:`~mvdecor.config.Config` sections that decide its result.
+    learned : bool
+        Whether it trains anything: refinement variants and wall times apply.
+    shapes_only : bool
+        Whether it needs whole labelled shapes (no labelled-view setting).
+    """
+
+    build: Callable[[FaceRun], FacePredictor]
+    sections: tuple[str, ...]
+    learned: bool = True
+    shapes_only: bool = True
+
+
+FACE_METHODS: Registry[FaceMethod] = Registry("face method")
+
+
+def build_transfer(
+    config: Config,
+    source: ViewSource,
+    labelled_shapes: Sequence[str],
+    num_classes: int,
+    *,
+    views_per_shape: int = 0,
+    seed: int = 0,
+    exclude_classes: Sequence[int] = (),
+) -> LabelTransfer:
+    """The label transfer from a run's labelled shapes (all their faces, or their labelled views).
+
+    With ``views_per_shape = v > 0`` the references are the hit points of the
+    same ``v`` views per shape that fine-tuning with ``seed`` labels
+    (:func:`~mvdecor.train.finetune.select_labelled_views`), so the transfer
+    sees exactly the labels the network sees.
+    """
+    settings = config.transfer
+    references = []
+    if views_per_shape > 0:
+        items = select_labelled_views(labelled_shapes, config.render.num_views, views_per_shape, seed)
+        for shape_id in labelled_shapes:
+            views = [source.view(shape_id, item.view_index) for item in items if item.shape_id == shape_id]
+            references.append(
+                reference_from_views(source.mesh(shape_id), views, exclude_classes=exclude_classes)
+            )
+    else:
+        for shape_id in labelled_shapes:
+            references.append(
+                reference_from_mesh(
+                    source.mesh(shape_id),
+                    samples=settings.samples,
+                    seed=seed,
+                    exclude_classes=exclude_classes,
+                )
+            )
+    return LabelTransfer(references, num_classes, align=settings.align, neighbours=settings.neighbours)
+
+
+def _transfer(run: FaceRun) -> LabelTransfer:
+    return build_transfer(
+        run.config,
+        run.source,
+        run.labelled_shapes,
+        run.num_classes,
+        views_per_shape=run.views_per_shape,
+        seed=run.seed,
+        exclude_classes=run.exclude_classes,
+    )
+
+
+# The labelled views' cameras come from the render settings.
+FACE_METHODS.register(TRANSFER)(
+    FaceMethod(_transfer, sections=("transfer", "render"), learned=False, shapes_only=False)
+)
