@@ -1,14 +1,19 @@
-"""Fixtures of the labelling app's tests: a tiny folder of meshes and a client for it."""
+"""Fixtures of the labelling app's tests: a tiny folder of meshes, a client, a served app, a browser."""
 
 from __future__ import annotations
 
 import json
+import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from app_helpers import TWO_BOX_LABELS, two_boxes, write_off
+from browser import Browser
 from fastapi.testclient import TestClient
 
+from browser_support import chromium_or_skip
 from mvdecor.app.server import create_app
 
 
@@ -30,3 +35,34 @@ def folder(tmp_path: Path) -> Path:
 def client(folder: Path):
     with TestClient(create_app(folder), base_url="http://127.0.0.1") as test_client:
         yield test_client
+
+
+@pytest.fixture
+def server(folder):
+    """The app served by uvicorn on a free loopback port, in a thread; yields its base URL."""
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(folder), host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=2
+    )
+    running = uvicorn.Server(config)
+    thread = threading.Thread(target=running.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not running.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/"
+    running.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """Headless Chromium (skipped without it, unless MVDECOR_REQUIRE_BROWSER=1); closed after the test."""
+    opened = Browser(chromium_or_skip(), tmp_path / "profile")
+    yield opened
+    opened.close()

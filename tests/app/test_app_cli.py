@@ -60,3 +60,13 @@ def test_another_host_prints_and_requires_a_token(folder, served, capsys):
 def test_a_missing_folder_is_a_one_line_error(tmp_path, capsys):
     assert main(["app", str(tmp_path / "nope")]) == 1
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_a_malformed_label_set_is_a_warning_not_a_failure_to_start(folder, served, capsys):
+    (folder / "labels.json").write_text("[1, 2")
+    assert main(["app", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "labels.json: invalid JSON" in out and "fresh label set" in out
+    assert served["timeout_graceful_shutdown"] > 0  # open event streams do not hold up Ctrl-C
+    with TestClient(served["app"], base_url="http://127.0.0.1:8765") as client:
+        assert client.get("/api/info").json()["labels"]["error"]["file"] == "labels.json"

@@ -2,36 +2,39 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-
-import pytest
-import uvicorn
 from browser import Browser
 
 from browser_support import chromium_or_skip
 from mvdecor.app.folder import AppFolder
-from mvdecor.app.server import create_app
+
+#: An EventSource whose stream is refused at once (as a proxy that drops it would).
+BROKEN_EVENT_SOURCE = """window.EventSource = class {
+    constructor() { this.readyState = 0; setTimeout(() => { this.readyState = 2; this.onerror(new Event('error')); }, 10); }
+    addEventListener() {}
+    close() { this.readyState = 2; }
+}"""
+#: The middle of the painted-views canvas's object (its alpha), in page coordinates.
+VIEW_OBJECT_POINT = """(() => {
+    const c = document.getElementById('views-canvas'), r = c.getBoundingClientRect();
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let sx = 0, sy = 0, n = 0;
+    for (let i = 0; i < c.width * c.height; i++) if (d[4 * i + 3] > 0) {
+        sx += i % c.width; sy += Math.floor(i / c.width); n++; }
+    return [r.left + (sx / n + 0.5) * r.width / c.width, r.top + (sy / n + 0.5) * r.height / c.height];
+})()"""
 
 
-@pytest.fixture
-def server(folder):
-    """The app served by uvicorn on a free loopback port, in a thread; yields its base URL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(create_app(folder), host="127.0.0.1", port=port, log_level="warning")
-    running = uvicorn.Server(config)
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not running.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/"
-    running.should_exit = True
-    thread.join(10)
+def _stroke(browser, x: float, y: float) -> None:
+    browser.mouse("mousePressed", x, y)
+    browser.mouse("mouseMoved", x + 8, y + 4)
+    browser.mouse("mouseReleased", x + 8, y + 4, buttons=0)
+
+
+def _open_mesh(browser, shape_id: str) -> None:
+    browser.evaluate(
+        "[...document.querySelectorAll('#meshes li')]"
+        f".find(li => li.firstChild.textContent === '{shape_id}').click()"
+    )
 
 
 def test_brush_fill_undo_and_save_in_a_browser(server, folder, tmp_path):
@@ -96,6 +99,14 @@ def test_segment_the_rest_show_and_accept_in_a_browser(server, folder, tmp_path)
         browser.wait_for(
             "[...document.querySelectorAll('#meshes li')].some(li => li.textContent === 'ccorrected')"
         )
+        assert browser.evaluate("document.body.dataset.jobChannel") == "events"  # the SSE stream
+        # When the event stream fails, the page polls instead: the next job still shows its end.
+        browser.evaluate(BROKEN_EVENT_SOURCE)
+        browser.evaluate("document.getElementById('start-job').click()")
+        browser.wait_for(
+            "document.body.dataset.jobState === 'done' && document.body.dataset.jobChannel === 'polling'"
+        )
+        assert "done" in browser.evaluate("document.getElementById('job-message').textContent")
         assert browser.console == []
     finally:
         browser.close()
@@ -173,3 +184,59 @@ def test_paint_a_view_undo_and_save_it_as_a_label_image(server, folder, tmp_path
     labels = read_label_image(png, (views.render.resolution,) * 2, 2)
     mask = views.view("b", view).mask
     assert (labels == 1).sum() == painted and (labels[~mask] == -1).all() and set(labels[labels >= 0]) == {1}
+
+
+def test_unsaved_view_strokes_are_saved_before_leaving_or_kept_when_that_fails(server, folder, browser):
+    import numpy as np
+    from PIL import Image
+
+    browser.open(server + "#mesh=b")
+    browser.wait_for("document.body.dataset.app === 'ready' && document.body.dataset.mesh === 'b'")
+    browser.evaluate("document.getElementById('views-toggle').click()")
+    browser.wait_for("document.body.dataset.views === 'open' && document.body.dataset.viewShape === 'b'")
+    view = browser.evaluate("document.body.dataset.view")
+    _stroke(browser, *browser.evaluate(VIEW_OBJECT_POINT))
+    browser.wait_for("document.body.dataset.viewDirty === 'true'")
+    # Another mesh: the strokes are saved first, then its views are shown.
+    _open_mesh(browser, "c")
+    browser.wait_for("document.body.dataset.viewShape === 'c' && document.body.dataset.views === 'open'")
+    assert (folder / "label_images" / "b" / f"view_{view}.png").is_file()
+    # A save that fails (the view changed on disk meanwhile) keeps the page on the view, saying why.
+    _stroke(browser, *browser.evaluate(VIEW_OBJECT_POINT))
+    browser.wait_for("document.body.dataset.viewDirty === 'true'")
+    size = browser.evaluate("document.getElementById('views-canvas').width")
+    other = folder / "label_images" / "c" / f"view_{view}.png"
+    other.parent.mkdir()
+    Image.fromarray(np.zeros((size, size), np.uint8), "L").save(other)
+    _open_mesh(browser, "a")
+    browser.wait_for("document.getElementById('message').textContent.includes('not saved')")
+    message = browser.evaluate("document.getElementById('message').textContent")
+    assert "changed since you loaded it" in message and "still on it" in message
+    assert browser.evaluate("[document.body.dataset.mesh, document.body.dataset.viewShape]") == ["c", "c"]
+    assert browser.evaluate("document.body.dataset.viewDirty") == "true"
+    # Closing the panel is refused the same way; "discard strokes" drops them, then it closes.
+    browser.evaluate("document.getElementById('views-close').click()")
+    browser.wait_for("document.getElementById('message').textContent.includes('not on the 3D view')")
+    assert browser.evaluate("document.body.dataset.views") == "open"
+    browser.evaluate("document.getElementById('views-discard').click()")
+    browser.wait_for("document.body.dataset.viewDirty === 'false'")
+    browser.evaluate("document.getElementById('views-close').click()")
+    browser.wait_for("document.body.dataset.views === 'closed'")
+    assert [e for e in browser.console if "409" not in e] == []  # the refused saves log a 409
+
+
+def test_a_malformed_label_set_is_shown_and_replaced_in_the_page(server, folder, browser):
+    (folder / "labels.json").write_text('{"labels": ["seat", "seat"]}')
+    browser.open(server)
+    browser.wait_for("document.body.dataset.app === 'ready' && document.body.dataset.mesh === 'a'")
+    assert "duplicate label name" in browser.evaluate("document.body.dataset.labelSetError")
+    text = browser.evaluate("document.getElementById('label-set-error-text').textContent")
+    assert text.startswith("labels.json: duplicate label name") and "fresh label set" in text
+    assert browser.evaluate("getComputedStyle(document.getElementById('label-set-error')).display") == "block"
+    assert browser.evaluate("document.getElementById('save-labels-set').disabled")
+    browser.evaluate("window.confirm = () => true; document.getElementById('label-set-reset').click()")
+    browser.wait_for("document.body.dataset.labelSetError === ''")
+    assert browser.evaluate("document.querySelectorAll('#labels .row').length") == 2  # "0", "1" of a's labels
+    assert browser.console == []
+    backups = list(folder.glob("labels.json.bak-*"))
+    assert len(backups) == 1 and backups[0].read_text() == '{"labels": ["seat", "seat"]}'

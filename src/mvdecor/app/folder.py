@@ -15,7 +15,10 @@ temporary beside the target, then ``os.replace``):
   ``<shape>.labels.txt`` beside a top-level mesh or ``face_labels.txt`` in a
   mesh's own sub-folder;
 - ``labels.json``: ``{"labels": [names], "colors": ["#rrggbb", ...]}`` (the
-  adapter reads the ``labels`` key);
+  adapter reads the ``labels`` key); a malformed one does not stop the app: it
+  is reported (:meth:`AppFolder.label_set_error`) and can be replaced by a
+  fresh label set, the old file kept as ``labels.json.bak-<timestamp>``
+  (:meth:`AppFolder.reset_label_set`, :mod:`mvdecor.app.labelset`);
 - predictions, apart from the labels: ``predictions/<shape>.labels.npy``
   (``(F,)`` int64), ``predictions/<shape>.confidence.npy`` (``(F,)`` float32)
   and ``predictions/<shape>.json`` (method, time, label names);
@@ -42,6 +45,13 @@ from pathlib import Path
 
 import numpy as np
 
+from mvdecor.app.labelset import (
+    LABEL_SET_FILE,
+    LabelSetFileError,
+    LenientFolderDataset,
+    read_label_set_file,
+    replace_label_set_file,
+)
 from mvdecor.data.datasets import FolderDataset
 from mvdecor.data.io import MAX_UNNAMED_LABELS, load_labels, load_mesh
 from mvdecor.data.mesh import LabelledMesh, vertex_labels_to_face_labels
@@ -71,6 +81,8 @@ ACCEPTED_FILE = "accepted.json"
 _FLAT_LABEL_SUFFIX = ".labels.txt"
 _FOLDER_LABEL_NAME = "face_labels.txt"
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+#: What the page is told to do about a malformed labels.json.
+_LABEL_SET_ADVICE = "start a fresh label set (the old file is kept) or fix the file and reload"
 
 
 class UnsafePathError(FileError):
@@ -103,6 +115,16 @@ def file_version(path: Path) -> str:
 
 def _hex(rgb: Sequence[int]) -> str:
     return "#" + "".join(f"{int(c):02x}" for c in rgb)
+
+
+def _label_set_error_dict(error: LabelSetFileError) -> dict[str, str]:
+    """What the page shows of a malformed ``labels.json``: the file, the reason, what to do."""
+    return {
+        "file": error.path or LABEL_SET_FILE,
+        "reason": error.reason,
+        "message": str(error),
+        "advice": _LABEL_SET_ADVICE,
+    }
 
 
 @dataclass(frozen=True)
@@ -156,7 +178,7 @@ class AppFolder:
         self.lock = threading.RLock()
         self._cache: dict[str, tuple[tuple, LabelledMesh | None, str | None]] = {}
         self._label_cache: dict[str, tuple[tuple, np.ndarray]] = {}
-        self._dataset = FolderDataset(self.root)
+        self._dataset: FolderDataset = LenientFolderDataset(self.root)
 
     # ------------------------------------------------------------------ paths
     def safe_path(self, relative: str | Path, *, must_exist: bool = False) -> Path:
@@ -195,7 +217,7 @@ class AppFolder:
     # -------------------------------------------------------------- the list
     def refresh(self) -> FolderDataset:
         """Re-scan the folder (new or removed meshes and label files)."""
-        self._dataset = FolderDataset(self.root)
+        self._dataset = LenientFolderDataset(self.root)
         return self._dataset
 
     @property
@@ -323,30 +345,50 @@ class AppFolder:
 
     # ------------------------------------------------------------ label set
     def label_set_file(self) -> Path:
-        return self.check_inside(self.root / "labels.json")
+        return self.check_inside(self.root / LABEL_SET_FILE)
+
+    def label_set_error(self) -> LabelSetFileError | None:
+        """Why ``labels.json`` cannot be used (invalid JSON, wrong types, ...), or None when it can."""
+        try:
+            read_label_set_file(self.label_set_file())
+        except LabelSetFileError as exc:
+            return exc
+        return None
 
     def label_set(self) -> dict[str, object]:
-        """``{"names", "colors", "version", "named"}``: the vocabulary and its colours.
+        """``{"names", "colors", "version", "named", "error"}``: the vocabulary and its colours.
 
         Without ``labels.json`` or ``label_names.txt``, names are the label values
         found in the label files (``"0"``, ``"1"``, ...) and ``named`` is False.
+        With a malformed ``labels.json`` too, and ``error`` says what is wrong:
+        ``{"file", "reason", "message", "advice"}`` (None when the file is fine).
         """
         path = self.label_set_file()
         names = list(self.refresh().label_names)
         colors: list[str] = []
+        error = None
+        try:
+            doc = read_label_set_file(path)
+        except LabelSetFileError as exc:
+            names, error = [], exc
+        else:
+            colors = list(doc.colors) if doc is not None else []
         named = bool(names)
-        if path.is_file():
-            try:
-                doc = json.loads(path.read_text(encoding="utf-8"))
-            except ValueError:
-                doc = None
-            if isinstance(doc, dict) and isinstance(doc.get("colors"), list):
-                colors = [str(c) for c in doc["colors"] if isinstance(c, str) and _COLOR.match(c)]
         if not names:
-            names = [str(i) for i in range(self._largest_saved_label(refresh=False) + 1)]
+            names = self._numbered_names(refresh=False)
         palette = [_hex(c) for c in label_palette(max(len(names), 1))]
         colors = (colors + palette[len(colors) :])[: len(names)]
-        return {"names": names, "colors": colors, "version": file_version(path), "named": named}
+        return {
+            "names": names,
+            "colors": colors,
+            "version": file_version(path),
+            "named": named,
+            "error": None if error is None else _label_set_error_dict(error),
+        }
+
+    def _numbered_names(self, refresh: bool = True) -> list[str]:
+        """``"0"``, ``"1"``, ...: one name per label value the saved label files use."""
+        return [str(i) for i in range(self._largest_saved_label(refresh=refresh) + 1)]
 
     def save_label_set(self, names: Sequence[str], colors: Sequence[str], version: str) -> dict[str, object]:
         """Write ``labels.json`` after checking ``version``; returns the new label set.
@@ -355,39 +397,79 @@ class AppFolder:
         ------
         VersionConflictError
             ``labels.json`` changed since ``version`` was read.
+        LabelSetFileError
+            ``labels.json`` is malformed: it is replaced only by :meth:`reset_label_set`
+            (which keeps a backup) or fixed by hand.
         LabelError
             Empty or duplicate names, bad colours, or fewer names than the
             labels saved in the folder use.
         """
         names = [str(n).strip() for n in names]
         if any(not n for n in names):
-            raise LabelError("labels.json", "label names must not be empty")
+            raise LabelError(LABEL_SET_FILE, "label names must not be empty")
         if len(set(names)) != len(names):
-            raise LabelError("labels.json", "label names must be distinct")
+            raise LabelError(LABEL_SET_FILE, "label names must be distinct")
         if len(colors) != len(names) or not all(isinstance(c, str) and _COLOR.match(c) for c in colors):
-            raise LabelError("labels.json", "one colour #rrggbb per label name is needed")
+            raise LabelError(LABEL_SET_FILE, "one colour #rrggbb per label name is needed")
         path = self.label_set_file()
         with self.lock:
             current = file_version(path)
             if current != version:
-                raise VersionConflictError("the label set (labels.json)", version, current)
+                raise VersionConflictError(f"the label set ({LABEL_SET_FILE})", version, current)
+            try:
+                doc = read_label_set_file(path)
+            except LabelSetFileError as exc:
+                raise LabelSetFileError(exc.path, f"{exc.reason}; {_LABEL_SET_ADVICE}") from None
             top = self._largest_saved_label()
             if top >= len(names):
                 raise LabelError(
-                    "labels.json",
+                    LABEL_SET_FILE,
                     f"label {top} is used by saved labels; keep at least {top + 1} names",
                 )
-            doc: dict[str, object] = {}
-            if path.is_file():
-                try:
-                    old = json.loads(path.read_text(encoding="utf-8"))
-                    doc = old if isinstance(old, dict) else {}
-                except ValueError:
-                    doc = {}
-            doc.update({"labels": names, "colors": list(colors)})
+            out: dict[str, object] = dict(doc.extra) if doc is not None else {}
+            out.update({"labels": names, "colors": list(colors)})
             with atomic_path(path) as tmp:
-                tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+                tmp.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
         return self.label_set()
+
+    def reset_label_set(self, version: str) -> tuple[dict[str, object], str | None]:
+        """Replace a malformed ``labels.json`` by a fresh label set, keeping the old file aside.
+
+        The fresh set names the label values the saved label files use
+        (``"0"``, ``"1"``, ...; none when nothing is labelled yet), with the
+        palette's colours. The old file is first written to
+        ``labels.json.bak-<timestamp>``; both writes are atomic.
+
+        Parameters
+        ----------
+        version : the version of the malformed file the user saw (``label_set()["version"]``)
+
+        Returns
+        -------
+        tuple
+            The new label set (:meth:`label_set`) and the backup's path relative
+            to the folder (None when there was no file).
+
+        Raises
+        ------
+        VersionConflictError
+            The file changed since ``version`` (fixed by hand meanwhile?): nothing is written.
+        LabelError
+            The file is not malformed (edit the label set in the page instead).
+        """
+        path = self.label_set_file()
+        with self.lock:
+            current = file_version(path)
+            if current != version:
+                raise VersionConflictError(f"the label set ({LABEL_SET_FILE})", version, current)
+            if self.label_set_error() is None:
+                raise LabelError(
+                    LABEL_SET_FILE, "is readable: nothing to replace (edit the label set in the page instead)"
+                )
+            names = self._numbered_names()
+            colors = [_hex(c) for c in label_palette(max(len(names), 1))][: len(names)]
+            backup = replace_label_set_file(path, names, colors)
+        return self.label_set(), None if backup is None else self.relative(backup)
 
     def _largest_saved_label(self, refresh: bool = True) -> int:
         """The largest label value in the saved label files (-1 when none); unreadable files skipped."""

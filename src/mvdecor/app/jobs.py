@@ -2,7 +2,7 @@
 
 One job runs at a time per folder (:class:`JobManager`), in a thread, so the
 server keeps answering while it works. Its progress (:class:`JobStatus`) is
-read by polling. A job is cancelled between two meshes (or, for the full
+read by polling, or streamed as Server-Sent Events (:mod:`mvdecor.app.events`). A job is cancelled between two meshes (or, for the full
 pipeline, after the training step in progress, with a checkpoint); the
 predictions of meshes already finished are kept. A job only ever writes
 *predictions* (``predictions/``); the user's labels are never touched, whether

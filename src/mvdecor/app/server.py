@@ -20,9 +20,13 @@ GET      ``/api/meshes/{id}/views``          views offered for painting (index, 
 GET      ``/api/meshes/{id}/views/{n}/image`` view ``n`` rendered (RGBA PNG, alpha = the object)
 GET      ``/api/meshes/{id}/views/{n}/labels`` its painted labels (base64 ``H*W`` bytes, 255 none)
 PUT      ``/api/meshes/{id}/views/{n}/labels`` ``{"version", "labels"}``: save the label PNG; 409
-GET      ``/api/labels``                     the label set; PUT ``{"names", "colors", "version"}``
+GET      ``/api/labels``                     the label set (``error``: why ``labels.json`` is
+                                             malformed, or null); PUT ``{"names", "colors", "version"}``
+POST     ``/api/labels/reset``               ``{"version"}``: a fresh label set over a malformed
+                                             ``labels.json``, kept as ``labels.json.bak-<time>``
 POST     ``/api/jobs``                       ``{"method", "options"}``: start "segment the rest"
 GET      ``/api/jobs/current``               the job's progress; POST ``.../cancel`` stops it
+GET      ``/api/jobs/current/events``        its progress as Server-Sent Events (:mod:`.events`)
 GET      ``/api/files/{path}``               a file under ``exports/`` (downloads)
 =======  ==================================  ==============================================
 
@@ -35,7 +39,9 @@ Safety:
 - requests that change something must be ``application/json`` (a cross-site
   form cannot send that without a preflight, which is never granted) and carry
   a ``Content-Length`` of at most ``max_body`` bytes;
-- a mesh that fails to load is an error entry in the list, never a crash.
+- a mesh that fails to load is an error entry in the list, never a crash, and a
+  malformed ``labels.json`` is reported by ``/api/info`` and ``/api/labels``
+  (the page offers to replace it), never a failure to start.
 """
 
 from __future__ import annotations
@@ -48,9 +54,10 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
+from mvdecor.app.events import job_events
 from mvdecor.app.folder import (
     ABSENT_VERSION,
     EXPORTS_DIR,
@@ -62,14 +69,24 @@ from mvdecor.app.folder import (
 )
 from mvdecor.app.geometry import FillGraphCache
 from mvdecor.app.jobs import LOCK_FILE, METHODS, JobBusyError, JobManager, job_function
+from mvdecor.app.labelset import LabelSetFileError
 from mvdecor.app.views import PaintedViews
 from mvdecor.config import RenderConfig
 from mvdecor.errors import FileError, MvDecorError
 
-__all__ = ["DEFAULT_MAX_BODY", "LOCAL_HOSTS", "create_app", "fill_graph_payload", "mesh_payload"]
+__all__ = [
+    "DEFAULT_HEARTBEAT_S",
+    "DEFAULT_MAX_BODY",
+    "LOCAL_HOSTS",
+    "create_app",
+    "fill_graph_payload",
+    "mesh_payload",
+]
 
 #: Largest request body accepted (labels of ~4 million faces as JSON).
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
+#: Seconds between two heartbeat comments of the job's event stream.
+DEFAULT_HEARTBEAT_S = 15.0
 #: Host names served without a token.
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
 TOKEN_HEADER = "X-MVDecor-Token"
@@ -211,6 +228,7 @@ def create_app(
     allowed_hosts: tuple[str, ...] = LOCAL_HOSTS,
     max_body: int = DEFAULT_MAX_BODY,
     view_render: RenderConfig | None = None,
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S,
 ) -> FastAPI:
     """The labelling app for ``folder``.
 
@@ -224,6 +242,7 @@ def create_app(
     max_body : the largest request body, in bytes
     view_render : render settings of the views offered for painting (default:
         those the folder's painted views were made with, else the ``cpu`` preset's)
+    heartbeat_s : seconds between the heartbeat comments of the job's event stream
 
     Returns
     -------
@@ -280,6 +299,10 @@ def create_app(
     @app.exception_handler(UnsafePathError)
     async def unsafe(request: Request, exc: UnsafePathError) -> JSONResponse:
         return _error(403, str(exc))
+
+    @app.exception_handler(LabelSetFileError)
+    async def malformed_label_set(request: Request, exc: LabelSetFileError) -> JSONResponse:
+        return _error(409, str(exc), file=exc.path, reason=exc.reason)
 
     @app.exception_handler(MvDecorError)
     async def refused(request: Request, exc: MvDecorError) -> JSONResponse:
@@ -419,15 +442,29 @@ def create_app(
     def save_label_set(body: LabelSetBody) -> dict[str, Any]:
         return app_folder.save_label_set(body.names, body.colors, body.version)
 
+    @app.post("/api/labels/reset")
+    def reset_label_set(body: VersionBody) -> dict[str, Any]:
+        labels, backup = app_folder.reset_label_set(body.version)
+        return {"labels": labels, "backup": backup}
+
     @app.post("/api/jobs")
     def start_job(body: JobBody) -> dict[str, Any]:
         function = job_function(app_folder, body.method, body.options)
+        problem = app_folder.label_set_error()
+        if problem is not None:  # the job would name its labels from a file nobody can read
+            raise LabelSetFileError(problem.path, f"{problem.reason}; fix it before segmenting the rest")
         jobs.start(body.method, function)
         return jobs.status() or {}
 
     @app.get("/api/jobs/current")
     def job_status() -> dict[str, Any]:
         return {"job": jobs.status()}
+
+    @app.get("/api/jobs/current/events")
+    def job_event_stream(request: Request) -> StreamingResponse:
+        stream = job_events(jobs.status, heartbeat=heartbeat_s, disconnected=request.is_disconnected)
+        headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
 
     @app.post("/api/jobs/current/cancel")
     def cancel_job() -> dict[str, Any]:

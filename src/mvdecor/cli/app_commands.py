@@ -10,6 +10,8 @@ from mvdecor.errors import MvDecorError
 
 #: Hosts that reach only this machine: no token is needed for them.
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+#: Seconds Ctrl-C waits for open requests (the page's job event stream) before closing them.
+_SHUTDOWN_GRACE_S = 3
 
 
 def cmd_app(args: argparse.Namespace) -> int:
@@ -32,6 +34,9 @@ def cmd_app(args: argparse.Namespace) -> int:
     url = f"http://{shown}:{args.port}/" + (f"?token={token}" if token else "")
     count = len(folder.shape_ids())
     print(f"mvdecor app: {count} mesh(es) in {folder.root}")
+    problem = folder.label_set_error()
+    if problem is not None:
+        print(f"warning: {problem}; the page offers to start a fresh label set (the old file is kept)")
     print(f"open {url}")
     if token:
         print("every request needs this token (in the URL above, or the X-MVDecor-Token header)")
@@ -43,7 +48,13 @@ def cmd_app(args: argparse.Namespace) -> int:
         import webbrowser
 
         threading.Timer(1.0, webbrowser.open, args=(url,)).start()
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        timeout_graceful_shutdown=_SHUTDOWN_GRACE_S,
+    )
     print("mvdecor app: stopped", file=sys.stderr)
     return 0
 
@@ -58,7 +69,8 @@ def add_app_parser(sub: argparse._SubParsersAction) -> None:
             "(<shape>.<ext> with optional <shape>.labels.txt/.seg/.npy, or <shape>/mesh.<ext> with "
             "face_labels.txt; label names and colours in labels.json). In the page: pick a mesh, "
             "paint faces with a brush (visible faces within a screen-space radius), fill a region "
-            "up to sharp creases, erase, undo/redo, and save; then 'segment the rest' labels every "
+            "up to sharp creases, select faces with a lasso or a polygon, erase, undo/redo, and "
+            "save; then 'segment the rest' labels every "
             "other mesh from the labelled ones (nearest-neighbour transfer, seconds; or the full "
             "pipeline: pre-train, fine-tune, segment, on the cpu preset, long on a CPU). Predictions "
             "go to FOLDER/predictions/ with a per-face confidence (low-confidence faces are "

@@ -8,9 +8,14 @@
  * projects face centroids and takes every face within the radius. The fill grows from the
  * clicked face over the server's face adjacency while the dihedral angle stays under the limit.
  *
+ * The eraser is a mode (E toggles it): the brush, the fill, the lasso and the polygon then erase.
+ * The lasso and polygon tools live in selection.js, the job in jobs.js, painted views in views.js;
+ * they use window.mvdecorApp (at the end of this file).
+ *
  * The page reports its state for tests in <body>: data-app ("loading", "ready", "error"),
  * data-mesh (the mesh shown), data-labelled (its faces with a label), data-dirty (unsaved edits),
- * data-fill-ready (the fill's face adjacency, fetched after the mesh's first frame, has arrived).
+ * data-fill-ready (the fill's face adjacency, fetched after the mesh's first frame, has arrived),
+ * data-label-set-error (the reason labels.json cannot be used; empty when it can).
  */
 (function () {
   "use strict";
@@ -22,9 +27,11 @@
   var $ = function (id) { return document.getElementById(id); };
   var state = {
     meshes: [], labelSet: { names: [], colors: [], version: "none" }, current: null,
-    tool: "brush", active: 0, undo: [], redo: [], dirty: false, showPrediction: false, labelSetDirty: false,
-    job: null, polling: null,
+    tool: "brush", erase: false, active: 0, undo: [], redo: [], dirty: false, showPrediction: false,
+    labelSetDirty: false, job: null,
   };
+  // What the other scripts hook into: see window.mvdecorApp below.
+  var hooks = { onMeshOpened: [], onLabelsChanged: [], onToolChanged: [], onInfo: [], beforeMeshChange: [] };
 
   // ------------------------------------------------------------------ server
   function api(method, path, body) {
@@ -84,7 +91,7 @@
   var pickScene = new THREE.Scene();
   var pickTarget = new THREE.WebGLRenderTarget(1, 1);
   var pickDirty = true;
-  var view = null; // {mesh, wire, pick, colors, centroids}
+  var view = null; // {mesh, wire, pick, colors, positions (F * 9), centroids (F * 3)}
 
   function resize() {
     var rect = canvas.parentElement.getBoundingClientRect();
@@ -150,7 +157,7 @@
     pickGeometry.setAttribute("color", new THREE.BufferAttribute(ids, 3, true));
     var pick = new THREE.Mesh(pickGeometry, new THREE.MeshBasicMaterial({ vertexColors: true, side: THREE.DoubleSide, toneMapped: false }));
     scene.add(mesh); scene.add(wire); pickScene.add(pick);
-    view = { mesh: mesh, wire: wire, pick: pick, colors: colors, centroids: centroids, dirtyFrom: -1, dirtyTo: -1 };
+    view = { mesh: mesh, wire: wire, pick: pick, colors: colors, positions: positions, centroids: centroids, dirtyFrom: -1, dirtyTo: -1 };
     // Frame the mesh.
     geometry.computeBoundingSphere();
     var sphere = geometry.boundingSphere;
@@ -231,6 +238,14 @@
     pickDirty = false;
   }
 
+  /** Read back a rectangle of the face-index buffer (device pixels, origin bottom left). */
+  function readPick(x, y, width, height, into) {
+    refreshPick();
+    renderer.readRenderTargetPixels(pickTarget, x, y, width, height, into);
+  }
+
+  function pickSize() { refreshPick(); return { width: pickWidth, height: pickHeight }; }
+
   function facesUnder(clientX, clientY, radius) {
     refreshPick();
     var rect = canvas.getBoundingClientRect();
@@ -284,7 +299,28 @@
     }
   }
 
-  function beginStroke() { stroke = { faces: new Map(), value: state.tool === "erase" ? -1 : state.active }; }
+  function beginStroke() { stroke = { faces: new Map(), value: state.erase ? -1 : state.active }; }
+
+  /**
+   * Give the first `count` faces of `faces` the label `value` (-1 erases) as one undo step: the
+   * lasso's and polygon's selections. Returns how many faces changed.
+   */
+  function labelFaces(faces, count, value) {
+    var labels = state.current.labels, changed = new Int32Array(count), old = new Int32Array(count), n = 0;
+    for (var i = 0; i < count; i++) {
+      var f = faces[i];
+      if (labels[f] === value) continue;
+      changed[n] = f; old[n] = labels[f]; labels[f] = value; n++;
+    }
+    if (!n) return 0;
+    state.undo.push({ faces: changed.slice(0, n), old: old.slice(0, n), value: value });
+    if (state.undo.length > 200) state.undo.shift();
+    state.redo = [];
+    if (state.showPrediction) { state.showPrediction = false; $("show-prediction").checked = false; paintColors(); }
+    else paintColors(state.undo[state.undo.length - 1].faces);
+    markDirty(true);
+    return n;
+  }
 
   function endStroke() {
     if (stroke && stroke.faces.size) {
@@ -305,7 +341,7 @@
     var labels = state.current.labels;
     for (var i = 0; i < step.faces.length; i++) labels[step.faces[i]] = redo ? step.value : step.old[i];
     to.push(step);
-    paintColors(Array.from(step.faces));
+    paintColors(step.faces);
     markDirty(true);
     updateButtons();
   }
@@ -344,10 +380,10 @@
     return { start: start, list: list, angle: angle };
   }
 
-  var painting = false;
+  var painting = false, PAINT_TOOLS = { brush: true, fill: true };
   canvas.addEventListener("pointerdown", function (event) {
-    if (!state.current || event.button !== 0 || state.tool === "orbit") return;
-    if (!state.labelSet.names.length && state.tool !== "erase") { say("add a label first", true); return; }
+    if (!state.current || event.button !== 0 || !PAINT_TOOLS[state.tool]) return;
+    if (!state.labelSet.names.length && !state.erase) { say("add a label first", true); return; }
     beginStroke();
     if (state.tool === "fill") {
       var hit = facesUnder(event.clientX, event.clientY, 0.5);
@@ -367,7 +403,7 @@
 
   function moveCursor(event) {
     var cursor = $("cursor");
-    if (state.tool === "orbit" || state.tool === "fill" || !state.current) { cursor.style.display = "none"; return; }
+    if (state.tool !== "brush" || !state.current) { cursor.style.display = "none"; return; }
     var r = Number($("radius").value), rect = canvas.getBoundingClientRect();
     cursor.style.display = "block";
     cursor.style.width = cursor.style.height = 2 * r + "px";
@@ -381,6 +417,16 @@
     controls.mouseButtons.RIGHT = tool === "orbit" ? THREE.MOUSE.PAN : THREE.MOUSE.ROTATE;
     document.querySelectorAll("[data-tool]").forEach(function (b) { b.classList.toggle("on", b.dataset.tool === tool); });
     canvas.style.cursor = tool === "orbit" ? "grab" : tool === "fill" ? "cell" : "crosshair";
+    $("cursor").style.display = "none";
+    hooks.onToolChanged.forEach(function (hook) { hook(tool); });
+  }
+
+  /** The eraser mode: the brush, fill, lasso and polygon erase while it is on. */
+  function setErase(on) {
+    state.erase = !!on;
+    $("erase-mode").classList.toggle("on", state.erase);
+    document.body.dataset.erase = String(state.erase);
+    if (state.erase && state.tool === "orbit") setTool("brush");
   }
 
   // ------------------------------------------------------------- mesh list
@@ -439,7 +485,18 @@
     return api("GET", "api/meshes").then(function (data) { state.meshes = data.meshes; renderList(); });
   }
 
+  /**
+   * Open mesh `id`, once every beforeMeshChange hook agrees (each returns true, false or a promise
+   * of one: painted views save their strokes first, and keep the user there when that fails).
+   */
   function openMesh(id) {
+    var ready = hooks.beforeMeshChange.reduce(function (previous, hook) {
+      return previous.then(function (ok) { return ok && hook(id); });
+    }, Promise.resolve(true));
+    return ready.then(function (ok) { if (ok) loadMesh(id); });
+  }
+
+  function loadMesh(id) {
     if (state.dirty && !window.confirm("Discard the unsaved labels of " + state.current.id + "?")) return;
     say("loading " + id + "...");
     // The fill's face adjacency comes apart, after the first frame: on a large mesh it is half
@@ -552,6 +609,8 @@
       text.addEventListener("change", function () { state.labelSet.names[i] = text.value; state.labelSetDirty = true; });
       row.addEventListener("click", function (e) { if (e.target === row || e.target === key) setActive(i); });
       text.addEventListener("focus", function () { setActive(i, true); });
+      // A malformed labels.json is replaced or fixed first: edits here could not be saved.
+      color.disabled = text.disabled = !!state.labelSet.error;
       row.appendChild(key); row.appendChild(color); row.appendChild(text);
       box.appendChild(row);
     });
@@ -561,7 +620,8 @@
   function setActive(i, quiet) {
     if (i < 0 || i >= state.labelSet.names.length) return;
     state.active = i;
-    if (state.tool === "erase" || state.tool === "orbit") setTool("brush");
+    if (state.erase) setErase(false);
+    if (state.tool === "orbit") setTool("brush");
     if (!quiet) renderLabels();
     else document.querySelectorAll("#labels .row").forEach(function (r, k) { r.classList.toggle("active", k === i); });
   }
@@ -576,6 +636,28 @@
     renderLabels();
   }
 
+  /** A malformed labels.json: say why, and offer a fresh label set or a reload after a fix. */
+  function showLabelSetError(error) {
+    var box = $("label-set-error");
+    document.body.dataset.labelSetError = error ? error.reason : "";
+    $("save-labels-set").disabled = $("add-label").disabled = $("remove-label").disabled = !!error;
+    box.style.display = error ? "block" : "none";
+    if (error) $("label-set-error-text").textContent = error.message + ". You can " + error.advice + ".";
+  }
+
+  function resetLabelSet() {
+    var file = state.labelSet.error ? state.labelSet.error.file : "labels.json";
+    if (!window.confirm("Replace " + file + " by a fresh label set? The current file is kept beside it as a backup.")) return;
+    api("POST", "api/labels/reset", { version: state.labelSet.version }).then(function (reply) {
+      state.labelSet = reply.labels;
+      state.labelSetDirty = false;
+      showLabelSetError(null);
+      renderLabels();
+      if (state.current) paintColors();
+      say("started a fresh label set" + (reply.backup ? "; the previous file is kept as " + reply.backup : ""));
+    }).catch(function (err) { say("label set not replaced: " + err.message, true); });
+  }
+
   function saveLabelSet() {
     var ls = state.labelSet;
     return api("PUT", "api/labels", { version: ls.version, names: ls.names, colors: ls.colors }).then(function (reply) {
@@ -584,45 +666,6 @@
       renderLabels();
       say("label set saved (labels.json)");
     }).catch(function (err) { say("label set not saved: " + err.message, true); throw err; });
-  }
-
-  // ------------------------------------------------------------------- jobs
-  function showJob(job) {
-    state.job = job;
-    var running = !!job && job.state === "running";
-    $("start-job").disabled = running;
-    $("cancel-job").disabled = !running;
-    if (!job) { $("job-message").textContent = ""; return; }
-    // Inside a training stage the bar follows its steps, else the meshes done.
-    var training = job.state === "running" && job.steps > 0;
-    $("progress").max = Math.max(training ? job.steps : job.total, 1);
-    $("progress").value = training ? job.step : job.done;
-    var text = job.method + ": " + job.state + " - " + job.message + " (" + job.done + "/" + job.total + " meshes, " + job.elapsed_s + " s)";
-    $("job-message").textContent = text;
-    $("job-message").className = job.state === "failed" ? "err" : "";
-    if (job.error) $("job-message").textContent = text + ": " + job.error;
-  }
-
-  function poll() {
-    api("GET", "api/jobs/current").then(function (data) {
-      showJob(data.job);
-      if (data.job && data.job.state === "running") { state.polling = setTimeout(poll, 500); return; }
-      state.polling = null;
-      loadList();
-      if (data.job && data.job.state === "done") {
-        say("segment the rest: " + data.job.predicted.length + " mesh(es) predicted");
-        if (state.current && data.job.predicted.indexOf(state.current.id) >= 0 && !state.dirty) openMesh(state.current.id);
-      }
-    }).catch(function (err) { state.polling = null; say(err.message, true); });
-  }
-
-  function startJob() {
-    var method = $("method").value;
-    if (method === "pipeline" && !window.confirm("The full pipeline pre-trains and fine-tunes a network: hours on a CPU. Start it?")) return;
-    api("POST", "api/jobs", { method: method, options: {} }).then(function (job) {
-      showJob(job);
-      if (!state.polling) poll();
-    }).catch(function (err) { say(err.message, true); });
   }
 
   // -------------------------------------------------------------- wiring
@@ -642,8 +685,9 @@
     renderLabels();
   });
   $("save-labels-set").addEventListener("click", function () { saveLabelSet().catch(function () {}); });
-  $("start-job").addEventListener("click", startJob);
-  $("cancel-job").addEventListener("click", function () { api("POST", "api/jobs/current/cancel", {}).then(function (d) { showJob(d.job); }); });
+  $("erase-mode").addEventListener("click", function () { setErase(!state.erase); });
+  $("label-set-reset").addEventListener("click", resetLabelSet);
+  $("label-set-reload").addEventListener("click", function () { window.location.reload(); });
   $("show-prediction").addEventListener("change", function () {
     state.showPrediction = $("show-prediction").checked && !!(state.current && state.current.prediction);
     $("show-prediction").checked = state.showPrediction;
@@ -664,7 +708,9 @@
     if (mod) return;
     if (key === "b") setTool("brush");
     else if (key === "f") setTool("fill");
-    else if (key === "e") setTool("erase");
+    else if (key === "e") setErase(!state.erase);
+    else if (key === "l") setTool("lasso");
+    else if (key === "g") setTool("polygon");
     else if (key === "o" || key === "escape") setTool("orbit");
     else if (key === "w") { $("wireframe").checked = !$("wireframe").checked; $("wireframe").dispatchEvent(new Event("change")); }
     else if (key === "p") { $("show-prediction").checked = !$("show-prediction").checked; $("show-prediction").dispatchEvent(new Event("change")); }
@@ -676,23 +722,27 @@
     } else if (/^[1-9]$/.test(key)) setActive(Number(key) - 1);
   });
 
-  // What views.js (painting views) uses of this page.
-  var hooks = { onMeshOpened: [], onLabelsChanged: [] };
+  // What views.js (painted views), selection.js (lasso, polygon) and jobs.js use of this page.
   window.mvdecorApp = {
     api: api, say: say, decode: decode, rgbOf: rgbOf, state: state, token: TOKEN,
-    onMeshOpened: hooks.onMeshOpened, onLabelsChanged: hooks.onLabelsChanged,
+    loadList: loadList, openMesh: openMesh, setTool: setTool,
+    canvas: canvas, camera: camera, view: function () { return view; },
+    readPick: readPick, pickSize: pickSize, labelFaces: labelFaces,
+    onMeshOpened: hooks.onMeshOpened, onLabelsChanged: hooks.onLabelsChanged, onToolChanged: hooks.onToolChanged,
+    onInfo: hooks.onInfo, beforeMeshChange: hooks.beforeMeshChange,
   };
 
   function start() {
     setTool("brush");
+    setErase(false);
     resize();
     api("GET", "api/info").then(function (info) {
       $("folder-name").textContent = info.name;
       document.title = "mvdecor: " + info.name;
       state.labelSet = info.labels;
+      showLabelSetError(info.labels.error);
       renderLabels();
-      showJob(info.job);
-      if (info.job && info.job.state === "running") poll();
+      hooks.onInfo.forEach(function (hook) { hook(info); });
       return loadList();
     }).then(function () {
       updateButtons();
@@ -707,5 +757,7 @@
       say(err.message, true);
     });
   }
-  start();
+  // After the other scripts: they hook into what start() loads.
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
 })();

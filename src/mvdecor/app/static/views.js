@@ -6,9 +6,13 @@
  * with the cameras fine-tuning uses; the brush paints labels on the object's pixels (the image's
  * alpha is the object), the eraser clears them, undo/redo step back over strokes, and save writes
  * label_images/<shape>/view_<N>.png, the label PNG `mvdecor finetune --label-images` reads.
+ * Unsaved strokes are saved before another view or mesh is shown or the panel is closed; when that
+ * save fails (a conflict, a server error), the page stays on the view and says why ("discard
+ * strokes" then drops them).
  *
- * State for tests in <body>: data-views ("closed", "loading", "open"), data-view (the view shown),
- * data-view-labelled (its labelled pixels), data-view-dirty (unsaved strokes).
+ * State for tests in <body>: data-views ("closed", "loading", "open"), data-view-shape and
+ * data-view (the mesh and view shown), data-view-labelled (its labelled pixels), data-view-dirty
+ * (unsaved strokes).
  */
 (function () {
   "use strict";
@@ -19,6 +23,7 @@
   var vs = {
     open: false, shape: null, list: [], size: 0, index: null, version: "none",
     labels: null, mask: null, base: null, dirty: false, undo: [], redo: [], stroke: null,
+    edits: 0, saving: null, // edits: counts changes, so a save does not clear strokes made while it ran
   };
   var canvas = $("views-canvas"), ctx = canvas.getContext("2d");
 
@@ -30,11 +35,13 @@
     if (vs.labels) for (var i = 0; i < vs.labels.length; i++) if (vs.labels[i] !== IGNORE) labelled++;
     document.body.dataset.views = vs.open ? (vs.labels ? "open" : "loading") : "closed";
     document.body.dataset.view = vs.index === null ? "" : String(vs.index);
+    document.body.dataset.viewShape = vs.open && vs.shape ? vs.shape : "";
     document.body.dataset.viewLabelled = String(labelled);
     document.body.dataset.viewDirty = String(vs.dirty);
     $("views-undo").disabled = !vs.undo.length;
     $("views-redo").disabled = !vs.redo.length;
     $("views-save").disabled = !vs.dirty;
+    $("views-discard").disabled = !vs.dirty;
     $("views-status").textContent = vs.index === null ? "" : vs.shape + ", view " + vs.index + ": " + labelled +
       " labelled pixels" + (vs.dirty ? ", unsaved" : "");
   }
@@ -50,8 +57,12 @@
 
   function openPanel() {
     var cur = app.state.current;
-    if (!cur) { app.say("open a mesh first", true); return; }
-    vs.open = true; vs.shape = cur.id; vs.labels = null; vs.index = null;
+    if (!cur) { app.say("open a mesh first", true); return Promise.resolve(); }
+    return saveView("mesh " + cur.id).then(function (saved) { if (saved) listViews(cur); });
+  }
+
+  function listViews(cur) {
+    vs.open = true; vs.shape = cur.id; vs.labels = null; vs.index = null; vs.dirty = false;
     $("views-panel").style.display = "flex";
     $("views-toggle").classList.add("on");
     setBody();
@@ -69,20 +80,26 @@
         thumb.addEventListener("click", function () { showView(v.index); });
         strip.appendChild(thumb);
       });
-      return showView(listing.views[0].index);
+      return loadView(listing.views[0].index);
     }).catch(function (err) { app.say("views: " + err.message, true); });
   }
 
   function closePanel() {
-    if (vs.dirty && !window.confirm("Discard the unsaved labels of view " + vs.index + "?")) return;
-    vs.open = false; vs.dirty = false; vs.labels = null; vs.index = null;
-    $("views-panel").style.display = "none";
-    $("views-toggle").classList.remove("on");
-    setBody();
+    return saveView("the 3D view").then(function (saved) {
+      if (!saved) return;
+      vs.open = false; vs.dirty = false; vs.labels = null; vs.index = null;
+      $("views-panel").style.display = "none";
+      $("views-toggle").classList.remove("on");
+      setBody();
+    });
   }
 
+  /** Show view `index`, after saving the strokes of the one shown (stays there if that fails). */
   function showView(index) {
-    if (vs.dirty && !window.confirm("Discard the unsaved labels of view " + vs.index + "?")) return Promise.resolve();
+    return saveView("view " + index).then(function (saved) { if (saved) return loadView(index); });
+  }
+
+  function loadView(index) {
     return Promise.all([
       loadImage(url(viewPath(index) + "/image")),
       app.api("GET", viewPath(index) + "/labels"),
@@ -94,7 +111,7 @@
       vs.mask = new Uint8Array(n);
       for (var i = 0; i < n; i++) vs.mask[i] = vs.base.data[4 * i + 3] > 0 ? 1 : 0;
       vs.labels = app.decode(got[1].labels, Uint8Array).slice();
-      vs.version = got[1].version; vs.index = index; vs.dirty = false; vs.undo = []; vs.redo = [];
+      vs.version = got[1].version; vs.index = index; vs.dirty = false; vs.undo = []; vs.redo = []; vs.edits++;
       document.querySelectorAll("#views-strip img").forEach(function (t) { t.classList.toggle("current", t.dataset.index === String(index)); });
       redraw();
       setBody();
@@ -142,12 +159,12 @@
       vs.labels[p] = value;
       changed = true;
     });
-    if (changed) { vs.dirty = true; redraw(); setBody(); }
+    if (changed) { vs.dirty = true; vs.edits++; redraw(); setBody(); }
   }
 
   canvas.addEventListener("pointerdown", function (event) {
     if (!vs.labels || event.button !== 0) return;
-    var erase = app.state.tool === "erase";
+    var erase = app.state.erase;
     if (!erase && !app.state.labelSet.names.length) { app.say("add a label first", true); return; }
     canvas.setPointerCapture(event.pointerId);
     vs.stroke = { pixels: new Map(), value: erase ? IGNORE : app.state.active };
@@ -169,7 +186,7 @@
     if (!step) return;
     for (var i = 0; i < step.pixels.length; i++) vs.labels[step.pixels[i]] = redo ? step.value : step.old[i];
     to.push(step);
-    vs.dirty = true;
+    vs.dirty = true; vs.edits++;
     redraw();
     setBody();
   }
@@ -180,19 +197,41 @@
     return btoa(text);
   }
 
-  function save() {
-    if (!vs.labels || !vs.dirty) return;
-    var index = vs.index;
-    app.api("PUT", viewPath(index) + "/labels", { version: vs.version, labels: toBase64(vs.labels) }).then(function (reply) {
-      vs.version = reply.version; vs.dirty = false;
+  /**
+   * Save the strokes of the view shown, if it has unsaved ones. A promise of true when nothing is
+   * left unsaved, of false when the save failed: the strokes stay, and the message says why and
+   * what waits (`next`: "view 3", "mesh b", "the 3D view"; none for a plain save).
+   */
+  function saveView(next) {
+    if (vs.saving) return vs.saving.then(function () { return saveView(next); });
+    if (!vs.labels || !vs.dirty) return Promise.resolve(true);
+    var shape = vs.shape, index = vs.index, edits = vs.edits;
+    vs.saving = app.api("PUT", viewPath(index) + "/labels", { version: vs.version, labels: toBase64(vs.labels) }).then(function (reply) {
+      vs.saving = null;
+      vs.version = reply.version;
+      vs.dirty = vs.edits !== edits; // strokes made while saving stay unsaved
       var thumb = document.querySelector("#views-strip img[data-index='" + index + "']");
       if (thumb) thumb.className = (reply.painted ? "painted" : "") + " current";
       setBody();
-      app.say("saved view " + index + " of " + vs.shape + (reply.painted ? " (label_images/" + vs.shape + "/view_" + index + ".png)" : " (erased)"));
-    }).catch(function (err) {
-      if (err.status === 409) app.say(err.message + " Your strokes are still here.", true);
-      else app.say("view not saved: " + err.message, true);
+      app.say("saved view " + index + " of " + shape + (reply.painted ? " (label_images/" + shape + "/view_" + index + ".png)" : " (erased)"));
+      return !vs.dirty || saveView(next);
+    }, function (err) {
+      vs.saving = null;
+      var why = err.status === 409 ? err.message : err.message + ".";
+      app.say("View " + index + " of " + shape + " not saved: " + why + (next ? " You are still on it, not on " + next + ":" : "") +
+        " your strokes are kept; save again, or discard them.", true);
+      return false;
     });
+    return vs.saving;
+  }
+
+  function save() { saveView(); }
+
+  /** Drop the unsaved strokes: the view as saved. */
+  function discard() {
+    if (vs.index === null) return;
+    vs.dirty = false;
+    loadView(vs.index).then(function () { app.say("discarded the unsaved strokes of view " + vs.index); });
   }
 
   $("views-toggle").addEventListener("click", function () { if (vs.open) closePanel(); else openPanel(); });
@@ -200,6 +239,7 @@
   $("views-undo").addEventListener("click", function () { undo(false); });
   $("views-redo").addEventListener("click", function () { undo(true); });
   $("views-save").addEventListener("click", save);
+  $("views-discard").addEventListener("click", discard);
   // While the panel is open, Ctrl+Z/Y/S act on the view, not on the mesh behind it.
   window.addEventListener("keydown", function (event) {
     if (!vs.open || !(event.ctrlKey || event.metaKey)) return;
@@ -209,7 +249,10 @@
     event.stopPropagation();
     if (key === "s") save(); else undo(key === "y" || event.shiftKey);
   }, true);
-  app.onMeshOpened.push(function () { if (vs.open && app.state.current.id !== vs.shape) { vs.dirty = false; openPanel(); } });
+  // Another mesh: the strokes are saved first, and the mesh stays when that fails.
+  app.beforeMeshChange.push(function (id) { return !vs.open || id === vs.shape || saveView("mesh " + id); });
+  app.onMeshOpened.push(function () { if (vs.open && app.state.current.id !== vs.shape) openPanel(); });
+  window.addEventListener("beforeunload", function (event) { if (vs.dirty) { event.preventDefault(); event.returnValue = ""; } });
   app.onLabelsChanged.push(redraw);
   setBody();
 })();
