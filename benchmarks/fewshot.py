@@ -28,6 +28,12 @@ For one dataset, on one split and one set of seeds:
      (``mvdecor.inference.transfer``; with v views, the labelled pixels' hit
      points). The floor every learned method must clear; it ignores the
      segment options (prior, smoothing) and stays learning-free;
+   - ``scratch3d``: the paper's (3D) Scratch, a point network (DGCNN,
+     ``mvdecor.points``) trained on the labelled shapes' surface samples only;
+   - ``pointcontrast``: the same network pre-trained by PointContrast on the
+     same training shapes (WORK/pretrain_pointcontrast_<scope>), then trained
+     like scratch3d. The 3D methods (settings: the config's ``points`` section)
+     take whole labelled shapes only and skip the ``kxv`` settings;
 5. print a markdown table and write ``benchmarks/results/<name>-<budget>.json``::
 
        {"dataset", "preset", "machine", "wall_s",
@@ -78,14 +84,19 @@ from mvdecor.data.datasets import open_dataset
 from mvdecor.data.splits import load_split, make_split, save_split
 from mvdecor.evaluation.embedding import evaluate_embedding
 from mvdecor.fileio import atomic_path
+from mvdecor.points import pretrain_pointcontrast
 from mvdecor.protocols.fewshot import check_refinements, finished_fewshot, run_fewshot_cached
 from mvdecor.train.data import split_shapes
 from mvdecor.train.precision import resolve_precision
 from mvdecor.train.pretrain import pretrain
 
 #: Benchmark methods; those in ``PRETRAINED`` pre-train first, with that pre-training method.
-METHODS = ("transfer", "mvdecor", "scratch", "densecl", "imagenet")
+METHODS = ("transfer", "mvdecor", "scratch", "densecl", "imagenet", "scratch3d", "pointcontrast")
 PRETRAINED = ("mvdecor", "densecl")
+#: Methods that label faces directly (mvdecor.protocols.methods): no votes for --refine to act on.
+FACE_METHODS = ("transfer", "scratch3d", "pointcontrast")
+#: Face methods that need whole labelled shapes (not the kxv settings).
+SHAPES_ONLY = ("scratch3d", "pointcontrast")
 
 #: Per budget: the preset, and what is changed from it (None keeps the preset's value).
 BUDGETS = {
@@ -323,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
     refinements = parse_refinements(args.refine)
-    learned = [m + args.suffix for m in methods if m != "transfer"]
+    learned = [m + args.suffix for m in methods if m not in FACE_METHODS]
     columns = [m if m == "transfer" else m + args.suffix for m in methods] + [
         f"{m}+{n}" for n in refinements for m in learned
     ]
@@ -397,12 +408,35 @@ def main(argv: list[str] | None = None) -> int:
                 _write_json(
                     done, {"wall_s": round(time.perf_counter() - t0, 1), "iterations": int(saved["step"])}
                 )
+    if "pointcontrast" in methods:
+        checkpoints["pointcontrast"] = {}
+        for scope, category in scopes.items():
+            run_dir = pretrain_folder(work, "pointcontrast", scope)
+            checkpoints["pointcontrast"][scope] = run_dir / "checkpoints" / "last.pt"
+            done = run_dir / "done.json"
+            if args.report_only or done.is_file():
+                continue
+            pool = [s for c, e in split.items() if category in (None, c) for s in e["train"]]
+            print(
+                f"pre-training (pointcontrast) on {len(pool)} shapes ({scope}), "
+                f"{config.points.pretrain_iterations} iterations",
+                flush=True,
+            )
+            t0 = time.perf_counter()
+            last = pretrain_pointcontrast(
+                config, dataset.spec, run_dir, shape_ids=pool, progress=not args.quiet
+            )
+            saved = torch.load(last, map_location="cpu", weights_only=False)
+            _write_json(
+                done, {"wall_s": round(time.perf_counter() - t0, 1), "iterations": int(saved["step"])}
+            )
     scope_of = {c: "all" if args.pretrain_scope == "dataset" else c for c in categories}
     init_of = {
         **{m: {c: checkpoints[m][scope_of[c]] for c in categories} for m in checkpoints},
         "scratch": {c: "scratch" for c in categories},
         "imagenet": {c: "imagenet" for c in categories},
         "transfer": {c: "transfer" for c in categories},
+        "scratch3d": {c: "scratch3d" for c in categories},
     }
     # Only the imagenet method reads the ImageNet file; the others keep the budget's config.
     config_of = {m: config for m in methods}
@@ -436,8 +470,10 @@ def main(argv: list[str] | None = None) -> int:
         for category in categories:
             entry = split[category]
             for method in methods:
-                learned = method != "transfer"
-                column = method + args.suffix if learned else method
+                if v and method in SHAPES_ONLY:
+                    continue  # needs whole labelled shapes
+                learned = method not in FACE_METHODS  # refined by --refine
+                column = method if method == "transfer" else method + args.suffix
                 cell = dict(
                     method=column,
                     k=k,

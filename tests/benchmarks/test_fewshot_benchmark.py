@@ -134,3 +134,47 @@ def test_transfer_column_refinements_and_suffix(tmp_path, benchmark, capsys):
     assert benchmark.main([*args, "--report-only"]) == 0
     again = json.loads((results / "tiny-paper.json").read_text())
     assert again["settings"][0]["per_category"]["mug"] == cells
+
+
+#: The tiny config with a tiny point network and two steps of PointContrast.
+TINY_POINTS_YAML = (
+    TINY_YAML
+    + """\
+points:
+  num_points: 128
+  neighbours: 8
+  widths: [16, 16]
+  global_dim: 16
+  head_width: 16
+  embed_dim: 16
+  pretrain_points: 64
+  pretrain_iterations: 2
+  pretrain_pairs_per_batch: 1
+  pretrain_matches_per_pair: 16
+  finetune_iterations: 3
+  finetune_shapes_per_batch: 2
+  predict_clouds: 1
+  device: cpu
+"""
+)
+
+
+def test_3d_methods_share_the_cells_and_skip_labelled_views(tmp_path, benchmark, capsys):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_POINTS_YAML)
+    work, results = tmp_path / "work", tmp_path / "results"
+    args = [DATASET, "--name", "tiny", "--budget", "paper", "--config", str(config), "--categories", "mug",
+            "--settings", "1,1x2", "--runs", "1", "--methods", "transfer,scratch3d,pointcontrast",
+            "--refine", "prior=transfer_prior:1", "--device", "cpu", "--test-fraction", "0.34", "--work",
+            str(work), "--results", str(results), "--quiet"]  # fmt: skip
+    assert benchmark.main(args) == 0
+    record = json.loads((results / "tiny-paper.json").read_text())
+    # Face methods have no votes to refine: no +prior columns.
+    assert record["methods"] == ["transfer", "scratch3d", "pointcontrast"]
+    shapes, views = record["settings"]
+    assert set(shapes["per_category"]["mug"]) == {"transfer", "scratch3d", "pointcontrast"}
+    assert set(views["per_category"]["mug"]) == {"transfer"}  # the 3D methods need whole shapes
+    assert (
+        checkpoint_method(work / "pretrain_pointcontrast_all" / "checkpoints" / "last.pt") == "pointcontrast"
+    )
+    assert record["pretrain"]["pointcontrast_runs"]["all"]["iterations"] == 2

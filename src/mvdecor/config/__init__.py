@@ -27,9 +27,11 @@ from mvdecor.config.sections import (
     PACKAGED_IMAGENET,
     PRECISIONS,
     PRESETS,
+    DeformConfig,
     DenseCLConfig,
     FinetuneConfig,
     ModelConfig,
+    PointsConfig,
     PretrainConfig,
     RenderConfig,
     SegmentConfig,
@@ -45,9 +47,11 @@ __all__ = [
     "PRECISIONS",
     "PRESETS",
     "Config",
+    "DeformConfig",
     "DenseCLConfig",
     "FinetuneConfig",
     "ModelConfig",
+    "PointsConfig",
     "PretrainConfig",
     "RenderConfig",
     "SegmentConfig",
@@ -75,6 +79,11 @@ class Config:
     finetune : FinetuneConfig
     segment : SegmentConfig
     transfer : TransferConfig
+    points : PointsConfig
+        The 3D point-cloud baselines, (3D) Scratch and (3D) PointContrast
+        (:mod:`mvdecor.points`).
+    deform : DeformConfig
+        The learned-deformation baseline (:mod:`mvdecor.points.deformation`).
     """
 
     preset: str = "paper"
@@ -84,6 +93,8 @@ class Config:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
+    points: PointsConfig = field(default_factory=PointsConfig)
+    deform: DeformConfig = field(default_factory=DeformConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dicts and lists (tuples become lists, as YAML and JSON need)."""

@@ -131,7 +131,12 @@ def checkpoint_method(path: str | Path) -> str:
         raise CheckpointError(path, f"unreadable checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(payload, dict):
         raise CheckpointError(path, "not an mvdecor checkpoint")
-    method = payload.get("method") or payload.get("config", {}).get("pretrain", {}).get("method")
+    # Point-network checkpoints (mvdecor.points) name what they hold as their ``kind``.
+    method = (
+        payload.get("method")
+        or payload.get("kind")
+        or payload.get("config", {}).get("pretrain", {}).get("method")
+    )
     return str(method or "mvdecor")
 
 

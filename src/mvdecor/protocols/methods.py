@@ -7,7 +7,11 @@ faces. The *face methods* registered here go from the run's labelled shapes to
 an object with ``predict(mesh) -> (face_labels, face_probabilities)``:
 
 - ``transfer``: learning-free nearest-neighbour label transfer
-  (:mod:`mvdecor.inference.transfer`), the floor every learned method must clear.
+  (:mod:`mvdecor.inference.transfer`), the floor every learned method must clear;
+- ``scratch3d``: the paper's (3D) Scratch, a point network (DGCNN) trained on
+  the labelled shapes' surface samples only (:mod:`mvdecor.points`);
+- ``pointcontrast``: the same network pre-trained by PointContrast; pass the
+  pre-training checkpoint as ``init`` (its ``kind`` names the method).
 
 Each :class:`FaceMethod` names the configuration sections that decide its
 result, so the protocol's cache (:mod:`mvdecor.protocols.stages`) re-runs a
@@ -32,6 +36,7 @@ from mvdecor.train.finetune import select_labelled_views
 
 __all__ = [
     "FACE_METHODS",
+    "SCRATCH3D",
     "TRANSFER",
     "FaceMethod",
     "FacePredictor",
@@ -42,6 +47,8 @@ __all__ = [
 #: The learning-free method: labels carried from the labelled shapes by nearest neighbour
 #: (:mod:`mvdecor.inference.transfer`), no network. Pass it as ``init``.
 TRANSFER = "transfer"
+#: The paper's (3D) Scratch baseline. Pass it as ``init``.
+SCRATCH3D = "scratch3d"
 
 
 class FacePredictor(Protocol):
@@ -176,3 +183,23 @@ def _transfer(run: FaceRun) -> LabelTransfer:
 FACE_METHODS.register(TRANSFER)(
     FaceMethod(_transfer, sections=("transfer", "render"), learned=False, shapes_only=False)
 )
+
+
+def _point_segmenter(run: FaceRun) -> FacePredictor:
+    from mvdecor.points import train_point_segmenter  # loads the point network: only here
+
+    return train_point_segmenter(
+        run.config,
+        [run.source.mesh(shape_id) for shape_id in run.labelled_shapes],
+        run.num_classes,
+        init=None if run.init == SCRATCH3D else run.init,
+        out=run.folder,
+        exclude_classes=run.exclude_classes,
+        seed=run.seed,
+        progress=run.progress,
+    )
+
+
+FACE_METHODS.register(SCRATCH3D)(FaceMethod(_point_segmenter, sections=("points",)))
+# PointContrast's own settings are in its checkpoint (init); fine-tuning reads ``points``.
+FACE_METHODS.register("pointcontrast")(FaceMethod(_point_segmenter, sections=("points",)))

@@ -84,11 +84,13 @@ def init_identity(init: str | Path) -> str | dict:
         {
             "checkpoint": str(init),
             "step": saved.get("step"),
-            "method": saved.get("method"),
+            "method": saved.get("method") or saved.get("kind"),
             **{
                 name: {k: v for k, v in config.get(name, {}).items() if k not in RUN_PLACE_KEYS}
                 for name in ("model", "render", "pretrain")
             },
+            # A point-network checkpoint keeps its one section, ``points``, flat.
+            **({"points": config} if "kind" in saved else {}),
         }
     )
 

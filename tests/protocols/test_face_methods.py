@@ -1,0 +1,74 @@
+"""The 3D face methods (scratch3d, pointcontrast) through the few-shot protocol."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mvdecor.config import load_config
+from mvdecor.errors import ConfigError
+from mvdecor.points import pretrain_pointcontrast
+from mvdecor.protocols.fewshot import cached_fewshot, method_of_init, run_fewshot, training_settings
+from mvdecor.protocols.stages import STAGE_RECORD
+
+DATASET = "synthetic:categories=mug,n=3,textured=0"
+TRAIN, TEST = ["mug_0000", "mug_0001"], ["mug_0002"]
+#: Tiny point network and short runs: seconds on one core.
+TINY_POINTS = {
+    "render": {"rings": 1, "segments": 4, "resolution": 32},
+    "points": {
+        "num_points": 128, "neighbours": 8, "widths": [16, 16], "global_dim": 16, "head_width": 16,
+        "embed_dim": 16, "pretrain_points": 64, "pretrain_iterations": 2, "pretrain_pairs_per_batch": 1,
+        "pretrain_matches_per_pair": 16, "finetune_iterations": 5, "finetune_shapes_per_batch": 2,
+        "predict_clouds": 1, "checkpoint_every": 5, "log_every": 1, "device": "cpu",
+    },
+}  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_scratch3d_runs_are_stages_scored_like_every_method(tmp_path):
+    config = load_config("cpu", TINY_POINTS)
+    cell = dict(train_shapes=TRAIN, test_shapes=TEST, k=1, runs=2, init="scratch3d")
+    summary = run_fewshot(config, DATASET, tmp_path, progress=False, **cell)
+    assert summary["method"] == "scratch3d" and method_of_init("scratch3d") == "scratch3d"
+    assert summary["pixel_miou_2d"]["mean"] is None  # no views
+    assert set(summary["training"]) == {"init", "points"}
+    for run in summary["per_run"]:
+        folder = tmp_path / f"scratch3d_k1_run{run['run']}"
+        record = json.loads((folder / STAGE_RECORD).read_text())
+        assert record["settings"]["labelled_shapes"] == run["labelled_shapes"] and "result" in record
+        assert (folder / "checkpoints" / "last.pt").is_file()
+        assert 0.0 <= run["part_miou"] <= 1.0
+    # Its own section decides it: fine-tuning's settings do not, the point network's do.
+    cell["method"] = "scratch3d"
+    other_finetune = load_config("cpu", {**TINY_POINTS, "finetune": {"iterations": 7}})
+    assert cached_fewshot(other_finetune, tmp_path, **cell) is not None
+    other_points = load_config(
+        "cpu", {**TINY_POINTS, "points": {**TINY_POINTS["points"], "finetune_lr": 0.01}}
+    )
+    assert cached_fewshot(other_points, tmp_path, **cell) is None
+    with pytest.raises(ConfigError, match="needs whole labelled shapes"):
+        run_fewshot(config, DATASET, tmp_path, progress=False, views_per_shape=1, **cell)
+
+
+def test_pointcontrast_is_named_by_its_checkpoint_and_identified_by_what_it_holds(tmp_path):
+    config = load_config("cpu", TINY_POINTS)
+    checkpoint = pretrain_pointcontrast(config, DATASET, tmp_path / "pre", shape_ids=TRAIN, progress=False)
+    assert method_of_init(checkpoint) == "pointcontrast"
+    init = training_settings(config, checkpoint)["init"]
+    assert init["method"] == "pointcontrast" and init["points"]["pretrain_iterations"] == 2
+    summary = run_fewshot(
+        config, DATASET, tmp_path / "fs", train_shapes=TRAIN, test_shapes=TEST, k=1, runs=1, init=checkpoint,
+        progress=False,
+    )  # fmt: skip
+    assert summary["method"] == "pointcontrast"
+    assert (tmp_path / "fs" / "pointcontrast_k1_run0" / "checkpoints" / "last.pt").is_file()
