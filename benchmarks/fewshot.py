@@ -29,10 +29,15 @@ For one dataset, on one split and one set of seeds:
      points). The floor every learned method must clear; it ignores the
      segment options (prior, smoothing) and stays learning-free;
    - ``scratch3d``: the paper's (3D) Scratch, a point network (DGCNN,
-     ``mvdecor.points``) trained on the labelled shapes' surface samples only;
+     ``mvdecor.points``; settings: the ``points`` section) trained on the
+     labelled shapes' surface samples only;
    - ``pointcontrast``: the same network pre-trained by PointContrast on the
      same training shapes (WORK/pretrain_pointcontrast_<scope>), then trained
-     like scratch3d. The 3D methods (settings: the config's ``points`` section)
+     like scratch3d;
+   - ``deform``: weak supervision by learned deformation: a network trained
+     without labels on each category's training shapes to deform one shape onto
+     another (``mvdecor.points.deformation``; settings: the ``deform`` section),
+     the best-fitting labelled shape's labels carried along it. The 3D methods
      take whole labelled shapes only and skip the ``kxv`` settings;
 5. print a markdown table and write ``benchmarks/results/<name>-<budget>.json``::
 
@@ -91,12 +96,12 @@ from mvdecor.train.precision import resolve_precision
 from mvdecor.train.pretrain import pretrain
 
 #: Benchmark methods; those in ``PRETRAINED`` pre-train first, with that pre-training method.
-METHODS = ("transfer", "mvdecor", "scratch", "densecl", "imagenet", "scratch3d", "pointcontrast")
+METHODS = ("transfer", "mvdecor", "scratch", "densecl", "imagenet", "scratch3d", "pointcontrast", "deform")
 PRETRAINED = ("mvdecor", "densecl")
 #: Methods that label faces directly (mvdecor.protocols.methods): no votes for --refine to act on.
-FACE_METHODS = ("transfer", "scratch3d", "pointcontrast")
+FACE_METHODS = ("transfer", "scratch3d", "pointcontrast", "deform")
 #: Face methods that need whole labelled shapes (not the kxv settings).
-SHAPES_ONLY = ("scratch3d", "pointcontrast")
+SHAPES_ONLY = ("scratch3d", "pointcontrast", "deform")
 
 #: Per budget: the preset, and what is changed from it (None keeps the preset's value).
 BUDGETS = {
@@ -437,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         "imagenet": {c: "imagenet" for c in categories},
         "transfer": {c: "transfer" for c in categories},
         "scratch3d": {c: "scratch3d" for c in categories},
+        "deform": {c: "deform" for c in categories},
     }
     # Only the imagenet method reads the ImageNet file; the others keep the budget's config.
     config_of = {m: config for m in methods}

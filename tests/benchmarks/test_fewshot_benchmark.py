@@ -155,6 +155,7 @@ points:
   finetune_shapes_per_batch: 2
   predict_clouds: 1
   device: cpu
+deform: {num_points: 64, width: 8, iterations: 2, pairs_per_batch: 1, transfer_samples: 200, device: cpu}
 """
 )
 
@@ -164,15 +165,16 @@ def test_3d_methods_share_the_cells_and_skip_labelled_views(tmp_path, benchmark,
     config.write_text(TINY_POINTS_YAML)
     work, results = tmp_path / "work", tmp_path / "results"
     args = [DATASET, "--name", "tiny", "--budget", "paper", "--config", str(config), "--categories", "mug",
-            "--settings", "1,1x2", "--runs", "1", "--methods", "transfer,scratch3d,pointcontrast",
+            "--settings", "1,1x2", "--runs", "1", "--methods", "transfer,scratch3d,pointcontrast,deform",
             "--refine", "prior=transfer_prior:1", "--device", "cpu", "--test-fraction", "0.34", "--work",
             str(work), "--results", str(results), "--quiet"]  # fmt: skip
     assert benchmark.main(args) == 0
     record = json.loads((results / "tiny-paper.json").read_text())
     # Face methods have no votes to refine: no +prior columns.
-    assert record["methods"] == ["transfer", "scratch3d", "pointcontrast"]
+    assert record["methods"] == ["transfer", "scratch3d", "pointcontrast", "deform"]
     shapes, views = record["settings"]
-    assert set(shapes["per_category"]["mug"]) == {"transfer", "scratch3d", "pointcontrast"}
+    assert set(shapes["per_category"]["mug"]) == {"transfer", "scratch3d", "pointcontrast", "deform"}
+    assert (work / "fewshot" / "mug" / "deformation" / "last.pt").is_file()  # one network per category
     assert set(views["per_category"]["mug"]) == {"transfer"}  # the 3D methods need whole shapes
     assert (
         checkpoint_method(work / "pretrain_pointcontrast_all" / "checkpoints" / "last.pt") == "pointcontrast"

@@ -10,14 +10,6 @@ import torch
 from mvdecor.points.losses import point_info_nce
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def naive_point_info_nce(
     f1: torch.Tensor, f2: torch.Tensor, tau: float, valid: list[bool] | None = None
 ) -> float:

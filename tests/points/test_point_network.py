@@ -16,14 +16,6 @@ from mvdecor.points.network import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _small(in_channels: int = 3) -> PointEmbeddingNet:
     torch.manual_seed(0)
     return PointEmbeddingNet(

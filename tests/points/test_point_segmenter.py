@@ -6,7 +6,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 from points_setup import tiny_config
 
 from mvdecor.data.mesh import LabelledMesh
@@ -15,14 +14,6 @@ from mvdecor.errors import ConfigError, LabelError
 from mvdecor.models.checkpoints import load_checkpoint
 from mvdecor.points import PointSegmenter, train_point_segmenter
 from mvdecor.points.segmenter import LabelledClouds
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -15,14 +15,6 @@ from mvdecor.points.pointcontrast import PartialViewPairs, partial_cloud
 from mvdecor.points.sampling import network_input
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def source() -> ViewSource:
     return ViewSource.from_config(TINY_DATASET, tiny_config())

@@ -25,6 +25,8 @@ TINY_POINTS = {
         "predict_clouds": 1, "checkpoint_every": 5, "log_every": 1, "device": "cpu",
     },
 }  # fmt: skip
+TINY_DEFORM = {"num_points": 64, "width": 8, "iterations": 2, "pairs_per_batch": 1, "transfer_samples": 200,
+               "device": "cpu"}  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -72,3 +74,24 @@ def test_pointcontrast_is_named_by_its_checkpoint_and_identified_by_what_it_hold
     )  # fmt: skip
     assert summary["method"] == "pointcontrast"
     assert (tmp_path / "fs" / "pointcontrast_k1_run0" / "checkpoints" / "last.pt").is_file()
+
+
+def test_deform_trains_one_network_per_category_and_reuses_it(tmp_path):
+    config = load_config("cpu", {**TINY_POINTS, "deform": TINY_DEFORM})
+    cell = dict(train_shapes=TRAIN, test_shapes=TEST, k=1, runs=2, init="deform")
+    summary = run_fewshot(config, DATASET, tmp_path, progress=False, **cell)
+    assert summary["method"] == "deform" and set(summary["training"]) == {"init", "deform"}
+    network = tmp_path / "deformation" / "last.pt"
+    record = json.loads((tmp_path / "deformation" / STAGE_RECORD).read_text())
+    assert record["settings"]["shapes"] == TRAIN and "result" in record
+    written = network.stat().st_mtime_ns
+    # Another draw of labelled shapes: the same network, not trained again.
+    run_fewshot(config, DATASET, tmp_path, progress=False, **{**cell, "runs": 1, "seed": 5})
+    assert network.stat().st_mtime_ns == written
+    # Other deformation settings: trained afresh.
+    other = load_config("cpu", {**TINY_POINTS, "deform": {**TINY_DEFORM, "iterations": 3}})
+    run_fewshot(other, DATASET, tmp_path, progress=False, **cell)
+    assert (
+        json.loads((tmp_path / "deformation" / STAGE_RECORD).read_text())["settings"]["deform"]["iterations"]
+        == 3
+    )

@@ -212,11 +212,12 @@ def cmd_fewshot(args: argparse.Namespace) -> int:
     from mvdecor.protocols.fewshot import format_fewshot_split, run_fewshot_split
 
     config = config_from_args(args, train_section="finetune")
-    if args.init not in ("scratch", "imagenet", "transfer"):
+    if args.init not in ("scratch", "imagenet", "transfer", "scratch3d", "deform"):
         # Before anything is written: a fine-tuned checkpoint here is a one-line error.
-        from mvdecor.models.checkpoints import check_embedding_checkpoint
+        from mvdecor.models.checkpoints import check_embedding_checkpoint, checkpoint_method
 
-        check_embedding_checkpoint(args.init)
+        if checkpoint_method(args.init) != "pointcontrast":  # the 3D network's own pre-training
+            check_embedding_checkpoint(args.init)
     out = Path(args.out)
     dataset = open_dataset(args.dataset)
     split_path = Path(args.split) if args.split else out / "split.json"
@@ -272,8 +273,10 @@ def add_fewshot_parser(sub: argparse._SubParsersAction) -> None:
         "--init",
         default="scratch",
         help="scratch (default), imagenet (with --imagenet-checkpoint), a checkpoint of "
-        "`mvdecor pretrain` (either method), or transfer (no network: nearest-neighbour label "
-        "transfer from the labelled shapes, the learning-free floor)",
+        "`mvdecor pretrain` (either method), transfer (no network: nearest-neighbour label "
+        "transfer from the labelled shapes, the learning-free floor), or the paper's 3D baselines: "
+        "scratch3d (a point network on the labelled shapes only), deform (labels carried along a "
+        "learned deformation) or a PointContrast checkpoint (benchmarks/fewshot.py makes one)",
     )
     add_modalities_option(p)
     add_imagenet_checkpoint_option(p)

@@ -11,7 +11,12 @@ an object with ``predict(mesh) -> (face_labels, face_probabilities)``:
 - ``scratch3d``: the paper's (3D) Scratch, a point network (DGCNN) trained on
   the labelled shapes' surface samples only (:mod:`mvdecor.points`);
 - ``pointcontrast``: the same network pre-trained by PointContrast; pass the
-  pre-training checkpoint as ``init`` (its ``kind`` names the method).
+  pre-training checkpoint as ``init`` (its ``kind`` names the method);
+- ``deform``: the paper's weak supervision by learned deformation: a network
+  trained without labels on the category's training shapes to deform one shape
+  onto another (once per category, in ``OUT/deformation``), then the
+  best-fitting labelled shape's labels carried along it
+  (:mod:`mvdecor.points.deformation`).
 
 Each :class:`FaceMethod` names the configuration sections that decide its
 result, so the protocol's cache (:mod:`mvdecor.protocols.stages`) re-runs a
@@ -31,10 +36,12 @@ from mvdecor.config import Config
 from mvdecor.correspond.source import ViewSource
 from mvdecor.data.mesh import LabelledMesh
 from mvdecor.inference.transfer import LabelTransfer, reference_from_mesh, reference_from_views
+from mvdecor.protocols.stages import config_sections, finish_stage, open_stage
 from mvdecor.registry import Registry
 from mvdecor.train.finetune import select_labelled_views
 
 __all__ = [
+    "DEFORM",
     "FACE_METHODS",
     "SCRATCH3D",
     "TRANSFER",
@@ -49,6 +56,8 @@ __all__ = [
 TRANSFER = "transfer"
 #: The paper's (3D) Scratch baseline. Pass it as ``init``.
 SCRATCH3D = "scratch3d"
+#: The paper's learned-deformation baseline. Pass it as ``init``.
+DEFORM = "deform"
 
 
 class FacePredictor(Protocol):
@@ -203,3 +212,29 @@ def _point_segmenter(run: FaceRun) -> FacePredictor:
 FACE_METHODS.register(SCRATCH3D)(FaceMethod(_point_segmenter, sections=("points",)))
 # PointContrast's own settings are in its checkpoint (init); fine-tuning reads ``points``.
 FACE_METHODS.register("pointcontrast")(FaceMethod(_point_segmenter, sections=("points",)))
+
+
+def _deformation_transfer(run: FaceRun) -> FacePredictor:
+    from mvdecor.points.deformation import DeformationTransfer, train_deformation  # loads torch: only here
+
+    # Labels are not read, so every run of the category shares one network: a stage of its own.
+    folder = run.folder.parent / "deformation"
+    settings = {
+        "dataset": run.source.dataset.spec,
+        "shapes": run.unlabelled_shapes,
+        **config_sections(run.config, ("deform",)),
+    }
+    if open_stage(folder, settings) is None:
+        meshes = [run.source.mesh(shape_id) for shape_id in run.unlabelled_shapes]
+        train_deformation(run.config, meshes, out=folder, progress=run.progress)
+        finish_stage(folder, settings, {})
+    return DeformationTransfer.from_checkpoint(
+        folder / "last.pt",
+        [run.source.mesh(shape_id) for shape_id in run.labelled_shapes],
+        run.num_classes,
+        exclude_classes=run.exclude_classes,
+        device=run.config.deform.device,
+    )
+
+
+FACE_METHODS.register(DEFORM)(FaceMethod(_deformation_transfer, sections=("deform",)))
