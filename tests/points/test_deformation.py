@@ -121,7 +121,7 @@ def test_training_lowers_the_chamfer_distance_of_a_pair(chair, warped, trained):
     # Before training the decoder's last layer is zero: the deformation is the box alignment alone.
     before = _transfer(DeformationNet(TINY.width), [chair]).fit(warped)[0]
     after = _transfer(trained, [chair]).fit(warped)[0]
-    assert after < 0.75 * before
+    assert after < 0.8 * before  # 0.58-0.69 over seeds 0-2
 
 
 def test_a_warped_copy_gets_its_labels_back(chair, warped, trained):
@@ -129,7 +129,8 @@ def test_a_warped_copy_gets_its_labels_back(chair, warped, trained):
     accuracy = (labels == chair.face_labels).mean()
     reference = reference_from_mesh(chair, samples=TINY.transfer_samples)
     box_only = LabelTransfer([reference], chair.num_labels).face_labels(warped)
-    assert accuracy >= 0.97 and accuracy > (box_only == chair.face_labels).mean()
+    # 0.974-0.993 over seeds 0-2; the box alignment alone: 0.953.
+    assert accuracy >= 0.96 and accuracy > (box_only == chair.face_labels).mean()
 
 
 def test_the_best_fitting_labelled_shape_is_used(chair, warped, trained):

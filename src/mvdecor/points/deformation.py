@@ -30,16 +30,16 @@ Training (:func:`train_deformation`)
     Laplacian comparing each source point's offset with the mean offset of its
     ``neighbours`` nearest source points. Labels are never read. A step's
     draws are a function of the seed and the step alone, so a run resumed from
-    its checkpoint continues exactly as an unbroken one would.
+    its checkpoint draws exactly the batches an unbroken one would.
 
 Transfer (:class:`DeformationTransfer`)
     For a test shape, every labelled shape is deformed onto it and scored by
     the Chamfer distance between its deformed surface sample and the test
-    shape's; only the best-fitting labelled shape is kept (the paper's baseline
-    picks the best source), and each test face takes the label of the nearest
-    deformed labelled point (face centroids plus area-weighted samples, as
-    :func:`~mvdecor.inference.transfer.reference_from_mesh` builds them) by a
-    k-d tree. Pooling every labelled shape's points instead would let a
+    shape's; only the best-fitting labelled shape is kept (the paper's
+    baseline as we read it: the best source), and each test face takes the
+    label of the nearest deformed labelled point (face centroids plus
+    area-weighted samples, as :func:`~mvdecor.inference.transfer.reference_from_mesh`
+    builds them) by a k-d tree. Pooling every labelled shape's points instead would let a
     poorly fitting shape win the faces it happens to lie nearest to, mixing
     part boundaries of shapes with different structures. Excluded classes and
     ``-1`` are dropped from the labelled points, so they are never predicted.
