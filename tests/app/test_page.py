@@ -153,14 +153,7 @@ def test_paint_a_view_undo_and_save_it_as_a_label_image(server, folder, tmp_path
         assert browser.evaluate("document.querySelectorAll('#views-strip img').length") == 6
         view = int(browser.evaluate("document.body.dataset.view"))
         # Find a pixel of the object on the canvas (its alpha), then a stroke from there.
-        x, y = browser.evaluate("""(() => {
-            const c = document.getElementById('views-canvas'), r = c.getBoundingClientRect();
-            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-            let sx = 0, sy = 0, n = 0;
-            for (let i = 0; i < c.width * c.height; i++) if (d[4 * i + 3] > 0) {
-                sx += i % c.width; sy += Math.floor(i / c.width); n++; }
-            return [r.left + (sx / n + 0.5) * r.width / c.width, r.top + (sy / n + 0.5) * r.height / c.height];
-        })()""")  # fmt: skip
+        x, y = browser.evaluate(VIEW_OBJECT_POINT)
         browser.mouse("mousePressed", x, y)
         browser.mouse("mouseMoved", x + 8, y + 4)
         browser.mouse("mouseReleased", x + 8, y + 4, buttons=0)

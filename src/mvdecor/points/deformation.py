@@ -48,7 +48,6 @@ Transfer (:class:`DeformationTransfer`)
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -64,7 +63,7 @@ from mvdecor.inference.transfer import TransferReference, align_points, referenc
 from mvdecor.models.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from mvdecor.points.sampling import sample_surface
 from mvdecor.train.distributed import resolve_device
-from mvdecor.train.engine import train_steps
+from mvdecor.train.engine import cosine_factor, train_steps
 from mvdecor.train.logs import MetricLogger
 
 __all__ = [
@@ -245,10 +244,6 @@ def _pair_batch(
     return sources, targets
 
 
-def _cosine_lr(config: DeformConfig, step: int) -> float:
-    return config.lr * 0.5 * (1 + math.cos(math.pi * min(step, config.iterations) / config.iterations))
-
-
 def train_deformation(
     config: Config | DeformConfig,
     meshes: Sequence[LabelledMesh],
@@ -324,7 +319,7 @@ def train_deformation(
     def step_fn(batch: tuple[int, np.ndarray, np.ndarray], log: bool) -> tuple[float, dict[str, float]]:
         s, sources, targets = batch
         for group in optimizer.param_groups:
-            group["lr"] = _cosine_lr(cfg, s)
+            group["lr"] = cfg.lr * cosine_factor(cfg.iterations)(s)
         loss, terms = deformation_loss(
             network, torch.from_numpy(sources).to(device), torch.from_numpy(targets).to(device), cfg
         )

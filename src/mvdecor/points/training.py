@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from mvdecor.fileio import remove_stale_temporaries
 from mvdecor.models.checkpoints import load_checkpoint, save_checkpoint
 from mvdecor.train.distributed import resolve_device
 from mvdecor.train.engine import (
+    cosine_factor,
     make_grad_scaler,
     optimizer_step,
     restore_training_state,
@@ -94,13 +94,6 @@ def last_checkpoint(run_dir: str | Path) -> Path:
     return Path(run_dir) / "checkpoints" / "last.pt"
 
 
-def _cosine(total: int) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
-
-    return factor
-
-
 def run_point_training(
     model: nn.Module,
     *,
@@ -150,7 +143,7 @@ def run_point_training(
     remove_stale_temporaries(path.parent)
     run = json.loads(json.dumps(dict(run)))  # as a checkpoint gives it back: lists, not tuples
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _cosine(iterations))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_factor(iterations))
     precision = resolve_precision(settings.precision, device)
     scaler = make_grad_scaler(precision)
     step = 0

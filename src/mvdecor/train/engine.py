@@ -42,6 +42,7 @@ __all__ = [
     "StepBatchSampler",
     "StepFunction",
     "TrainingCancelled",
+    "cosine_factor",
     "make_grad_scaler",
     "optimizer_step",
     "restore_training_state",
@@ -53,6 +54,15 @@ __all__ = [
 #: the device, updates the parameters, and returns the loss as a float and, when
 #: ``log`` is true (a metrics row follows), any extra scalars to log.
 StepFunction = Callable[[Any, bool], tuple[float, dict[str, float]]]
+
+
+def cosine_factor(total: int) -> Callable[[int], float]:
+    """Half a cosine from 1 at step 0 to 0 at step ``total`` (then 0): a learning-rate factor."""
+
+    def factor(step: int) -> float:
+        return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+
+    return factor
 
 
 class TrainingCancelled(MvDecorError):

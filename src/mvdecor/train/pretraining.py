@@ -47,6 +47,7 @@ from mvdecor.train.distributed import (
 )
 from mvdecor.train.engine import (
     StepBatchSampler,
+    cosine_factor,
     make_grad_scaler,
     optimizer_step,
     restore_training_state,
@@ -309,12 +310,7 @@ def make_lr_scheduler(optimizer: torch.optim.Optimizer, cfg: PretrainConfig) -> 
     optimiser step, reaching 0 at ``cfg.iterations``.
     """
     if cfg.lr_schedule == "cosine":
-        total = cfg.iterations
-
-        def cosine_factor(step: int) -> float:
-            return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
-
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_factor)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_factor(cfg.iterations))
     return torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience
     )
