@@ -497,7 +497,7 @@ def run_pipeline(
     progress.update(step=0, steps=0)
     if list(tuned.label_names) != names[: len(tuned.label_names)]:
         raise ConfigError(None, f"the network's labels {list(tuned.label_names)} differ from {names}")
-    segmenter = Segmenter.from_checkpoint(tuned.last_checkpoint)
+    segmenter = Segmenter.from_checkpoint(tuned.model_checkpoint)
     progress.update(total=len(chosen), done=0)
     for index, shape_id in enumerate(chosen):
         progress.check()

@@ -145,7 +145,12 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     print(
         f"fine-tuned on {len(labelled)} labelled shapes ({', '.join(labelled[:5])}"
         f"{'...' if len(labelled) > 5 else ''}) to step {result.step} (preset {config.preset}); "
-        f"{len(result.label_names)} classes; model: {result.last_checkpoint}"
+        f"{len(result.label_names)} classes; model: {result.model_checkpoint}"
+        + (
+            f" (held-out views chose step {result.best_step}, pixel mIoU {result.best_val_miou:.3f})"
+            if result.best_step is not None
+            else ""
+        )
     )
     return 0
 

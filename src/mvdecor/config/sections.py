@@ -429,6 +429,17 @@ class FinetuneConfig:
         pixel's surface point in the shape's normalised frame). A pre-trained
         network keeps its own inputs and gets zero-initialised filters for these;
         ``scratch`` simply has them from the start. Empty (default): the paper's inputs.
+    val_views : int
+        Labelled views of each labelled shape held out of training to choose
+        the network (0, default, the paper: none). Every ``val_every`` steps
+        the network is scored on them (pixel mIoU); the best one is kept as
+        ``checkpoints/best.pt`` and is the run's model. They show the labelled
+        shapes from other cameras, not other shapes.
+    val_every : int
+        Steps between two scorings on the held-out views (also at the end).
+    patience : int
+        With held-out views: stop after this many scorings in a row without a
+        better mIoU (0, default: train all ``iterations`` and keep the best).
     checkpoint_every, log_every : int
         In steps.
     precision, device, num_workers, seed
@@ -449,6 +460,9 @@ class FinetuneConfig:
     freeze_backbone_bn: bool = False
     views_per_shape: int = 0
     add_modalities: tuple[str, ...] = ()
+    val_views: int = 0
+    val_every: int = 25
+    patience: int = 0
     checkpoint_every: int = 1000
     log_every: int = 20
     precision: str = "fp32"
@@ -458,7 +472,8 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         section = "finetune"
-        _at_least(self, section, 1, "iterations", "views_per_batch", "lr_decay_every")
+        _at_least(self, section, 1, "iterations", "views_per_batch", "lr_decay_every", "val_every")
+        _at_least(self, section, 0, "val_views", "patience")
         _at_least(self, section, 1, "ssl_pairs_per_batch", "checkpoint_every", "log_every")
         _at_least(self, section, 0, "encoder_lr_scale", "ssl_weight", "views_per_shape", "num_workers")
         _at_least(self, section, 0, "head_warmup")

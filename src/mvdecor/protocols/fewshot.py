@@ -223,6 +223,7 @@ def run_fewshot(
         pixel_gt, pixel_pred = [], []
         predictions: dict[str, dict[str, ShapePrediction]] = {name: {} for name in segment_of}
         checkpoint = None
+        chosen_step = None  # the step held-out views chose, when they did
         if face_method is not None:
             spec = FACE_METHODS.get(face_method)
             run_settings = {
@@ -279,9 +280,15 @@ def run_fewshot(
                 unlabelled_shapes=list(train_shapes),
                 progress=progress,
             )
-            checkpoint = Path(result.last_checkpoint).relative_to(out).as_posix()
-            finish_stage(out / tag, run_settings, {"checkpoint": checkpoint, "step": result.step})
-            segmenter = Segmenter.from_checkpoint(result.last_checkpoint, exclude_classes=exclude)
+            # The network held-out views chose (best.pt), else the last one.
+            checkpoint = Path(result.model_checkpoint).relative_to(out).as_posix()
+            chosen_step = result.best_step
+            finish_stage(
+                out / tag,
+                run_settings,
+                {"checkpoint": checkpoint, "step": result.step, "chosen_step": chosen_step},
+            )
+            segmenter = Segmenter.from_checkpoint(result.model_checkpoint, exclude_classes=exclude)
             # The segment settings of this protocol (test-time views, prior, smoothing), not the
             # fine-tuning run's saved ones, so that one network can be scored several ways.
             segmenter.config = replace(segmenter.config, segment=config.segment, transfer=config.transfer)
@@ -336,6 +343,7 @@ def run_fewshot(
                     "run": run,
                     "labelled_shapes": labelled,
                     "checkpoint": checkpoint,
+                    **({"chosen_step": chosen_step} if chosen_step is not None else {}),
                     "predictions": predictions_path.relative_to(out).as_posix(),
                     "part_miou": float(scores["part_miou"]),
                     "shape_miou": float(scores["shape_miou"]),
@@ -383,7 +391,8 @@ def run_fewshot(
     # Only now: a setting interrupted before its results are written resumes from full checkpoints.
     for record in per_run[method]:
         if record["checkpoint"] is not None:
-            prune_checkpoints((out / record["checkpoint"]).parent, keep_checkpoints)
+            path = out / record["checkpoint"]
+            prune_checkpoints(path.parent, keep_checkpoints, keep_best=path.name == "best.pt")
     return summaries[method]
 
 

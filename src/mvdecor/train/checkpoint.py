@@ -40,6 +40,7 @@ NETWORK_ENTRIES: tuple[str, ...] = (
     "method",
     "step",
     "best_val_loss",
+    "validation",
 )
 
 #: File names of periodic snapshots: ``step_`` and the step, zero-padded to 7 digits.
@@ -93,7 +94,7 @@ def check_keep_checkpoints(keep: str) -> None:
         )
 
 
-def prune_checkpoints(folder: str | Path, keep: str) -> None:
+def prune_checkpoints(folder: str | Path, keep: str, *, keep_best: bool = False) -> None:
     """Trim the checkpoint folder of a *finished* training run to what ``keep`` asks for.
 
     Parameters
@@ -108,6 +109,9 @@ def prune_checkpoints(folder: str | Path, keep: str) -> None:
         state (about two thirds of the file), so the run can no longer be
         resumed but its network loads everywhere. Called again on a trimmed
         folder, it changes nothing.
+    keep_best : bool
+        Keep ``best.pt`` too (trimmed the same way): the run's model when
+        held-out views chose it (a fine-tuning run with ``finetune.val_views``).
 
     Raises
     ------
@@ -124,11 +128,13 @@ def prune_checkpoints(folder: str | Path, keep: str) -> None:
     last = folder / "last.pt"
     if not last.is_file():
         raise CheckpointError(last, "a finished training run has no last.pt")
+    kept = [last] + ([folder / "best.pt"] if keep_best and (folder / "best.pt").is_file() else [])
     for path in folder.glob("*.pt"):
-        if path != last:
+        if path not in kept:
             path.unlink()
     if keep == "weights":
-        payload = load_checkpoint(last)
-        network = {key: value for key, value in payload.items() if key in NETWORK_ENTRIES}
-        if len(network) < len(payload) - ("format_version" in payload):
-            save_checkpoint(last, network)
+        for path in kept:
+            payload = load_checkpoint(path)
+            network = {key: value for key, value in payload.items() if key in NETWORK_ENTRIES}
+            if len(network) < len(payload) - ("format_version" in payload):
+                save_checkpoint(path, network)

@@ -9,7 +9,8 @@ is the same everywhere:
 - metrics rows every ``log_every`` steps (the stage's scalars, the learning
   rate, steps and images per second over the window, and the share of time
   spent waiting for data) through :class:`~mvdecor.train.logs.MetricLogger`;
-- a hook after every step (validation, checkpoints);
+- a hook after every step (validation, checkpoints), and an early, normal end
+  when the stage says it is done (``finished``: held-out validation's patience);
 - on Ctrl-C, the stage's checkpoint is written before the interrupt goes on;
 - a stop request (``should_stop``, e.g. a cancel button of the labelling app)
   is honoured after the step in progress: the checkpoint is written as on
@@ -173,6 +174,7 @@ def train_steps(
     progress: bool = True,
     should_stop: Callable[[], bool] | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    finished: Callable[[], bool] | None = None,
 ) -> tuple[int, float]:
     """Run ``step_fn`` on every batch of ``loader``; ``(the step reached, the last loss)``.
 
@@ -198,6 +200,8 @@ def train_steps(
         :class:`TrainingCancelled` is raised. Under several processes each rank
         must get the same answer at the same step, or the others wait forever
     on_step : called with ``(step, total)`` after every step (a caller's progress)
+    finished : asked after every step (after ``after_step``); True ends the run
+        there, normally (early stopping: the stage has written what it keeps)
 
     Raises
     ------
@@ -249,6 +253,10 @@ def train_steps(
                 after_step(step)
             if on_step is not None:
                 on_step(step, total)
+            if finished is not None and finished():
+                if progress:
+                    bar.write(f"{desc}: stopped early at step {step}")
+                break
             if should_stop is not None and step < stop and should_stop():
                 if on_interrupt is not None:
                     on_interrupt(step)

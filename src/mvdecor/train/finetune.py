@@ -50,7 +50,7 @@ from mvdecor.models.inputs import (
     view_to_array,
 )
 from mvdecor.models.losses import dense_info_nce
-from mvdecor.train.checkpoint import load_checkpoint, save_checkpoint
+from mvdecor.train.checkpoint import NETWORK_ENTRIES, load_checkpoint, save_checkpoint
 from mvdecor.train.data import ViewPairDataset, ViewSource, collate_pairs, compute_channel_stats
 from mvdecor.train.distributed import resolve_device
 from mvdecor.train.engine import (
@@ -61,6 +61,7 @@ from mvdecor.train.engine import (
     train_steps,
     training_state,
 )
+from mvdecor.train.heldout import held_out_miou, hold_out_views
 from mvdecor.train.logs import MetricLogger
 from mvdecor.train.precision import autocast, resolve_precision
 
@@ -174,10 +175,14 @@ class LabelledViewDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng([self.seed, int(index)])
         item = self.items[int(rng.integers(len(self.items)))]
+        return self.example(item, rng)
+
+    def example(self, item: LabelledView, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+        """``item`` as an example; mirrored with ``flip_prob`` when ``rng`` is given, never without."""
         view = self.source.view(item.shape_id, item.view_index)
         array, mask, labels = view_to_array(view, self.modalities), view.mask, self.labels(item, view)
         # Drawn only when augmenting, so runs without it keep their exact draws.
-        if self.flip_prob > 0 and rng.random() < self.flip_prob:
+        if rng is not None and self.flip_prob > 0 and rng.random() < self.flip_prob:
             camera = view.camera
             array, mask = flip_view_array(
                 array, mask, self.modalities, camera.rotation[0, 0], camera.centers[0]
@@ -224,11 +229,34 @@ def label_vocabulary(source: ViewSource, shape_ids: Sequence[str]) -> tuple[str,
 
 @dataclass
 class FinetuneResult:
+    """What a fine-tuning run left.
+
+    Attributes
+    ----------
+    run_dir : the run folder
+    step : the step training ended at (before ``iterations`` when held-out
+        validation stopped it)
+    last_checkpoint : ``checkpoints/last.pt``, the state to resume from
+    label_names : the classes, in the network's output order
+    train_loss : the last step's cross-entropy (NaN when no step ran in this call)
+    model_checkpoint : the network to segment with: ``checkpoints/best.pt`` when
+        held-out views chose it (``finetune.val_views > 0``), else ``last_checkpoint``
+    best_step, best_val_miou : the chosen network's step and held-out pixel mIoU
+        (None without held-out views)
+    """
+
     run_dir: Path
     step: int
     last_checkpoint: Path
     label_names: tuple[str, ...]
     train_loss: float
+    model_checkpoint: Path | None = None
+    best_step: int | None = None
+    best_val_miou: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.model_checkpoint is None:
+            self.model_checkpoint = self.last_checkpoint
 
 
 def _initial_embedding(
@@ -355,6 +383,7 @@ def finetune(
         label_shapes = labelled_shapes
         names = label_vocabulary(source, label_shapes)
     num_classes = len(names)
+    items, val_items = hold_out_views(items, cfg.val_views, cfg.seed, lambda item: item.shape_id)
     if saved is not None:
         if list(saved.get("label_names", [])) != list(names):
             raise ConfigError(run_dir, "holds a fine-tuning run with other labels; use a new run folder")
@@ -384,6 +413,8 @@ def finetune(
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
     scaler = make_grad_scaler(cfg.precision)
     step = 0
+    # Held-out validation: the best mIoU so far, its step, scorings since, and whether it stopped the run.
+    validation = {"best_miou": -1.0, "best_step": -1, "since_best": 0, "stopped": False}
     if saved is not None:
         if saved.get("kind") != "segmentation":
             raise ConfigError(last_path, "is not a fine-tuning checkpoint")
@@ -395,9 +426,11 @@ def finetune(
                 f"does not fit this run's network ({summarize_state_dict_error(exc)}); use a new run folder",
             ) from None
         step = int(saved["step"])
+        if val_items and isinstance(saved.get("validation"), dict):
+            validation.update(saved["validation"])
         if "optimizer" in saved:
             restore_training_state(saved, device, None, optimizer, scheduler, scaler)  # model loaded above
-        elif step < cfg.iterations:
+        elif step < cfg.iterations and not validation["stopped"]:
             # Trimmed to the network (keep_checkpoints="weights"): it segments, it cannot train on.
             raise ConfigError(
                 last_path,
@@ -417,6 +450,7 @@ def finetune(
                 "preset": config.preset,
                 "labelled_shapes": list(labelled_shapes),
                 "labelled_views": len(items),
+                "held_out_views": len(val_items),
                 "unlabelled_shapes": unlabelled if cfg.ssl_weight > 0 else [],
                 "label_names": list(names),
                 "device": str(device),
@@ -428,6 +462,8 @@ def finetune(
 
     generator = torch.Generator().manual_seed(cfg.seed)
     stop = cfg.iterations if stop_after is None else min(cfg.iterations, step + stop_after)
+    if validation["stopped"]:  # held-out validation ended this run: it is finished
+        stop = step
     views = LabelledViewDataset(
         source, items, config.model.modalities, stats, num_classes, cfg.seed, cfg.flip_prob
     )
@@ -469,7 +505,30 @@ def finetune(
             "label_names": list(names),
             "num_classes": num_classes,
             "kind": "segmentation",
+            **({"validation": dict(validation)} if val_items else {}),
         }
+
+    best_path = last_path.parent / "best.pt"
+    val_batches: list[tuple[torch.Tensor, torch.Tensor]] = []
+    if val_items:
+        held_out = [views.example(item) for item in val_items]
+        val_batches = [
+            collate_views(held_out[i : i + cfg.views_per_batch])
+            for i in range(0, len(held_out), cfg.views_per_batch)
+        ]
+        val_logger = MetricLogger(run_dir, "val", tensorboard=False, resume_step=step)
+
+    def validate(at_step: int) -> None:
+        miou = held_out_miou(model, val_batches, num_classes, device, lambda: autocast(device, cfg.precision))
+        if miou > validation["best_miou"]:  # ties keep the earlier, shorter-trained network
+            validation.update(best_miou=miou, best_step=at_step, since_best=0)
+            network = {key: value for key, value in payload(at_step).items() if key in NETWORK_ENTRIES}
+            save_checkpoint(best_path, network)
+        else:
+            validation["since_best"] += 1
+        if cfg.patience and validation["since_best"] >= cfg.patience:
+            validation["stopped"] = True
+        val_logger.log(at_step, val_miou=miou, best_val_miou=validation["best_miou"])
 
     ce_loss = torch.nn.CrossEntropyLoss(ignore_index=-1)
 
@@ -522,7 +581,9 @@ def finetune(
     def after_step(at_step: int) -> None:
         nonlocal step_now
         step_now = at_step
-        if at_step % cfg.checkpoint_every == 0:
+        if val_items and (at_step % cfg.val_every == 0 or at_step == cfg.iterations):
+            validate(at_step)
+        if at_step % cfg.checkpoint_every == 0 or validation["stopped"]:
             save_checkpoint(last_path, payload(at_step))
 
     logger = MetricLogger(run_dir, "metrics", resume_step=step)
@@ -545,9 +606,12 @@ def finetune(
             progress=progress,
             should_stop=should_stop,
             on_step=on_step,
+            finished=lambda: bool(validation["stopped"]),
         )
     finally:
         logger.close()
+        if val_items:
+            val_logger.close()
     # A finished run trimmed to its network stays trimmed: rewriting it would store a fresh,
     # never-stepped optimizer state that a later, longer run would take for the real one.
     if saved is None or "optimizer" in saved or step > int(saved["step"]):
@@ -556,7 +620,20 @@ def finetune(
         from mvdecor.viz.run_reports import write_training_report
 
         write_training_report(run_dir)
-    return FinetuneResult(run_dir, step, last_path, names, last)
+    if not val_items:
+        return FinetuneResult(run_dir, step, last_path, names, last)
+    if not best_path.is_file():  # stopped (stop_after, Ctrl-C) before the first scoring
+        return FinetuneResult(run_dir, step, last_path, names, last)
+    return FinetuneResult(
+        run_dir,
+        step,
+        last_path,
+        names,
+        last,
+        model_checkpoint=best_path,
+        best_step=int(validation["best_step"]),
+        best_val_miou=float(validation["best_miou"]),
+    )
 
 
 def _ssl_loss(

@@ -194,6 +194,7 @@ _TRAINING_SUMMARY = (
     ("loss_ssl", "last", "final InfoNCE regulariser"),
     ("pixel_accuracy", "last", "final training pixel accuracy"),
     ("val_loss", "min", "best validation loss"),
+    ("val_miou", "max", "best held-out pixel mIoU"),
     ("lr", "last", "final learning rate"),
     ("it_per_s", "mean", "steps per second (mean)"),
 )
@@ -263,7 +264,13 @@ def write_training_report(run_dir: str | Path, *, title: str | None = None) -> P
             continue
         values = curve.values
         summary[heading] = float(
-            values[-1] if how == "last" else values.min() if how == "min" else values.mean()
+            values[-1]
+            if how == "last"
+            else values.min()
+            if how == "min"
+            else values.max()
+            if how == "max"
+            else values.mean()
         )
     tables = [MetricsTable(list(run_row), [list(run_row.values())], title="Run")]
     if summary:
@@ -287,7 +294,7 @@ def write_training_report(run_dir: str | Path, *, title: str | None = None) -> P
         # Named relative to the run folder, as Picture takes it (run_dir itself may be relative).
         picture = Path("pictures", "curves.png")
         plot_training_curves(run_dir, run_dir / picture)
-        sources = "metrics.csv, val.csv" if "val_loss" in curves else "metrics.csv"
+        sources = "metrics.csv, val.csv" if {"val_loss", "val_miou"} & set(curves) else "metrics.csv"
         pictures.append(Picture(picture, f"Training curves ({sources})"))
     return write_report(
         run_dir,
