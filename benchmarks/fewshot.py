@@ -91,6 +91,7 @@ from mvdecor.evaluation.embedding import evaluate_embedding
 from mvdecor.fileio import atomic_path
 from mvdecor.points import pretrain_pointcontrast
 from mvdecor.protocols.fewshot import check_refinements, finished_fewshot, run_fewshot_cached
+from mvdecor.protocols.methods import FACE_METHODS as FACE_METHOD_REGISTRY
 from mvdecor.train.data import split_shapes
 from mvdecor.train.precision import resolve_precision
 from mvdecor.train.pretrain import pretrain
@@ -98,10 +99,10 @@ from mvdecor.train.pretrain import pretrain
 #: Benchmark methods; those in ``PRETRAINED`` pre-train first, with that pre-training method.
 METHODS = ("transfer", "mvdecor", "scratch", "densecl", "imagenet", "scratch3d", "pointcontrast", "deform")
 PRETRAINED = ("mvdecor", "densecl")
-#: Methods that label faces directly (mvdecor.protocols.methods): no votes for --refine to act on.
-FACE_METHODS = ("transfer", "scratch3d", "pointcontrast", "deform")
-#: Face methods that need whole labelled shapes (not the kxv settings).
-SHAPES_ONLY = ("scratch3d", "pointcontrast", "deform")
+#: Methods that label faces directly (registered in mvdecor.protocols.methods): no votes for
+#: --refine to act on; those marked ``shapes_only`` need whole labelled shapes (no kxv settings).
+FACE_METHODS = tuple(name for name in METHODS if name in FACE_METHOD_REGISTRY)
+SHAPES_ONLY = tuple(name for name in FACE_METHODS if FACE_METHOD_REGISTRY.get(name).shapes_only)
 
 #: Per budget: the preset, and what is changed from it (None keeps the preset's value).
 BUDGETS = {
