@@ -192,3 +192,24 @@ def test_stored_configs_with_old_names_load_silently(recwarn):
     assert config == load_config("cpu")
     assert render_config_from_dict(stored["render"]) == config.render
     assert not [w for w in recwarn if "now called" in str(w.message)]
+
+
+def test_a_config_file_may_start_from_another_file_and_a_run_config_loads_on_its_own(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text("preset: cpu\nrender:\n  resolution: 96\n")
+    child = tmp_path / "child.yaml"
+    child.write_text("preset: base.yaml\nfinetune:\n  iterations: 7\n")  # beside the file
+    config = load_config(str(child))
+    assert (config.render.resolution, config.finetune.iterations) == (96, 7)
+    assert config.model == load_config("cpu").model and config.preset == str(child)
+    # A run's config.yaml sets every section and names the file it started from, which may be gone.
+    run_config = tmp_path / "run" / "config.yaml"
+    run_config.parent.mkdir()
+    run_config.write_text(config.to_yaml())
+    base.unlink()
+    assert load_config(str(run_config)).to_dict() == {**config.to_dict(), "preset": str(run_config)}
+    with pytest.raises(ConfigError, match=r"unknown base preset 'base\.yaml'"):
+        load_config(str(child))  # partial: its base is needed
+    child.write_text("preset: child.yaml\n")
+    with pytest.raises(ConfigError, match="names itself"):
+        load_config(str(child))

@@ -290,11 +290,11 @@ def load_config(
     data = upgrade_config_dict(data, source, warn=True)
     base = data.pop("preset", None)
     if base is not None and preset_or_path not in PRESETS:
-        if base not in PRESETS:
-            raise ConfigError(source, f"unknown base preset {base!r}; presets: {', '.join(PRESETS)}")
-        parent = load_config(base).to_dict()
-        parent.pop("preset")
-        data = merge_dicts(parent, data)
+        parent_path = _base_config(str(base), Path(preset_or_path), data, source)
+        if parent_path is not None:
+            parent = load_config(parent_path).to_dict()
+            parent.pop("preset")
+            data = merge_dicts(parent, data)
     data.pop("preset", None)
     config = _build(Config, data, "", source)
     if overrides:
@@ -302,6 +302,42 @@ def load_config(
         overrides.pop("preset", None)
         config = _build(Config, merge_dicts(data, overrides), "", overrides_source)
     return dataclasses.replace(config, preset=name)
+
+
+def _base_config(base: str, path: Path, data: dict[str, Any], source: str) -> str | None:
+    """What a config file's ``preset: base`` key starts it from: a preset, a YAML file, or nothing.
+
+    ``base`` is a preset name, or a YAML file (beside ``path``, or as given). A
+    file that sets every key of every section (the ``config.yaml`` a run writes, whose
+    ``preset`` records what the run was started from) needs no base: none is
+    read, so a base file that has moved away is no error there.
+    """
+    reference = Config().to_dict()
+    reference.pop("preset")
+    if _sets_every_key(data, reference):
+        return None  # a base could change nothing
+    if base in PRESETS:
+        return base
+    for candidate in (path.parent / base, Path(base)):
+        if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
+            if candidate.resolve() == path.resolve():
+                raise ConfigError(source, f"names itself as its base preset ({base!r})")
+            return str(candidate)
+    raise ConfigError(
+        source, f"unknown base preset {base!r}: not a preset ({', '.join(PRESETS)}) nor a YAML file"
+    )
+
+
+def _sets_every_key(data: Any, reference: dict[str, Any]) -> bool:
+    """Whether ``data`` has every key of ``reference``, nested mappings included."""
+    if not isinstance(data, dict):
+        return False
+    for key, value in reference.items():
+        if key not in data:
+            return False
+        if isinstance(value, dict) and not _sets_every_key(data[key], value):
+            return False
+    return True
 
 
 def render_config_to_dict(config: RenderConfig) -> dict[str, Any]:
