@@ -167,3 +167,24 @@ def test_network_input_of_pairs_uses_normals_when_asked(source):
     assert inputs.shape == (4, 6, 128)
     np.testing.assert_allclose(inputs[:, 3:].norm(dim=1).numpy(), 1.0, atol=1e-5)
     assert network_input(np.zeros((2, 3)), np.ones((2, 3)), True).shape == (6, 2)
+
+
+def test_pretraining_keeps_as_many_shapes_loaded_as_2d_pretraining(tmp_path, monkeypatch):
+    # With the source's default (8), a larger shape set reloaded a mesh for most pairs.
+    from dataclasses import replace
+
+    from mvdecor.points import pointcontrast
+
+    seen = {}
+    original = pointcontrast.ViewSource.from_config
+
+    def spy(*args, **kwargs):
+        source = original(*args, **kwargs)
+        seen["max_cached"] = source._max_cached
+        return source
+
+    monkeypatch.setattr(pointcontrast.ViewSource, "from_config", spy)
+    config = tiny_config(pretrain_iterations=1)
+    config = replace(config, pretrain=replace(config.pretrain, cached_shapes=37))
+    pretrain_pointcontrast(config, TINY_DATASET, tmp_path / "pc", progress=False)
+    assert seen["max_cached"] == 37
