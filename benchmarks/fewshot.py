@@ -312,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="NAME=KEY:VALUE[,KEY:VALUE]",
         help="a refinement variant of every learned method, scored on the same networks as its own "
-        "column <method>+NAME, e.g. prior=transfer_prior:0.5 or smooth=smoothing:1 (repeatable)",
+        "column <method>+NAME, e.g. prior=transfer_prior:0.5, smooth=smoothing:1 or views46=rings:4 "
+        "(more test-time cameras: each test shape is segmented again) (repeatable)",
     )
     parser.add_argument(
         "--suffix",

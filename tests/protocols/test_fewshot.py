@@ -201,9 +201,28 @@ def test_refinement_variants_score_one_network_several_ways(tmp_path, monkeypatc
     dataset = "synthetic:categories=mug,n=3,textured=0"
     setting = dict(train_shapes=["mug_0000", "mug_0001"], test_shapes=["mug_0002"], k=1, runs=1,
                    progress=False, keep_checkpoints="weights")  # fmt: skip
-    # A prior of weight 1 replaces the network's votes by the transfer's distribution.
-    refinements = {"prior": {"transfer_prior": 1.0}, "smooth": {"smoothing": 1.0}}
+    # A prior of weight 1 replaces the network's votes by the transfer's distribution; "same"
+    # names the training cameras (1 ring of 4) explicitly, "more" asks for 3 rings of 4.
+    refinements = {"prior": {"transfer_prior": 1.0}, "smooth": {"smoothing": 1.0},
+                   "same": {"rings": 1, "segments": 4}, "more": {"rings": 3}}  # fmt: skip
+    segmented = []
+    original_segment = fewshot.Segmenter.segment
+
+    def counting_segment(self, mesh, cameras=None, **kwargs):
+        result = original_segment(self, mesh, cameras, **kwargs)
+        segmented.append(len(result.vote.view_weights))
+        return result
+
+    monkeypatch.setattr(fewshot.Segmenter, "segment", counting_segment)
     plain = run_fewshot(config, dataset, tmp_path, refinements=refinements, **setting)
+    # One segmentation per camera set: the training's 6 views (2 poles + 4), then 3 x 4 + 2.
+    assert segmented == [6, 6, 14]
+    monkeypatch.undo()
+    same = json.loads((tmp_path / "results_scratch+same_k1.json").read_text())
+    more = json.loads((tmp_path / "results_scratch+more_k1.json").read_text())
+    assert same["part_miou"] == plain["part_miou"] and same["segment"]["rings"] == 1
+    assert more["segment"]["rings"] == 3 and more["segment"]["segments"] == 0
+    assert more["per_run"][0]["checkpoint"] == plain["per_run"][0]["checkpoint"]
     transfer = run_fewshot(config, dataset, tmp_path / "transfer", init="transfer", **setting)
     prior = json.loads((tmp_path / "results_scratch+prior_k1.json").read_text())
     smooth = json.loads((tmp_path / "results_scratch+smooth_k1.json").read_text())
@@ -221,6 +240,8 @@ def test_refinement_variants_score_one_network_several_ways(tmp_path, monkeypatc
     assert plain["refinements"] == {
         "scratch+prior": {"transfer_prior": 1.0},
         "scratch+smooth": {"smoothing": 1.0},
+        "scratch+same": {"rings": 1, "segments": 4},
+        "scratch+more": {"rings": 3},
     }
 
     # Finished: asked again with the same variants nothing runs; a new variant needs a new run.

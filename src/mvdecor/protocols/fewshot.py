@@ -55,6 +55,7 @@ from mvdecor.protocols.stages import (
     json_safe,
     open_stage,
 )
+from mvdecor.render.cameras import shape_cameras
 from mvdecor.train.checkpoint import check_keep_checkpoints, prune_checkpoints
 from mvdecor.train.finetune import finetune, label_vocabulary
 
@@ -166,12 +167,14 @@ def run_fewshot(
         ``last`` (default), ``weights`` (network only, a third of the size) or
         ``all``. Runs of an unfinished setting keep everything so it can resume.
     refinements : ``{name: {segment key: value}}``, variants of the segment
-        settings that act on the fused votes only (:data:`REFINEMENT_KEYS`: the
-        transfer prior and the mesh smoothing), e.g. ``{"smooth": {"smoothing":
-        1.0}}``. Each test shape is segmented once per run and every variant is
-        scored on the same votes and filed as its own method,
-        ``<method>+<name>`` (``results_mvdecor+smooth_k2.json``), so an
-        ablation of the refinements costs no extra fine-tuning or rendering.
+        settings (:data:`REFINEMENT_KEYS`: the transfer prior, the mesh
+        smoothing, the test-time cameras), e.g. ``{"smooth": {"smoothing":
+        1.0}}``. Each variant is scored with the same fine-tuned networks and
+        filed as its own method, ``<method>+<name>``
+        (``results_mvdecor+smooth_k2.json``); variants of the votes reuse one
+        segmentation of each test shape, and a variant's camera set
+        (``rings``, ``segments``) segments it once more, so an ablation costs
+        no extra fine-tuning.
         Ignored by the face methods (:mod:`mvdecor.protocols.methods`:
         ``transfer``...), which label faces directly and have no votes to refine.
     """
@@ -296,14 +299,20 @@ def run_fewshot(
                 mesh = source.mesh(shape_id)
                 seg = segmenter.segment(mesh, keep_views=True, normalize=False, transfer=transfer)
                 prior = None
+                # The unrefined vote of each test-time camera set (a variant may change it).
+                votes = {(config.segment.rings, config.segment.segments): seg.vote}
                 for name, segment in segment_of.items():
                     if name == method:
                         fusion = seg.fusion
                     else:
                         if segment.transfer_prior > 0 and prior is None:
                             prior = transfer.face_probabilities(mesh)
+                        views_key = (segment.rings, segment.segments)
+                        if views_key not in votes:
+                            cameras = shape_cameras(segmenter.config.render, mesh.name, *views_key)
+                            votes[views_key] = segmenter.segment(mesh, cameras, normalize=False).vote
                         fusion = refine_fusion(
-                            seg.vote,
+                            votes[views_key],
                             mesh,
                             prior=prior if segment.transfer_prior > 0 else None,
                             prior_weight=segment.transfer_prior,
@@ -396,9 +405,19 @@ def run_fewshot(
     return summaries[method]
 
 
-#: The segment settings a refinement variant may change: they act on the fused votes only,
-#: so one segmentation of each test shape serves every variant.
-REFINEMENT_KEYS = ("transfer_prior", "smoothing", "smoothing_angle_degrees", "smoothing_iterations")
+#: The segment settings a refinement variant may change. The first four act on the fused votes
+#: only, so one segmentation of each test shape serves every variant; ``rings`` and
+#: ``segments`` (the test-time cameras) segment the shape once more per camera set, with the
+#: same network.
+REFINEMENT_KEYS = (
+    "transfer_prior",
+    "smoothing",
+    "smoothing_angle_degrees",
+    "smoothing_iterations",
+    "rings",
+    "segments",
+)
+_INTEGER_REFINEMENT_KEYS = ("smoothing_iterations", "rings", "segments")
 
 
 def check_refinements(refinements: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
@@ -413,7 +432,7 @@ def check_refinements(refinements: Mapping[str, Mapping[str, float]]) -> dict[st
                 None, f"refinement {name!r}: unknown key(s) {unknown}; allowed: {', '.join(REFINEMENT_KEYS)}"
             )
         out[name] = {
-            key: float(value) if key != "smoothing_iterations" else int(value)
+            key: int(value) if key in _INTEGER_REFINEMENT_KEYS else float(value)
             for key, value in changes.items()
         }
     return out
