@@ -144,7 +144,7 @@ def test_an_unreadable_label_file_is_reported_and_can_be_overwritten(client, fol
 def test_the_page_and_its_scripts_are_served(client):
     page = client.get("/")
     assert page.status_code == 200 and "app.js" in page.text
-    for script in ("app.js", "views.js", "selection.js", "jobs.js"):
+    for script in ("app.js", "views.js", "selection.js", "jobs.js", "uploads.js"):
         assert f"static/{script}" in page.text and client.get(f"/static/{script}").status_code == 200
     assert client.get("/static/three/three.min.js").status_code == 200
     assert client.get("/static/three/OrbitControls.js").status_code == 200

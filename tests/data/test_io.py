@@ -295,6 +295,21 @@ def test_gltf_with_external_files(tmp_path: Path) -> None:
     assert mesh.name == tmp_path.name  # "model" is a generic stem: the folder names it
 
 
+def test_gltf_external_files_lists_what_a_gltf_needs_beside_it(tmp_path: Path) -> None:
+    from mvdecor.data.io import gltf_external_files
+
+    scene, _ = _two_node_scene()
+    files = scene.export(file_type="gltf")
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    external = gltf_external_files(tmp_path / "model.gltf")
+    assert external and all(kind in ("buffer", "image") for kind, _ in external)
+    assert {uri for _, uri in external} <= set(files) - {"model.gltf"}
+    scene.export(tmp_path / "scene.glb")  # its binary chunk holds everything
+    assert gltf_external_files(tmp_path / "scene.glb") == []
+    assert gltf_external_files(write(tmp_path / "bad.gltf", "not json")) == []
+
+
 def test_gltf_missing_image_warns(tmp_path: Path) -> None:
     scene, _ = _two_node_scene()
     files = scene.export(file_type="gltf")

@@ -11,8 +11,8 @@ replaced with a backup), :mod:`~mvdecor.app.events` (the job's progress as
 Server-Sent Events) and :mod:`~mvdecor.app.server` (the FastAPI application,
 :func:`~mvdecor.app.server.create_app`). The page is ``static/index.html``
 with ``static/app.js`` (3D view, brush, fill, labels), ``static/selection.js``
-(lasso and polygon), ``static/views.js`` (painted views) and ``static/jobs.js``
-("segment the rest"); three.js comes from the copy vendored in
+(lasso and polygon), ``static/views.js`` (painted views), ``static/jobs.js``
+("segment the rest") and ``static/uploads.js`` (adding meshes); three.js comes from the copy vendored in
 :mod:`mvdecor.viz` (``viz/static/three-0.147.0``).
 
 FastAPI is imported only by :mod:`~mvdecor.app.server`, so the rest of the

@@ -9,6 +9,10 @@ GET      ``/``                               the page (``static/index.html``)
 GET      ``/static/...``                     the page's scripts (three.js r147, vendored)
 GET      ``/api/info``                       folder, label set, methods, the job's status
 GET      ``/api/meshes``                     every mesh with its state (errors included)
+PUT      ``/api/meshes/{name}``              the bytes of a mesh file (``application/octet-stream``):
+                                             add it to the folder as ``name``; 201 and its list
+                                             entry, 409 when taken, 413 over ``max_upload``,
+                                             422 when it does not load
 GET      ``/api/meshes/{id}``                geometry (base64 little-endian arrays), labels,
                                              version, face adjacency and dihedral angles
                                              (null with ``?fill_graph=false``), prediction
@@ -38,7 +42,12 @@ Safety:
   requests whose ``Host`` is a loopback name are served (against DNS rebinding);
 - requests that change something must be ``application/json`` (a cross-site
   form cannot send that without a preflight, which is never granted) and carry
-  a ``Content-Length`` of at most ``max_body`` bytes;
+  a ``Content-Length`` of at most ``max_body`` bytes; the one exception is an
+  added mesh (``PUT /api/meshes/{name}``): ``application/octet-stream`` (no
+  cross-site form can send that either, nor a ``PUT``), at most ``max_upload``
+  bytes, read in chunks into a hidden staging folder and published only once
+  the folder's loader reads it (:meth:`AppFolder.add_mesh`): nothing
+  half-written is ever left under a mesh's name;
 - a mesh that fails to load is an error entry in the list, never a crash, and a
   malformed ``labels.json`` is reported by ``/api/info`` and ``/api/labels``
   (the page offers to replace it), never a failure to start.
@@ -48,6 +57,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -56,12 +66,16 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from mvdecor.app.events import job_events
 from mvdecor.app.folder import (
     ABSENT_VERSION,
     EXPORTS_DIR,
     AppFolder,
+    MeshExistsError,
+    MeshUploadError,
     NotFoundError,
     UnsafePathError,
     VersionConflictError,
@@ -72,11 +86,13 @@ from mvdecor.app.jobs import LOCK_FILE, METHODS, JobBusyError, JobManager, job_f
 from mvdecor.app.labelset import LabelSetFileError
 from mvdecor.app.views import PaintedViews
 from mvdecor.config import RenderConfig
+from mvdecor.data.io import SUPPORTED_EXTENSIONS
 from mvdecor.errors import FileError, MvDecorError
 
 __all__ = [
     "DEFAULT_HEARTBEAT_S",
     "DEFAULT_MAX_BODY",
+    "DEFAULT_MAX_UPLOAD",
     "LOCAL_HOSTS",
     "create_app",
     "fill_graph_payload",
@@ -85,12 +101,17 @@ __all__ = [
 
 #: Largest request body accepted (labels of ~4 million faces as JSON).
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
+#: Largest mesh file that can be added from the page.
+DEFAULT_MAX_UPLOAD = 200 * 1024 * 1024
 #: Seconds between two heartbeat comments of the job's event stream.
 DEFAULT_HEARTBEAT_S = 15.0
 #: Host names served without a token.
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
 TOKEN_HEADER = "X-MVDecor-Token"
 _MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+#: The one route that takes a raw body: ``PUT /api/meshes/{name}`` (a mesh file added).
+_UPLOAD_PATH = re.compile(r"^/api/meshes/[^/]+$")
+_UPLOAD_TYPE = "application/octet-stream"
 #: On every response: the page loads only its own scripts and talks only to this server, cannot
 #: be framed by another site, and never sends the token-bearing address on as a referrer.
 _SECURITY_HEADERS = {
@@ -205,6 +226,10 @@ def _error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
 
+def _size(count: int) -> str:
+    return f"{count / 2**20:g} MB" if count >= 2**20 else f"{count} bytes"
+
+
 def _page(token: str | None) -> str:
     html = resources.files("mvdecor.app").joinpath("static/index.html").read_text(encoding="utf-8")
     query = f"?token={token}" if token else ""
@@ -227,6 +252,7 @@ def create_app(
     *,
     allowed_hosts: tuple[str, ...] = LOCAL_HOSTS,
     max_body: int = DEFAULT_MAX_BODY,
+    max_upload: int | None = None,
     view_render: RenderConfig | None = None,
     heartbeat_s: float = DEFAULT_HEARTBEAT_S,
 ) -> FastAPI:
@@ -240,6 +266,8 @@ def create_app(
         beyond the loopback interface
     allowed_hosts : without a token, the ``Host`` names served (loopback by default)
     max_body : the largest request body, in bytes
+    max_upload : the largest mesh file added from the page, in bytes
+        (default :data:`DEFAULT_MAX_UPLOAD`)
     view_render : render settings of the views offered for painting (default:
         those the folder's painted views were made with, else the ``cpu`` preset's)
     heartbeat_s : seconds between the heartbeat comments of the job's event stream
@@ -252,6 +280,8 @@ def create_app(
         :class:`~mvdecor.app.views.PaintedViews`.
     """
     app_folder = folder if isinstance(folder, AppFolder) else AppFolder(folder)
+    app_folder.remove_stale_uploads()
+    upload_limit = DEFAULT_MAX_UPLOAD if max_upload is None else int(max_upload)
     jobs = JobManager(app_folder.safe_path(LOCK_FILE))
     views = PaintedViews(app_folder, view_render)
     graphs = FillGraphCache()
@@ -273,12 +303,24 @@ def create_app(
             if name not in allowed_hosts:
                 return _error(403, f"host {host!r} refused: serve with --host and use the token to allow it")
         if request.method in _MUTATING:
+            path, kind = request.url.path, request.headers.get("content-type", "")
+            upload = request.method == "PUT" and _UPLOAD_PATH.match(path) is not None
+            limit = upload_limit if upload else max_body
             length = request.headers.get("content-length")
             if length is None or not length.isdigit():
                 return _error(411, "a Content-Length header is required")
-            if int(length) > max_body:
+            if int(length) > limit:
+                if upload:
+                    return _error(413, f"the file is {_size(int(length))}, over the limit of {_size(limit)}")
                 return _error(413, f"request body over {max_body} bytes")
-            if not request.headers.get("content-type", "").startswith("application/json"):
+            if upload:
+                if not kind.startswith(_UPLOAD_TYPE):
+                    return _error(415, f"send the mesh file's bytes (Content-Type: {_UPLOAD_TYPE})")
+            elif (
+                request.method == "PUT" and kind.startswith(_UPLOAD_TYPE) and path.startswith("/api/meshes/")
+            ):
+                return _error(403, "a mesh is added under a plain file name (no folders, no '..')")
+            elif not kind.startswith("application/json"):
                 return _error(415, "send JSON (Content-Type: application/json)")
         response = await call_next(request)
         response.headers.update(_SECURITY_HEADERS)
@@ -288,25 +330,24 @@ def create_app(
     async def conflict(request: Request, exc: VersionConflictError) -> JSONResponse:
         return _error(409, str(exc), current_version=exc.current)
 
-    @app.exception_handler(JobBusyError)
-    async def busy(request: Request, exc: JobBusyError) -> JSONResponse:
-        return _error(409, str(exc))
-
-    @app.exception_handler(NotFoundError)
-    async def not_found(request: Request, exc: NotFoundError) -> JSONResponse:
-        return _error(404, str(exc))
-
-    @app.exception_handler(UnsafePathError)
-    async def unsafe(request: Request, exc: UnsafePathError) -> JSONResponse:
-        return _error(403, str(exc))
-
     @app.exception_handler(LabelSetFileError)
     async def malformed_label_set(request: Request, exc: LabelSetFileError) -> JSONResponse:
         return _error(409, str(exc), file=exc.path, reason=exc.reason)
 
-    @app.exception_handler(MvDecorError)
-    async def refused(request: Request, exc: MvDecorError) -> JSONResponse:
-        return _error(400, str(exc))
+    # The other refusals are their message under a status (the most specific class wins).
+    for error_type, status in (
+        (JobBusyError, 409),
+        (NotFoundError, 404),
+        (UnsafePathError, 403),
+        (MeshExistsError, 409),
+        (MeshUploadError, 422),
+        (MvDecorError, 400),
+    ):
+
+        async def refused(request: Request, exc: Exception, status: int = status) -> JSONResponse:
+            return _error(status, str(exc))
+
+        app.add_exception_handler(error_type, refused)
 
     # ----------------------------------------------------------------- page
     @app.get("/", response_class=HTMLResponse)
@@ -337,11 +378,35 @@ def create_app(
             "labels": app_folder.label_set(),
             "methods": list(METHODS),
             "job": jobs.status(),
+            "upload": {"extensions": list(SUPPORTED_EXTENSIONS), "max_bytes": upload_limit},
         }
 
     @app.get("/api/meshes")
     def meshes() -> dict[str, Any]:
         return {"meshes": [e.to_dict() for e in app_folder.entries()]}
+
+    @app.put("/api/meshes/{name}", status_code=201)
+    async def add_mesh(name: str, request: Request) -> Response:
+        """Add a mesh file: checked, staged in chunks, loaded, then published (never over a file)."""
+        app_folder.new_mesh_path(name)  # a bad or taken name is refused before the body is read
+        try:
+            with app_folder.upload_staging(name) as staged:
+                size = 0
+                with open(staged, "wb") as handle:
+                    async for chunk in request.stream():
+                        size += len(chunk)
+                        if size > upload_limit:  # more than its Content-Length said
+                            return _error(413, f"the file is over the limit of {_size(upload_limit)}")
+                        handle.write(chunk)
+                shape_id = await run_in_threadpool(app_folder.add_mesh, staged, name)
+        except ClientDisconnect:
+            return _error(400, f"the upload of {name} was interrupted; nothing was added")
+        except OSError as exc:  # a read-only folder, a full disk
+            return _error(
+                500, f"{name}: cannot write into the folder ({exc.strerror or exc}); nothing was added"
+            )
+        entry = await run_in_threadpool(app_folder.entry, shape_id)
+        return JSONResponse(entry.to_dict(), status_code=201)
 
     def _known(shape_id: str) -> str:
         if shape_id not in app_folder.refresh().shape_ids():

@@ -9,8 +9,8 @@
  * clicked face over the server's face adjacency while the dihedral angle stays under the limit.
  *
  * The eraser is a mode (E toggles it): the brush, the fill, the lasso and the polygon then erase.
- * The lasso and polygon tools live in selection.js, the job in jobs.js, painted views in views.js;
- * they use window.mvdecorApp (at the end of this file).
+ * The lasso and polygon tools live in selection.js, the job in jobs.js, painted views in views.js,
+ * adding meshes in uploads.js; they use window.mvdecorApp (at the end of this file).
  *
  * The page reports its state for tests in <body>: data-app ("loading", "ready", "error"),
  * data-mesh (the mesh shown), data-labelled (its faces with a label), data-dirty (unsaved edits),
@@ -460,6 +460,12 @@
   function renderList() {
     var list = $("meshes");
     list.innerHTML = "";
+    if (!state.meshes.length) {
+      var empty = document.createElement("li");
+      empty.className = "empty";
+      empty.textContent = "no meshes yet: add some, or drop mesh files here";
+      list.appendChild(empty);
+    }
     state.meshes.forEach(function (m) {
       var li = document.createElement("li");
       if (state.current && state.current.id === m.id) li.className = "current";

@@ -45,6 +45,7 @@ _common
 from __future__ import annotations
 
 from mvdecor.data.io._common import PathLike as PathLike
+from mvdecor.data.io.gltf import gltf_external_files
 from mvdecor.data.io.labels import (
     LABEL_EXTENSIONS,
     LABEL_NAME_EXTENSIONS,
@@ -61,6 +62,7 @@ __all__ = [
     "MAX_UNNAMED_LABELS",
     "SUPPORTED_EXTENSIONS",
     "check_unnamed_label_range",
+    "gltf_external_files",
     "load_label_names",
     "load_labels",
     "load_mesh",

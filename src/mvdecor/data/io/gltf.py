@@ -34,6 +34,23 @@ def _gltf_json(path: Path) -> dict | None:
     return doc if isinstance(doc, dict) else None
 
 
+def gltf_external_files(path: str | Path) -> list[tuple[str, str]]:
+    """The files a .gltf or .glb refers to outside itself: ``[(kind, uri)]``, kind ``buffer`` or ``image``.
+
+    Embedded data (``data:`` URIs, a GLB's own binary chunk) is not listed; an
+    unreadable file lists nothing (loading it says why).
+    """
+    doc = _gltf_json(Path(path)) or {}
+    found = []
+    for kind in ("buffers", "images"):
+        items = doc.get(kind)
+        for item in items if isinstance(items, list) else []:
+            uri = item.get("uri") if isinstance(item, dict) else None
+            if isinstance(uri, str) and not uri.startswith("data:"):
+                found.append((kind[:-1], uri))
+    return found
+
+
 def _warn_missing_gltf_images(path: Path) -> None:
     doc = _gltf_json(path)
     for image in (doc or {}).get("images", []) or []:
