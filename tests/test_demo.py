@@ -247,9 +247,11 @@ def test_demo_without_pretraining_runs_scratch_only_and_resumes(tmp_path):
     assert "pictures/curves/finetune_mug_scratch.png" in pictures
     checkpoint = out / summary["fewshot"]["mug"]["scratch"]["checkpoint"]
     assert sorted(p.name for p in checkpoint.parent.iterdir()) == ["last.pt"]
-    assert set(load_checkpoint(checkpoint)) == set(NETWORK_ENTRIES) - {"method", "best_val_loss"} | {
-        "format_version"
-    }
+    assert set(load_checkpoint(checkpoint)) == set(NETWORK_ENTRIES) - {
+        "method",
+        "best_val_loss",
+        "validation",
+    } | {"format_version"}
 
     # A second run reuses the finished fine-tuning run instead of training again.
     run_demo(out, pretrain_iterations=0, **settings)
