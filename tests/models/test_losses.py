@@ -141,3 +141,23 @@ def test_bf16_autocast_is_stable():
     assert got.dtype == torch.float32
     want = reference_info_nce_loop(fa, fb, ia, ib)
     assert math.isclose(float(got), want, rel_tol=0.05)
+
+
+def test_class_balance_weights_against_a_naive_reference():
+    from mvdecor.models.losses import class_balance_weights
+
+    counts = [900, 90, 0, 10]
+    for power in (0.0, 0.5, 1.0):
+        total = sum(counts)
+        raw = [(c / total) ** -power if c else None for c in counts]
+        mean = sum(c * r for c, r in zip(counts, raw, strict=True) if r is not None) / total
+        expected = [r / mean if r is not None else 1.0 for r in raw]
+        got = class_balance_weights(torch.tensor(counts), power)
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, torch.tensor(expected, dtype=torch.float32))
+    inverse = class_balance_weights(torch.tensor(counts), 1.0)
+    # Inverse frequency: each present class carries the same total weight.
+    assert torch.allclose(inverse[[0, 1, 3]] * torch.tensor([900.0, 90.0, 10.0]), torch.tensor(1000 / 3))
+    assert torch.equal(class_balance_weights(torch.zeros(3), 1.0), torch.ones(3))
+    with pytest.raises(ValueError, match="power"):
+        class_balance_weights(torch.tensor(counts), -1.0)

@@ -288,3 +288,53 @@ def test_flip_augmentation_mirrors_views_and_labels_together():
     np.testing.assert_array_equal(half[7]["inputs"], half[7]["inputs"])
     with pytest.raises(ConfigError, match="flip_prob"):
         ft_config(flip_prob=1.5)
+
+
+def test_class_balance_weighs_rare_parts_up_in_the_loss(tmp_path, monkeypatch):
+    import csv
+
+    import torch
+
+    # Without dropout's random draws, step 1's loss can be recomputed exactly below.
+    monkeypatch.setattr(torch.nn.Dropout, "forward", lambda self, x: x)
+
+    from mvdecor.train.finetune import LabelledViewDataset, collate_views
+
+    config = ft_config(iterations=1, class_balance=1.0, precision="fp32")  # exact sums below
+    source = ViewSource(CHAIRS, config.render)
+    items = select_labelled_views(["chair_0000"], source.num_views("chair_0000"), 0, seed=0)
+    views = LabelledViewDataset(source, items, config.model.modalities, None, 5)
+    counts = views.pixel_counts()
+    expected = np.zeros(5, np.int64)
+    for item in items:
+        labels = views.example(item)["labels"]
+        expected += np.array([(labels == c).sum() for c in range(5)])
+    np.testing.assert_array_equal(counts, expected)
+
+    kwargs = dict(labelled_shapes=["chair_0000"], progress=False)
+    start = finetune(config, CHAIRS, tmp_path / "start", stop_after=0, **kwargs)
+    result = finetune(config, CHAIRS, tmp_path / "ft", **kwargs)
+    weights = np.array(json.loads((result.run_dir / "run.json").read_text())["class_weights"])
+    present = counts > 0
+    # Inverse frequency: every part's pixels weigh the same in total; the rarest weighs most.
+    totals = weights[present] * counts[present]
+    np.testing.assert_allclose(totals, totals[0], rtol=1e-5)
+    assert weights.argmax() == np.where(present, counts, counts.max() + 1).argmin()
+    # Step 1's logged loss is the weighted cross-entropy of the untrained network on its batch.
+    model, stats, _, _ = load_segmentation_model(start.last_checkpoint)
+    batch = LabelledViewDataset(source, items, config.model.modalities, stats, 5)
+    inputs, labels = collate_views([batch[i] for i in range(config.finetune.views_per_batch)])
+    with torch.no_grad():
+        logits = model.train()(inputs)
+    weighted = torch.nn.functional.cross_entropy(
+        logits, labels, weight=torch.tensor(weights, dtype=torch.float32), ignore_index=-1
+    )
+    plain = torch.nn.functional.cross_entropy(logits, labels, ignore_index=-1)
+    rows = list(csv.DictReader((result.run_dir / "metrics.csv").read_text().splitlines()))
+    logged = float(rows[0]["loss_ce"])
+    assert abs(logged - float(weighted)) < 1e-4 * max(1.0, logged), (logged, float(weighted))
+    assert abs(float(weighted) - float(plain)) > 1e-3  # the check tells the two apart
+    unweighted = finetune(ft_config(iterations=1), CHAIRS, tmp_path / "plain", **kwargs)
+    assert "class_weights" not in json.loads((unweighted.run_dir / "run.json").read_text())
+    with pytest.raises(ConfigError, match="class_balance"):
+        ft_config(class_balance=-0.5)

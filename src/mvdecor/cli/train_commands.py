@@ -203,6 +203,12 @@ def add_finetune_parser(sub: argparse._SubParsersAction) -> None:
         type=float,
         help="probability of mirroring a labelled view (augmentation; 0: off)",
     )
+    p.add_argument(
+        "--class-balance",
+        dest="class_balance",
+        type=float,
+        help="weigh each part's pixels by frequency**-VALUE in the loss (0: off, 1: inverse frequency)",
+    )
     p.add_argument("--store", help="a render store of DATASET made with the same render settings")
     p.add_argument("--restart", action="store_true", help="ignore RUN/checkpoints/last.pt and start over")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

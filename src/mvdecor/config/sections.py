@@ -411,6 +411,12 @@ class FinetuneConfig:
         Probability that a labelled view is mirrored left to right (with its
         labels; world-space normals and positions mirrored across the camera's
         vertical plane). 0 (default, the paper): no augmentation.
+    class_balance : float
+        Weights of the cross-entropy's classes: ``frequency ** -class_balance``,
+        from the training views' labelled pixels (written to ``run.json``). 0
+        (default, the paper): every pixel counts the same; 1: inverse frequency,
+        so small parts count as much as large ones (as part mIoU does); 0.5 in
+        between.
     ssl_weight : float
         lambda, the weight of the self-supervised InfoNCE regulariser on
         unlabelled shapes (0.001; 0 disables it).
@@ -454,6 +460,7 @@ class FinetuneConfig:
     encoder_lr_scale: float = 1.0
     head_warmup: int = 0
     flip_prob: float = 0.0
+    class_balance: float = 0.0
     ssl_weight: float = 1e-3
     ssl_pairs_per_batch: int = 2
     ssl_mode: str = "sum"
@@ -476,7 +483,7 @@ class FinetuneConfig:
         _at_least(self, section, 0, "val_views", "patience")
         _at_least(self, section, 1, "ssl_pairs_per_batch", "checkpoint_every", "log_every")
         _at_least(self, section, 0, "encoder_lr_scale", "ssl_weight", "views_per_shape", "num_workers")
-        _at_least(self, section, 0, "head_warmup")
+        _at_least(self, section, 0, "head_warmup", "class_balance")
         _fraction(self, section, "flip_prob")
         _positive(self, section, "lr")
         _check(section, "lr_decay", self.lr_decay, 0 < self.lr_decay <= 1, "in (0, 1]")

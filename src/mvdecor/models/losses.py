@@ -1,4 +1,5 @@
-"""The contrastive loss of MvDeCor pre-training (paper eq. 2; docs/design.md section 3).
+"""The losses: MvDeCor's contrastive loss (paper eq. 2; docs/design.md section 3) and
+the class weights of the fine-tuning cross-entropy.
 
 For ``N`` matched pixel pairs ``(a_i, b_i)`` between two views of one shape,
 with L2-normalised embeddings and temperature τ::
@@ -22,7 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["dense_info_nce", "gather_pixels", "info_nce", "reference_info_nce_loop"]
+__all__ = [
+    "class_balance_weights",
+    "dense_info_nce",
+    "gather_pixels",
+    "info_nce",
+    "reference_info_nce_loop",
+]
 
 #: Logit given to padded (invalid) negatives: finite, so that no NaN can appear.
 _MASKED_LOGIT = -1e9
@@ -197,3 +204,34 @@ def reference_info_nce_loop(
             loss = 0.5 * (loss + direction(zb, za))
         losses.append(loss)
     return sum(losses) / len(losses) if losses else 0.0
+
+
+def class_balance_weights(pixel_counts: Tensor, power: float) -> Tensor:
+    """Cross-entropy class weights ``frequency ** -power`` from labelled pixel counts.
+
+    Part mIoU weighs every part equally while a plain cross-entropy weighs pixels,
+    so a button of a few hundred pixels hardly moves the loss. ``power`` 0 gives
+    equal weights (the plain loss), 1 inverse frequency, 0.5 a middle way.
+
+    Parameters
+    ----------
+    pixel_counts : ``(C,)`` labelled pixels of each class (any dtype)
+    power : the exponent, ``>= 0``
+
+    Returns
+    -------
+    ``(C,)`` float32, scaled so the labelled pixels' mean weight is 1 (the loss
+    keeps its scale). Classes with no pixels get 1: no target has them.
+    """
+    counts = torch.as_tensor(pixel_counts, dtype=torch.float64)
+    if counts.ndim != 1 or bool((counts < 0).any()):
+        raise ValueError("pixel_counts must be a 1-D tensor of counts >= 0")
+    if power < 0:
+        raise ValueError(f"power must be >= 0, got {power}")
+    weights = torch.ones_like(counts)
+    present = counts > 0
+    if not bool(present.any()):
+        return weights.float()
+    weights[present] = (counts[present] / counts.sum()) ** -power
+    weights[present] /= (counts * weights)[present].sum() / counts.sum()
+    return weights.float()

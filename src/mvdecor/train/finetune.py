@@ -3,7 +3,8 @@
 :func:`finetune` trains a :class:`~mvdecor.models.embedding.SegmentationNet`
 with cross-entropy over the foreground pixels of labelled views (a pixel's
 label is the label of the face it sees, or a user's label image), plus
-``lambda * InfoNCE`` on view pairs of unlabelled shapes as a regulariser. It
+``lambda * InfoNCE`` on view pairs of unlabelled shapes as a regulariser
+(``finetune.class_balance`` weighs the classes by their pixel frequency). It
 starts from a pre-trained embedding checkpoint, from scratch, or from a
 torchvision-layout ImageNet ResNet file. The run folder mirrors pre-training's
 (``config.yaml``, ``run.json``, ``metrics.csv``, ``tensorboard/``,
@@ -49,7 +50,7 @@ from mvdecor.models.inputs import (
     parse_modalities,
     view_to_array,
 )
-from mvdecor.models.losses import dense_info_nce
+from mvdecor.models.losses import class_balance_weights, dense_info_nce
 from mvdecor.train.checkpoint import NETWORK_ENTRIES, load_checkpoint, save_checkpoint
 from mvdecor.train.data import ViewPairDataset, ViewSource, collate_pairs, compute_channel_stats
 from mvdecor.train.distributed import resolve_device
@@ -171,6 +172,14 @@ class LabelledViewDataset(torch.utils.data.Dataset):
             labels = view.face_labels(mesh.face_labels)
         labels = np.where(view.mask, labels, -1)
         return labels
+
+    def pixel_counts(self) -> np.ndarray:
+        """``(num_classes,)`` int64: labelled pixels of each class over every item's view."""
+        counts = np.zeros(self.num_classes, np.int64)
+        for item in self.items:
+            labels = self.labels(item, self.source.view(item.shape_id, item.view_index))
+            counts += np.bincount(labels[labels >= 0], minlength=self.num_classes)[: self.num_classes]
+        return counts
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng([self.seed, int(index)])
@@ -438,6 +447,13 @@ def finetune(
                 f"cannot continue to {cfg.iterations} steps; use a new run folder",
             )
 
+    views = LabelledViewDataset(
+        source, items, config.model.modalities, stats, num_classes, cfg.seed, cfg.flip_prob
+    )
+    class_weights = None
+    if cfg.class_balance > 0:
+        class_weights = class_balance_weights(torch.from_numpy(views.pixel_counts()), cfg.class_balance)
+
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(config.to_yaml())
     unlabelled = list(unlabelled_shapes) if unlabelled_shapes is not None else source.shape_ids()
@@ -453,6 +469,7 @@ def finetune(
                 "held_out_views": len(val_items),
                 "unlabelled_shapes": unlabelled if cfg.ssl_weight > 0 else [],
                 "label_names": list(names),
+                **({"class_weights": class_weights.tolist()} if class_weights is not None else {}),
                 "device": str(device),
             },
             indent=2,
@@ -464,9 +481,6 @@ def finetune(
     stop = cfg.iterations if stop_after is None else min(cfg.iterations, step + stop_after)
     if validation["stopped"]:  # held-out validation ended this run: it is finished
         stop = step
-    views = LabelledViewDataset(
-        source, items, config.model.modalities, stats, num_classes, cfg.seed, cfg.flip_prob
-    )
     view_loader = DataLoader(
         views,
         batch_sampler=StepBatchSampler(step, stop, cfg.views_per_batch),
@@ -530,7 +544,9 @@ def finetune(
             validation["stopped"] = True
         val_logger.log(at_step, val_miou=miou, best_val_miou=validation["best_miou"])
 
-    ce_loss = torch.nn.CrossEntropyLoss(ignore_index=-1)
+    ce_loss = torch.nn.CrossEntropyLoss(
+        weight=None if class_weights is None else class_weights.to(device), ignore_index=-1
+    )
 
     frozen: bool | None = None  # whether the embedding's parameters are frozen now
 
