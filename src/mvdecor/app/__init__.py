@@ -6,6 +6,7 @@ rest" background job), :mod:`~mvdecor.app.views` (painted views: rendered
 views labelled per pixel, saved as fine-tuning's label PNGs),
 :mod:`~mvdecor.app.geometry` (the fill tool's face adjacency, cached),
 :mod:`~mvdecor.app.exports` (coloured meshes, label files, one mesh per part),
+:mod:`~mvdecor.app.uploads` (meshes added from the page: staged, loaded, published),
 :mod:`~mvdecor.app.labelset` (``labels.json`` read strictly; a malformed one
 replaced with a backup), :mod:`~mvdecor.app.events` (the job's progress as
 Server-Sent Events) and :mod:`~mvdecor.app.server` (the FastAPI application,

@@ -25,12 +25,8 @@ temporary beside the target, then ``os.replace``):
   ``predictions/accepted.json`` lists the shapes whose labels came from an
   accepted prediction;
 - exports, under ``exports/<shape>/`` (:mod:`mvdecor.app.exports`);
-- meshes added from the page (:meth:`AppFolder.add_mesh`): written into a hidden
-  staging folder ``.mvdecor-upload-<pid>-<random>/staged/`` inside the folder
-  (two levels down, so the adapter never lists it), loaded there with the
-  adapter's loader, then published under their name with a hard link (which,
-  unlike a rename, never replaces an existing file); the staging folder is
-  always removed, and stale ones of dead processes go when the app starts.
+- meshes added from the page, through :mod:`mvdecor.app.uploads` (staged in a
+  hidden folder inside this one, published only once they load).
 
 Saves are versioned: the version of a shape's labels (or of the label set) is
 a hash of its file's bytes. A client sends the version it loaded; when the
@@ -40,16 +36,12 @@ file changed since (another tab, another program), the save is refused with
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import re
-import secrets
-import shutil
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,27 +54,22 @@ from mvdecor.app.labelset import (
     read_label_set_file,
     replace_label_set_file,
 )
-from mvdecor.data.datasets import FolderDataset, safe_shape_id
+from mvdecor.data.datasets import FolderDataset
 from mvdecor.data.io import (
     MAX_UNNAMED_LABELS,
-    SUPPORTED_EXTENSIONS,
-    gltf_external_files,
     load_labels,
     load_mesh,
 )
 from mvdecor.data.mesh import LabelledMesh, vertex_labels_to_face_labels
-from mvdecor.errors import FileError, LabelError, MvDecorError, UnsupportedFormatError
+from mvdecor.errors import FileError, LabelError, MvDecorError
 from mvdecor.fileio import atomic_path
 from mvdecor.palette import label_palette
 
 __all__ = [
     "ABSENT_VERSION",
     "STATES",
-    "UPLOAD_STAGING_PREFIX",
     "AppFolder",
     "MeshEntry",
-    "MeshExistsError",
-    "MeshUploadError",
     "NotFoundError",
     "UnsafePathError",
     "VersionConflictError",
@@ -102,10 +89,6 @@ _FOLDER_LABEL_NAME = "face_labels.txt"
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 #: What the page is told to do about a malformed labels.json.
 _LABEL_SET_ADVICE = "start a fresh label set (the old file is kept) or fix the file and reload"
-#: Hidden folders an upload is staged in: ``.mvdecor-upload-<pid>-<random>/staged/<name>``.
-UPLOAD_STAGING_PREFIX = ".mvdecor-upload-"
-#: The longest file name an upload may have (bytes of UTF-8; file systems allow 255).
-_MAX_NAME_BYTES = 200
 
 
 class UnsafePathError(FileError):
@@ -125,24 +108,6 @@ class VersionConflictError(MvDecorError):
 
 class NotFoundError(MvDecorError):
     """No such shape (or prediction) in the folder."""
-
-
-class MeshExistsError(MvDecorError):
-    """An added mesh whose file name or shape id the folder already has (nothing is overwritten)."""
-
-
-class MeshUploadError(FileError):
-    """An added mesh that the folder's loader cannot read (it is not added)."""
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists, owned by someone else
-    return True
 
 
 def file_version(path: Path) -> str:
@@ -254,136 +219,6 @@ class AppFolder:
             return Path(path).relative_to(self.root).as_posix()
         except ValueError:
             return Path(path).name
-
-    # ---------------------------------------------------------- adding meshes
-    def new_mesh_path(self, name: str) -> tuple[Path, str]:
-        """``(FOLDER/name, shape id)`` for a mesh file added as ``name``, once checked.
-
-        ``name`` must be a plain file name (no folder, not hidden) with one of the
-        loader's extensions (:data:`~mvdecor.data.io.SUPPORTED_EXTENSIONS`), and
-        neither the name nor the shape id it gives may be taken.
-
-        Raises
-        ------
-        UnsafePathError
-            ``name`` has a folder in it, is ``..``, or resolves outside the folder.
-        UnsupportedFormatError
-            Not a mesh format the folder reads.
-        FileError
-            Hidden, too long, or with control characters.
-        MeshExistsError
-            A file of that name, or a mesh of that shape id, is already there.
-        """
-        if not name or "/" in name or "\\" in name or name in (".", ".."):
-            raise UnsafePathError(name, "give a plain file name (no folders, no '..')")
-        if any(ord(c) < 32 or ord(c) == 127 for c in name):
-            raise FileError(repr(name), "control characters are not allowed in a file name")
-        if name.startswith("."):
-            raise FileError(name, "hidden files (a name starting with '.') cannot be added")
-        if len(name.encode("utf-8", "surrogatepass")) > _MAX_NAME_BYTES:
-            raise FileError(name[:40] + "...", f"file name over {_MAX_NAME_BYTES} bytes")
-        ext = Path(name).suffix.lower()
-        if ext not in SUPPORTED_EXTENSIONS:
-            raise UnsupportedFormatError(
-                name,
-                f"not a mesh format this folder reads ({ext or 'no extension'}; "
-                f"supported: {', '.join(SUPPORTED_EXTENSIONS)})",
-            )
-        path = self.safe_path(name)
-        if path.parent != self.root:
-            raise UnsafePathError(name, "must name a file at the top of the folder")
-        if os.path.lexists(self.root / name):
-            raise MeshExistsError(
-                f"{name} is already in the folder (rename the file to add it as a new mesh)"
-            )
-        shape_id = safe_shape_id(Path(name).stem)
-        if shape_id in self.refresh().shape_ids():
-            taken = self.relative(Path(self._dataset.mesh_path(shape_id)))
-            raise MeshExistsError(
-                f"the folder already has a mesh {shape_id!r} ({taken}); rename {name} to add it as a new mesh"
-            )
-        return path, shape_id
-
-    @contextlib.contextmanager
-    def upload_staging(self, name: str) -> Iterator[Path]:
-        """A path to write an added mesh ``name`` to before :meth:`add_mesh`; removed afterwards.
-
-        It lies in a hidden folder inside this one, two levels down (the adapter
-        reads one mesh per sub-folder, so it never lists it), on the same file
-        system as the mesh's final place. The staging folder is removed when the
-        block ends, however it ends.
-        """
-        stage = self.check_inside(self.root / f"{UPLOAD_STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(6)}")
-        inner = stage / "staged"
-        inner.mkdir(parents=True)
-        try:
-            yield inner / name
-        finally:
-            shutil.rmtree(stage, ignore_errors=True)
-
-    def remove_stale_uploads(self) -> list[Path]:
-        """Remove the staging folders of uploads whose process is gone (killed mid-upload)."""
-        removed = []
-        for stage in self.root.glob(f"{UPLOAD_STAGING_PREFIX}*"):
-            pid = stage.name[len(UPLOAD_STAGING_PREFIX) :].split("-", 1)[0]
-            if not stage.is_dir() or stage.is_symlink() or not pid.isdigit():
-                continue
-            if int(pid) == os.getpid() or _pid_alive(int(pid)):
-                continue  # an upload in progress (here, or in another app on this folder)
-            shutil.rmtree(stage, ignore_errors=True)
-            removed.append(stage)
-        return removed
-
-    def add_mesh(self, staged: Path, name: str) -> str:
-        """Add the mesh file ``staged`` (from :meth:`upload_staging`) to the folder as ``name``.
-
-        The file is loaded with the adapter's loader first; only a mesh that loads
-        is published, by a hard link (never over an existing file; a rename when
-        the file system has no hard links), and the mesh list is re-scanned. A
-        glTF must be self-contained: its buffers and images embedded (``data:``
-        URIs, or a GLB's own binary chunk), since only one file is sent.
-
-        Returns
-        -------
-        str
-            The new mesh's shape id.
-
-        Raises
-        ------
-        MeshUploadError
-            The file does not load (the loader's reason) or refers to other files.
-        MeshExistsError
-            The name or the shape id was taken meanwhile.
-        """
-        path, shape_id = self.new_mesh_path(name)
-        ext = path.suffix.lower()
-        external = gltf_external_files(staged) if ext in (".gltf", ".glb") else []
-        if external:
-            kind, uri = external[0]
-            raise MeshUploadError(
-                name,
-                f"refers to the separate file '{uri}' ({kind}); only one file can be added: "
-                "export a .glb or a .gltf with embedded data",
-            )
-        try:
-            load_mesh(staged, name=shape_id)
-        except FileError as exc:
-            raise MeshUploadError(name, exc.reason) from None
-        except Exception as exc:  # an uploaded file may trip a reader anywhere
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise MeshUploadError(name, f"cannot read the file ({reason[:200]})") from None
-        with open(staged, "rb+") as handle:
-            os.fsync(handle.fileno())
-        with self.lock:
-            path, shape_id = self.new_mesh_path(name)  # another upload may have taken it meanwhile
-            try:
-                os.link(staged, path)
-            except FileExistsError:
-                raise MeshExistsError(f"{name} is already in the folder") from None
-            except OSError:  # no hard links on this file system: a rename, after the check above
-                os.rename(staged, path)
-            self.refresh()
-        return shape_id
 
     # -------------------------------------------------------------- the list
     def refresh(self) -> FolderDataset:

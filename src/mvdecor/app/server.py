@@ -46,7 +46,7 @@ Safety:
   added mesh (``PUT /api/meshes/{name}``): ``application/octet-stream`` (no
   cross-site form can send that either, nor a ``PUT``), at most ``max_upload``
   bytes, read in chunks into a hidden staging folder and published only once
-  the folder's loader reads it (:meth:`AppFolder.add_mesh`): nothing
+  the folder's loader reads it (:mod:`mvdecor.app.uploads`): nothing
   half-written is ever left under a mesh's name;
 - a mesh that fails to load is an error entry in the list, never a crash, and a
   malformed ``labels.json`` is reported by ``/api/info`` and ``/api/labels``
@@ -74,8 +74,6 @@ from mvdecor.app.folder import (
     ABSENT_VERSION,
     EXPORTS_DIR,
     AppFolder,
-    MeshExistsError,
-    MeshUploadError,
     NotFoundError,
     UnsafePathError,
     VersionConflictError,
@@ -84,6 +82,14 @@ from mvdecor.app.folder import (
 from mvdecor.app.geometry import FillGraphCache
 from mvdecor.app.jobs import LOCK_FILE, METHODS, JobBusyError, JobManager, job_function
 from mvdecor.app.labelset import LabelSetFileError
+from mvdecor.app.uploads import (
+    MeshExistsError,
+    MeshUploadError,
+    add_mesh,
+    new_mesh_path,
+    remove_stale_uploads,
+    upload_staging,
+)
 from mvdecor.app.views import PaintedViews
 from mvdecor.config import RenderConfig
 from mvdecor.data.io import SUPPORTED_EXTENSIONS
@@ -280,7 +286,7 @@ def create_app(
         :class:`~mvdecor.app.views.PaintedViews`.
     """
     app_folder = folder if isinstance(folder, AppFolder) else AppFolder(folder)
-    app_folder.remove_stale_uploads()
+    remove_stale_uploads(app_folder)
     upload_limit = DEFAULT_MAX_UPLOAD if max_upload is None else int(max_upload)
     jobs = JobManager(app_folder.safe_path(LOCK_FILE))
     views = PaintedViews(app_folder, view_render)
@@ -386,11 +392,11 @@ def create_app(
         return {"meshes": [e.to_dict() for e in app_folder.entries()]}
 
     @app.put("/api/meshes/{name}", status_code=201)
-    async def add_mesh(name: str, request: Request) -> Response:
+    async def put_mesh(name: str, request: Request) -> Response:
         """Add a mesh file: checked, staged in chunks, loaded, then published (never over a file)."""
-        app_folder.new_mesh_path(name)  # a bad or taken name is refused before the body is read
+        new_mesh_path(app_folder, name)  # a bad or taken name is refused before the body is read
         try:
-            with app_folder.upload_staging(name) as staged:
+            with upload_staging(app_folder, name) as staged:
                 size = 0
                 with open(staged, "wb") as handle:
                     async for chunk in request.stream():
@@ -398,7 +404,7 @@ def create_app(
                         if size > upload_limit:  # more than its Content-Length said
                             return _error(413, f"the file is over the limit of {_size(upload_limit)}")
                         handle.write(chunk)
-                shape_id = await run_in_threadpool(app_folder.add_mesh, staged, name)
+                shape_id = await run_in_threadpool(add_mesh, app_folder, staged, name)
         except ClientDisconnect:
             return _error(400, f"the upload of {name} was interrupted; nothing was added")
         except OSError as exc:  # a read-only folder, a full disk
