@@ -213,3 +213,8 @@ def test_a_config_file_may_start_from_another_file_and_a_run_config_loads_on_its
     child.write_text("preset: child.yaml\n")
     with pytest.raises(ConfigError, match="names itself"):
         load_config(str(child))
+    # Two files naming each other: a clear error, not a recursion without end.
+    child.write_text("preset: other.yaml\nfinetune:\n  iterations: 7\n")
+    (tmp_path / "other.yaml").write_text("preset: child.yaml\nrender:\n  resolution: 96\n")
+    with pytest.raises(ConfigError, match=r"loop \(child\.yaml -> other\.yaml -> child\.yaml\)"):
+        load_config(str(child))

@@ -273,6 +273,16 @@ def load_config(
     overrides_source : what errors in ``overrides`` are attributed to (the CLI
         says ``command line``); errors in the file name the file.
     """
+    return _load_config(preset_or_path, overrides, overrides_source, ())
+
+
+def _load_config(
+    preset_or_path: str,
+    overrides: dict[str, Any] | None,
+    overrides_source: str,
+    chain: tuple[Path, ...],
+) -> Config:
+    """:func:`load_config`; ``chain``: the files whose bases led here (a loop is an error)."""
     if preset_or_path in PRESETS:
         text = resources.files("mvdecor.presets").joinpath(f"{preset_or_path}.yaml").read_text()
         source, name = f"preset {preset_or_path}", preset_or_path
@@ -292,7 +302,11 @@ def load_config(
     if base is not None and preset_or_path not in PRESETS:
         parent_path = _base_config(str(base), Path(preset_or_path), data, source)
         if parent_path is not None:
-            parent = load_config(parent_path).to_dict()
+            here = (*chain, Path(preset_or_path).resolve())
+            if parent_path not in PRESETS and Path(parent_path).resolve() in here:
+                loop = " -> ".join(p.name for p in (*here, Path(parent_path).resolve()))
+                raise ConfigError(source, f"its base presets form a loop ({loop})")
+            parent = _load_config(parent_path, None, "overrides", here).to_dict()
             parent.pop("preset")
             data = merge_dicts(parent, data)
     data.pop("preset", None)
