@@ -312,8 +312,8 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="NAME=KEY:VALUE[,KEY:VALUE]",
         help="a refinement variant of every learned method, scored on the same networks as its own "
-        "column <method>+NAME, e.g. prior=transfer_prior:0.5, smooth=smoothing:1 or views46=rings:4 "
-        "(more test-time cameras: each test shape is segmented again) (repeatable)",
+        "column <method>+NAME, e.g. prior=transfer_prior:0.5, smooth=smoothing:1, views46=rings:4, "
+        "flip=flip:1 or res192=resolution:192 (the last three segment each test shape again) (repeatable)",
     )
     parser.add_argument(
         "--suffix",

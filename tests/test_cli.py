@@ -192,7 +192,10 @@ def test_pretrain_method_and_imagenet_checkpoint_options(capsys):
                                       "--add-modalities", "position", "--test-rings", "3"])  # fmt: skip
     config = _config_from_args(fewshot_args, train_section="finetune")
     assert (config.segment.smoothing, config.segment.transfer_prior, config.segment.rings) == (1.0, 0.5, 3)
-    assert config.finetune.add_modalities == ("position",)
+    assert config.finetune.add_modalities == ("position",) and not config.segment.flip
+    flipped = parser.parse_args(["fewshot", "d", "out", "--test-flip", "--test-resolution", "192"])
+    config = _config_from_args(flipped, train_section="finetune")
+    assert (config.segment.flip, config.segment.resolution) == (True, 192)
     for command in ("fewshot", "finetune"):
         args = parser.parse_args(
             [command, "d", "out", "--init", "imagenet", "--imagenet-checkpoint", "r.pth"]

@@ -74,6 +74,7 @@ def test_segment_rejects_negative_test_views(tmp_path, capsys, square):
     argv = ["segment", str(square), "--model", str(tmp_path / "model.pt"), "--out", str(out)]
     _fails_cleanly(capsys, [*argv, "--test-rings", "-1"], "--test-rings must be at least 0, got -1")
     _fails_cleanly(capsys, [*argv, "--test-segments", "-2"], "--test-segments must be at least 0, got -2")
+    _fails_cleanly(capsys, [*argv, "--test-resolution", "-8"], "--test-resolution must be at least 0, got -8")
     assert not out.exists()
 
 

@@ -202,21 +202,26 @@ def test_refinement_variants_score_one_network_several_ways(tmp_path, monkeypatc
     setting = dict(train_shapes=["mug_0000", "mug_0001"], test_shapes=["mug_0002"], k=1, runs=1,
                    progress=False, keep_checkpoints="weights")  # fmt: skip
     # A prior of weight 1 replaces the network's votes by the transfer's distribution; "same"
-    # names the training cameras (1 ring of 4) explicitly, "more" asks for 3 rings of 4.
+    # names the training cameras (1 ring of 4) explicitly, "more" asks for 3 rings of 4, "flip"
+    # for mirrored predictions too, "large" for 48-pixel views (training: 32).
     refinements = {"prior": {"transfer_prior": 1.0}, "smooth": {"smoothing": 1.0},
-                   "same": {"rings": 1, "segments": 4}, "more": {"rings": 3}}  # fmt: skip
+                   "same": {"rings": 1, "segments": 4}, "more": {"rings": 3}, "flip": {"flip": 1},
+                   "large": {"resolution": 48}}  # fmt: skip
     segmented = []
-    original_segment = fewshot.Segmenter.segment
+    original_predict = fewshot.Segmenter.predict
 
-    def counting_segment(self, mesh, cameras=None, **kwargs):
-        result = original_segment(self, mesh, cameras, **kwargs)
-        segmented.append(len(result.vote.view_weights))
-        return result
+    def recording_predict(self, views):
+        probs = original_predict(self, views)
+        segmented.append((len(views), probs.shape[-1], self.config.segment.flip))
+        return probs
 
-    monkeypatch.setattr(fewshot.Segmenter, "segment", counting_segment)
+    monkeypatch.setattr(fewshot.Segmenter, "predict", recording_predict)
     plain = run_fewshot(config, dataset, tmp_path, refinements=refinements, **setting)
-    # One segmentation per camera set: the training's 6 views (2 poles + 4), then 3 x 4 + 2.
-    assert segmented == [6, 6, 14]
+    # One segmentation per view set, as (views, size, mirrored) per batch of at most 8: the
+    # training's 6 views (2 poles + 4), again as "same", 3 x 4 + 2, mirrored, then larger.
+    assert segmented == [
+        (6, 32, False), (6, 32, False), (8, 32, False), (6, 32, False), (6, 32, True), (6, 48, False)
+    ]  # fmt: skip
     monkeypatch.undo()
     same = json.loads((tmp_path / "results_scratch+same_k1.json").read_text())
     more = json.loads((tmp_path / "results_scratch+more_k1.json").read_text())
@@ -242,7 +247,11 @@ def test_refinement_variants_score_one_network_several_ways(tmp_path, monkeypatc
         "scratch+smooth": {"smoothing": 1.0},
         "scratch+same": {"rings": 1, "segments": 4},
         "scratch+more": {"rings": 3},
+        "scratch+flip": {"flip": True},
+        "scratch+large": {"resolution": 48},
     }
+    mirrored = json.loads((tmp_path / "results_scratch+flip_k1.json").read_text())
+    assert mirrored["segment"]["flip"] is True and plain["segment"]["flip"] is False
 
     # Finished: asked again with the same variants nothing runs; a new variant needs a new run.
     def must_not_run(*args, **kwargs):
@@ -255,6 +264,8 @@ def test_refinement_variants_score_one_network_several_ways(tmp_path, monkeypatc
                            **setting)  # fmt: skip
     with pytest.raises(ConfigError, match="unknown key"):
         check_refinements({"x": {"gamma": 3}})
+    with pytest.raises(ConfigError, match="flip must be 0 or 1"):
+        check_refinements({"x": {"flip": 2}})
 
 
 def test_finished_results_are_reused_only_with_the_same_training_settings(tmp_path, monkeypatch):

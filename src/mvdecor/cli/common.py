@@ -113,13 +113,26 @@ def add_keep_checkpoints_option(parser: argparse.ArgumentParser, default: str) -
 
 
 def add_inference_options(parser: argparse.ArgumentParser) -> None:
-    """Test-time views, the transfer prior and mesh smoothing (the ``segment`` section)."""
+    """Test-time views and flips, the transfer prior and mesh smoothing (the ``segment`` section)."""
     group = parser.add_argument_group("inference on the mesh (override the preset or the model's)")
     group.add_argument(
         "--test-rings", dest="test_rings", type=int, help="camera rings at test time (default: training's)"
     )
     group.add_argument(
         "--test-segments", dest="test_segments", type=int, help="cameras per ring at test time"
+    )
+    group.add_argument(
+        "--test-resolution",
+        dest="test_resolution",
+        type=int,
+        help="image size at test time, a multiple of 4 (default: training's)",
+    )
+    group.add_argument(
+        "--test-flip",
+        dest="test_flip",
+        action="store_true",
+        default=None,
+        help="also predict each view mirrored and average the two (twice the network passes)",
     )
     group.add_argument(
         "--smoothing",
@@ -169,7 +182,14 @@ def load_mesh_arg(args: argparse.Namespace):
 
 # --------------------------------------------------------------------- checks
 #: Count options checked before any command runs (the config checks what maps onto it).
-MINIMUM_COUNTS = {"num": 1, "k": 1, "test_rings": 0, "test_segments": 0, "views_per_shape": 0}
+MINIMUM_COUNTS = {
+    "num": 1,
+    "k": 1,
+    "test_rings": 0,
+    "test_segments": 0,
+    "test_resolution": 0,
+    "views_per_shape": 0,
+}
 
 
 def check_counts(args: argparse.Namespace) -> None:

@@ -59,6 +59,8 @@ SHORTCUTS: dict[str, str] = {
     "smoothing": "segment.smoothing",
     "test_rings": "segment.rings",
     "test_segments": "segment.segments",
+    "test_resolution": "segment.resolution",
+    "test_flip": "segment.flip",
     "transfer_align": "transfer.align",
     "transfer_neighbours": "transfer.neighbours",
 }

@@ -508,6 +508,14 @@ class SegmentConfig:
         scheme's sphere (same distances, jitter and resolution). 0 (default)
         keeps the training scheme's value; more views see more of the surface
         and vote more often (the network is the same at any view count).
+    resolution : int
+        Test-time image size in pixels (a multiple of 4); 0 (default) keeps the
+        training's. The network is fully convolutional, so it runs at any size,
+        but it sees the shape at another scale than it was trained on.
+    flip : bool
+        Also predict each view mirrored left to right (world-space normals and
+        positions mirrored with it) and average the two probability maps, the
+        mirrored one flipped back. False (default, the paper): one pass per view.
     transfer_prior : float
         Weight ``w`` of a label-transfer prior (:mod:`mvdecor.inference.transfer`)
         mixed into the fused face distributions, ``(1 - w) * votes + w * transfer``,
@@ -529,6 +537,8 @@ class SegmentConfig:
     batch_views: int = 16
     rings: int = 0
     segments: int = 0
+    resolution: int = 0
+    flip: bool = False
     transfer_prior: float = 0.0
     smoothing: float = 0.0
     smoothing_angle_degrees: float = 30.0
@@ -540,6 +550,13 @@ class SegmentConfig:
         _at_least(self, section, 1, "batch_views")
         _fraction(self, section, "transfer_prior")
         _positive(self, section, "smoothing_angle_degrees")
+        _check(
+            section,
+            "resolution",
+            self.resolution,
+            self.resolution == 0 or (8 <= self.resolution <= MAX_RESOLUTION and self.resolution % 4 == 0),
+            f"0 (the training's) or a multiple of 4 from 8 to {MAX_RESOLUTION} pixels",
+        )
 
 
 @dataclass(frozen=True)

@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from mvdecor.config import Config
+from mvdecor.config import Config, SegmentConfig
 from mvdecor.data.mesh import LabelledMesh
 from mvdecor.errors import InvalidMeshError
 from mvdecor.inference.fusion import FaceVoter, FusionResult
 from mvdecor.inference.refine import refine_fusion
 from mvdecor.inference.transfer import LabelTransfer
 from mvdecor.models.embedding import SegmentationNet
-from mvdecor.models.inputs import ChannelStats, view_to_array
+from mvdecor.models.inputs import ChannelStats, flip_view_array, view_to_array
 from mvdecor.render.cameras import Cameras, shape_cameras
 from mvdecor.render.renderer import Renderer
 from mvdecor.render.views import RenderedView
@@ -103,27 +103,53 @@ class Segmenter:
         model, stats, config, names = load_segmentation_model(path, device)
         return cls(model, stats, config, names, device, exclude_classes)
 
+    def with_segment(self, segment: SegmentConfig) -> Segmenter:
+        """This network with other inference settings (the ``segment`` section); shares the weights."""
+        config = replace(self.config, segment=segment)
+        return Segmenter(self.model, self.stats, config, self.label_names, self.device, self.exclude_classes)
+
     def cameras_for(self, mesh: LabelledMesh) -> Cameras:
         """The training camera scheme, seeded per shape as during training.
 
-        ``segment.rings`` / ``segment.segments``, when positive, replace the
-        scheme's own (more views at test time); everything else is the training's.
+        ``segment.rings`` / ``segment.segments`` and ``segment.resolution``, when
+        positive, replace the scheme's own (more views, larger images at test
+        time); everything else is the training's.
         """
         seg = self.config.segment
-        return shape_cameras(self.config.render, mesh.name, seg.rings, seg.segments)
+        render = self.config.render
+        if seg.resolution > 0:
+            render = replace(render, resolution=seg.resolution)
+        return shape_cameras(render, mesh.name, seg.rings, seg.segments)
 
     @torch.no_grad()
     def predict(self, views: Sequence[RenderedView]) -> np.ndarray:
-        """Class probabilities ``(V, C, H, W)`` float32 of views (softmax of the logits)."""
+        """Class probabilities ``(V, C, H, W)`` float32 of views (softmax of the logits).
+
+        With ``segment.flip`` each view is also predicted mirrored (its world-space
+        channels mirrored with it, :func:`~mvdecor.models.inputs.flip_view_array`)
+        and the mean of the two maps, the mirrored one flipped back, is returned.
+        """
         modalities = self.config.model.modalities
+        flip = self.config.segment.flip
         out = []
         batch = max(self.config.segment.batch_views, 1)
         for start in range(0, len(views), batch):
             chunk = views[start : start + batch]
-            arrays = [self.stats.normalize(view_to_array(v, modalities), v.mask) for v in chunk]
+            arrays = []
+            for view in chunk:
+                array = view_to_array(view, modalities)
+                arrays.append(self.stats.normalize(array, view.mask))
+                if flip:
+                    camera = view.camera
+                    mirrored, mask = flip_view_array(
+                        array, view.mask, modalities, camera.rotation[0, 0], camera.centers[0]
+                    )
+                    arrays.append(self.stats.normalize(mirrored, mask))
             x = torch.from_numpy(np.stack(arrays).astype(np.float32)).to(self.device)
-            logits = self.model(x).float()
-            out.append(torch.softmax(logits, dim=1).cpu().numpy())
+            probs = torch.softmax(self.model(x).float(), dim=1)
+            if flip:  # pairs (view, its mirror): average with the mirror flipped back
+                probs = 0.5 * (probs[0::2] + probs[1::2].flip(-1))
+            out.append(probs.cpu().numpy())
         return np.concatenate(out)
 
     def segment(

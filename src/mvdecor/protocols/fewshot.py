@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mvdecor.config import Config
+from mvdecor.config import Config, SegmentConfig
 from mvdecor.correspond.source import ViewSource
 from mvdecor.errors import ConfigError
 from mvdecor.evaluation.segmentation import SegmentationEvaluator, pixel_miou
@@ -55,7 +55,6 @@ from mvdecor.protocols.stages import (
     json_safe,
     open_stage,
 )
-from mvdecor.render.cameras import shape_cameras
 from mvdecor.train.checkpoint import check_keep_checkpoints, prune_checkpoints
 from mvdecor.train.finetune import finetune, label_vocabulary
 
@@ -168,12 +167,12 @@ def run_fewshot(
         ``all``. Runs of an unfinished setting keep everything so it can resume.
     refinements : ``{name: {segment key: value}}``, variants of the segment
         settings (:data:`REFINEMENT_KEYS`: the transfer prior, the mesh
-        smoothing, the test-time cameras), e.g. ``{"smooth": {"smoothing":
+        smoothing, the test-time cameras, image size and flips), e.g. ``{"smooth": {"smoothing":
         1.0}}``. Each variant is scored with the same fine-tuned networks and
         filed as its own method, ``<method>+<name>``
         (``results_mvdecor+smooth_k2.json``); variants of the votes reuse one
-        segmentation of each test shape, and a variant's camera set
-        (``rings``, ``segments``) segments it once more, so an ablation costs
+        segmentation of each test shape, and a variant's views
+        (``rings``, ``segments``, ``resolution``, ``flip``) segment it once more, so an ablation costs
         no extra fine-tuning.
         Ignored by the face methods (:mod:`mvdecor.protocols.methods`:
         ``transfer``...), which label faces directly and have no votes to refine.
@@ -299,18 +298,18 @@ def run_fewshot(
                 mesh = source.mesh(shape_id)
                 seg = segmenter.segment(mesh, keep_views=True, normalize=False, transfer=transfer)
                 prior = None
-                # The unrefined vote of each test-time camera set (a variant may change it).
-                votes = {(config.segment.rings, config.segment.segments): seg.vote}
+                # The unrefined vote of each test-time view set (a variant may change it).
+                votes = {_views_key(config.segment): seg.vote}
                 for name, segment in segment_of.items():
                     if name == method:
                         fusion = seg.fusion
                     else:
                         if segment.transfer_prior > 0 and prior is None:
                             prior = transfer.face_probabilities(mesh)
-                        views_key = (segment.rings, segment.segments)
+                        views_key = _views_key(segment)
                         if views_key not in votes:
-                            cameras = shape_cameras(segmenter.config.render, mesh.name, *views_key)
-                            votes[views_key] = segmenter.segment(mesh, cameras, normalize=False).vote
+                            variant = segmenter.with_segment(replace(segment, smoothing=0.0))
+                            votes[views_key] = variant.segment(mesh, normalize=False).vote
                         fusion = refine_fusion(
                             votes[views_key],
                             mesh,
@@ -416,8 +415,16 @@ REFINEMENT_KEYS = (
     "smoothing_iterations",
     "rings",
     "segments",
+    "resolution",
+    "flip",
 )
-_INTEGER_REFINEMENT_KEYS = ("smoothing_iterations", "rings", "segments")
+_INTEGER_REFINEMENT_KEYS = ("smoothing_iterations", "rings", "segments", "resolution")
+_BOOLEAN_REFINEMENT_KEYS = ("flip",)
+
+
+def _views_key(segment: SegmentConfig) -> tuple:
+    """What decides a test shape's views and per-view predictions (the vote before refinement)."""
+    return (segment.rings, segment.segments, segment.resolution, segment.flip)
 
 
 def check_refinements(refinements: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
@@ -431,11 +438,16 @@ def check_refinements(refinements: Mapping[str, Mapping[str, float]]) -> dict[st
             raise ConfigError(
                 None, f"refinement {name!r}: unknown key(s) {unknown}; allowed: {', '.join(REFINEMENT_KEYS)}"
             )
-        out[name] = {
-            key: int(value) if key in _INTEGER_REFINEMENT_KEYS else float(value)
-            for key, value in changes.items()
-        }
+        out[name] = {key: _refinement_value(name, key, value) for key, value in changes.items()}
     return out
+
+
+def _refinement_value(name: str, key: str, value: float) -> float | int | bool:
+    if key in _BOOLEAN_REFINEMENT_KEYS:
+        if value not in (0, 1):  # True and False are 1 and 0
+            raise ConfigError(None, f"refinement {name!r}: {key} must be 0 or 1, got {value!r}")
+        return bool(value)
+    return int(value) if key in _INTEGER_REFINEMENT_KEYS else float(value)
 
 
 def _write_results(stem: Path, record: dict, table: str) -> None:

@@ -1,0 +1,83 @@
+"""The segmenter's test-time options: mirrored predictions and another image size."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from mvdecor.config import load_config
+from mvdecor.data.datasets import open_dataset
+from mvdecor.errors import ConfigError
+from mvdecor.inference.segment import Segmenter
+from mvdecor.models.embedding import EmbeddingNet, SegmentationNet
+from mvdecor.models.inputs import ChannelStats, channel_names, flip_view_array, view_to_array
+from mvdecor.render.renderer import Renderer
+
+MODALITIES = ("grey", "normal", "depth", "position")
+
+
+def _segmenter(**segment) -> Segmenter:
+    config = load_config(
+        "cpu",
+        {
+            "render": {"rings": 1, "segments": 4, "resolution": 32},
+            "model": {"modalities": list(MODALITIES)},
+            "segment": segment,
+        },
+    )
+    torch.manual_seed(0)
+    channels = len(channel_names(MODALITIES))
+    net = SegmentationNet(EmbeddingNet("resnet18", in_channels=channels, embed_dim=8, head="light"), 3)
+    rng = np.random.default_rng(0)
+    stats = ChannelStats(rng.normal(size=channels), rng.uniform(0.5, 2.0, size=channels), MODALITIES)
+    return Segmenter(net, stats, config, ("a", "b", "c"))
+
+
+def _mesh():
+    dataset = open_dataset("synthetic:categories=chair,n=1,textured=0")
+    return dataset.load(dataset.shape_ids()[0]).normalized()
+
+
+def test_flip_averages_each_view_with_its_mirror_flipped_back():
+    plain = _segmenter()
+    mirrored = plain.with_segment(replace(plain.config.segment, flip=True))
+    assert mirrored.model is plain.model and not plain.config.segment.flip
+    mesh = _mesh()
+    cameras = plain.cameras_for(mesh)
+    renderer = Renderer(mesh)
+    views = [renderer.render_view(cameras, i) for i in range(3)]
+    got = mirrored.predict(views)
+    # The reference: one view at a time, mirrored by hand, its prediction flipped back.
+    expected = []
+    with torch.no_grad():
+        for view, straight in zip(views, plain.predict(views), strict=True):
+            array = view_to_array(view, MODALITIES)
+            flipped, mask = flip_view_array(
+                array, view.mask, MODALITIES, view.camera.rotation[0, 0], view.camera.centers[0]
+            )
+            x = torch.from_numpy(plain.stats.normalize(flipped, mask)[None].astype(np.float32))
+            back = torch.softmax(plain.model(x), dim=1)[0].numpy()[:, :, ::-1]
+            expected.append(0.5 * (straight + back))
+    np.testing.assert_allclose(got, np.stack(expected), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(got, plain.predict(views), atol=1e-3)  # a random network is not symmetric
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_test_time_resolution_renders_larger_views_of_the_same_cameras():
+    plain = _segmenter()
+    larger = _segmenter(resolution=48)
+    mesh = _mesh()
+    small, large = plain.cameras_for(mesh), larger.cameras_for(mesh)
+    view = Renderer(mesh).render_view(large, 0)
+    assert view.mask.shape == (48, 48)
+    np.testing.assert_array_equal(large.rotation, small.rotation)  # the same poses, more pixels
+    np.testing.assert_array_equal(large.centers, small.centers)
+    result = larger.segment(mesh, keep_views=True, normalize=False)
+    assert result.views[0].mask.shape == (48, 48) and result.view_predictions[0].shape == (48, 48)
+    assert (result.face_labels >= 0).all()
+    for bad in (30, 4, -4):
+        with pytest.raises(ConfigError, match=r"segment\.resolution"):
+            _segmenter(resolution=bad)
