@@ -23,6 +23,8 @@ from mvdecor.protocols.stages import (
     init_identity,
     json_safe,
     open_stage,
+    same_settings,
+    without_new_defaults,
 )
 
 SETTINGS = {"dataset": "d", "shapes": ("a", "b"), "lr": 1e-3}
@@ -43,6 +45,33 @@ def test_config_sections_leave_out_where_and_how_fast_it_runs():
     moved = replace(config, finetune=replace(config.finetune, device="cpu", num_workers=5))
     assert config_sections(moved, ("finetune",)) == config_sections(config, ("finetune",))
     assert config_sections(moved, ("finetune",))["finetune"]["lr"] == config.finetune.lr
+
+
+def test_a_record_from_before_an_option_existed_matches_that_option_at_its_default(tmp_path):
+    config = load_config("cpu")
+    wanted = {
+        "seed": 1,
+        "training": config_sections(config, ("finetune",)),
+        **config_sections(config, ("segment",)),
+    }
+    older = json_safe(wanted)
+    del older["training"]["finetune"]["class_balance"], older["segment"]["flip"]  # fmt: skip
+    assert same_settings(older, wanted)
+    # The option set away from its default is a change, as is any other key the record lacks.
+    balanced = replace(config, finetune=replace(config.finetune, class_balance=0.5))
+    assert not same_settings(older, {**wanted, "training": config_sections(balanced, ("finetune",))})
+    mirrored = replace(config, segment=replace(config.segment, flip=True))
+    assert not same_settings(older, {**wanted, **config_sections(mirrored, ("segment",))})
+    assert not same_settings({k: v for k, v in older.items() if k != "seed"}, wanted)
+    assert without_new_defaults({"a": {"b": 1}}, {"a": {"b": 1, "c": 0}, "d": 2}, {"a": {"c": 0}}) == {
+        "a": {"b": 1},
+        "d": 2,
+    }
+    # A stage recorded before the option existed is reused, not emptied.
+    folder = tmp_path / "stage"
+    open_stage(folder, older)
+    finish_stage(folder, older, {"score": 0.5})
+    assert open_stage(folder, wanted) == {"score": 0.5}
 
 
 def test_a_stage_is_reused_resumed_or_started_afresh(tmp_path):

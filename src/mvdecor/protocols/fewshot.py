@@ -49,11 +49,14 @@ from mvdecor.protocols.methods import FACE_METHODS, FaceRun, build_transfer
 from mvdecor.protocols.predictions import PREDICTIONS_FILE, ShapePrediction, save_predictions
 from mvdecor.protocols.stages import (
     RUN_PLACE_KEYS,
+    SETTINGS_DEFAULTS,
     config_sections,
     finish_stage,
     init_identity,
     json_safe,
     open_stage,
+    same_settings,
+    without_new_defaults,
 )
 from mvdecor.train.checkpoint import check_keep_checkpoints, prune_checkpoints
 from mvdecor.train.finetune import finetune, label_vocabulary
@@ -542,7 +545,9 @@ def finished_fewshot(
     previous = json.loads(done.read_text())
 
     def agrees(key: str, wanted: object) -> bool:
-        return wanted is None or key not in previous or json_safe(previous[key]) == json_safe(wanted)
+        if wanted is None or key not in previous:
+            return True
+        return same_settings({key: previous[key]}, {key: wanted})
 
     same = (
         previous.get("runs") == runs
@@ -576,6 +581,7 @@ def _same_training(recorded: Mapping[str, object], training: Mapping[str, object
             for key, value in settings.items()
         }
 
+    training = without_new_defaults(recorded, training, SETTINGS_DEFAULTS["training"])
     if isinstance(recorded.get("init"), dict):  # the checkpoint's own sections hold no run-place keys
         return recorded == training
     return without_run_place(recorded) == without_run_place(training)

@@ -95,9 +95,42 @@ def init_identity(init: str | Path) -> str | dict:
     )
 
 
+#: The default of every config key where settings hold config sections: at the top
+#: (``segment``, ``model``...) and under ``training``. See :func:`without_new_defaults`.
+SETTINGS_DEFAULTS: dict[str, Any] = json_safe({**Config().to_dict(), "training": Config().to_dict()})
+
+
+def without_new_defaults(recorded: Any, wanted: Any, defaults: Any) -> Any:
+    """``wanted`` without the keys that ``recorded`` lacks and that hold their ``defaults`` value.
+
+    Options are added off by default, so settings recorded before an option
+    existed were made with it at its default: with this, such a record still
+    matches, and finished work is not redone (or a folder emptied) only
+    because the code gained an option. Nested mappings are compared key by key;
+    all three arguments are plain JSON data.
+    """
+    if not isinstance(recorded, dict) or not isinstance(wanted, dict):
+        return wanted
+    defaults = defaults if isinstance(defaults, dict) else {}
+    out = {}
+    for key, value in wanted.items():
+        if key not in recorded:
+            if key in defaults and value == defaults[key]:
+                continue
+            out[key] = value
+        else:
+            out[key] = without_new_defaults(recorded[key], value, defaults.get(key))
+    return out
+
+
 def same_settings(recorded: Any, settings: Any) -> bool:
-    """Whether recorded settings equal ``settings`` once both are plain JSON data."""
-    return json_safe(recorded) == json_safe(settings)
+    """Whether recorded settings equal ``settings`` once both are plain JSON data.
+
+    A config key that ``recorded`` lacks matches when ``settings`` has it at its
+    default (:func:`without_new_defaults`, :data:`SETTINGS_DEFAULTS`).
+    """
+    recorded, settings = json_safe(recorded), json_safe(settings)
+    return recorded == without_new_defaults(recorded, settings, SETTINGS_DEFAULTS)
 
 
 def finished_stage(folder: str | Path, settings: Mapping[str, Any]) -> dict | None:
