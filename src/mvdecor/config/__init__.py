@@ -5,7 +5,8 @@ A :class:`Config` has one section per pipeline stage. Presets live in
 and ``cpu`` (small and fast, for laptops and CI). A YAML file only needs the
 keys it changes; unknown keys are an error, so a typo never passes silently.
 The preset or file in use is written next to every result (``Config.to_yaml``).
-The sections themselves, with their checks, are in :mod:`mvdecor.config.sections`.
+The sections themselves are in :mod:`mvdecor.config.sections` (the 3D baselines' in
+:mod:`mvdecor.config.points`), the checks they run on their values in :mod:`mvdecor.config.checks`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from mvdecor.config.points import DeformConfig, PointsConfig
 from mvdecor.config.sections import (
     BACKBONE_NAMES,
     LR_SCHEDULES,
@@ -27,11 +29,9 @@ from mvdecor.config.sections import (
     PACKAGED_IMAGENET,
     PRECISIONS,
     PRESETS,
-    DeformConfig,
     DenseCLConfig,
     FinetuneConfig,
     ModelConfig,
-    PointsConfig,
     PretrainConfig,
     RenderConfig,
     SegmentConfig,
