@@ -251,6 +251,7 @@ def test_demo_without_pretraining_runs_scratch_only_and_resumes(tmp_path):
         "method",
         "best_val_loss",
         "validation",
+        "head",
     } | {"format_version"}
 
     # A second run reuses the finished fine-tuning run instead of training again.

@@ -338,3 +338,51 @@ def test_class_balance_weighs_rare_parts_up_in_the_loss(tmp_path, monkeypatch):
     assert "class_weights" not in json.loads((unweighted.run_dir / "run.json").read_text())
     with pytest.raises(ConfigError, match="class_balance"):
         ft_config(class_balance=-0.5)
+
+
+def test_nearest_method_keeps_a_bank_of_labelled_pixels_and_segments_with_it(tmp_path):
+    from mvdecor.train.checkpoint import load_checkpoint, prune_checkpoints
+
+    config = ft_config(method="nearest", nearest_references=100000, nearest_neighbours=1, nearest_stride=1,
+                       val_views=2)  # fmt: skip
+    labelled = ["chair_0000", "chair_0001"]
+    run = tmp_path / "nn"
+    result = finetune(config, CHAIRS, run, labelled_shapes=labelled, progress=False)
+    assert result.step == 0 and result.model_checkpoint == result.last_checkpoint
+    record = json.loads((run / "run.json").read_text())
+    assert record["method"] == "nearest" and record["labelled_views"] == 24  # held-out views join the bank
+    segmenter = Segmenter.from_checkpoint(result.last_checkpoint)
+    bank = segmenter.model.head.bank_labels
+    assert len(bank) == record["bank_pixels"] > 1000
+    # Every labelled pixel is in the bank: with one neighbour, a labelled view's own pixels mostly
+    # find themselves (only pixels whose embeddings coincide can vote otherwise).
+    source = ViewSource(CHAIRS, config.render)
+    mesh = source.mesh("chair_0000")
+    views = source.views("chair_0000")[:4]
+    predicted = segmenter.predict(views).argmax(1)
+    gt = np.stack([v.face_labels(mesh.face_labels) for v in views])
+    keep = gt >= 0
+    assert (predicted[keep] == gt[keep]).mean() > 0.9
+    # A test shape: better than chance on five parts (measured 0.6 with a random network).
+    segmenter.model.head.stride = 2  # a quarter of the queries
+    evaluator = SegmentationEvaluator(result.label_names, convention="shapenet")
+    for shape_id in ["chair_0003"]:
+        test_mesh = source.mesh(shape_id)
+        seg = segmenter.segment(test_mesh, normalize=False)
+        evaluator.process(test_mesh, test_mesh.face_labels, seg.face_labels, shape_id=shape_id)
+    assert evaluator.evaluate()["instance_miou"] > 0.3
+    # Run again: nothing recomputed; trimmed to weights it still loads; a trained run is no bank.
+    stamp = result.last_checkpoint.stat().st_mtime_ns
+    assert finetune(config, CHAIRS, run, labelled_shapes=labelled, progress=False).step == 0
+    assert result.last_checkpoint.stat().st_mtime_ns == stamp
+    prune_checkpoints(run / "checkpoints", "weights")
+    assert load_checkpoint(result.last_checkpoint)["head"] == "nearest"
+    assert Segmenter.from_checkpoint(result.last_checkpoint).model.head.bank_labels.shape == bank.shape
+    with pytest.raises(ConfigError, match="labelled-pixel bank"):
+        finetune(ft_config(), CHAIRS, run, labelled_shapes=labelled, progress=False)
+    trained = finetune(ft_config(iterations=1), CHAIRS, tmp_path / "net", labelled_shapes=labelled,
+                       progress=False)  # fmt: skip
+    with pytest.raises(ConfigError, match="trained fine-tuning run"):
+        finetune(config, CHAIRS, trained.run_dir, labelled_shapes=labelled, progress=False)
+    with pytest.raises(ConfigError, match=r"finetune\.method"):
+        ft_config(method="knn")

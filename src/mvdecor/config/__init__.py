@@ -24,6 +24,7 @@ import yaml
 from mvdecor.config.points import DeformConfig, PointsConfig
 from mvdecor.config.sections import (
     BACKBONE_NAMES,
+    FINETUNE_METHODS,
     LR_SCHEDULES,
     MAX_RESOLUTION,
     PACKAGED_IMAGENET,
@@ -41,6 +42,7 @@ from mvdecor.errors import ConfigError, RenamedKeyWarning
 
 __all__ = [
     "BACKBONE_NAMES",
+    "FINETUNE_METHODS",
     "LR_SCHEDULES",
     "MAX_RESOLUTION",
     "PACKAGED_IMAGENET",

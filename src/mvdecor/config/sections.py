@@ -17,6 +17,8 @@ PRESETS = ("paper", "cpu")
 #: Precisions a config may name (``auto``: bf16 where the hardware has it natively).
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 LR_SCHEDULES = ("plateau", "cosine")
+#: How fine-tuning uses the labelled views: train a head (the paper), or keep them as a bank.
+FINETUNE_METHODS = ("network", "nearest")
 
 #: The largest square image a config may ask for: each rendered buffer of one view is
 #: ``resolution**2`` floats, and a step holds dozens of views and their activations.
@@ -354,6 +356,24 @@ class FinetuneConfig:
 
     Attributes
     ----------
+    method : str
+        ``network`` (default, the paper): train a segmentation head, and the
+        embedding network with it. ``nearest``: train nothing; each pixel takes
+        the labels of its nearest labelled pixels in the (pre-trained) embedding
+        space (:class:`~mvdecor.models.nearest.NearestLabelHead`); the run's
+        checkpoint holds the network and that bank of labelled pixels. The
+        training settings below then play no part, the ``nearest_*`` ones do.
+    nearest_neighbours : int
+        ``nearest``: the labelled pixels that vote for each pixel (10).
+    nearest_temperature : float
+        ``nearest``: temperature of the softmax over their cosine similarities (0.07,
+        pre-training's).
+    nearest_references : int
+        ``nearest``: labelled pixels kept in the bank, drawn uniformly from the
+        labelled views (10,000).
+    nearest_stride : int
+        ``nearest``: pixels are classified on a grid of this step, the result
+        repeated over each block (2).
     iterations : int
         Optimiser steps (the authors: 2k-4k).
     views_per_batch : int
@@ -415,6 +435,11 @@ class FinetuneConfig:
         As in pre-training.
     """
 
+    method: str = "network"
+    nearest_neighbours: int = 10
+    nearest_temperature: float = 0.07
+    nearest_references: int = 10000
+    nearest_stride: int = 2
     iterations: int = 4000
     views_per_batch: int = 8
     lr: float = 1e-3
@@ -442,6 +467,9 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         section = "finetune"
+        one_of(self, section, "method", FINETUNE_METHODS)
+        at_least(self, section, 1, "nearest_neighbours", "nearest_references", "nearest_stride")
+        positive(self, section, "nearest_temperature")
         at_least(self, section, 1, "iterations", "views_per_batch", "lr_decay_every", "val_every")
         at_least(self, section, 0, "val_views", "patience")
         at_least(self, section, 1, "ssl_pairs_per_batch", "checkpoint_every", "log_every")

@@ -224,6 +224,19 @@ def load_segmentation_model(
     config = config_from_dict(payload["config"], source=str(path))
     names = tuple(payload["label_names"])
     embedding = build_model(replace(config, model=replace(config.model, imagenet_checkpoint="")))
-    model = SegmentationNet(embedding, len(names))
+    head = None
+    if payload.get("head") == "nearest":  # a bank of labelled pixels (finetune.method nearest)
+        from mvdecor.models.nearest import NearestLabelHead
+
+        state, ft = payload["model"], config.finetune
+        head = NearestLabelHead(
+            state["head.bank_features"],
+            state["head.bank_labels"],
+            len(names),
+            ft.nearest_neighbours,
+            ft.nearest_temperature,
+            ft.nearest_stride,
+        )
+    model = SegmentationNet(embedding, len(names), head=head)
     _load_weights(model, payload, path, device)
     return model, ChannelStats.from_dict(payload["channel_stats"]), config, names

@@ -338,10 +338,12 @@ class SegmentationNet(nn.Module):
     normalised embedding as well, for the λ·InfoNCE regulariser.
     """
 
-    def __init__(self, embedding: EmbeddingNet, num_classes: int) -> None:
+    def __init__(self, embedding: EmbeddingNet, num_classes: int, head: nn.Module | None = None) -> None:
         super().__init__()
         self.embedding = embedding
-        self.head = SegmentationHead(embedding.embed_dim, num_classes)
+        # Another head (e.g. mvdecor.models.nearest.NearestLabelHead) must map the raw
+        # embedding to (B, num_classes, H, W) scores whose softmax is its class distribution.
+        self.head = SegmentationHead(embedding.embed_dim, num_classes) if head is None else head
         self.num_classes = int(num_classes)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -41,6 +41,7 @@ NETWORK_ENTRIES: tuple[str, ...] = (
     "step",
     "best_val_loss",
     "validation",
+    "head",
 )
 
 #: File names of periodic snapshots: ``step_`` and the step, zero-padded to 7 digits.

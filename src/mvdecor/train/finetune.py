@@ -51,6 +51,7 @@ from mvdecor.models.inputs import (
     view_to_array,
 )
 from mvdecor.models.losses import class_balance_weights, dense_info_nce
+from mvdecor.models.nearest import NearestLabelHead, labelled_pixel_embeddings, sample_bank
 from mvdecor.train.checkpoint import NETWORK_ENTRIES, load_checkpoint, save_checkpoint
 from mvdecor.train.data import ViewPairDataset, ViewSource, collate_pairs, compute_channel_stats
 from mvdecor.train.distributed import resolve_device
@@ -410,6 +411,26 @@ def finetune(
             cfg.seed,
         )
 
+    if cfg.method == "nearest":
+        return _finetune_nearest(
+            # Nothing to choose a network by: the held-out views join the bank.
+            config,
+            run_dir,
+            source,
+            embedding,
+            stats,
+            [*items, *val_items],
+            names,
+            saved,
+            device,
+            init,
+            labelled_shapes,
+        )
+    if saved is not None and saved.get("head") == "nearest":
+        raise ConfigError(
+            last_path, "holds a labelled-pixel bank (finetune.method nearest); use a new run folder"
+        )
+
     model = SegmentationNet(embedding, num_classes).to(device)
     head_params = [p for n, p in model.named_parameters() if not n.startswith("embedding.")]
     optimizer = torch.optim.Adam(
@@ -650,6 +671,67 @@ def finetune(
         best_step=int(validation["best_step"]),
         best_val_miou=float(validation["best_miou"]),
     )
+
+
+def _finetune_nearest(
+    config: Config,
+    run_dir: Path,
+    source: ViewSource,
+    embedding: EmbeddingNet,
+    stats: ChannelStats,
+    items: Sequence[LabelledView],
+    names: tuple[str, ...],
+    saved: dict | None,
+    device: torch.device,
+    init: str | Path,
+    labelled_shapes: Sequence[str],
+) -> FinetuneResult:
+    """``finetune.method: nearest``: the network and a bank of its labelled pixels, nothing trained."""
+    cfg = config.finetune
+    last_path = run_dir / "checkpoints" / "last.pt"
+    if saved is not None:
+        if saved.get("head") != "nearest":
+            raise ConfigError(
+                last_path, "holds a trained fine-tuning run (finetune.method network); use a new run folder"
+            )
+        return FinetuneResult(run_dir, 0, last_path, names, math.nan)
+    views = LabelledViewDataset(source, items, config.model.modalities, stats, len(names), cfg.seed)
+    examples = (views.example(item) for item in items)
+    features, labels = labelled_pixel_embeddings(
+        embedding.to(device), (collate_views([example]) for example in examples), device
+    )
+    features, labels = sample_bank(features, labels, cfg.nearest_references, cfg.seed)
+    head = NearestLabelHead(
+        features, labels, len(names), cfg.nearest_neighbours, cfg.nearest_temperature, cfg.nearest_stride
+    )
+    model = SegmentationNet(embedding, len(names), head=head)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(config.to_yaml())
+    record = {
+        "command": "finetune",
+        "method": "nearest",
+        "dataset": source.dataset.spec,
+        "init": str(init),
+        "preset": config.preset,
+        "labelled_shapes": list(labelled_shapes),
+        "labelled_views": len(items),
+        "bank_pixels": len(labels),
+        "label_names": list(names),
+        "device": str(device),
+    }
+    (run_dir / "run.json").write_text(json.dumps(record, indent=2) + "\n")
+    payload = {
+        "model": model.state_dict(),
+        "step": 0,
+        "config": config.to_dict(),
+        "channel_stats": stats.to_dict(),
+        "label_names": list(names),
+        "num_classes": len(names),
+        "kind": "segmentation",
+        "head": "nearest",
+    }
+    save_checkpoint(last_path, payload)
+    return FinetuneResult(run_dir, 0, last_path, names, math.nan)
 
 
 def _ssl_loss(
