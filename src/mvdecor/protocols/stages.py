@@ -97,7 +97,8 @@ def init_identity(init: str | Path) -> str | dict:
 
 #: The default of every config key where settings hold config sections: at the top
 #: (``segment``, ``model``...) and under ``training``. See :func:`without_new_defaults`.
-SETTINGS_DEFAULTS: dict[str, Any] = json_safe({**Config().to_dict(), "training": Config().to_dict()})
+_CONFIG_DEFAULTS = json_safe(Config().to_dict())
+SETTINGS_DEFAULTS: dict[str, Any] = {**_CONFIG_DEFAULTS, "training": _CONFIG_DEFAULTS}
 
 
 def without_new_defaults(recorded: Any, wanted: Any, defaults: Any) -> Any:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -173,6 +173,13 @@ class LabelledViewDataset(torch.utils.data.Dataset):
             labels = view.face_labels(mesh.face_labels)
         labels = np.where(view.mask, labels, -1)
         return labels
+
+    def batches(
+        self, items: Sequence[LabelledView], size: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``items`` in order, never mirrored, as collated batches of at most ``size`` views."""
+        for start in range(0, len(items), size):
+            yield collate_views([self.example(item) for item in items[start : start + size]])
 
     def pixel_counts(self) -> np.ndarray:
         """``(num_classes,)`` int64: labelled pixels of each class over every item's view."""
@@ -475,27 +482,19 @@ def finetune(
     if cfg.class_balance > 0:
         class_weights = class_balance_weights(torch.from_numpy(views.pixel_counts()), cfg.class_balance)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(config.to_yaml())
     unlabelled = list(unlabelled_shapes) if unlabelled_shapes is not None else source.shape_ids()
-    (run_dir / "run.json").write_text(
-        json.dumps(
-            {
-                "command": "finetune",
-                "dataset": source.dataset.spec,
-                "init": str(init),
-                "preset": config.preset,
-                "labelled_shapes": list(labelled_shapes),
-                "labelled_views": len(items),
-                "held_out_views": len(val_items),
-                "unlabelled_shapes": unlabelled if cfg.ssl_weight > 0 else [],
-                "label_names": list(names),
-                **({"class_weights": class_weights.tolist()} if class_weights is not None else {}),
-                "device": str(device),
-            },
-            indent=2,
-        )
-        + "\n"
+    _write_run_files(
+        run_dir,
+        config,
+        source,
+        init,
+        labelled_shapes,
+        items,
+        names,
+        device,
+        held_out_views=len(val_items),
+        unlabelled_shapes=unlabelled if cfg.ssl_weight > 0 else [],
+        **({"class_weights": class_weights.tolist()} if class_weights is not None else {}),
     )
 
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -535,22 +534,14 @@ def finetune(
     def payload(at_step: int) -> dict:
         return {
             **training_state(at_step, device, model, optimizer, scheduler, scaler),
-            "config": config.to_dict(),
-            "channel_stats": stats.to_dict(),
-            "label_names": list(names),
-            "num_classes": num_classes,
-            "kind": "segmentation",
+            **_network_entries(config, stats, names),
             **({"validation": dict(validation)} if val_items else {}),
         }
 
     best_path = last_path.parent / "best.pt"
     val_batches: list[tuple[torch.Tensor, torch.Tensor]] = []
     if val_items:
-        held_out = [views.example(item) for item in val_items]
-        val_batches = [
-            collate_views(held_out[i : i + cfg.views_per_batch])
-            for i in range(0, len(held_out), cfg.views_per_batch)
-        ]
+        val_batches = list(views.batches(val_items, cfg.views_per_batch))
         val_logger = MetricLogger(run_dir, "val", tensorboard=False, resume_step=step)
 
     def validate(at_step: int) -> None:
@@ -673,6 +664,45 @@ def finetune(
     )
 
 
+def _network_entries(config: Config, stats: ChannelStats, names: Sequence[str]) -> dict:
+    """A fine-tuned network's checkpoint entries besides its weights (see ``NETWORK_ENTRIES``)."""
+    return {
+        "config": config.to_dict(),
+        "channel_stats": stats.to_dict(),
+        "label_names": list(names),
+        "num_classes": len(names),
+        "kind": "segmentation",
+    }
+
+
+def _write_run_files(
+    run_dir: Path,
+    config: Config,
+    source: ViewSource,
+    init: str | Path,
+    labelled_shapes: Sequence[str],
+    items: Sequence[LabelledView],
+    names: Sequence[str],
+    device: torch.device,
+    **extra: object,
+) -> None:
+    """``RUN/config.yaml`` and ``RUN/run.json`` (what was fine-tuned on what; ``extra`` added)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(config.to_yaml())
+    record = {
+        "command": "finetune",
+        "dataset": source.dataset.spec,
+        "init": str(init),
+        "preset": config.preset,
+        "labelled_shapes": list(labelled_shapes),
+        "labelled_views": len(items),
+        **extra,
+        "label_names": list(names),
+        "device": str(device),
+    }
+    (run_dir / "run.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
 def _finetune_nearest(
     config: Config,
     run_dir: Path,
@@ -696,38 +726,21 @@ def _finetune_nearest(
             )
         return FinetuneResult(run_dir, 0, last_path, names, math.nan)
     views = LabelledViewDataset(source, items, config.model.modalities, stats, len(names), cfg.seed)
-    examples = (views.example(item) for item in items)
-    features, labels = labelled_pixel_embeddings(
-        embedding.to(device), (collate_views([example]) for example in examples), device
-    )
+    batches = views.batches(items, cfg.views_per_batch)
+    features, labels = labelled_pixel_embeddings(embedding.to(device), batches, device)
     features, labels = sample_bank(features, labels, cfg.nearest_references, cfg.seed)
     head = NearestLabelHead(
         features, labels, len(names), cfg.nearest_neighbours, cfg.nearest_temperature, cfg.nearest_stride
     )
     model = SegmentationNet(embedding, len(names), head=head)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(config.to_yaml())
-    record = {
-        "command": "finetune",
-        "method": "nearest",
-        "dataset": source.dataset.spec,
-        "init": str(init),
-        "preset": config.preset,
-        "labelled_shapes": list(labelled_shapes),
-        "labelled_views": len(items),
-        "bank_pixels": len(labels),
-        "label_names": list(names),
-        "device": str(device),
-    }
-    (run_dir / "run.json").write_text(json.dumps(record, indent=2) + "\n")
+    _write_run_files(
+        run_dir, config, source, init, labelled_shapes, items, names, device,
+        method="nearest", bank_pixels=len(labels),
+    )  # fmt: skip
     payload = {
         "model": model.state_dict(),
         "step": 0,
-        "config": config.to_dict(),
-        "channel_stats": stats.to_dict(),
-        "label_names": list(names),
-        "num_classes": len(names),
-        "kind": "segmentation",
+        **_network_entries(config, stats, names),
         "head": "nearest",
     }
     save_checkpoint(last_path, payload)
