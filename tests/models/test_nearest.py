@@ -9,12 +9,23 @@ import pytest
 import torch
 
 from mvdecor.models.embedding import EmbeddingNet, SegmentationNet
-from mvdecor.models.nearest import NearestLabelHead, labelled_pixel_embeddings, sample_bank
+from mvdecor.models.nearest import (
+    NearestLabelHead,
+    bank_index,
+    box_coordinates,
+    labelled_pixel_embeddings,
+    leave_one_shape_out_scores,
+    sample_bank,
+)
 
 
 def _reference(features: torch.Tensor, bank: torch.Tensor, labels: torch.Tensor, classes: int, k: int,
-               temperature: float) -> np.ndarray:  # fmt: skip
-    """Class probabilities of every pixel of ``features (D, H, W)``, one pixel at a time in float64."""
+               temperature: float, positions: torch.Tensor | None = None,
+               bank_positions: torch.Tensor | None = None, weight: float = 0.0) -> np.ndarray:  # fmt: skip
+    """Class probabilities of every pixel of ``features (D, H, W)``, one pixel at a time in float64.
+
+    With ``weight``: similarity ``cos - weight * |position - bank position|^2`` (``positions (3, H, W)``).
+    """
     _, h, w = features.shape
     bank = [[float(x) for x in row] for row in bank.double()]
     bank = [[x / math.sqrt(sum(y * y for y in row)) for x in row] for row in bank]
@@ -24,11 +35,15 @@ def _reference(features: torch.Tensor, bank: torch.Tensor, labels: torch.Tensor,
             query = [float(x) for x in features[:, i, j].double()]
             norm = math.sqrt(sum(x * x for x in query))
             sims = [sum(q * b for q, b in zip(query, row, strict=True)) / norm for row in bank]
+            if weight:
+                at = [float(x) for x in positions[:, i, j].double()]
+                for n, other in enumerate(bank_positions.double().tolist()):
+                    sims[n] -= weight * sum((a - b) ** 2 for a, b in zip(at, other, strict=True))
             order = sorted(range(len(sims)), key=lambda n: -sims[n])[:k]
             top = max(sims[n] for n in order)
             weights = [math.exp((sims[n] - top) / temperature) for n in order]
-            for n, weight in zip(order, weights, strict=True):
-                out[int(labels[n]), i, j] += weight / sum(weights)
+            for n, share in zip(order, weights, strict=True):
+                out[int(labels[n]), i, j] += share / sum(weights)
     return out
 
 
@@ -87,3 +102,78 @@ def test_bank_sampling_and_labelled_pixels():
         raw = embedding.eval()(inputs, normalize=False)
     assert pixels.shape == (7, 8) and pixel_labels.tolist() == [2] * 6 + [1]
     torch.testing.assert_close(pixels[-1], raw[1, :, 10, 11])
+
+
+def test_position_weighted_head_votes_as_the_reference_loop():
+    generator = torch.Generator().manual_seed(3)
+    bank = torch.randn(40, 6, generator=generator)
+    labels = torch.randint(0, 4, (40,), generator=generator)
+    bank_positions = torch.rand(40, 3, generator=generator) * 2 - 1
+    features = torch.randn(2, 6, 5, 7, generator=generator)
+    positions = torch.rand(2, 3, 5, 7, generator=generator) * 2 - 1
+    head = NearestLabelHead(bank, labels, 4, 5, 0.2, 1, bank_positions, position_weight=0.7)
+    assert head.needs_positions and "bank_positions" in head.state_dict()
+    probs = head(features, positions).exp().numpy()
+    for b in range(2):
+        expected = _reference(features[b], bank, labels, 4, 5, 0.2, positions[b], bank_positions, 0.7)
+        np.testing.assert_allclose(probs[b], expected, atol=1e-5)
+    # The weight changes the answer (the check can fail), and a large one is position alone:
+    # every pixel takes the label of the nearest bank point.
+    plain = NearestLabelHead(bank, labels, 4, 5, 0.2, 1)(features).exp().numpy()
+    assert np.abs(plain - probs).max() > 0.1
+    by_place = NearestLabelHead(bank, labels, 4, 1, 0.2, 1, bank_positions, position_weight=1e4)
+    nearest = torch.cdist(positions.permute(0, 2, 3, 1).reshape(-1, 3), bank_positions).argmin(dim=1)
+    got = by_place(features, positions).argmax(dim=1).reshape(-1)
+    assert torch.equal(got, labels[nearest])
+    with pytest.raises(ValueError, match="box coordinates"):
+        head(features)
+    with pytest.raises(ValueError, match="bank_positions"):
+        NearestLabelHead(bank, labels, 4, position_weight=1.0)
+
+
+def test_segmentation_net_passes_positions_to_a_head_that_needs_them():
+    embedding = EmbeddingNet("resnet18", in_channels=5, embed_dim=8, head="light")
+    bank, labels, places = torch.randn(30, 8), torch.randint(0, 3, (30,)), torch.rand(30, 3)
+    net = SegmentationNet(embedding, 3, head=NearestLabelHead(bank, labels, 3, 10, 0.07, 2, places, 2.0))
+    assert net.needs_positions and not SegmentationNet(embedding, 3).needs_positions
+    x, positions = torch.randn(2, 5, 32, 32), torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        net.eval()
+        logits = net(x, positions)
+        assert logits.shape == (2, 3, 32, 32) and torch.isfinite(logits).all()
+        assert not torch.equal(logits, net(x, positions.flip(-1)))
+        with pytest.raises(ValueError, match="pass positions"):
+            net(x)
+        with pytest.raises(ValueError, match="positions must be"):
+            net(x, positions[:, :, :16])
+
+
+def test_box_coordinates_and_bank_index():
+    lo, hi = np.array([-1.0, 0.0, 2.0]), np.array([1.0, 4.0, 2.0])  # the z axis is flat
+    points = np.array([[-1.0, 0.0, 2.0], [1.0, 4.0, 2.0], [0.0, 1.0, 2.0]])
+    np.testing.assert_allclose(box_coordinates(points, lo, hi), [[-1, -1, 0], [1, 1, 0], [0, -0.5, 0]])
+    assert box_coordinates(points[None], lo, hi).shape == (1, 3, 3)
+    assert bank_index(10, 20) is None
+    index = bank_index(100, 30, seed=4)
+    assert len(index) == 30 and torch.equal(index, index.sort().values) and len(set(index.tolist())) == 30
+
+
+def test_leave_one_shape_out_scores_reward_the_cue_that_carries_the_labels():
+    # Two shapes whose labels follow position (x < 0: class 0, else 1) while the embedding is noise:
+    # any weight on position must score higher than none, and position alone is perfect.
+    generator = torch.Generator().manual_seed(5)
+    positions = torch.rand(400, 3, generator=generator) * 2 - 1
+    labels = (positions[:, 0] >= 0).long()
+    features = torch.randn(400, 8, generator=generator)
+    shapes = torch.arange(400) % 2
+    scores = leave_one_shape_out_scores(features, labels, positions, shapes, [0.0, 1.0, 1e3], 2, neighbours=3)
+    assert scores[0] < 0.7 and scores[1] > scores[0] and scores[2] > 0.9
+    # Labels that follow the embedding instead: position only gets in the way.
+    labels = labels[torch.randperm(400, generator=generator)]
+    features = torch.nn.functional.one_hot(labels, 8).float() + 0.01 * torch.randn(
+        400, 8, generator=generator
+    )
+    scores = leave_one_shape_out_scores(features, labels, positions, shapes, [0.0, 1e3], 2, neighbours=3)
+    assert scores[0] > 0.99 and scores[1] < 0.8
+    with pytest.raises(ValueError, match="two labelled shapes"):
+        leave_one_shape_out_scores(features, labels, positions, torch.zeros(400), [0.0], 2)

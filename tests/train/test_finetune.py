@@ -386,3 +386,63 @@ def test_nearest_method_keeps_a_bank_of_labelled_pixels_and_segments_with_it(tmp
         finetune(config, CHAIRS, trained.run_dir, labelled_shapes=labelled, progress=False)
     with pytest.raises(ConfigError, match=r"finetune\.method"):
         ft_config(method="knn")
+
+
+def test_nearest_method_with_positions_keeps_each_pixels_box_coordinates(tmp_path):
+    import torch
+
+    from mvdecor.models.nearest import bank_index, box_coordinates
+
+    config = ft_config(method="nearest", nearest_references=100000, nearest_neighbours=1, nearest_stride=1,
+                       nearest_position_weight=1e4)  # fmt: skip
+    labelled = ["chair_0000"]
+    result = finetune(config, CHAIRS, tmp_path / "nn", labelled_shapes=labelled, progress=False)
+    segmenter = Segmenter.from_checkpoint(result.last_checkpoint)  # the positions survive the round trip
+    head = segmenter.model.head
+    assert segmenter.model.needs_positions and head.bank_positions.shape == (len(head.bank_labels), 3)
+    # The bank holds every labelled pixel of the shape's views in order: the first view's pixels
+    # come first, with their hit points in the box frame of the shape.
+    source = ViewSource(CHAIRS, config.render)
+    mesh = source.mesh("chair_0000")
+    view = source.view("chair_0000", 0)
+    keep = view.face_labels(mesh.face_labels) >= 0
+    first = box_coordinates(view.hit_points[keep], *mesh.bounds())
+    np.testing.assert_allclose(head.bank_positions[: len(first)].numpy(), first, atol=1e-6)
+    assert float(head.bank_positions.abs().max()) <= 1.0 + 1e-5
+    # A smaller bank draws features, labels and positions with the same index.
+    small_config = replace(config, finetune=replace(config.finetune, nearest_references=500))
+    small = finetune(small_config, CHAIRS, tmp_path / "small", labelled_shapes=labelled, progress=False)
+    small_head = Segmenter.from_checkpoint(small.last_checkpoint).model.head
+    index = bank_index(len(head.bank_labels), 500, small_config.finetune.seed)
+    for name in ("bank_features", "bank_labels", "bank_positions"):
+        torch.testing.assert_close(getattr(small_head, name), getattr(head, name)[index])
+    # With this weight each pixel of a labelled view finds the bank pixel that sees its own point.
+    views = source.views("chair_0000")[:3]
+    with pytest.raises(ValueError, match="bounding box"):
+        segmenter.predict(views)
+    predicted = segmenter.predict(views, mesh.bounds()).argmax(1)
+    gt = np.stack([v.face_labels(mesh.face_labels) for v in views])
+    assert (predicted[gt >= 0] == gt[gt >= 0]).mean() > 0.95
+    seg = segmenter.segment(source.mesh("chair_0002"), normalize=False)
+    assert seg.face_labels.shape == (source.mesh("chair_0002").num_faces,)
+    with pytest.raises(ConfigError, match="nearest_position_weight"):
+        ft_config(nearest_position_weight=-1.0)
+
+
+def test_nearest_method_chooses_the_position_weight_on_the_labelled_shapes(tmp_path):
+    config = ft_config(method="nearest", nearest_position_candidates=[4.0, 0.0, 1e4])
+    labelled = ["chair_0000", "chair_0001"]
+    result = finetune(config, CHAIRS, tmp_path / "nn", labelled_shapes=labelled, progress=False)
+    record = json.loads((result.run_dir / "run.json").read_text())
+    scores = record["position_weight_scores"]
+    assert list(scores) == ["0.0", "4.0", "10000.0"] and all(0 <= v <= 1 for v in scores.values())
+    best = max(scores.values())
+    assert record["position_weight"] == min(float(w) for w, v in scores.items() if v == best)
+    head = Segmenter.from_checkpoint(result.last_checkpoint).model.head
+    assert head.position_weight == record["position_weight"]
+    # One labelled shape: no choice, the configured weight.
+    single = finetune(replace(config, finetune=replace(config.finetune, nearest_position_weight=2.0)), CHAIRS,
+                      tmp_path / "one", labelled_shapes=labelled[:1], progress=False)  # fmt: skip
+    assert json.loads((single.run_dir / "run.json").read_text())["position_weight"] == 2.0
+    with pytest.raises(ConfigError, match="nearest_position_candidates"):
+        ft_config(nearest_position_candidates=[1.0, -1.0])

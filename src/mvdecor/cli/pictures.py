@@ -135,7 +135,7 @@ def cmd_pictures_segmentation(args: argparse.Namespace) -> int:
         out / f"{mesh.name}.labels.png",
     )
     votes = vote_weight_sheet(
-        list(segmenter.predict(views)),
+        list(segmenter.predict(views, mesh.bounds())),
         [v.mask for v in views],
         names,
         gamma=segmenter.config.segment.gamma,

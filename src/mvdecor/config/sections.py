@@ -374,6 +374,17 @@ class FinetuneConfig:
     nearest_stride : int
         ``nearest``: pixels are classified on a grid of this step, the result
         repeated over each block (2).
+    nearest_position_weight : float
+        ``nearest``: neighbours by ``cos - w * |a - b|^2`` over the embedding
+        and the seen surface points' coordinates in their shape's bounding box
+        (each axis mapped onto ``[-1, 1]``), the cue of label transfer joined
+        with the embedding's; 0 (default): the embedding alone.
+    nearest_position_candidates : tuple of float
+        ``nearest``: when given and two or more shapes are labelled, the
+        position weight is chosen among these by leave-one-labelled-shape-out
+        pixel mIoU (each labelled shape labelled from the others' pixels; the
+        scores go to ``run.json``), and ``nearest_position_weight`` is used only
+        with a single labelled shape. Empty (default): no choice.
     iterations : int
         Optimiser steps (the authors: 2k-4k).
     views_per_batch : int
@@ -440,6 +451,8 @@ class FinetuneConfig:
     nearest_temperature: float = 0.07
     nearest_references: int = 10000
     nearest_stride: int = 2
+    nearest_position_weight: float = 0.0
+    nearest_position_candidates: tuple[float, ...] = ()
     iterations: int = 4000
     views_per_batch: int = 8
     lr: float = 1e-3
@@ -470,6 +483,12 @@ class FinetuneConfig:
         one_of(self, section, "method", FINETUNE_METHODS)
         at_least(self, section, 1, "nearest_neighbours", "nearest_references", "nearest_stride")
         positive(self, section, "nearest_temperature")
+        at_least(self, section, 0, "nearest_position_weight")
+        if any(weight < 0 for weight in self.nearest_position_candidates):
+            raise ConfigError(
+                None,
+                f"{section}.nearest_position_candidates must be >= 0, got {self.nearest_position_candidates}",
+            )
         at_least(self, section, 1, "iterations", "views_per_batch", "lr_decay_every", "val_every")
         at_least(self, section, 0, "val_views", "patience")
         at_least(self, section, 1, "ssl_pairs_per_batch", "checkpoint_every", "log_every")

@@ -260,6 +260,13 @@ class LabelledMesh:
         return dataclasses.replace(self, **changes)
 
     # ----------------------------------------------------------- normalising
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(min, max)``, each ``(3,)``: the bounding box of the vertices that faces use."""
+        # Only vertices that faces use: loaders keep unused ones so that per-vertex
+        # labels line up, and a stray one must not shift the box.
+        used = self.vertices[np.unique(self.faces)]
+        return used.min(axis=0), used.max(axis=0)
+
     def normalized(self) -> LabelledMesh:
         """This mesh centred on its bounding-box centre and scaled into the unit sphere.
 
@@ -269,10 +276,8 @@ class LabelledMesh:
         new ones (composed with any earlier normalisation), so
         ``mesh.normalization.invert(points)`` recovers source coordinates.
         """
-        # Only vertices that faces use: loaders keep unused ones so that per-vertex
-        # labels line up, and a stray one must not shift the normalisation.
         used = self.vertices[np.unique(self.faces)]
-        lo, hi = used.min(axis=0), used.max(axis=0)
+        lo, hi = self.bounds()
         center = (lo + hi) / 2.0
         radius = float(np.linalg.norm(used - center, axis=1).max())
         if radius <= 0.0:

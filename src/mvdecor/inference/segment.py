@@ -23,6 +23,7 @@ from mvdecor.inference.refine import refine_fusion
 from mvdecor.inference.transfer import LabelTransfer
 from mvdecor.models.embedding import SegmentationNet
 from mvdecor.models.inputs import ChannelStats, flip_view_array, view_to_array
+from mvdecor.models.nearest import box_coordinates
 from mvdecor.render.cameras import Cameras, shape_cameras
 from mvdecor.render.renderer import Renderer
 from mvdecor.render.views import RenderedView
@@ -122,31 +123,49 @@ class Segmenter:
         return shape_cameras(render, mesh.name, seg.rings, seg.segments)
 
     @torch.no_grad()
-    def predict(self, views: Sequence[RenderedView]) -> np.ndarray:
+    def predict(
+        self, views: Sequence[RenderedView], box: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> np.ndarray:
         """Class probabilities ``(V, C, H, W)`` float32 of views (softmax of the logits).
 
         With ``segment.flip`` each view is also predicted mirrored (its world-space
         channels mirrored with it, :func:`~mvdecor.models.inputs.flip_view_array`)
         and the mean of the two maps, the mirrored one flipped back, is returned.
+
+        ``box``: the bounding box ``(min, max)`` of the mesh the views show, for a
+        network whose head weighs positions (``finetune.nearest_position_weight``);
+        a mirrored view's pixels keep the surface points they see.
         """
         modalities = self.config.model.modalities
         flip = self.config.segment.flip
+        needs_positions = bool(getattr(self.model, "needs_positions", False))
+        if needs_positions and box is None:
+            raise ValueError("this network weighs positions: pass the bounding box of the views' mesh")
         out = []
         batch = max(self.config.segment.batch_views, 1)
         for start in range(0, len(views), batch):
             chunk = views[start : start + batch]
-            arrays = []
+            arrays, positions = [], []
             for view in chunk:
                 array = view_to_array(view, modalities)
                 arrays.append(self.stats.normalize(array, view.mask))
+                if needs_positions:
+                    positions.append(box_coordinates(view.hit_points, *box).transpose(2, 0, 1))
                 if flip:
                     camera = view.camera
                     mirrored, mask = flip_view_array(
                         array, view.mask, modalities, camera.rotation[0, 0], camera.centers[0]
                     )
                     arrays.append(self.stats.normalize(mirrored, mask))
+                    if needs_positions:
+                        positions.append(positions[-1][:, :, ::-1])
             x = torch.from_numpy(np.stack(arrays).astype(np.float32)).to(self.device)
-            probs = torch.softmax(self.model(x).float(), dim=1)
+            if needs_positions:
+                at = torch.from_numpy(np.ascontiguousarray(np.stack(positions))).to(self.device)
+                logits = self.model(x, at)
+            else:
+                logits = self.model(x)
+            probs = torch.softmax(logits.float(), dim=1)
             if flip:  # pairs (view, its mirror): average with the mirror flipped back
                 probs = 0.5 * (probs[0::2] + probs[1::2].flip(-1))
             out.append(probs.cpu().numpy())
@@ -181,6 +200,7 @@ class Segmenter:
         timings = {"render_s": 0.0, "predict_s": 0.0, "vote_s": 0.0}
         start = time.perf_counter()
         renderer = Renderer(mesh)
+        box = mesh.bounds()
         timings["render_s"] += time.perf_counter() - start
         voter = FaceVoter(
             mesh.num_faces,
@@ -196,7 +216,7 @@ class Segmenter:
             t0 = time.perf_counter()
             views = [renderer.render_view(cameras, i) for i in range(first, min(first + batch, len(cameras)))]
             t1 = time.perf_counter()
-            probs = self.predict(views)
+            probs = self.predict(views, box)
             t2 = time.perf_counter()
             for view, p in zip(views, probs, strict=True):
                 voter.add_view(view.face_ids, p)

@@ -98,12 +98,6 @@ class TransferReference:
             object.__setattr__(self, name, value)
 
 
-def _mesh_box(mesh: LabelledMesh) -> tuple[np.ndarray, np.ndarray]:
-    # Over the vertices faces use: loaders keep unused vertices for per-vertex labels.
-    used = mesh.vertices[np.unique(mesh.faces)]
-    return used.min(axis=0), used.max(axis=0)
-
-
 def _keep(labels: np.ndarray, exclude_classes: Sequence[int]) -> np.ndarray:
     keep = labels >= 0
     for label in exclude_classes:
@@ -151,7 +145,7 @@ def reference_from_mesh(
         point_labels.append(labels[faces])
     points_all, labels_all = np.concatenate(points), np.concatenate(point_labels)
     keep = _keep(labels_all, exclude_classes)
-    lo, hi = _mesh_box(mesh)
+    lo, hi = mesh.bounds()
     return TransferReference(points_all[keep], labels_all[keep], lo, hi, mesh.name)
 
 
@@ -183,7 +177,7 @@ def reference_from_views(
         keep = view.mask & _keep(view_labels, exclude_classes)
         points.append(view.hit_points[keep].astype(np.float64))
         labels.append(view_labels[keep])
-    lo, hi = _mesh_box(mesh)
+    lo, hi = mesh.bounds()
     return TransferReference(
         np.concatenate(points) if points else np.zeros((0, 3)),
         np.concatenate(labels) if labels else np.zeros(0, np.int64),
@@ -263,7 +257,7 @@ class LabelTransfer:
         Returns ``(distances, labels)``, each ``(F, neighbours)``, nearest first.
         """
         centroids = mesh.triangles.mean(axis=1)
-        box = _mesh_box(mesh)
+        box = mesh.bounds()
         k = self.neighbours
         distances, labels = [], []
         for reference, tree in zip(self.references, self._trees, strict=True):

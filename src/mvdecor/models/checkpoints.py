@@ -236,6 +236,8 @@ def load_segmentation_model(
             ft.nearest_neighbours,
             ft.nearest_temperature,
             ft.nearest_stride,
+            state.get("head.bank_positions"),
+            payload.get("nearest_position_weight", ft.nearest_position_weight),  # as chosen by the run
         )
     model = SegmentationNet(embedding, len(names), head=head)
     _load_weights(model, payload, path, device)

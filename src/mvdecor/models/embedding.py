@@ -342,12 +342,24 @@ class SegmentationNet(nn.Module):
         super().__init__()
         self.embedding = embedding
         # Another head (e.g. mvdecor.models.nearest.NearestLabelHead) must map the raw
-        # embedding to (B, num_classes, H, W) scores whose softmax is its class distribution.
+        # embedding to (B, num_classes, H, W) scores whose softmax is its class distribution
+        # (and take positions too when its needs_positions is true).
         self.head = SegmentationHead(embedding.embed_dim, num_classes) if head is None else head
         self.num_classes = int(num_classes)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.embedding(x, normalize=False))
+    @property
+    def needs_positions(self) -> bool:
+        """Whether the head also reads each pixel's box coordinates (a position-weighted nearest head)."""
+        return bool(getattr(self.head, "needs_positions", False))
+
+    def forward(self, x: Tensor, positions: Tensor | None = None) -> Tensor:
+        """``positions``: ``(B, 3, H, W)`` box coordinates, for a head that :attr:`needs_positions`."""
+        features = self.embedding(x, normalize=False)
+        if self.needs_positions:
+            if positions is None:
+                raise ValueError("this network's head weighs positions: pass positions (B, 3, H, W)")
+            return self.head(features, positions)
+        return self.head(features)
 
     def forward_with_embedding(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(logits, L2-normalised embedding)`` from one pass through Φ."""

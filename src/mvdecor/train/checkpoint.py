@@ -42,6 +42,7 @@ NETWORK_ENTRIES: tuple[str, ...] = (
     "best_val_loss",
     "validation",
     "head",
+    "nearest_position_weight",
 )
 
 #: File names of periodic snapshots: ``step_`` and the step, zero-padded to 7 digits.

@@ -51,7 +51,13 @@ from mvdecor.models.inputs import (
     view_to_array,
 )
 from mvdecor.models.losses import class_balance_weights, dense_info_nce
-from mvdecor.models.nearest import NearestLabelHead, labelled_pixel_embeddings, sample_bank
+from mvdecor.models.nearest import (
+    NearestLabelHead,
+    bank_index,
+    box_coordinates,
+    labelled_pixel_embeddings,
+    leave_one_shape_out_scores,
+)
 from mvdecor.train.checkpoint import NETWORK_ENTRIES, load_checkpoint, save_checkpoint
 from mvdecor.train.data import ViewPairDataset, ViewSource, collate_pairs, compute_channel_stats
 from mvdecor.train.distributed import resolve_device
@@ -180,6 +186,27 @@ class LabelledViewDataset(torch.utils.data.Dataset):
         """``items`` in order, never mirrored, as collated batches of at most ``size`` views."""
         for start in range(0, len(items), size):
             yield collate_views([self.example(item) for item in items[start : start + size]])
+
+    def pixel_positions(self, items: Sequence[LabelledView]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each labelled pixel's surface point in its shape's box coordinates, and its shape.
+
+        In the order of :meth:`batches` over ``items`` and of the pixels that
+        :func:`~mvdecor.models.nearest.labelled_pixel_embeddings` keeps (view by view,
+        row-major), never mirrored.
+
+        Returns
+        -------
+        ``(positions (N, 3) float32, shapes (N,) int64)``, ``shapes`` numbering the
+        labelled shapes in order of first appearance.
+        """
+        positions, shapes, numbers = [], [], {}
+        for item in items:
+            view = self.source.view(item.shape_id, item.view_index)
+            keep = self.labels(item, view) >= 0
+            box = self.source.mesh(item.shape_id).bounds()
+            positions.append(box_coordinates(view.hit_points[keep], *box))
+            shapes.append(np.full(int(keep.sum()), numbers.setdefault(item.shape_id, len(numbers)), np.int64))
+        return torch.from_numpy(np.concatenate(positions)), torch.from_numpy(np.concatenate(shapes))
 
     def pixel_counts(self) -> np.ndarray:
         """``(num_classes,)`` int64: labelled pixels of each class over every item's view."""
@@ -728,20 +755,39 @@ def _finetune_nearest(
     views = LabelledViewDataset(source, items, config.model.modalities, stats, len(names), cfg.seed)
     batches = views.batches(items, cfg.views_per_batch)
     features, labels = labelled_pixel_embeddings(embedding.to(device), batches, device)
-    features, labels = sample_bank(features, labels, cfg.nearest_references, cfg.seed)
+    weight, choice = cfg.nearest_position_weight, {}
+    positions = shapes = None
+    if weight > 0 or cfg.nearest_position_candidates:
+        positions, shapes = views.pixel_positions(items)
+    if cfg.nearest_position_candidates and len(set(item.shape_id for item in items)) >= 2:
+        candidates = sorted(set(cfg.nearest_position_candidates))
+        scores = leave_one_shape_out_scores(
+            features, labels, positions, shapes, candidates, len(names),
+            cfg.nearest_neighbours, cfg.nearest_temperature, cfg.nearest_references, seed=cfg.seed,
+        )  # fmt: skip
+        weight = candidates[int(np.argmax(scores))]  # ties: the smallest weight
+        choice = {
+            "position_weight_scores": {str(w): round(v, 6) for w, v in zip(candidates, scores, strict=True)}
+        }
+    index = bank_index(len(labels), cfg.nearest_references, cfg.seed)
+    if index is not None:
+        features, labels = features[index], labels[index]
+        positions = None if positions is None else positions[index]
     head = NearestLabelHead(
-        features, labels, len(names), cfg.nearest_neighbours, cfg.nearest_temperature, cfg.nearest_stride
-    )
+        features, labels, len(names), cfg.nearest_neighbours, cfg.nearest_temperature, cfg.nearest_stride,
+        positions if weight > 0 else None, weight,
+    )  # fmt: skip
     model = SegmentationNet(embedding, len(names), head=head)
     _write_run_files(
         run_dir, config, source, init, labelled_shapes, items, names, device,
-        method="nearest", bank_pixels=len(labels),
+        method="nearest", bank_pixels=len(labels), position_weight=weight, **choice,
     )  # fmt: skip
     payload = {
         "model": model.state_dict(),
         "step": 0,
         **_network_entries(config, stats, names),
         "head": "nearest",
+        "nearest_position_weight": weight,
     }
     save_checkpoint(last_path, payload)
     return FinetuneResult(run_dir, 0, last_path, names, math.nan)
