@@ -423,6 +423,10 @@ def test_nearest_method_with_positions_keeps_each_pixels_box_coordinates(tmp_pat
     predicted = segmenter.predict(views, mesh.bounds()).argmax(1)
     gt = np.stack([v.face_labels(mesh.face_labels) for v in views])
     assert (predicted[gt >= 0] == gt[gt >= 0]).mean() > 0.95
+    # Test-time flips: the mirrored copy's pixels keep the points they see, so position still decides.
+    flipped = segmenter.with_segment(replace(segmenter.config.segment, flip=True))
+    predicted = flipped.predict(views, mesh.bounds()).argmax(1)
+    assert (predicted[gt >= 0] == gt[gt >= 0]).mean() > 0.95
     seg = segmenter.segment(source.mesh("chair_0002"), normalize=False)
     assert seg.face_labels.shape == (source.mesh("chair_0002").num_faces,)
     with pytest.raises(ConfigError, match="nearest_position_weight"):
