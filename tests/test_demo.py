@@ -252,6 +252,7 @@ def test_demo_without_pretraining_runs_scratch_only_and_resumes(tmp_path):
         "best_val_loss",
         "validation",
         "head",
+        "nearest_position_weight",
     } | {"format_version"}
 
     # A second run reuses the finished fine-tuning run instead of training again.

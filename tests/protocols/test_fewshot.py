@@ -210,8 +210,8 @@ def test_refinement_variants_score_one_network_several_ways(tmp_path, monkeypatc
     segmented = []
     original_predict = fewshot.Segmenter.predict
 
-    def recording_predict(self, views):
-        probs = original_predict(self, views)
+    def recording_predict(self, views, box=None):
+        probs = original_predict(self, views, box)
         segmented.append((len(views), probs.shape[-1], self.config.segment.flip))
         return probs
 
