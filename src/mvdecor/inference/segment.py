@@ -138,7 +138,7 @@ class Segmenter:
         """
         modalities = self.config.model.modalities
         flip = self.config.segment.flip
-        needs_positions = bool(getattr(self.model, "needs_positions", False))
+        needs_positions = self.model.needs_positions
         if needs_positions and box is None:
             raise ValueError("this network weighs positions: pass the bounding box of the views' mesh")
         out = []
@@ -200,8 +200,8 @@ class Segmenter:
         timings = {"render_s": 0.0, "predict_s": 0.0, "vote_s": 0.0}
         start = time.perf_counter()
         renderer = Renderer(mesh)
-        box = mesh.bounds()
         timings["render_s"] += time.perf_counter() - start
+        box = mesh.bounds() if self.model.needs_positions else None
         voter = FaceVoter(
             mesh.num_faces,
             len(self.label_names),

@@ -199,13 +199,14 @@ class LabelledViewDataset(torch.utils.data.Dataset):
         ``(positions (N, 3) float32, shapes (N,) int64)``, ``shapes`` numbering the
         labelled shapes in order of first appearance.
         """
-        positions, shapes, numbers = [], [], {}
+        positions, shapes, boxes = [], [], {}  # boxes: shape id -> bounds, in order of first appearance
         for item in items:
             view = self.source.view(item.shape_id, item.view_index)
             keep = self.labels(item, view) >= 0
-            box = self.source.mesh(item.shape_id).bounds()
-            positions.append(box_coordinates(view.hit_points[keep], *box))
-            shapes.append(np.full(int(keep.sum()), numbers.setdefault(item.shape_id, len(numbers)), np.int64))
+            if item.shape_id not in boxes:
+                boxes[item.shape_id] = self.source.mesh(item.shape_id).bounds()
+            positions.append(box_coordinates(view.hit_points[keep], *boxes[item.shape_id]))
+            shapes.append(np.full(int(keep.sum()), list(boxes).index(item.shape_id), np.int64))
         return torch.from_numpy(np.concatenate(positions)), torch.from_numpy(np.concatenate(shapes))
 
     def pixel_counts(self) -> np.ndarray:
