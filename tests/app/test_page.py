@@ -141,7 +141,7 @@ def test_a_label_added_in_the_page_is_saved_with_the_labels_that_use_it(server, 
 
 def test_paint_a_view_undo_and_save_it_as_a_label_image(server, folder, tmp_path):
     from mvdecor.app.views import PaintedViews
-    from mvdecor.train.finetune import read_label_image
+    from mvdecor.train.labelled import read_label_image
 
     browser = Browser(chromium_or_skip(), tmp_path / "profile")
     try:

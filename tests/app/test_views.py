@@ -14,7 +14,7 @@ from PIL import Image
 from mvdecor.app.server import create_app
 from mvdecor.app.views import painted_label_images
 from mvdecor.config import RenderConfig, render_config_to_dict
-from mvdecor.train.finetune import read_label_image
+from mvdecor.train.labelled import read_label_image
 
 #: Small views: 2 + 2 * 3 = 8 cameras of 48 x 48 pixels (fast to render on a busy CPU).
 RENDER = RenderConfig(rings=2, segments=3, resolution=48)

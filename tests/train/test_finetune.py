@@ -14,7 +14,8 @@ from mvdecor.errors import ConfigError, LabelError
 from mvdecor.evaluation.segmentation import SegmentationEvaluator, pixel_miou
 from mvdecor.inference.segment import Segmenter
 from mvdecor.train.data import ViewSource
-from mvdecor.train.finetune import finetune, load_segmentation_model, read_label_image, select_labelled_views
+from mvdecor.train.finetune import finetune, load_segmentation_model
+from mvdecor.train.labelled import read_label_image, select_labelled_views
 from mvdecor.train.pretrain import pretrain
 
 CHAIRS = "synthetic:categories=chair,n=6,textured=0"
@@ -268,7 +269,7 @@ def test_head_warmup_freezes_the_embedding_then_trains_it(tmp_path):
 
 
 def test_flip_augmentation_mirrors_views_and_labels_together():
-    from mvdecor.train.finetune import LabelledViewDataset, select_labelled_views
+    from mvdecor.train.labelled import LabelledViewDataset, select_labelled_views
 
     config = ft_config()
     source = ViewSource(CHAIRS, config.render)
@@ -298,7 +299,7 @@ def test_class_balance_weighs_rare_parts_up_in_the_loss(tmp_path, monkeypatch):
     # Without dropout's random draws, step 1's loss can be recomputed exactly below.
     monkeypatch.setattr(torch.nn.Dropout, "forward", lambda self, x: x)
 
-    from mvdecor.train.finetune import LabelledViewDataset, collate_views
+    from mvdecor.train.labelled import LabelledViewDataset, collate_views
 
     config = ft_config(iterations=1, class_balance=1.0, precision="fp32")  # exact sums below
     source = ViewSource(CHAIRS, config.render)

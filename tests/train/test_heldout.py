@@ -15,8 +15,9 @@ from mvdecor.errors import ConfigError
 from mvdecor.inference.segment import Segmenter
 from mvdecor.train import finetune as finetune_module
 from mvdecor.train.checkpoint import load_checkpoint, prune_checkpoints
-from mvdecor.train.finetune import LabelledView, finetune, select_labelled_views
+from mvdecor.train.finetune import finetune
 from mvdecor.train.heldout import held_out_miou, hold_out_views, miou_from_confusion
+from mvdecor.train.labelled import LabelledView, select_labelled_views
 
 CHAIRS = "synthetic:categories=chair,n=6,textured=0"
 LABELLED = ["chair_0000", "chair_0001"]

@@ -355,7 +355,7 @@ def pipeline_label_images(
     from mvdecor.app.views import painted_label_images
     from mvdecor.correspond.source import ViewSource
     from mvdecor.fileio import save_image
-    from mvdecor.train.finetune import LABEL_IMAGE_IGNORE, select_labelled_views
+    from mvdecor.train.labelled import LABEL_IMAGE_IGNORE, select_labelled_views
 
     painted = painted_label_images(folder)
     if not painted:

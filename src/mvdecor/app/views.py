@@ -8,9 +8,9 @@ painted view is saved atomically as the label PNG that ``mvdecor finetune
 --label-images`` reads:
 
 - ``label_images/<shape>/view_<N>.png``: 8-bit single-channel (``L``), one
-  class index per pixel, 255 unlabelled (:data:`~mvdecor.train.finetune.LABEL_IMAGE_IGNORE`),
+  class index per pixel, 255 unlabelled (:data:`~mvdecor.train.labelled.LABEL_IMAGE_IGNORE`),
   at the render resolution; written by :func:`mvdecor.fileio.save_image` and read back
-  by :func:`mvdecor.train.finetune.read_label_image`;
+  by :func:`mvdecor.train.labelled.read_label_image`;
 - ``label_images/render.json``: the render settings the views were made with
   (written with the first painted view); a pipeline job with other settings
   refuses to use them, since its view ``N`` would be another picture.
@@ -43,7 +43,7 @@ LABEL_IMAGES_DIR = "label_images"
 RENDER_FILE = "render.json"
 #: Views offered for painting per shape (spread over the camera sphere).
 DEFAULT_VIEW_COUNT = 6
-#: Unlabelled pixel value of a label PNG (mvdecor.train.finetune.LABEL_IMAGE_IGNORE; not imported
+#: Unlabelled pixel value of a label PNG (mvdecor.train.labelled.LABEL_IMAGE_IGNORE; not imported
 #: at module level, since that pulls in torch).
 IGNORE = 255
 _VIEW_NAME = re.compile(r"^view_(\d+)\.png$")
@@ -195,7 +195,7 @@ class PaintedViews:
 
         Read with the fine-tuning reader, so the app shows what training will see.
         """
-        from mvdecor.train.finetune import read_label_image
+        from mvdecor.train.labelled import read_label_image
 
         self.view(shape_id, index)  # checks the shape and the index
         path = self.label_path(shape_id, index)

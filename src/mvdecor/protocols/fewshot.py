@@ -59,7 +59,8 @@ from mvdecor.protocols.stages import (
     without_new_defaults,
 )
 from mvdecor.train.checkpoint import check_keep_checkpoints, prune_checkpoints
-from mvdecor.train.finetune import finetune, label_vocabulary
+from mvdecor.train.finetune import finetune
+from mvdecor.train.labelled import label_vocabulary
 
 
 def method_of_init(init: str | Path) -> str:

@@ -38,7 +38,7 @@ from mvdecor.data.mesh import LabelledMesh
 from mvdecor.inference.transfer import LabelTransfer, reference_from_mesh, reference_from_views
 from mvdecor.protocols.stages import config_sections, finish_stage, open_stage
 from mvdecor.registry import Registry
-from mvdecor.train.finetune import select_labelled_views
+from mvdecor.train.labelled import select_labelled_views
 
 __all__ = [
     "DEFORM",
@@ -151,7 +151,7 @@ def build_transfer(
 
     With ``views_per_shape = v > 0`` the references are the hit points of the
     same ``v`` views per shape that fine-tuning with ``seed`` labels
-    (:func:`~mvdecor.train.finetune.select_labelled_views`), so the transfer
+    (:func:`~mvdecor.train.labelled.select_labelled_views`), so the transfer
     sees exactly the labels the network sees.
     """
     settings = config.transfer

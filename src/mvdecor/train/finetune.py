@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -35,7 +35,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from mvdecor.config import PACKAGED_IMAGENET, Config
-from mvdecor.errors import ConfigError, LabelError
+from mvdecor.errors import ConfigError
 from mvdecor.fileio import remove_stale_temporaries
 from mvdecor.models.checkpoints import build_model, load_embedding
 from mvdecor.models.checkpoints import check_embedding_checkpoint as check_embedding_checkpoint
@@ -45,16 +45,13 @@ from mvdecor.models.embedding import EmbeddingNet, SegmentationNet
 from mvdecor.models.inputs import (
     ChannelStats,
     channel_count,
-    flip_view_array,
     input_channel_positions,
     parse_modalities,
-    view_to_array,
 )
 from mvdecor.models.losses import class_balance_weights, dense_info_nce
 from mvdecor.models.nearest import (
     NearestLabelHead,
     bank_index,
-    box_coordinates,
     labelled_pixel_embeddings,
     leave_one_shape_out_scores,
 )
@@ -70,206 +67,15 @@ from mvdecor.train.engine import (
     training_state,
 )
 from mvdecor.train.heldout import held_out_miou, hold_out_views
+from mvdecor.train.labelled import (
+    LabelledView,
+    LabelledViewDataset,
+    collate_views,
+    label_vocabulary,
+    select_labelled_views,
+)
 from mvdecor.train.logs import MetricLogger
 from mvdecor.train.precision import autocast, resolve_precision
-
-#: Value of a label image pixel that carries no label.
-LABEL_IMAGE_IGNORE = 255
-
-
-@dataclass(frozen=True)
-class LabelledView:
-    """One supervised view: a view of a shape, labelled by its faces or by an image.
-
-    Attributes
-    ----------
-    shape_id : str
-    view_index : int
-        Index into the shape's cameras (the run's camera scheme).
-    label_image : Path or None
-        A PNG of class indices (255 = unlabelled) at the render resolution; None
-        to label pixels by the faces they see.
-    """
-
-    shape_id: str
-    view_index: int
-    label_image: Path | None = None
-
-
-def select_labelled_views(
-    shape_ids: Sequence[str], num_views: int, views_per_shape: int, seed: int
-) -> list[LabelledView]:
-    """All views of each shape, or ``views_per_shape`` seeded views of each (sparse setting)."""
-    rng = np.random.default_rng(seed)
-    items = []
-    for shape_id in shape_ids:
-        if views_per_shape <= 0 or views_per_shape >= num_views:
-            chosen = range(num_views)
-        else:
-            chosen = sorted(rng.choice(num_views, size=views_per_shape, replace=False).tolist())
-        items += [LabelledView(shape_id, int(v)) for v in chosen]
-    return items
-
-
-def read_label_image(path: Path, shape: tuple[int, int], num_classes: int) -> np.ndarray:
-    """A label PNG as ``(H, W)`` int64 with ``-1`` for unlabelled pixels.
-
-    Raises
-    ------
-    LabelError
-        Unreadable, wrong size, not single-channel, or a class index out of range.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            if image.mode not in ("L", "P", "I", "I;16"):
-                raise LabelError(
-                    path, f"label images must be single-channel class indices, got mode {image.mode}"
-                )
-            labels = np.asarray(image).astype(np.int64)
-    except (OSError, UnidentifiedImageError) as exc:
-        raise LabelError(path, f"unreadable label image ({exc})") from None
-    if labels.shape != shape:
-        raise LabelError(
-            path, f"label image is {labels.shape[1]}x{labels.shape[0]} but views are {shape[1]}x{shape[0]}"
-        )
-    labels[labels == LABEL_IMAGE_IGNORE] = -1
-    if labels.max() >= num_classes:
-        raise LabelError(path, f"class index {int(labels.max())} out of range for {num_classes} classes")
-    return labels
-
-
-class LabelledViewDataset(torch.utils.data.Dataset):
-    """Item ``k``: a seeded random labelled view, as network input and per-pixel labels.
-
-    Returns dicts with ``inputs`` ``(C, H, W)`` float32 and ``labels`` ``(H, W)``
-    int64 (``-1``: background or unlabelled, ignored by the loss). With
-    ``flip_prob > 0`` the view and its labels are mirrored left to right with
-    that probability (:func:`~mvdecor.models.inputs.flip_view_array`).
-    """
-
-    def __init__(
-        self,
-        source: ViewSource,
-        items: Sequence[LabelledView],
-        modalities: Sequence[str],
-        stats: ChannelStats | None,
-        num_classes: int,
-        seed: int = 0,
-        flip_prob: float = 0.0,
-    ) -> None:
-        if not items:
-            raise ConfigError(None, "no labelled views to fine-tune on")
-        self.source, self.items = source, list(items)
-        self.modalities, self.stats = tuple(modalities), stats
-        self.num_classes, self.seed = int(num_classes), int(seed)
-        self.flip_prob = float(flip_prob)
-
-    def __len__(self) -> int:
-        return 10**12
-
-    def labels(self, item: LabelledView, view) -> np.ndarray:
-        if item.label_image is not None:
-            labels = read_label_image(item.label_image, (view.height, view.width), self.num_classes)
-        else:
-            mesh = self.source.mesh(item.shape_id)
-            if mesh.face_labels is None:
-                raise LabelError(mesh.source, "a labelled shape has no face labels")
-            labels = view.face_labels(mesh.face_labels)
-        labels = np.where(view.mask, labels, -1)
-        return labels
-
-    def batches(
-        self, items: Sequence[LabelledView], size: int
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """``items`` in order, never mirrored, as collated batches of at most ``size`` views."""
-        for start in range(0, len(items), size):
-            yield collate_views([self.example(item) for item in items[start : start + size]])
-
-    def pixel_positions(self, items: Sequence[LabelledView]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each labelled pixel's surface point in its shape's box coordinates, and its shape.
-
-        In the order of :meth:`batches` over ``items`` and of the pixels that
-        :func:`~mvdecor.models.nearest.labelled_pixel_embeddings` keeps (view by view,
-        row-major), never mirrored.
-
-        Returns
-        -------
-        ``(positions (N, 3) float32, shapes (N,) int64)``, ``shapes`` numbering the
-        labelled shapes in order of first appearance.
-        """
-        positions, shapes, boxes = [], [], {}  # boxes: shape id -> bounds, in order of first appearance
-        for item in items:
-            view = self.source.view(item.shape_id, item.view_index)
-            keep = self.labels(item, view) >= 0
-            if item.shape_id not in boxes:
-                boxes[item.shape_id] = self.source.mesh(item.shape_id).bounds()
-            positions.append(box_coordinates(view.hit_points[keep], *boxes[item.shape_id]))
-            shapes.append(np.full(int(keep.sum()), list(boxes).index(item.shape_id), np.int64))
-        return torch.from_numpy(np.concatenate(positions)), torch.from_numpy(np.concatenate(shapes))
-
-    def pixel_counts(self) -> np.ndarray:
-        """``(num_classes,)`` int64: labelled pixels of each class over every item's view."""
-        counts = np.zeros(self.num_classes, np.int64)
-        for item in self.items:
-            labels = self.labels(item, self.source.view(item.shape_id, item.view_index))
-            counts += np.bincount(labels[labels >= 0], minlength=self.num_classes)[: self.num_classes]
-        return counts
-
-    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        rng = np.random.default_rng([self.seed, int(index)])
-        item = self.items[int(rng.integers(len(self.items)))]
-        return self.example(item, rng)
-
-    def example(self, item: LabelledView, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
-        """``item`` as an example; mirrored with ``flip_prob`` when ``rng`` is given, never without."""
-        view = self.source.view(item.shape_id, item.view_index)
-        array, mask, labels = view_to_array(view, self.modalities), view.mask, self.labels(item, view)
-        # Drawn only when augmenting, so runs without it keep their exact draws.
-        if rng is not None and self.flip_prob > 0 and rng.random() < self.flip_prob:
-            camera = view.camera
-            array, mask = flip_view_array(
-                array, mask, self.modalities, camera.rotation[0, 0], camera.centers[0]
-            )
-            labels = np.ascontiguousarray(labels[:, ::-1])
-        if self.stats is not None:
-            array = self.stats.normalize(array, mask)
-        return {"inputs": np.ascontiguousarray(array, np.float32), "labels": labels}
-
-
-def collate_views(items: Sequence[dict[str, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
-    return (
-        torch.from_numpy(np.stack([it["inputs"] for it in items])),
-        torch.from_numpy(np.stack([it["labels"] for it in items])),
-    )
-
-
-def label_vocabulary(source: ViewSource, shape_ids: Sequence[str]) -> tuple[str, ...]:
-    """The label names of the shapes' category (or of the shapes), checked against their labels.
-
-    All shapes must share one vocabulary: that of the dataset's category of the
-    first shape, else the names the meshes carry, else ``"0", "1", ...``.
-    """
-    dataset = source.dataset
-    names = tuple(dataset.label_names_of(dataset.category_of(shape_ids[0]))) if shape_ids else ()
-    for shape_id in shape_ids:
-        mesh = source.mesh(shape_id)
-        if mesh.face_labels is None:
-            raise LabelError(mesh.source, f"labelled shape {shape_id} has no face labels")
-        if not names:
-            names = mesh.label_names
-        if mesh.label_names and mesh.label_names != names:
-            raise LabelError(
-                mesh.source, f"label names {mesh.label_names} differ from the other shapes' {names}"
-            )
-        top = int(mesh.face_labels.max())
-        if names and top >= len(names):
-            raise LabelError(mesh.source, f"face label {top} but only {len(names)} classes are named")
-    if not names:
-        top = max(int(source.mesh(s).face_labels.max()) for s in shape_ids)
-        names = tuple(str(i) for i in range(top + 1))
-    return names
 
 
 @dataclass
