@@ -13,6 +13,7 @@ from mvdecor.models.nearest import (
     NearestLabelHead,
     bank_index,
     box_coordinates,
+    class_quotas,
     labelled_pixel_embeddings,
     leave_one_shape_out_scores,
     sample_bank,
@@ -177,3 +178,41 @@ def test_leave_one_shape_out_scores_reward_the_cue_that_carries_the_labels():
     assert scores[0] > 0.99 and scores[1] < 0.8
     with pytest.raises(ValueError, match="two labelled shapes"):
         leave_one_shape_out_scores(features, labels, positions, torch.zeros(400), [0.0], 2)
+
+
+def test_class_balanced_bank_moves_the_shares_towards_the_rare_classes():
+    # 9,000 pixels of class 0 and 1,000 of class 1, a bank of 2,000: uniform keeps class 1 at ~10 %,
+    # beta = 1 at 50 %, beta = 0.5 at 1000 ** 0.5 / (1000 ** 0.5 + 9000 ** 0.5) = 25 %.
+    labels = torch.cat([torch.zeros(9000, dtype=torch.long), torch.ones(1000, dtype=torch.long)])
+    shares = {}
+    for beta in (0.0, 0.5, 1.0):
+        index = bank_index(len(labels), 2000, seed=3, labels=labels, class_balance=beta)
+        assert len(index) == 2000 and len(set(index.tolist())) == 2000
+        assert torch.equal(index, index.sort().values)
+        assert torch.equal(index, bank_index(len(labels), 2000, seed=3, labels=labels, class_balance=beta))
+        shares[beta] = float(labels[index].float().mean())
+    assert 0.08 < shares[0.0] < 0.12 and shares[0.5] == 0.25 and shares[1.0] == 0.5
+    # beta = 0 is the uniform draw, with or without labels; a class smaller than its share is kept whole.
+    assert torch.equal(bank_index(10000, 2000, seed=3), bank_index(10000, 2000, 3, labels, 0.0))
+    rare = torch.cat([torch.zeros(9990, dtype=torch.long), torch.ones(10, dtype=torch.long)])
+    assert int(rare[bank_index(10000, 2000, 3, rare, 1.0)].sum()) == 10
+    with pytest.raises(ValueError, match="needs the labels"):
+        bank_index(10000, 2000, class_balance=0.5)
+
+
+def test_class_quotas_against_a_unit_by_unit_reference():
+    # Reference: hand out the bank one entry at a time to the open class furthest below its share.
+    def reference(pixels, size, beta):
+        quotas = [0] * len(pixels)
+        for _ in range(min(size, sum(pixels))):
+            open_ = [c for c, n in enumerate(pixels) if quotas[c] < n]
+            strength = {c: pixels[c] ** (1 - beta) for c in open_}
+            c = min(open_, key=lambda c: (quotas[c] + 1) / strength[c])
+            quotas[c] += 1
+        return quotas
+
+    for pixels, size, beta in [([9000, 1000], 2000, 1.0), ([5000, 300, 40, 0, 2000], 1000, 0.5),
+                               ([5000, 300, 40, 7, 2000], 1000, 1.0), ([10, 20], 100, 0.5)]:  # fmt: skip
+        quotas = class_quotas(np.array(pixels), size, beta)
+        assert quotas.sum() == min(size, sum(pixels)) and (quotas <= np.array(pixels)).all()
+        assert np.abs(quotas - np.array(reference(pixels, size, beta))).max() <= 1

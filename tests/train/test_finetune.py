@@ -417,6 +417,19 @@ def test_nearest_method_with_positions_keeps_each_pixels_box_coordinates(tmp_pat
     index = bank_index(len(head.bank_labels), 500, small_config.finetune.seed)
     for name in ("bank_features", "bank_labels", "bank_positions"):
         torch.testing.assert_close(getattr(small_head, name), getattr(head, name)[index])
+    # A class-balanced bank draws the same way, from the same pixels (nearest_class_balance).
+    balanced_config = replace(
+        small_config, finetune=replace(small_config.finetune, nearest_class_balance=1.0)
+    )
+    balanced = finetune(
+        balanced_config, CHAIRS, tmp_path / "balanced", labelled_shapes=labelled, progress=False
+    )
+    balanced_head = Segmenter.from_checkpoint(balanced.last_checkpoint).model.head
+    index = bank_index(len(head.bank_labels), 500, balanced_config.finetune.seed, head.bank_labels, 1.0)
+    for name in ("bank_features", "bank_labels", "bank_positions"):
+        torch.testing.assert_close(getattr(balanced_head, name), getattr(head, name)[index])
+    shares = np.bincount(balanced_head.bank_labels.numpy()) / 500
+    assert shares.max() - shares.min() < np.ptp(np.bincount(small_head.bank_labels.numpy()) / 500)
     # With this weight each pixel of a labelled view finds the bank pixel that sees its own point.
     views = source.views("chair_0000")[:3]
     with pytest.raises(ValueError, match="bounding box"):
@@ -432,6 +445,8 @@ def test_nearest_method_with_positions_keeps_each_pixels_box_coordinates(tmp_pat
     assert seg.face_labels.shape == (source.mesh("chair_0002").num_faces,)
     with pytest.raises(ConfigError, match="nearest_position_weight"):
         ft_config(nearest_position_weight=-1.0)
+    with pytest.raises(ConfigError, match="nearest_class_balance"):
+        ft_config(nearest_class_balance=-0.5)
 
 
 def test_nearest_method_chooses_the_position_weight_on_the_labelled_shapes(tmp_path):

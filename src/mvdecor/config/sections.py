@@ -369,8 +369,13 @@ class FinetuneConfig:
         ``nearest``: temperature of the softmax over their cosine similarities (0.07,
         pre-training's).
     nearest_references : int
-        ``nearest``: labelled pixels kept in the bank, drawn uniformly from the
-        labelled views (10,000).
+        ``nearest``: labelled pixels kept in the bank, drawn from the labelled
+        views (10,000).
+    nearest_class_balance : float
+        ``nearest``: how the bank is drawn when the labelled views hold more
+        pixels than ``nearest_references``: a pixel of a class with ``n`` labelled
+        pixels weighs ``n ** -beta`` (0, default: uniform over pixels, each class
+        keeps its share; 1: about equal shares; in between: halfway in log terms).
     nearest_stride : int
         ``nearest``: pixels are classified on a grid of this step, the result
         repeated over each block (2).
@@ -450,6 +455,7 @@ class FinetuneConfig:
     nearest_neighbours: int = 10
     nearest_temperature: float = 0.07
     nearest_references: int = 10000
+    nearest_class_balance: float = 0.0
     nearest_stride: int = 2
     nearest_position_weight: float = 0.0
     nearest_position_candidates: tuple[float, ...] = ()
@@ -483,7 +489,7 @@ class FinetuneConfig:
         one_of(self, section, "method", FINETUNE_METHODS)
         at_least(self, section, 1, "nearest_neighbours", "nearest_references", "nearest_stride")
         positive(self, section, "nearest_temperature")
-        at_least(self, section, 0, "nearest_position_weight")
+        at_least(self, section, 0, "nearest_position_weight", "nearest_class_balance")
         if any(weight < 0 for weight in self.nearest_position_candidates):
             raise ConfigError(
                 None,

@@ -36,6 +36,7 @@ __all__ = [
     "NearestLabelHead",
     "bank_index",
     "box_coordinates",
+    "class_quotas",
     "labelled_pixel_embeddings",
     "leave_one_shape_out_scores",
     "sample_bank",
@@ -157,16 +158,64 @@ class NearestLabelHead(nn.Module):
         return probs.clamp_min(1e-8).log()  # a class no neighbour votes for: finite, no NaN downstream
 
 
-def bank_index(count: int, size: int, seed: int = 0) -> Tensor | None:
-    """Sorted indices of ``size`` of ``count`` labelled pixels drawn uniformly; ``None``: keep all.
+def bank_index(
+    count: int, size: int, seed: int = 0, labels: Tensor | None = None, class_balance: float = 0.0
+) -> Tensor | None:
+    """Sorted indices of ``size`` of ``count`` labelled pixels; ``None``: keep all.
 
-    Uniform over pixels, so each class keeps its share; seeded (the same
-    arguments give the same draw).
+    With ``class_balance`` 0 (default) the draw is uniform over pixels, so each
+    class keeps its share. With ``class_balance`` beta > 0 and the pixels'
+    ``labels`` given, class ``c`` with ``n_c`` pixels gets a share of the bank
+    proportional to ``n_c ** (1 - beta)`` (:func:`class_quotas`), its pixels
+    drawn uniformly: beta = 1 gives every class the same share as far as its
+    pixels allow, 0.5 moves the shares halfway (in log terms) from the pixels'
+    to the classes'. Part mIoU weighs every part alike, and a part a few
+    hundred pixels large otherwise keeps only a handful of entries. Seeded:
+    the same arguments give the same draw.
     """
     if count <= size:
         return None
     rng = np.random.default_rng([int(seed), 0xBA4C])
-    return torch.from_numpy(np.sort(rng.choice(count, size=size, replace=False)))
+    if class_balance <= 0:
+        return torch.from_numpy(np.sort(rng.choice(count, size=size, replace=False)))
+    if labels is None or len(labels) != count:
+        raise ValueError("class_balance > 0 needs the labels of all count pixels")
+    classes = labels.long().cpu().numpy()
+    quotas = class_quotas(np.bincount(classes), size, class_balance)
+    chosen = [
+        rng.choice(members, size=quota, replace=False)
+        for members, quota in ((np.flatnonzero(classes == c), q) for c, q in enumerate(quotas))
+        if quota > 0
+    ]
+    return torch.from_numpy(np.sort(np.concatenate(chosen)))
+
+
+def class_quotas(pixels: np.ndarray, size: int, class_balance: float) -> np.ndarray:
+    """How many of each class's ``pixels`` a bank of ``size`` keeps: shares ``~ n ** (1 - beta)``.
+
+    A class with fewer pixels than its share is kept whole and the rest shared
+    out again among the others; the quotas are whole numbers summing to
+    ``min(size, pixels.sum())`` (largest remainders).
+    """
+    pixels = np.asarray(pixels, np.int64)
+    quotas = np.zeros(len(pixels), np.int64)
+    open_ = pixels > 0
+    budget = min(int(size), int(pixels.sum()))
+    while open_.any():
+        strength = np.where(open_, pixels.astype(np.float64) ** (1.0 - float(class_balance)), 0.0)
+        ideal = budget * strength / strength.sum()
+        full = open_ & (pixels <= ideal)
+        if not full.any():
+            floor = np.floor(ideal).astype(np.int64)
+            extra = budget - int(floor[open_].sum())
+            order = np.argsort(-(ideal - floor) * open_, kind="stable")[:extra]
+            floor[order] += 1
+            quotas[open_] = floor[open_]
+            break
+        quotas[full] = pixels[full]
+        budget -= int(pixels[full].sum())
+        open_ &= ~full
+    return quotas
 
 
 def sample_bank(features: Tensor, labels: Tensor, size: int, seed: int = 0) -> tuple[Tensor, Tensor]:
@@ -229,6 +278,7 @@ def leave_one_shape_out_scores(
     bank_size: int = 10000,
     queries_per_shape: int = 4000,
     seed: int = 0,
+    class_balance: float = 0.0,
 ) -> list[float]:
     """How well each position weight labels one labelled shape from the others' pixels.
 
@@ -245,6 +295,7 @@ def leave_one_shape_out_scores(
         pixels' raw embeddings, classes and box coordinates
     shapes : ``(N,)`` int, the labelled shape each pixel belongs to
     weights : the candidate ``position_weight`` values
+    class_balance : how each bank of the other shapes' pixels is drawn (:func:`bank_index`)
 
     Returns
     -------
@@ -257,7 +308,7 @@ def leave_one_shape_out_scores(
     for number, group in enumerate(groups.tolist()):
         held = torch.nonzero(shapes == group).squeeze(1)
         others = torch.nonzero(shapes != group).squeeze(1)
-        pick = bank_index(len(others), bank_size, seed + number)
+        pick = bank_index(len(others), bank_size, seed + number, labels[others], class_balance)
         others = others if pick is None else others[pick]
         pick = bank_index(len(held), queries_per_shape, seed + number)
         held = held if pick is None else held[pick]

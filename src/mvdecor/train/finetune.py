@@ -571,12 +571,13 @@ def _finetune_nearest(
         scores = leave_one_shape_out_scores(
             features, labels, positions, shapes, candidates, len(names),
             cfg.nearest_neighbours, cfg.nearest_temperature, cfg.nearest_references, seed=cfg.seed,
+            class_balance=cfg.nearest_class_balance,
         )  # fmt: skip
         weight = candidates[int(np.argmax(scores))]  # ties: the smallest weight
         choice = {
             "position_weight_scores": {str(w): round(v, 6) for w, v in zip(candidates, scores, strict=True)}
         }
-    index = bank_index(len(labels), cfg.nearest_references, cfg.seed)
+    index = bank_index(len(labels), cfg.nearest_references, cfg.seed, labels, cfg.nearest_class_balance)
     if index is not None:
         features, labels = features[index], labels[index]
         positions = None if positions is None else positions[index]
