@@ -373,9 +373,10 @@ class FinetuneConfig:
         views (10,000).
     nearest_class_balance : float
         ``nearest``: how the bank is drawn when the labelled views hold more
-        pixels than ``nearest_references``: a pixel of a class with ``n`` labelled
-        pixels weighs ``n ** -beta`` (0, default: uniform over pixels, each class
-        keeps its share; 1: about equal shares; in between: halfway in log terms).
+        pixels than ``nearest_references``: a class with ``n`` labelled pixels
+        gets a share of the bank ``~ n ** (1 - beta)``, its pixels drawn uniformly
+        (0, default: uniform over pixels, each class keeps its share; 1: equal
+        shares as far as each class's pixels allow; 0.5: halfway, in log terms).
     nearest_stride : int
         ``nearest``: pixels are classified on a grid of this step, the result
         repeated over each block (2).

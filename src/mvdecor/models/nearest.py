@@ -183,8 +183,8 @@ def bank_index(
     classes = labels.long().cpu().numpy()
     quotas = class_quotas(np.bincount(classes), size, class_balance)
     chosen = [
-        rng.choice(members, size=quota, replace=False)
-        for members, quota in ((np.flatnonzero(classes == c), q) for c, q in enumerate(quotas))
+        rng.choice(np.flatnonzero(classes == c), size=quota, replace=False)
+        for c, quota in enumerate(quotas)
         if quota > 0
     ]
     return torch.from_numpy(np.sort(np.concatenate(chosen)))
