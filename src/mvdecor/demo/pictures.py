@@ -311,7 +311,7 @@ def _vote_weight_pictures(
         shutil.rmtree(folder)
     category, entry = next(iter(split.items()))
     shape = entry["test"][0]
-    _, views = _stored_views(dataset, out / "store", shape)
+    mesh, views = _stored_views(dataset, out / "store", shape)
     names = tuple(dataset.label_names_of(category))
     pictures: list[Picture] = []
     weights_of: dict[str, list[float]] = {}
@@ -319,7 +319,8 @@ def _vote_weight_pictures(
         if not run["checkpoint"]:  # transfer: no network, no views, no vote
             continue
         segmenter = Segmenter.from_checkpoint(out / run["checkpoint"], device)
-        probs = segmenter.predict(views)
+        # A head that weighs positions needs the box its views' hit points are mapped by.
+        probs = segmenter.predict(views, mesh.bounds() if segmenter.model.needs_positions else None)
         gamma = segmenter.config.segment.gamma
         weights = np.array([view_weight(p, view.mask, gamma) for p, view in zip(probs, views, strict=True)])
         by_weight = np.argsort(-weights, kind="stable")
@@ -373,10 +374,13 @@ def _curve_pictures(out: Path, fewshot: Mapping[str, Mapping[str, dict]], pretra
         for method, run in methods.items():
             if not run["checkpoint"]:  # transfer trains nothing
                 continue
+            run_dir = (out / run["checkpoint"]).parent.parent
+            if not (run_dir / "metrics.csv").is_file():  # finetune.method nearest trains nothing either
+                continue
             title = f"fine-tuning {METHOD_TITLES[method]}, {category}"
             runs.append(
                 (
-                    (out / run["checkpoint"]).parent.parent,
+                    run_dir,
                     f"finetune_{category}_{method}",
                     title,
                     f"Fine-tuning {METHOD_TITLES[method]} on the labelled {category}s: cross-entropy loss, "
