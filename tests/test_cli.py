@@ -83,6 +83,34 @@ def test_render_views_and_datasets_commands(tmp_path, capsys):
     assert "synthetic" in listing and "folder" in listing
 
 
+def test_finetune_under_the_cpu_preset_banks_nearest_labelled_pixels(tmp_path, capsys):
+    import numpy as np
+    import trimesh
+
+    run = tmp_path / "nn"
+    code = main(["finetune", "synthetic:categories=mug,n=3,textured=0", str(run), "--labelled", "mug_0000",
+                 "mug_0001", "--preset", "cpu", "--rings", "1", "--segments", "4", "--resolution", "32",
+                 "--device", "cpu", "--quiet"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert "banked the labelled pixels of 2 labelled shapes" in capsys.readouterr().out
+    info = json.loads((run / "run.json").read_text())
+    # The preset's settings: a position weight chosen from its candidates on the two labelled shapes.
+    assert info["method"] == "nearest" and info["position_weight"] in (0.0, 0.25, 1.0, 4.0)
+    assert set(info["position_weight_scores"]) == {"0.0", "0.25", "1.0", "4.0"}
+    assert not (run / "metrics.csv").exists()
+    page = (run / "report.html").read_text()
+    assert "Nearest labelled pixels" in page and "No training" in page
+    # The bank segments any mesh as a fine-tuned network does (positions from the mesh's own box).
+    cyl = trimesh.creation.cylinder(radius=0.4, height=1.0, sections=16)
+    mesh = tmp_path / "cup.ply"
+    cyl.export(mesh)
+    out = tmp_path / "seg"
+    assert main(["segment", str(mesh), "--model", str(run / "checkpoints" / "last.pt"), "--out", str(out),
+                 "--no-report", "--quiet"]) == 0  # fmt: skip
+    labels = np.loadtxt(out / "cup.labels.txt", dtype=int)
+    assert labels.shape == (len(cyl.faces),) and set(labels.tolist()) <= set(range(len(info["label_names"])))
+
+
 def test_finetune_then_segment_an_unlabelled_mesh(tmp_path, capsys):
     import numpy as np
     import trimesh
@@ -101,8 +129,8 @@ def test_finetune_then_segment_an_unlabelled_mesh(tmp_path, capsys):
         "resnet18",
     ]
     code = main(["finetune", "synthetic:categories=mug,n=2,textured=0", str(run), "--labelled", "mug_0000",
-                 "--iterations", "2", "--ssl-weight", "0", "--device", "cpu", "--quiet", *common,
-                 "--set", "finetune.lr=0.0005", "--set", "finetune.lr_decay_every=7"])  # fmt: skip
+                 "--method", "network", "--iterations", "2", "--ssl-weight", "0", "--device", "cpu", "--quiet",
+                 *common, "--set", "finetune.lr=0.0005", "--set", "finetune.lr_decay_every=7"])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     assert "fine-tuned on 1 labelled shapes" in capsys.readouterr().out
     # --set reaches the configuration written next to the result, as do the shortcut options.

@@ -158,7 +158,14 @@ def test_a_fine_tuning_run_left_by_other_settings_starts_afresh(tmp_path):
         "cpu",
         {
             "render": {"rings": 1, "segments": 4, "resolution": 32},
-            "finetune": {"iterations": 2, "ssl_weight": 0.0, "device": "cpu", "log_every": 1},
+            # A trained run (the cpu preset's nearest labelled pixels train nothing).
+            "finetune": {
+                "method": "network",
+                "iterations": 2,
+                "ssl_weight": 0.0,
+                "device": "cpu",
+                "log_every": 1,
+            },
         },
     )
     dataset = "synthetic:categories=mug,n=3,textured=0"

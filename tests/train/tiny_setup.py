@@ -29,4 +29,14 @@ def tiny_config(**pretrain_changes) -> Config:
         precision="fp32",
         lr_schedule="plateau",
     )
-    return replace(config, render=render, model=model, pretrain=replace(pretrain, **pretrain_changes))
+    # Fine-tuning as the paper does, pinned likewise (the cpu preset's is nearest labelled pixels).
+    finetune = replace(
+        config.finetune,
+        method="network",
+        nearest_class_balance=0.0,
+        nearest_position_weight=0.0,
+        nearest_position_candidates=(),
+    )
+    return replace(
+        config, render=render, model=model, pretrain=replace(pretrain, **pretrain_changes), finetune=finetune
+    )

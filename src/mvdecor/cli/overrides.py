@@ -46,6 +46,7 @@ SHORTCUTS: dict[str, str] = {
     "device": "{train}.device",
     "num_workers": "{train}.num_workers",
     "pretrain_method": "pretrain.method",
+    "finetune_method": "finetune.method",
     "views_per_shape": "finetune.views_per_shape",
     "ssl_weight": "finetune.ssl_weight",
     "encoder_lr_scale": "finetune.encoder_lr_scale",

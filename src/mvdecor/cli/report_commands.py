@@ -92,12 +92,15 @@ def add_demo_parser(sub: argparse._SubParsersAction) -> None:
         "demo",
         help="run the end-to-end demo on built-in shapes",
         description=(
-            "Run the whole pipeline on built-in synthetic labelled shapes and compare MvDeCor with "
-            "training from scratch: split each category into training and held-out test shapes, render "
-            "them, pre-train the embedding network on the training shapes of all categories without "
-            "labels and measure its cross-view correspondence accuracy, then per category fine-tune on "
-            "k labelled shapes from the pre-trained network and from scratch (same draw, same seed), "
-            "segment the held-out shapes and score both (part, shape and 2D pixel mIoU). The report "
+            "Run the whole pipeline on built-in synthetic labelled shapes and compare MvDeCor with a "
+            "network that was not pre-trained (scratch) and with learning-free label transfer: split "
+            "each category into training and held-out test shapes, render them, pre-train the embedding "
+            "network on the training shapes of all categories without labels and measure its cross-view "
+            "correspondence accuracy, then per category adapt the pre-trained and a randomly "
+            "initialised network to k labelled shapes (same draw, same seed) as the preset's "
+            "finetune.method says (the cpu preset's nearest: the nearest labelled pixels in the "
+            "embedding, no training; network: fine-tuning, as the paper does), segment the held-out "
+            "shapes and score them (part, shape and 2D pixel mIoU). The report "
             "folder gets report.md (both methods side by side), summary.json (every number and the "
             "stage timings), report.html (the results, every picture and a 3D view of each held-out "
             "shape), config.yaml, coloured meshes (segmentations/<method>/*.ply, *.glb), pictures of "
@@ -125,7 +128,8 @@ def add_demo_parser(sub: argparse._SubParsersAction) -> None:
         "--finetune-iterations",
         type=int,
         default=150,
-        help="steps of each fine-tuning run (default 150)",
+        help="steps of each fine-tuning run (default 150; unused by finetune.method nearest, the cpu "
+        "preset's, which trains nothing)",
     )
     p.add_argument(
         "--precision",

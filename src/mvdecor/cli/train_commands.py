@@ -142,9 +142,17 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         resume=not args.restart,
         progress=not args.quiet,
     )
+    shapes = (
+        f"{len(labelled)} labelled shapes ({', '.join(labelled[:5])}{'...' if len(labelled) > 5 else ''})"
+    )
+    if config.finetune.method == "nearest":
+        done = f"banked the labelled pixels of {shapes}, no training (finetune.method nearest"
+        print(
+            f"{done}, preset {config.preset}); {len(result.label_names)} classes; model: {result.model_checkpoint}"
+        )
+        return 0
     print(
-        f"fine-tuned on {len(labelled)} labelled shapes ({', '.join(labelled[:5])}"
-        f"{'...' if len(labelled) > 5 else ''}) to step {result.step} (preset {config.preset}); "
+        f"fine-tuned on {shapes} to step {result.step} (preset {config.preset}); "
         f"{len(result.label_names)} classes; model: {result.model_checkpoint}"
         + (
             f" (held-out views chose step {result.best_step}, pixel mIoU {result.best_val_miou:.3f})"
@@ -159,11 +167,15 @@ def add_finetune_parser(sub: argparse._SubParsersAction) -> None:
     """``mvdecor finetune``."""
     p = sub.add_parser(
         "finetune",
-        help="fine-tune a segmentation head on a few labelled shapes or views",
+        help="adapt a network to a few labelled shapes or views (nearest labelled pixels, or fine-tuning)",
         description=(
-            "Fine-tune the embedding network with a segmentation head (BN, ReLU, 3x3 conv) by "
-            "cross-entropy over the foreground pixels of labelled views, plus lambda x InfoNCE on "
-            "unlabelled shapes (paper section 3.2). Labelled shapes: --labelled IDS, or --k K drawn "
+            "Adapt the embedding network to a few labelled shapes or views, as finetune.method says "
+            "(--method). nearest (the cpu preset's): no training; each pixel takes the labels of its "
+            "nearest labelled pixels in the embedding (and, with finetune.nearest_position_weight, "
+            "in the shapes' bounding boxes), from a bank of labelled pixels kept in the checkpoint; "
+            "seconds. network (the paper preset's, paper section 3.2): fine-tune the network with a "
+            "segmentation head (BN, ReLU, 3x3 conv) by cross-entropy over the foreground pixels of "
+            "labelled views, plus lambda x InfoNCE on unlabelled shapes. Labelled shapes: --labelled IDS, or --k K drawn "
             "at random (seeded); --views-per-shape V labels only V views of each (the sparse setting); "
             "--label-images DIR uses your own label PNGs (one class index per pixel, 255 = unlabelled) "
             "for views rendered with the preset's cameras (`mvdecor views`). Writes RUN/checkpoints/"
@@ -177,6 +189,13 @@ def add_finetune_parser(sub: argparse._SubParsersAction) -> None:
         default="scratch",
         help="scratch (default), imagenet (with --imagenet-checkpoint), or a checkpoint of "
         "`mvdecor pretrain` (either method)",
+    )
+    p.add_argument(
+        "--method",
+        dest="finetune_method",
+        choices=("nearest", "network"),
+        help="nearest (no training: nearest labelled pixels) or network (fine-tuning, the paper's) "
+        "(default: the preset's finetune.method; cpu: nearest, paper: network)",
     )
     add_modalities_option(p)
     add_imagenet_checkpoint_option(p)

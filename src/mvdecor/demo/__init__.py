@@ -12,9 +12,12 @@ folder:
    held-out shapes, unlabelled, give its validation loss), and measure its
    cross-view correspondence accuracy on the held-out shapes against a random
    network;
-3. per category, fine-tune on ``k`` labelled training shapes twice, from the
-   pre-trained network ("mvdecor") and from scratch ("scratch"), with the
-   same labelled draw and seed, segment the held-out shapes with both and
+3. per category, adapt two networks to ``k`` labelled training shapes, the
+   pre-trained one ("mvdecor") and a randomly initialised one ("scratch"),
+   with the same labelled draw and seed, as the preset's ``finetune.method``
+   says (the ``cpu`` preset's ``nearest``: the nearest labelled pixels in the
+   embedding, no training; ``network``: fine-tuning, as the paper does),
+   segment the held-out shapes with both and
    score them: fused 3D part and shape mIoU, per-view 2D pixel mIoU
    (``fewshot/``; each run saves its fused face labels in ``predictions.npz``);
    beside them the learning-free label transfer ("transfer": nearest labelled
@@ -29,7 +32,7 @@ folder:
    a category, with the embeddings' PCA colours; ``pictures/embeddings/``),
    the per-view weights of the entropy-weighted vote for one held-out shape
    per method (``pictures/vote_weights/``) and the training curves of every
-   run (``pictures/curves/``);
+   run that trained (``pictures/curves/``);
 6. write ``report.md``, ``report.html`` (metrics, every picture with a
    caption, and a 3D view of each held-out shape with predicted and
    ground-truth colourings; scripts in ``report_assets/``), ``summary.json``
@@ -137,7 +140,8 @@ def run_demo(
         correspondence measurement; then only training from scratch runs.
     finetune_iterations : int
         Fine-tuning steps (``views_per_batch`` labelled views each) of every
-        fine-tuning run.
+        fine-tuning run; unused when the preset's ``finetune.method`` is
+        ``nearest`` (the ``cpu`` preset's), which trains nothing.
     labelled_shapes : int
         ``k``, the labelled training shapes each fine-tuning run may use.
     categories : sequence of str
@@ -325,6 +329,7 @@ def run_demo(
             "runs": 1,
             "pretrain_iterations": config.pretrain.iterations if embedding is not None else 0,
             "pretrain_pairs_per_batch": config.pretrain.pairs_per_batch,
+            "finetune_method": config.finetune.method,
             "finetune_iterations": config.finetune.iterations,
             "finetune_views_per_batch": config.finetune.views_per_batch,
             "ssl_weight": config.finetune.ssl_weight,

@@ -18,6 +18,21 @@ from mvdecor.demo.stages import METHOD_TITLES, SCORES, TRANSFER, _count, _n, _pc
 from mvdecor.viz import MetricsTable, Picture, ReportMesh
 
 
+def _nearest(settings: Mapping[str, Any]) -> bool:
+    """Whether the networks labelled pixels by their nearest labelled pixels (``finetune.method: nearest``).
+
+    Summaries written before the method was recorded fine-tuned.
+    """
+    return settings.get("finetune_method", "network") == "nearest"
+
+
+def _adaptation_steps(settings: Mapping[str, Any]) -> str:
+    """What each network did with the labelled shapes, as a noun phrase of the budget sentence."""
+    if _nearest(settings):
+        return "no fine-tuning (nearest labelled pixels)"
+    return _n(settings["finetune_iterations"], "fine-tuning step")
+
+
 # ---------------------------------------------------------------- html report
 def _html_report(summary: dict, out: Path, pictures: Sequence[Picture], meshes: Sequence[ReportMesh]) -> Path:
     """``report.html``: the score tables, every picture with its caption, a 3D view of each test shape."""
@@ -82,18 +97,24 @@ def _html_report(summary: dict, out: Path, pictures: Sequence[Picture], meshes: 
         f"Built-in synthetic {' and '.join(summary['categories'])} shapes, "
         f"{settings['shapes_per_category']} per category, split into training and held-out shapes. "
     )
+    if _nearest(settings):
+        adapted = (
+            f"per category the nearest labelled pixels of k = {settings['k']} labelled shapes in the embedding "
+            "(no fine-tuning)"
+        )
+    else:
+        adapted = (
+            f"per category {settings['finetune_iterations']} fine-tuning steps on k = {settings['k']} "
+            "labelled shapes"
+        )
     if summary["verdict"] is not None:
         description += (
-            f"{settings['pretrain_iterations']} pre-training steps without labels, then per category "
-            f"{settings['finetune_iterations']} fine-tuning steps on k = {settings['k']} labelled shapes "
-            "from the pre-trained network (MvDeCor) and from random weights (scratch). "
+            f"{settings['pretrain_iterations']} pre-training steps without labels, then {adapted} "
+            "of the pre-trained network (MvDeCor) and of random weights (scratch). "
             + _verdict_text(summary).replace("**", "")
         )
     else:
-        description += (
-            f"Pre-training skipped: {settings['finetune_iterations']} fine-tuning steps from random weights "
-            f"on k = {settings['k']} labelled shapes per category."
-        )
+        description += f"Pre-training skipped: {adapted} of random weights."
     description += f" Beside the networks, {_TRANSFER_WORDS} {_vs_transfer_text(summary)}".replace("**", "")
     description += " Tiny CPU budgets: a smoke test of the pipeline, not the paper's results."
     return write_report(
@@ -242,7 +263,7 @@ def _report(summary: dict, config: Config, html_name: str) -> str:
     lines += _predictions_section(summary, split, methods)
     lines += _pictures_section(summary)
     if embedding is not None:
-        lines += _pretraining_section(embedding)
+        lines += _pretraining_section(embedding, summary["settings"])
     lines += _timing_section(summary)
     lines += [
         "## Shapes",
@@ -274,7 +295,20 @@ def _results_section(summary: dict) -> list[str]:
     methods = summary["methods"]
     fewshot = summary["fewshot"]
     k = settings["k"]
-    if "mvdecor" in methods:
+    if "mvdecor" in methods and _nearest(settings):
+        intro = (
+            f"Per category, the same k = {_n(k, 'labelled training shape')} (all {summary['views_per_shape']} "
+            "views of each; same draw, same seed) labelled the held-out test shapes through two networks, "
+            "with no training (`finetune.method: nearest`): each pixel of a test view takes the labels of "
+            "its nearest labelled pixels in the network's embedding (a bank drawn from the labelled views, "
+            "neighbours ranked by embedding similarity and, with a position weight, by how close the "
+            "surface points the two pixels see lie in their shapes' bounding boxes). One network is the "
+            "embedding network pre-trained without labels on the training shapes of all categories "
+            "(**MvDeCor**), the other the same architecture with random weights (**scratch**: what "
+            "pre-training adds). Per-view predictions were fused onto the faces by entropy-weighted "
+            "voting and scored there."
+        )
+    elif "mvdecor" in methods:
         intro = (
             f"Per category, two networks were fine-tuned on the same k = {_n(k, 'labelled training shape')} "
             f"(all {summary['views_per_shape']} views of each; same draw, same seed) for "
@@ -283,6 +317,13 @@ def _results_section(summary: dict) -> list[str]:
             "all categories (**MvDeCor**), one from random weights (**scratch**). Both segmented the "
             "held-out test shapes (per-view predictions fused onto the faces by entropy-weighted voting) "
             "and were scored there."
+        )
+    elif _nearest(settings):
+        intro = (
+            "Pre-training was skipped (`pretrain_iterations=0`), so the only network has random weights "
+            f"(**scratch**): per category the nearest labelled pixels of k = {_n(k, 'labelled training shape')} "
+            "in its embedding labelled the held-out test shapes, with no training (`finetune.method: "
+            "nearest`), and were scored there."
         )
     else:
         intro = (
@@ -298,8 +339,12 @@ def _results_section(summary: dict) -> list[str]:
         for method in methods:
             header += f" {metric} {METHOD_TITLES[method]} |"
             rule += " ---: |"
+    if _nearest(settings):
+        heading = f"{'MvDeCor against a' if 'mvdecor' in methods else 'A'} network not pre-trained (scratch)"
+    else:
+        heading = f"{'MvDeCor against training' if 'mvdecor' in methods else 'Training'} from scratch"
     lines = [
-        f"## {'MvDeCor against training' if 'mvdecor' in methods else 'Training'} from scratch and transfer",
+        f"## {heading} and transfer",
         "",
         intro,
         "",
@@ -327,7 +372,7 @@ def _results_section(summary: dict) -> list[str]:
         "These are tiny CPU budgets, sized for a 2-core CPU: "
         f"{_n(settings['pretrain_iterations'], 'pre-training step')} of "
         f"{settings['pretrain_pairs_per_batch']} view pairs and "
-        f"{_n(settings['finetune_iterations'], 'fine-tuning step')}, one run per category, "
+        f"{_adaptation_steps(settings)}, one run per category, "
         f"{_n(_count(summary['split'], 'test'), 'test shape')} in all. "
         "A difference of a few points can be noise of the labelled draw and of training; this is a smoke "
         "test of the pipeline, not a reproduction of the paper, whose schedules (`paper` preset) need a GPU."
@@ -339,7 +384,8 @@ def _results_section(summary: dict) -> list[str]:
     lines.append("")
     for category, runs in fewshot.items():
         lines.append(f"- {category}: {', '.join(runs[methods[0]]['labelled_shapes'])}")
-    lines += ["", "Fine-tuned networks (use them with `mvdecor segment MESH --model CKPT --out DIR`):", ""]
+    kind = "Networks with their banks of labelled pixels" if _nearest(settings) else "Fine-tuned networks"
+    lines += ["", f"{kind} (use them with `mvdecor segment MESH --model CKPT --out DIR`):", ""]
     for category, runs in fewshot.items():
         for method in methods:
             if runs[method]["checkpoint"]:  # not transfer, which has no network
@@ -393,7 +439,11 @@ def _pictures_section(summary: dict) -> list[str]:
     return lines
 
 
-def _pretraining_section(embedding: dict) -> list[str]:
+def _pretraining_section(embedding: dict, settings: Mapping[str, Any]) -> list[str]:
+    if _nearest(settings):
+        used = "MvDeCor embeds the labelled and the test views with the last checkpoint."
+    else:
+        used = "Fine-tuning starts from the last checkpoint."
     lines = [
         "## Pre-training",
         "",
@@ -401,8 +451,7 @@ def _pretraining_section(embedding: dict) -> list[str]:
         f"the {embedding['train_shapes']} training shapes of all categories together "
         f"({embedding['seconds']:.0f} s; run folder `pretrain/`). Validation InfoNCE on the "
         f"{embedding['val_shapes']} held-out shapes {embedding['first_val_loss']:.3f} -> "
-        f"{embedding['best_val_loss']:.3f} (chance {embedding['chance_loss']:.2f}). Fine-tuning starts "
-        "from the last checkpoint.",
+        f"{embedding['best_val_loss']:.3f} (chance {embedding['chance_loss']:.2f}). {used}",
         "",
         "Cross-view correspondence on the held-out shapes: share of matched pixels whose nearest "
         "embedding in the other view lies within 2 / 5 pixels of the true match.",
@@ -452,7 +501,8 @@ def _timing_section(summary: dict) -> list[str]:
     for name, seconds in timings["finetune_and_evaluate_s"].items():
         category, method = name.split("/")
         note = "reused" if f"fine-tune {name}" in reused else ""
-        title = f"fine-tune, segment and evaluate {METHOD_TITLES[method]}, {category}"
+        verb = "label by nearest labelled pixels" if _nearest(summary["settings"]) else "fine-tune"
+        title = f"{verb}, segment and evaluate {METHOD_TITLES[method]}, {category}"
         if method == TRANSFER:
             title = f"transfer labels (no training) and evaluate, {category}"
         lines.append(f"| {title} | {seconds:.1f} | {note} |")

@@ -266,6 +266,7 @@ def finetune(
             device,
             init,
             labelled_shapes,
+            report,
         )
     if saved is not None and saved.get("head") == "nearest":
         raise ConfigError(
@@ -549,6 +550,7 @@ def _finetune_nearest(
     device: torch.device,
     init: str | Path,
     labelled_shapes: Sequence[str],
+    report: bool,
 ) -> FinetuneResult:
     """``finetune.method: nearest``: the network and a bank of its labelled pixels, nothing trained."""
     cfg = config.finetune
@@ -598,6 +600,10 @@ def _finetune_nearest(
         "nearest_position_weight": weight,
     }
     save_checkpoint(last_path, payload)
+    if report:
+        from mvdecor.viz.run_reports import write_training_report
+
+        write_training_report(run_dir)
     return FinetuneResult(run_dir, 0, last_path, names, math.nan)
 
 

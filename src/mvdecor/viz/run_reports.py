@@ -209,7 +209,9 @@ def write_training_report(run_dir: str | Path, *, title: str | None = None) -> P
     ``run_dir/pictures/curves.png`` by
     :func:`~mvdecor.viz.curves.plot_training_curves`) and its configuration.
     ``pretrain`` and ``finetune`` call it when they finish; ``mvdecor report``
-    calls it for a run folder at any time, e.g. on a run still going.
+    calls it for a run folder at any time, e.g. on a run still going. A
+    ``finetune.method: nearest`` run trains nothing: its page shows the bank of
+    labelled pixels and the position weight it chose instead of curves.
 
     Raises
     ------
@@ -252,8 +254,12 @@ def write_training_report(run_dir: str | Path, *, title: str | None = None) -> P
         run_row["method"] = section.get("method", "mvdecor")
     run_row["dataset"] = info.get("dataset")
     run_row["preset"] = config.get("preset")
-    last_step = max((int(c.steps[-1]) for c in curves.values()), default=0)
-    run_row["steps logged"] = f"{last_step} of {section.get('iterations', '?')}"
+    nearest = command == "finetune" and info.get("method") == "nearest"
+    if nearest:
+        run_row["method"] = "nearest labelled pixels (no training)"
+    else:
+        last_step = max((int(c.steps[-1]) for c in curves.values()), default=0)
+        run_row["steps logged"] = f"{last_step} of {section.get('iterations', '?')}"
     for key in ("labelled_shapes", "train_shapes"):
         if isinstance(info.get(key), list):
             run_row[key.replace("_", " ")] = len(info[key])
@@ -273,6 +279,20 @@ def write_training_report(run_dir: str | Path, *, title: str | None = None) -> P
             else values.mean()
         )
     tables = [MetricsTable(list(run_row), [list(run_row.values())], title="Run")]
+    if nearest:
+        bank = {
+            "labelled pixels in the bank": info.get("bank_pixels"),
+            "position weight": info.get("position_weight"),
+        }
+        # With two labelled shapes or more, each candidate weight's leave-one-shape-out pixel mIoU.
+        bank.update(
+            {f"pixel mIoU at weight {w}": v for w, v in (info.get("position_weight_scores") or {}).items()}
+        )
+        tables.append(
+            MetricsTable(
+                list(bank), [list(bank.values())], title="Nearest labelled pixels", float_format="{:.4g}"
+            )
+        )
     if summary:
         tables.append(
             MetricsTable(list(summary), [list(summary.values())], title="Logs", float_format="{:.4g}")
@@ -302,5 +322,12 @@ def write_training_report(run_dir: str | Path, *, title: str | None = None) -> P
         tables,
         pictures,
         preset=config.get("preset"),
-        description="" if curves else "No training metrics logged yet.",
+        description=(
+            "No training: each pixel takes the labels of its nearest labelled pixels in the embedding "
+            "(finetune.method nearest)."
+            if nearest
+            else ""
+            if curves
+            else "No training metrics logged yet."
+        ),
     )
