@@ -53,10 +53,9 @@ For one dataset, on one split and one set of seeds:
 Everything is resumable: re-running the same command skips finished pre-training
 and finished (category, setting, method) cells, whose runs live under WORK.
 
-Budgets (``--budget``): ``cpu`` is the ``cpu`` preset (whose fine-tuning stage is
-the nearest labelled pixels, no training; with ``finetune.method: network`` in a
-``--config``, a short fine-tuning, see ``BUDGETS``), sized so a few categories
-finish in about an hour on 2 cores;
+Budgets (``--budget``): ``cpu`` is the ``cpu`` preset with a short fine-tuning
+(see ``BUDGETS``; a ``--config`` with ``finetune.method: nearest`` trains nothing),
+sized so a few categories finish in about an hour on 2 cores;
 ``paper`` is the ``paper`` preset with its own iteration counts, for a GPU.
 ``--config YAML`` starts from a config file instead of the budget's preset (the
 budget's changes still apply where it makes any).
@@ -109,10 +108,9 @@ SHAPES_ONLY = tuple(name for name in FACE_METHODS if FACE_METHOD_REGISTRY.get(na
 #: Per budget: the preset, and what is changed from it (None keeps the preset's value).
 BUDGETS = {
     # The cpu preset's 2,400 pre-training steps with the light head (55 min for the five
-    # PartNet-Mobility categories on 2 cores with native bf16, BENCHMARKS.md) and its nearest
-    # labelled pixels; under finetune.method network, 100 fine-tuning steps of 4 views, without
-    # the lambda = 1e-3 InfoNCE regulariser (its extra view pair per step costs half a step and
-    # moves the loss by ~0.5%).
+    # PartNet-Mobility categories on 2 cores with native bf16, BENCHMARKS.md); 100
+    # fine-tuning steps of 4 views, without the lambda = 1e-3 InfoNCE regulariser (its
+    # extra view pair per step costs half a step and moves the loss by ~0.5%).
     "cpu": {
         "preset": "cpu",
         "pretrain_iterations": None,  # the preset's 2,400

@@ -83,13 +83,13 @@ def test_render_views_and_datasets_commands(tmp_path, capsys):
     assert "synthetic" in listing and "folder" in listing
 
 
-def test_finetune_under_the_cpu_preset_banks_nearest_labelled_pixels(tmp_path, capsys):
+def test_finetune_method_nearest_banks_labelled_pixels(tmp_path, capsys):
     import numpy as np
     import trimesh
 
     run = tmp_path / "nn"
     code = main(["finetune", "synthetic:categories=mug,n=3,textured=0", str(run), "--labelled", "mug_0000",
-                 "mug_0001", "--preset", "cpu", "--rings", "1", "--segments", "4", "--resolution", "32",
+                 "mug_0001", "--method", "nearest", "--preset", "cpu", "--rings", "1", "--segments", "4", "--resolution", "32",
                  "--device", "cpu", "--quiet"])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     assert "banked the labelled pixels of 2 labelled shapes" in capsys.readouterr().out

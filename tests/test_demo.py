@@ -120,7 +120,10 @@ def _check_transfer(summary: dict, out: Path) -> None:
 
 def test_demo_compares_mvdecor_with_scratch_and_transfer(tmp_path, segmented):
     out = tmp_path / "demo"
-    report = run_demo(out, pretrain_iterations=1, **TINY)
+    # The nearest labelled pixels (--method nearest), so that both adaptation paths are covered:
+    # the scratch-only test below fine-tunes (the preset's).
+    settings = dict(TINY, config_overrides={**TINY_CONFIG, "finetune": {"method": "nearest"}})
+    report = run_demo(out, pretrain_iterations=1, **settings)
     assert report == out / "report.md" and report.is_file()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["preset"] == "cpu" and summary["shapes"] == 6
@@ -129,7 +132,7 @@ def test_demo_compares_mvdecor_with_scratch_and_transfer(tmp_path, segmented):
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["preset"] == "cpu" and config["render"]["resolution"] == 64
     assert config["pretrain"]["iterations"] == 1 and config["pretrain"]["val_pairs"] == 2
-    # The cpu preset's fine-tuning stage: nearest labelled pixels, weighing positions (k = 1: w as given).
+    # Nearest labelled pixels with the preset's settings, weighing positions (k = 1: w as given).
     assert config["finetune"]["method"] == "nearest" and config["finetune"]["nearest_position_weight"] == 1.0
     assert json.loads((out / "split.json").read_text())["categories"] == summary["split"]
 
@@ -214,7 +217,7 @@ def test_demo_compares_mvdecor_with_scratch_and_transfer(tmp_path, segmented):
     assert (out / "report_assets" / "report-viewer" / "viewer.js").is_file()
 
     # A second run reuses every finished stage and segments nothing again.
-    run_demo(out, pretrain_iterations=1, **TINY)
+    run_demo(out, pretrain_iterations=1, **settings)
     again = json.loads((out / "summary.json").read_text())
     assert again["reused_stages"] == ["pretrain", "correspondence"] + [
         f"fine-tune {c}/{m}" for c in ("chair", "table") for m in ("mvdecor", "scratch", "transfer")
@@ -228,10 +231,8 @@ def test_demo_compares_mvdecor_with_scratch_and_transfer(tmp_path, segmented):
 
 def test_demo_without_pretraining_runs_scratch_only_and_resumes(tmp_path):
     out = tmp_path / "demo"
-    # Keeping only the networks' weights: the report and a re-run need nothing else. Fine-tuning as
-    # the paper does (the cpu preset's stage trains nothing), so that a training run is resumed.
-    tiny_network = {**TINY_CONFIG, "finetune": {"method": "network"}}
-    settings = dict(TINY, categories=("mug",), keep_checkpoints="weights", config_overrides=tiny_network)
+    # Keeping only the networks' weights: the report and a re-run need nothing else.
+    settings = dict(TINY, categories=("mug",), keep_checkpoints="weights")
     run_demo(out, pretrain_iterations=0, **settings)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["methods"] == ["scratch", "transfer"] and summary["pretraining"] is None

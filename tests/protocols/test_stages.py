@@ -158,7 +158,7 @@ def test_a_fine_tuning_run_left_by_other_settings_starts_afresh(tmp_path):
         "cpu",
         {
             "render": {"rings": 1, "segments": 4, "resolution": 32},
-            # A trained run (the cpu preset's nearest labelled pixels train nothing).
+            # A trained run, whatever the preset's method (nearest labelled pixels train nothing).
             "finetune": {
                 "method": "network",
                 "iterations": 2,

@@ -29,7 +29,7 @@ def tiny_config(**pretrain_changes) -> Config:
         precision="fp32",
         lr_schedule="plateau",
     )
-    # Fine-tuning as the paper does, pinned likewise (the cpu preset's is nearest labelled pixels).
+    # Fine-tuning as the paper does and the nearest head's plain settings, pinned likewise.
     finetune = replace(
         config.finetune,
         method="network",

@@ -98,8 +98,8 @@ def add_demo_parser(sub: argparse._SubParsersAction) -> None:
             "network on the training shapes of all categories without labels and measure its cross-view "
             "correspondence accuracy, then per category adapt the pre-trained and a randomly "
             "initialised network to k labelled shapes (same draw, same seed) as the preset's "
-            "finetune.method says (the cpu preset's nearest: the nearest labelled pixels in the "
-            "embedding, no training; network: fine-tuning, as the paper does), segment the held-out "
+            "finetune.method says (network, the presets' default: fine-tuning, as the paper does; "
+            "nearest: the nearest labelled pixels in the embedding, no training), segment the held-out "
             "shapes and score them (part, shape and 2D pixel mIoU). The report "
             "folder gets report.md (both methods side by side), summary.json (every number and the "
             "stage timings), report.html (the results, every picture and a 3D view of each held-out "
@@ -128,8 +128,8 @@ def add_demo_parser(sub: argparse._SubParsersAction) -> None:
         "--finetune-iterations",
         type=int,
         default=150,
-        help="steps of each fine-tuning run (default 150; unused by finetune.method nearest, the cpu "
-        "preset's, which trains nothing)",
+        help="steps of each fine-tuning run (default 150; unused by finetune.method nearest, which "
+        "trains nothing)",
     )
     p.add_argument(
         "--precision",

@@ -170,10 +170,10 @@ def add_finetune_parser(sub: argparse._SubParsersAction) -> None:
         help="adapt a network to a few labelled shapes or views (nearest labelled pixels, or fine-tuning)",
         description=(
             "Adapt the embedding network to a few labelled shapes or views, as finetune.method says "
-            "(--method). nearest (the cpu preset's): no training; each pixel takes the labels of its "
+            "(--method). nearest: no training; each pixel takes the labels of its "
             "nearest labelled pixels in the embedding (and, with finetune.nearest_position_weight, "
             "in the shapes' bounding boxes), from a bank of labelled pixels kept in the checkpoint; "
-            "seconds. network (the paper preset's, paper section 3.2): fine-tune the network with a "
+            "seconds. network (both presets' default, paper section 3.2): fine-tune the network with a "
             "segmentation head (BN, ReLU, 3x3 conv) by cross-entropy over the foreground pixels of "
             "labelled views, plus lambda x InfoNCE on unlabelled shapes. Labelled shapes: --labelled IDS, or --k K drawn "
             "at random (seeded); --views-per-shape V labels only V views of each (the sparse setting); "
@@ -195,7 +195,7 @@ def add_finetune_parser(sub: argparse._SubParsersAction) -> None:
         dest="finetune_method",
         choices=("nearest", "network"),
         help="nearest (no training: nearest labelled pixels) or network (fine-tuning, the paper's) "
-        "(default: the preset's finetune.method; cpu: nearest, paper: network)",
+        "(default: the preset's finetune.method, network in both presets)",
     )
     add_modalities_option(p)
     add_imagenet_checkpoint_option(p)

@@ -15,8 +15,8 @@ folder:
 3. per category, adapt two networks to ``k`` labelled training shapes, the
    pre-trained one ("mvdecor") and a randomly initialised one ("scratch"),
    with the same labelled draw and seed, as the preset's ``finetune.method``
-   says (the ``cpu`` preset's ``nearest``: the nearest labelled pixels in the
-   embedding, no training; ``network``: fine-tuning, as the paper does),
+   says (``network``, both presets': fine-tuning, as the paper does;
+   ``nearest``: the nearest labelled pixels in the embedding, no training),
    segment the held-out shapes with both and
    score them: fused 3D part and shape mIoU, per-view 2D pixel mIoU
    (``fewshot/``; each run saves its fused face labels in ``predictions.npz``);
@@ -141,7 +141,7 @@ def run_demo(
     finetune_iterations : int
         Fine-tuning steps (``views_per_batch`` labelled views each) of every
         fine-tuning run; unused when the preset's ``finetune.method`` is
-        ``nearest`` (the ``cpu`` preset's), which trains nothing.
+        ``nearest``, which trains nothing.
     labelled_shapes : int
         ``k``, the labelled training shapes each fine-tuning run may use.
     categories : sequence of str
@@ -257,12 +257,13 @@ def run_demo(
     for category, entry in split.items():
         fewshot[category] = {}
         for method in methods:
-            verb = (
-                f"fine-tuning {METHOD_TITLES[method]} on"
-                if method != TRANSFER
-                else "transferring labels from"
-            )
-            say(f"{verb} {_n(labelled_shapes, f'labelled {category}')}")
+            shapes = _n(labelled_shapes, f"labelled {category}")
+            if method == TRANSFER:
+                say(f"transferring labels from {shapes}")
+            elif config.finetune.method == "nearest":
+                say(f"{METHOD_TITLES[method]}: banking the pixels of {shapes} (nearest, no training)")
+            else:
+                say(f"fine-tuning {METHOD_TITLES[method]} on {shapes}")
             init: str | Path = method if method != "mvdecor" else out / "pretrain" / "checkpoints" / "last.pt"
             result = _fewshot_stage(
                 config,
