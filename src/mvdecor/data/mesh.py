@@ -277,8 +277,7 @@ class LabelledMesh:
         ``mesh.normalization.invert(points)`` recovers source coordinates.
         """
         used = self.vertices[np.unique(self.faces)]
-        lo, hi = self.bounds()
-        center = (lo + hi) / 2.0
+        center = (used.min(axis=0) + used.max(axis=0)) / 2.0  # the box of bounds(), from the same rows
         radius = float(np.linalg.norm(used - center, axis=1).max())
         if radius <= 0.0:
             raise InvalidMeshError(self.source, "all vertices coincide; the mesh has no extent")
