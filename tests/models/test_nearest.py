@@ -10,12 +10,14 @@ import torch
 
 from mvdecor.models.embedding import EmbeddingNet, SegmentationNet
 from mvdecor.models.nearest import (
+    FaceEmbeddingPool,
     NearestLabelHead,
     bank_index,
     box_coordinates,
     class_quotas,
     labelled_pixel_embeddings,
     leave_one_shape_out_scores,
+    pool_by_group,
     sample_bank,
 )
 
@@ -216,3 +218,49 @@ def test_class_quotas_against_a_unit_by_unit_reference():
         quotas = class_quotas(np.array(pixels), size, beta)
         assert quotas.sum() == min(size, sum(pixels)) and (quotas <= np.array(pixels)).all()
         assert np.abs(quotas - np.array(reference(pixels, size, beta))).max() <= 1
+
+
+def _naive_unit_mean(rows: list[list[float]]) -> np.ndarray:
+    """The unit mean of the unit rows, in float64, one row at a time."""
+    units = [[x / math.sqrt(sum(y * y for y in row)) for x in row] for row in rows]
+    mean = [sum(column) / len(units) for column in zip(*units, strict=True)]
+    return np.array(mean) / math.sqrt(sum(x * x for x in mean))
+
+
+def test_face_pool_and_group_pooling_against_a_naive_mean():
+    generator = torch.Generator().manual_seed(5)
+    features = torch.randn(3, 4, 5, 6, generator=generator)
+    face_ids = torch.randint(-1, 6, (3, 5, 6), generator=generator)
+    face_ids[face_ids == 4] = -1  # face 4 unseen
+    positions = torch.rand(3, 3, 5, 6, generator=generator)
+    pool = FaceEmbeddingPool(7, 4, with_positions=True)
+    pool.add(features[:2], face_ids[:2], positions[:2])  # views arrive in batches
+    pool.add(features[2:], face_ids[2:], positions[2:])
+    seen, pooled, mean_positions = pool.result()
+    assert seen.tolist() == sorted(set(face_ids[face_ids >= 0].tolist())) and 4 not in seen.tolist()
+    for row, face in enumerate(seen.tolist()):
+        where = (face_ids == face).nonzero().tolist()
+        rows = [[float(features[b, d, i, j]) for d in range(4)] for b, i, j in where]
+        np.testing.assert_allclose(pooled[row].numpy(), _naive_unit_mean(rows), atol=1e-6)
+        points = [[float(positions[b, d, i, j]) for d in range(3)] for b, i, j in where]
+        np.testing.assert_allclose(mean_positions[row].numpy(), np.mean(points, axis=0), atol=1e-6)
+    assert FaceEmbeddingPool(7, 4).result()[2] is None
+    with pytest.raises(ValueError, match="box coordinates"):
+        pool.add(features[:1], face_ids[:1])
+    with pytest.raises(ValueError, match="share B, H, W"):
+        pool.add(features[:1], face_ids[:1, :4], positions[:1])
+    # The same pooling over labelled pixels, keyed by group: rows of a group get its unit mean.
+    rows, groups = torch.randn(12, 4, generator=generator), torch.tensor([3, 1, 3, 7, 1, 1, 9, 3, 7, 7, 2, 1])
+    grouped = pool_by_group(rows, groups)
+    for group in groups.unique().tolist():
+        members = (groups == group).nonzero().squeeze(1).tolist()
+        expected = _naive_unit_mean([[float(x) for x in rows[m]] for m in members])
+        for member in members:
+            np.testing.assert_allclose(grouped[member].numpy(), expected, atol=1e-6)
+
+
+def test_a_face_pooling_head_refuses_single_views():
+    head = NearestLabelHead(torch.randn(30, 8), torch.randint(0, 3, (30,)), 3, pool_faces=True)
+    assert head.pool_faces and head.class_probabilities(torch.randn(5, 8)).shape == (5, 3)
+    with pytest.raises(ValueError, match="nearest_pooling"):
+        head(torch.randn(1, 8, 4, 4))

@@ -466,3 +466,60 @@ def test_nearest_method_chooses_the_position_weight_on_the_labelled_shapes(tmp_p
     assert json.loads((single.run_dir / "run.json").read_text())["position_weight"] == 2.0
     with pytest.raises(ConfigError, match="nearest_position_candidates"):
         ft_config(nearest_position_candidates=[1.0, -1.0])
+
+
+def test_nearest_method_pools_each_faces_embeddings(tmp_path):
+    import torch
+
+    from mvdecor.models.nearest import pool_by_group
+
+    config = ft_config(method="nearest", nearest_references=100000, nearest_neighbours=1, nearest_stride=1,
+                       nearest_pooling="faces")  # fmt: skip
+    labelled = ["chair_0000"]
+    result = finetune(config, CHAIRS, tmp_path / "pooled", labelled_shapes=labelled, progress=False)
+    segmenter = Segmenter.from_checkpoint(result.last_checkpoint)
+    head = segmenter.model.head
+    assert segmenter.pools_faces and head.pool_faces
+    # The bank: the unpooled run's pixels (same draw), each with its face's unit mean embedding.
+    plain_config = replace(config, finetune=replace(config.finetune, nearest_pooling="none"))
+    plain = finetune(plain_config, CHAIRS, tmp_path / "plain", labelled_shapes=labelled, progress=False)
+    plain_head = Segmenter.from_checkpoint(plain.last_checkpoint).model.head
+    source = ViewSource(CHAIRS, config.render)
+    mesh = source.mesh("chair_0000")
+    views = source.views("chair_0000")
+    keys = np.concatenate([v.face_ids[v.face_labels(mesh.face_labels) >= 0] for v in views])
+    assert len(keys) == len(head.bank_labels)
+    torch.testing.assert_close(head.bank_labels, plain_head.bank_labels)
+    torch.testing.assert_close(
+        head.bank_features, pool_by_group(plain_head.bank_features, torch.from_numpy(keys)), atol=1e-5, rtol=0
+    )
+    assert not torch.allclose(head.bank_features, plain_head.bank_features, atol=1e-3)
+    # Predicting views: every pixel of one face, in any view, gets the face's one distribution.
+    probs = segmenter.predict(views[:4])
+    first = {}
+    for view, p in zip(views[:4], probs, strict=True):
+        for face, i, j in zip(view.face_ids[view.mask], *np.nonzero(view.mask), strict=True):
+            np.testing.assert_allclose(p[:, i, j], first.setdefault(int(face), p[:, i, j]), atol=1e-6)
+    gt = np.stack([v.face_labels(mesh.face_labels) for v in views[:4]])
+    assert (probs.argmax(1)[gt >= 0] == gt[gt >= 0]).mean() > 0.9  # its own faces find themselves
+    # Segmenting a shape pools all its views: the faces' labels are the pooled prediction's.
+    test_mesh = source.mesh("chair_0003")
+    seg = segmenter.segment(test_mesh, normalize=False, keep_views=True)
+    all_probs = segmenter.predict(seg.views)
+    for view, predicted, p in zip(seg.views, seg.view_predictions, all_probs, strict=True):
+        np.testing.assert_array_equal(predicted[view.mask], p.argmax(0)[view.mask])
+        np.testing.assert_array_equal(seg.vote.face_labels[view.face_ids[view.mask]], p.argmax(0)[view.mask])
+    evaluator = SegmentationEvaluator(result.label_names, convention="shapenet")
+    evaluator.process(test_mesh, test_mesh.face_labels, seg.face_labels, shape_id="chair_0003")
+    assert evaluator.evaluate()["instance_miou"] > 0.3
+    flipped = segmenter.with_segment(replace(segmenter.config.segment, flip=True))
+    assert flipped.segment(test_mesh, normalize=False).face_labels.shape == (test_mesh.num_faces,)
+    with pytest.raises(ValueError, match="nearest_pooling"):
+        head(torch.zeros(1, head.bank_features.shape[1], 4, 4))  # one view alone cannot be pooled
+    # Pooled positions: a face's mean surface point finds a bank pixel of the same face.
+    positioned = finetune(replace(config, finetune=replace(config.finetune, nearest_position_weight=1e4)),
+                          CHAIRS, tmp_path / "positioned", labelled_shapes=labelled, progress=False)  # fmt: skip
+    own = Segmenter.from_checkpoint(positioned.last_checkpoint).segment(mesh, normalize=False)
+    assert (own.face_labels == mesh.face_labels)[own.fusion.seen].mean() > 0.95
+    with pytest.raises(ConfigError, match="nearest_pooling"):
+        ft_config(nearest_pooling="vertices")

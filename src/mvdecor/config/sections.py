@@ -19,6 +19,8 @@ PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 LR_SCHEDULES = ("plateau", "cosine")
 #: How fine-tuning uses the labelled views: train a head (the paper), or keep them as a bank.
 FINETUNE_METHODS = ("network", "nearest")
+#: What a nearest head's pixel embeddings are averaged over before the neighbour search.
+NEAREST_POOLINGS = ("none", "faces")
 
 #: The largest square image a config may ask for: each rendered buffer of one view is
 #: ``resolution**2`` floats, and a step holds dozens of views and their activations.
@@ -391,6 +393,15 @@ class FinetuneConfig:
         pixel mIoU (each labelled shape labelled from the others' pixels; the
         scores go to ``run.json``), and ``nearest_position_weight`` is used only
         with a single labelled shape. Empty (default): no choice.
+    nearest_pooling : str
+        ``nearest``: ``none`` (default): each pixel is labelled from its own
+        embedding. ``faces``: every pixel embedding (L2-normalised) is first
+        replaced by the mean over all pixels, in all the views of its shape
+        used together, that see the same face, so that a face is labelled
+        once from what every view says of it, and the bank holds the labelled
+        faces' mean embeddings (the labelled pixels still choose which faces
+        enter the bank, and how often). With a position weight, a test face's
+        position is the mean of its pixels' surface points.
     iterations : int
         Optimiser steps (the authors: 2k-4k).
     views_per_batch : int
@@ -460,6 +471,7 @@ class FinetuneConfig:
     nearest_stride: int = 2
     nearest_position_weight: float = 0.0
     nearest_position_candidates: tuple[float, ...] = ()
+    nearest_pooling: str = "none"
     iterations: int = 4000
     views_per_batch: int = 8
     lr: float = 1e-3
@@ -488,6 +500,7 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         section = "finetune"
         one_of(self, section, "method", FINETUNE_METHODS)
+        one_of(self, section, "nearest_pooling", NEAREST_POOLINGS)
         at_least(self, section, 1, "nearest_neighbours", "nearest_references", "nearest_stride")
         positive(self, section, "nearest_temperature")
         at_least(self, section, 0, "nearest_position_weight", "nearest_class_balance")

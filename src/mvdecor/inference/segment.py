@@ -23,7 +23,7 @@ from mvdecor.inference.refine import refine_fusion
 from mvdecor.inference.transfer import LabelTransfer
 from mvdecor.models.embedding import SegmentationNet
 from mvdecor.models.inputs import ChannelStats, flip_view_array, view_to_array
-from mvdecor.models.nearest import box_coordinates
+from mvdecor.models.nearest import FaceEmbeddingPool, box_coordinates
 from mvdecor.render.cameras import Cameras, shape_cameras
 from mvdecor.render.renderer import Renderer
 from mvdecor.render.views import RenderedView
@@ -122,6 +122,42 @@ class Segmenter:
             render = replace(render, resolution=seg.resolution)
         return shape_cameras(render, mesh.name, seg.rings, seg.segments)
 
+    @property
+    def pools_faces(self) -> bool:
+        """Whether the network labels face-pooled embeddings (``finetune.nearest_pooling: faces``)."""
+        return bool(getattr(self.model.head, "pool_faces", False))
+
+    def _inputs(
+        self, views: Sequence[RenderedView], box: tuple[np.ndarray, np.ndarray] | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The network inputs ``(B, K, H, W)`` of views, each followed by its mirror with ``segment.flip``,
+        and their box coordinates ``(B, 3, H, W)`` when the head weighs positions (else None).
+
+        A mirrored view's pixels keep the surface points they see.
+        """
+        modalities = self.config.model.modalities
+        needs_positions = self.model.needs_positions
+        if needs_positions and box is None:
+            raise ValueError("this network weighs positions: pass the bounding box of the views' mesh")
+        arrays, positions = [], []
+        for view in views:
+            array = view_to_array(view, modalities)
+            arrays.append(self.stats.normalize(array, view.mask))
+            if needs_positions:
+                positions.append(box_coordinates(view.hit_points, *box).transpose(2, 0, 1))
+            if self.config.segment.flip:
+                camera = view.camera
+                mirrored, mask = flip_view_array(
+                    array, view.mask, modalities, camera.rotation[0, 0], camera.centers[0]
+                )
+                arrays.append(self.stats.normalize(mirrored, mask))
+                if needs_positions:
+                    positions.append(positions[-1][:, :, ::-1])
+        x = torch.from_numpy(np.stack(arrays).astype(np.float32)).to(self.device)
+        if not needs_positions:
+            return x, None
+        return x, torch.from_numpy(np.ascontiguousarray(np.stack(positions))).to(self.device)
+
     @torch.no_grad()
     def predict(
         self, views: Sequence[RenderedView], box: tuple[np.ndarray, np.ndarray] | None = None
@@ -135,41 +171,67 @@ class Segmenter:
         ``box``: the bounding box ``(min, max)`` of the mesh the views show, for a
         network whose head weighs positions (``finetune.nearest_position_weight``);
         a mirrored view's pixels keep the surface points they see.
+
+        A face-pooling network (:attr:`pools_faces`) labels each face once from
+        all the given views together (they must show one shape), and each pixel
+        gets its face's distribution (background: uniform).
         """
-        modalities = self.config.model.modalities
-        flip = self.config.segment.flip
-        needs_positions = self.model.needs_positions
-        if needs_positions and box is None:
-            raise ValueError("this network weighs positions: pass the bounding box of the views' mesh")
+        if self.pools_faces:
+            faces = 1 + max((int(view.face_ids.max()) for view in views), default=-1)
+            face_probs = self._pooled_face_probabilities(self._face_pool(views, box, faces))
+            return np.stack([self._paint(face_probs, view.face_ids) for view in views])
         out = []
         batch = max(self.config.segment.batch_views, 1)
         for start in range(0, len(views), batch):
-            chunk = views[start : start + batch]
-            arrays, positions = [], []
-            for view in chunk:
-                array = view_to_array(view, modalities)
-                arrays.append(self.stats.normalize(array, view.mask))
-                if needs_positions:
-                    positions.append(box_coordinates(view.hit_points, *box).transpose(2, 0, 1))
-                if flip:
-                    camera = view.camera
-                    mirrored, mask = flip_view_array(
-                        array, view.mask, modalities, camera.rotation[0, 0], camera.centers[0]
-                    )
-                    arrays.append(self.stats.normalize(mirrored, mask))
-                    if needs_positions:
-                        positions.append(positions[-1][:, :, ::-1])
-            x = torch.from_numpy(np.stack(arrays).astype(np.float32)).to(self.device)
-            if needs_positions:
-                at = torch.from_numpy(np.ascontiguousarray(np.stack(positions))).to(self.device)
-                logits = self.model(x, at)
-            else:
-                logits = self.model(x)
+            x, positions = self._inputs(views[start : start + batch], box)
+            logits = self.model(x) if positions is None else self.model(x, positions)
             probs = torch.softmax(logits.float(), dim=1)
-            if flip:  # pairs (view, its mirror): average with the mirror flipped back
+            if self.config.segment.flip:  # pairs (view, its mirror): average with the mirror flipped back
                 probs = 0.5 * (probs[0::2] + probs[1::2].flip(-1))
             out.append(probs.cpu().numpy())
         return np.concatenate(out)
+
+    @torch.no_grad()
+    def _add_to_pool(
+        self,
+        pool: FaceEmbeddingPool,
+        views: Sequence[RenderedView],
+        box: tuple[np.ndarray, np.ndarray] | None,
+    ) -> None:
+        """Add views' pixel embeddings (and their mirrors', flipped back) to ``pool``."""
+        x, positions = self._inputs(views, box)
+        features = self.model.embedding(x, normalize=False)
+        face_ids = torch.from_numpy(np.stack([view.face_ids for view in views]).astype(np.int64))
+        if self.config.segment.flip:  # (view, mirror) pairs: both see the view's faces once flipped back
+            features = torch.stack([features[0::2], features[1::2].flip(-1)], dim=1).flatten(0, 1)
+            face_ids = face_ids.repeat_interleave(2, dim=0)
+            if positions is not None:
+                positions = torch.stack([positions[0::2], positions[1::2].flip(-1)], dim=1).flatten(0, 1)
+        pool.add(features, face_ids, positions)
+
+    def _face_pool(
+        self, views: Sequence[RenderedView], box: tuple[np.ndarray, np.ndarray] | None, num_faces: int
+    ) -> FaceEmbeddingPool:
+        pool = FaceEmbeddingPool(num_faces, self.model.embedding.embed_dim, self.model.needs_positions)
+        batch = max(self.config.segment.batch_views, 1)
+        for start in range(0, len(views), batch):
+            self._add_to_pool(pool, views[start : start + batch], box)
+        return pool
+
+    @torch.no_grad()
+    def _pooled_face_probabilities(self, pool: FaceEmbeddingPool) -> np.ndarray:
+        """``(faces, C)`` float32: the head's distribution for each seen face, zeros for the others."""
+        seen, features, positions = pool.result()
+        probs = self.model.head.class_probabilities(features.to(self.device), positions)
+        out = np.zeros((len(pool.counts), len(self.label_names)), np.float32)
+        out[seen.numpy()] = probs.cpu().numpy()
+        return out
+
+    def _paint(self, face_probs: np.ndarray, face_ids: np.ndarray) -> np.ndarray:
+        """``(C, H, W)``: each pixel its face's distribution; background pixels uniform."""
+        probs = face_probs[np.maximum(face_ids, 0)]
+        probs[face_ids < 0] = 1.0 / face_probs.shape[1]
+        return np.ascontiguousarray(probs.transpose(2, 0, 1))
 
     def segment(
         self,
@@ -211,23 +273,44 @@ class Segmenter:
         )
         kept_views: list[RenderedView] = []
         predictions: list[np.ndarray] = []
+
+        def vote(view: RenderedView, p: np.ndarray) -> None:
+            voter.add_view(view.face_ids, p)
+            if keep_views:
+                scores = p.copy()
+                scores[list(self.exclude_classes)] = -np.inf
+                predictions.append(np.where(view.mask, scores.argmax(0), -1))
+                kept_views.append(view)
+
         batch = max(seg.batch_views, 1)
+        pool = None
+        if self.pools_faces:  # every view first: a face is labelled once, from all of them
+            pool = FaceEmbeddingPool(mesh.num_faces, self.model.embedding.embed_dim, box is not None)
+            pooled_views: list[RenderedView] = []
         for first in range(0, len(cameras), batch):
             t0 = time.perf_counter()
             views = [renderer.render_view(cameras, i) for i in range(first, min(first + batch, len(cameras)))]
             t1 = time.perf_counter()
+            timings["render_s"] += t1 - t0
+            if pool is not None:
+                self._add_to_pool(pool, views, box)
+                pooled_views += views
+                timings["predict_s"] += time.perf_counter() - t1
+                continue
             probs = self.predict(views, box)
             t2 = time.perf_counter()
             for view, p in zip(views, probs, strict=True):
-                voter.add_view(view.face_ids, p)
-                if keep_views:
-                    scores = p.copy()
-                    scores[list(self.exclude_classes)] = -np.inf
-                    predictions.append(np.where(view.mask, scores.argmax(0), -1))
-                    kept_views.append(view)
-            timings["render_s"] += t1 - t0
+                vote(view, p)
             timings["predict_s"] += t2 - t1
             timings["vote_s"] += time.perf_counter() - t2
+        if pool is not None:
+            t0 = time.perf_counter()
+            face_probs = self._pooled_face_probabilities(pool)
+            t1 = time.perf_counter()
+            for view in pooled_views:
+                vote(view, self._paint(face_probs, view.face_ids))
+            timings["predict_s"] += t1 - t0
+            timings["vote_s"] += time.perf_counter() - t1
         t0 = time.perf_counter()
         centroids = mesh.triangles.mean(axis=1)
         try:

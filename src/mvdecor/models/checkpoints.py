@@ -238,6 +238,7 @@ def load_segmentation_model(
             ft.nearest_stride,
             state.get("head.bank_positions"),
             payload.get("nearest_position_weight", ft.nearest_position_weight),  # as chosen by the run
+            ft.nearest_pooling == "faces",
         )
     model = SegmentationNet(embedding, len(names), head=head)
     _load_weights(model, payload, path, device)

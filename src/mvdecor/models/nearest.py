@@ -21,6 +21,14 @@ where ``pos`` is the surface point a pixel sees in its own shape's bounding
 box mapped axis by axis onto ``[-1, 1]^3`` (:func:`box_coordinates`): the cue
 that learning-free label transfer lives on (a safe's door is at its front),
 joined with the embedding's appearance and context in one neighbour search.
+
+With ``pool_faces`` the head labels faces rather than pixels: each pixel's
+L2-normalised embedding is replaced by the mean over every pixel, in all the
+views of its shape, that sees the same face (:class:`FaceEmbeddingPool`,
+:func:`pool_by_group`), so one face gets one decision from what all views say
+of it, and the bank holds such pooled embeddings of labelled faces. A pooling
+head cannot label one view on its own; :class:`~mvdecor.inference.segment.Segmenter`
+pools a shape's views and asks :meth:`NearestLabelHead.class_probabilities`.
 """
 
 from __future__ import annotations
@@ -33,12 +41,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
+    "FaceEmbeddingPool",
     "NearestLabelHead",
     "bank_index",
     "box_coordinates",
     "class_quotas",
     "labelled_pixel_embeddings",
     "leave_one_shape_out_scores",
+    "pool_by_group",
     "sample_bank",
 ]
 
@@ -63,6 +73,9 @@ class NearestLabelHead(nn.Module):
         box coordinates (:func:`box_coordinates`); needed when ``position_weight > 0``
     position_weight : ``w``, the weight of the squared box-coordinate distance
         taken from the cosine similarity (0: the embedding alone)
+    pool_faces : the bank holds face-pooled embeddings and queries must be
+        pooled the same way (``finetune.nearest_pooling: faces``); :meth:`forward`,
+        which sees single views, then refuses
 
     Notes
     -----
@@ -83,6 +96,7 @@ class NearestLabelHead(nn.Module):
         stride: int = 2,
         bank_positions: Tensor | None = None,
         position_weight: float = 0.0,
+        pool_faces: bool = False,
     ) -> None:
         super().__init__()
         if bank_features.ndim != 2 or bank_labels.shape != bank_features.shape[:1]:
@@ -105,6 +119,7 @@ class NearestLabelHead(nn.Module):
         self.neighbours = int(neighbours)
         self.temperature = float(temperature)
         self.stride = int(stride)
+        self.pool_faces = bool(pool_faces)
 
     @property
     def needs_positions(self) -> bool:
@@ -137,6 +152,12 @@ class NearestLabelHead(nn.Module):
 
     def forward(self, features: Tensor, positions: Tensor | None = None) -> Tensor:
         """``(B, D, H, W)`` raw embedding [and ``(B, 3, H, W)`` box coordinates] -> log-probabilities."""
+        if self.pool_faces:
+            # Unpooled queries against a pooled bank would run, and quietly mean something else.
+            raise ValueError(
+                "this head labels face-pooled embeddings (finetune.nearest_pooling: faces); "
+                "segment whole shapes with Segmenter, which pools their views"
+            )
         b, d, h, w = features.shape
         grid = features[:, :, :: self.stride, :: self.stride]
         gh, gw = grid.shape[-2:]
@@ -156,6 +177,61 @@ class NearestLabelHead(nn.Module):
             probs = probs.repeat_interleave(self.stride, dim=2).repeat_interleave(self.stride, dim=3)
             probs = probs[:, :, :h, :w]
         return probs.clamp_min(1e-8).log()  # a class no neighbour votes for: finite, no NaN downstream
+
+
+class FaceEmbeddingPool:
+    """The mean L2-normalised embedding (and box coordinates) of each face, over views added in batches.
+
+    Parameters
+    ----------
+    num_faces : faces of the shape the views show
+    dim : ``D``, the embedding's channels
+    with_positions : also average the pixels' box coordinates (for a position-weighted head)
+    """
+
+    def __init__(self, num_faces: int, dim: int, with_positions: bool = False) -> None:
+        self.sums = torch.zeros(int(num_faces), int(dim))
+        self.counts = torch.zeros(int(num_faces))
+        self.position_sums = torch.zeros(int(num_faces), 3) if with_positions else None
+
+    def add(self, features: Tensor, face_ids: Tensor, positions: Tensor | None = None) -> None:
+        """Views' raw embeddings ``(B, D, H, W)``, face ids ``(B, H, W)`` (-1: background) [, ``(B, 3, H, W)``]."""
+        if features.shape[-2:] != face_ids.shape[-2:] or len(features) != len(face_ids):
+            raise ValueError(
+                f"features {tuple(features.shape)} and face ids {tuple(face_ids.shape)} must share B, H, W"
+            )
+        keep = face_ids >= 0
+        faces = face_ids[keep].long().cpu()
+        unit = F.normalize(features.float(), dim=1).permute(0, 2, 3, 1)[keep].cpu()
+        self.sums.index_add_(0, faces, unit)
+        self.counts.index_add_(0, faces, torch.ones(len(faces)))
+        if self.position_sums is not None:
+            if positions is None:
+                raise ValueError("this pool averages positions: pass the pixels' box coordinates")
+            self.position_sums.index_add_(0, faces, positions.float().permute(0, 2, 3, 1)[keep].cpu())
+
+    def result(self) -> tuple[Tensor, Tensor, Tensor | None]:
+        """``(seen faces (F,) int64, their unit mean embeddings (F, D), mean box coordinates (F, 3) or None)``."""
+        seen = torch.nonzero(self.counts > 0).squeeze(1)
+        features = F.normalize(self.sums[seen], dim=1)
+        if self.position_sums is None:
+            return seen, features, None
+        return seen, features, self.position_sums[seen] / self.counts[seen, None]
+
+
+def pool_by_group(features: Tensor, groups: Tensor) -> Tensor:
+    """Each row's embedding replaced by the unit mean of its group's L2-normalised rows.
+
+    ``features (N, D)``, ``groups (N,)`` int (e.g. ``shape * faces + face``):
+    the labelled pixels of one labelled face get one embedding, pooled as
+    :class:`FaceEmbeddingPool` pools a test shape's. Returns ``(N, D)`` float32.
+    """
+    if groups.shape != features.shape[:1]:
+        raise ValueError("groups must be (N,) for features (N, D)")
+    unique, inverse = torch.unique(groups, return_inverse=True)
+    unit = F.normalize(features.float(), dim=1)
+    sums = torch.zeros(len(unique), unit.shape[1]).index_add_(0, inverse, unit)
+    return F.normalize(sums, dim=1)[inverse]
 
 
 def bank_index(

@@ -54,6 +54,7 @@ from mvdecor.models.nearest import (
     bank_index,
     labelled_pixel_embeddings,
     leave_one_shape_out_scores,
+    pool_by_group,
 )
 from mvdecor.train.checkpoint import NETWORK_ENTRIES, load_checkpoint, save_checkpoint
 from mvdecor.train.data import ViewPairDataset, ViewSource, collate_pairs, compute_channel_stats
@@ -564,6 +565,9 @@ def _finetune_nearest(
     views = LabelledViewDataset(source, items, config.model.modalities, stats, len(names), cfg.seed)
     batches = views.batches(items, cfg.views_per_batch)
     features, labels = labelled_pixel_embeddings(embedding.to(device), batches, device)
+    pool_faces = cfg.nearest_pooling == "faces"
+    if pool_faces:  # each labelled face's pixels share their mean embedding, as a test face's will
+        features = pool_by_group(features, views.pixel_faces(items))
     weight, choice = cfg.nearest_position_weight, {}
     positions = shapes = None
     if weight > 0 or cfg.nearest_position_candidates:
@@ -585,7 +589,7 @@ def _finetune_nearest(
         positions = None if positions is None else positions[index]
     head = NearestLabelHead(
         features, labels, len(names), cfg.nearest_neighbours, cfg.nearest_temperature, cfg.nearest_stride,
-        positions if weight > 0 else None, weight,
+        positions if weight > 0 else None, weight, pool_faces,
     )  # fmt: skip
     model = SegmentationNet(embedding, len(names), head=head)
     _write_run_files(

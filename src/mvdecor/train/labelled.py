@@ -157,6 +157,23 @@ class LabelledViewDataset(torch.utils.data.Dataset):
             shapes.append(np.full(int(keep.sum()), list(boxes).index(item.shape_id), np.int64))
         return torch.from_numpy(np.concatenate(positions)), torch.from_numpy(np.concatenate(shapes))
 
+    def pixel_faces(self, items: Sequence[LabelledView]) -> torch.Tensor:
+        """``(N,)`` int64: a key of the (shape, face) each labelled pixel sees, in :meth:`pixel_positions`' order.
+
+        Equal keys mean the same face of the same shape (``shape number * faces + face``,
+        shapes numbered in order of first appearance).
+        """
+        shapes: dict[str, int] = {}
+        faces, numbers = [], []
+        for item in items:
+            view = self.source.view(item.shape_id, item.view_index)
+            keep = self.labels(item, view) >= 0
+            faces.append(view.face_ids[keep].astype(np.int64))
+            numbers.append(np.full(int(keep.sum()), shapes.setdefault(item.shape_id, len(shapes)), np.int64))
+        faces_, numbers_ = np.concatenate(faces), np.concatenate(numbers)
+        span = int(faces_.max(initial=-1)) + 1
+        return torch.from_numpy(numbers_ * span + faces_)
+
     def pixel_counts(self) -> np.ndarray:
         """``(num_classes,)`` int64: labelled pixels of each class over every item's view."""
         counts = np.zeros(self.num_classes, np.int64)
