@@ -264,3 +264,39 @@ def test_a_face_pooling_head_refuses_single_views():
     assert head.pool_faces and head.class_probabilities(torch.randn(5, 8)).shape == (5, 3)
     with pytest.raises(ValueError, match="nearest_pooling"):
         head(torch.randn(1, 8, 4, 4))
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3])
+def test_a_mask_skips_the_search_for_unwanted_pixels_and_changes_no_wanted_one(stride):
+    generator = torch.Generator().manual_seed(7)
+    bank, labels = torch.randn(50, 6, generator=generator), torch.randint(0, 4, (50,), generator=generator)
+    positions, bank_positions = (
+        torch.rand(2, 3, 7, 8, generator=generator),
+        torch.rand(50, 3, generator=generator),
+    )
+    features = torch.randn(2, 6, 7, 8, generator=generator)
+    mask = torch.rand(2, 7, 8, generator=generator) > 0.6
+    mask[1] = False  # a view with no foreground at all
+    head = NearestLabelHead(bank, labels, 4, neighbours=5, temperature=0.2, stride=stride,
+                            bank_positions=bank_positions, position_weight=0.5)  # fmt: skip
+    full = head(features, positions).exp()
+    masked = head(features, positions, mask).exp()
+    wanted = mask[:, None].expand_as(full)
+    torch.testing.assert_close(masked[wanted], full[wanted])
+    if stride == 1:  # each pixel its own grid point: every unwanted one is uniform
+        unwanted = masked[0][:, ~mask[0]]
+        torch.testing.assert_close(unwanted, torch.full_like(unwanted, 0.25))
+    assert torch.allclose(masked[1], torch.full_like(masked[1], 0.25))
+    with pytest.raises(ValueError, match="mask must be"):
+        head(features, positions, mask[:, :5])
+    # Through the network: a trained head ignores the mask, a nearest head honours it.
+    embedding = EmbeddingNet("resnet18", in_channels=5, embed_dim=6, head="light").eval()
+    net = SegmentationNet(embedding, 4, head=NearestLabelHead(bank, labels, 4, stride=stride))
+    x, big_mask = torch.randn(1, 5, 32, 32), torch.zeros(1, 32, 32, dtype=torch.bool)
+    big_mask[0, 8:20, 5:17] = True
+    with torch.no_grad():
+        assert net.masks_queries
+        torch.testing.assert_close(net(x, mask=big_mask)[:, :, big_mask[0]], net(x)[:, :, big_mask[0]])
+        trained = SegmentationNet(embedding, 4)
+        assert not trained.masks_queries
+        torch.testing.assert_close(trained.eval()(x, mask=big_mask), trained(x))

@@ -183,8 +183,15 @@ class Segmenter:
         out = []
         batch = max(self.config.segment.batch_views, 1)
         for start in range(0, len(views), batch):
-            x, positions = self._inputs(views[start : start + batch], box)
-            logits = self.model(x) if positions is None else self.model(x, positions)
+            chunk = views[start : start + batch]
+            x, positions = self._inputs(chunk, box)
+            mask = None
+            if self.model.masks_queries:  # only foreground pixels: fusion and metrics read nothing else
+                masks = [view.mask for view in chunk]
+                if self.config.segment.flip:  # each mirror's foreground, flipped like its input
+                    masks = [m for mask_ in masks for m in (mask_, mask_[:, ::-1])]
+                mask = torch.from_numpy(np.ascontiguousarray(np.stack(masks))).to(self.device)
+            logits = self.model(x, positions, mask)
             probs = torch.softmax(logits.float(), dim=1)
             if self.config.segment.flip:  # pairs (view, its mirror): average with the mirror flipped back
                 probs = 0.5 * (probs[0::2] + probs[1::2].flip(-1))

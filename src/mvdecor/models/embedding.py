@@ -352,14 +352,26 @@ class SegmentationNet(nn.Module):
         """Whether the head also reads each pixel's box coordinates (a position-weighted nearest head)."""
         return bool(getattr(self.head, "needs_positions", False))
 
-    def forward(self, x: Tensor, positions: Tensor | None = None) -> Tensor:
-        """``positions``: ``(B, 3, H, W)`` box coordinates, for a head that :attr:`needs_positions`."""
+    def forward(self, x: Tensor, positions: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+        """``positions``: ``(B, 3, H, W)`` box coordinates, for a head that :attr:`needs_positions`.
+
+        ``mask``: ``(B, H, W)`` bool, the pixels whose scores are wanted; a head
+        that can skip the others (:attr:`masks_queries`) does, a trained head
+        scores every pixel anyway.
+        """
         features = self.embedding(x, normalize=False)
+        if self.needs_positions and positions is None:
+            raise ValueError("this network's head weighs positions: pass positions (B, 3, H, W)")
+        if self.masks_queries and mask is not None:
+            return self.head(features, positions if self.needs_positions else None, mask)
         if self.needs_positions:
-            if positions is None:
-                raise ValueError("this network's head weighs positions: pass positions (B, 3, H, W)")
             return self.head(features, positions)
         return self.head(features)
+
+    @property
+    def masks_queries(self) -> bool:
+        """Whether the head computes only the pixels a mask asks for (a nearest-labelled-pixel head)."""
+        return bool(getattr(self.head, "accepts_mask", False))
 
     def forward_with_embedding(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(logits, L2-normalised embedding)`` from one pass through Φ."""

@@ -121,6 +121,9 @@ class NearestLabelHead(nn.Module):
         self.stride = int(stride)
         self.pool_faces = bool(pool_faces)
 
+    #: :meth:`forward` takes a mask of the pixels wanted (and searches only for them).
+    accepts_mask = True
+
     @property
     def needs_positions(self) -> bool:
         """Whether :meth:`forward` needs the query pixels' box coordinates."""
@@ -150,8 +153,17 @@ class NearestLabelHead(nn.Module):
             out[start : start + chunk].scatter_add_(1, self.bank_labels[index], weights)
         return out
 
-    def forward(self, features: Tensor, positions: Tensor | None = None) -> Tensor:
-        """``(B, D, H, W)`` raw embedding [and ``(B, 3, H, W)`` box coordinates] -> log-probabilities."""
+    def forward(
+        self, features: Tensor, positions: Tensor | None = None, mask: Tensor | None = None
+    ) -> Tensor:
+        """``(B, D, H, W)`` raw embedding [and ``(B, 3, H, W)`` box coordinates] -> log-probabilities.
+
+        ``mask``: ``(B, H, W)`` bool, the pixels whose distribution is wanted
+        (a view's foreground). Only grid points whose ``stride`` block holds
+        one are searched, so those pixels get exactly what they get without a
+        mask; the others get the uniform distribution. Most of a view is
+        background, and the search is most of the head's time.
+        """
         if self.pool_faces:
             # Unpooled queries against a pooled bank would run, and quietly mean something else.
             raise ValueError(
@@ -171,7 +183,21 @@ class NearestLabelHead(nn.Module):
             query_positions = (
                 positions[:, :, :: self.stride, :: self.stride].permute(0, 2, 3, 1).reshape(-1, 3)
             )
-        probs = self.class_probabilities(queries, query_positions)
+        if mask is None:
+            probs = self.class_probabilities(queries, query_positions)
+        else:
+            if mask.shape != (b, h, w):
+                raise ValueError(f"mask must be (B, H, W) = {(b, h, w)}, got {tuple(mask.shape)}")
+            # A grid point is needed when any pixel of the block it stands for is wanted.
+            needed = F.max_pool2d(mask[:, None].float(), self.stride, self.stride, ceil_mode=True)
+            needed = needed.reshape(-1) > 0
+            probs = torch.full(
+                (len(queries), self.num_classes), 1.0 / self.num_classes, device=queries.device
+            )
+            if bool(needed.any()):
+                probs[needed] = self.class_probabilities(
+                    queries[needed], None if query_positions is None else query_positions[needed]
+                )
         probs = probs.reshape(b, gh, gw, self.num_classes).permute(0, 3, 1, 2)
         if self.stride > 1:
             probs = probs.repeat_interleave(self.stride, dim=2).repeat_interleave(self.stride, dim=3)
