@@ -281,7 +281,7 @@ class Segmenter:
         kept_views: list[RenderedView] = []
         predictions: list[np.ndarray] = []
 
-        def vote(view: RenderedView, p: np.ndarray) -> None:
+        def add_vote(view: RenderedView, p: np.ndarray) -> None:
             voter.add_view(view.face_ids, p)
             if keep_views:
                 scores = p.copy()
@@ -290,10 +290,9 @@ class Segmenter:
                 kept_views.append(view)
 
         batch = max(seg.batch_views, 1)
-        pool = None
+        pool, pooled_views = None, []
         if self.pools_faces:  # every view first: a face is labelled once, from all of them
             pool = FaceEmbeddingPool(mesh.num_faces, self.model.embedding.embed_dim, box is not None)
-            pooled_views: list[RenderedView] = []
         for first in range(0, len(cameras), batch):
             t0 = time.perf_counter()
             views = [renderer.render_view(cameras, i) for i in range(first, min(first + batch, len(cameras)))]
@@ -307,7 +306,7 @@ class Segmenter:
             probs = self.predict(views, box)
             t2 = time.perf_counter()
             for view, p in zip(views, probs, strict=True):
-                vote(view, p)
+                add_vote(view, p)
             timings["predict_s"] += t2 - t1
             timings["vote_s"] += time.perf_counter() - t2
         if pool is not None:
@@ -315,7 +314,7 @@ class Segmenter:
             face_probs = self._pooled_face_probabilities(pool)
             t1 = time.perf_counter()
             for view in pooled_views:
-                vote(view, self._paint(face_probs, view.face_ids))
+                add_vote(view, self._paint(face_probs, view.face_ids))
             timings["predict_s"] += t1 - t0
             timings["vote_s"] += time.perf_counter() - t1
         t0 = time.perf_counter()
