@@ -36,6 +36,7 @@ def tiny_config(**pretrain_changes) -> Config:
         nearest_class_balance=0.0,
         nearest_position_weight=0.0,
         nearest_position_candidates=(),
+        nearest_pooling="none",
     )
     return replace(
         config, render=render, model=model, pretrain=replace(pretrain, **pretrain_changes), finetune=finetune
