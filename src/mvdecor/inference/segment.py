@@ -129,9 +129,10 @@ class Segmenter:
 
     def _inputs(
         self, views: Sequence[RenderedView], box: tuple[np.ndarray, np.ndarray] | None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """The network inputs ``(B, K, H, W)`` of views, each followed by its mirror with ``segment.flip``,
-        and their box coordinates ``(B, 3, H, W)`` when the head weighs positions (else None).
+        their box coordinates ``(B, 3, H, W)`` when the head weighs positions (else None) and
+        their foreground masks ``(B, H, W)`` bool.
 
         A mirrored view's pixels keep the surface points they see.
         """
@@ -139,10 +140,11 @@ class Segmenter:
         needs_positions = self.model.needs_positions
         if needs_positions and box is None:
             raise ValueError("this network weighs positions: pass the bounding box of the views' mesh")
-        arrays, positions = [], []
+        arrays, positions, masks = [], [], []
         for view in views:
             array = view_to_array(view, modalities)
             arrays.append(self.stats.normalize(array, view.mask))
+            masks.append(view.mask)
             if needs_positions:
                 positions.append(box_coordinates(view.hit_points, *box).transpose(2, 0, 1))
             if self.config.segment.flip:
@@ -151,12 +153,14 @@ class Segmenter:
                     array, view.mask, modalities, camera.rotation[0, 0], camera.centers[0]
                 )
                 arrays.append(self.stats.normalize(mirrored, mask))
+                masks.append(mask)
                 if needs_positions:
                     positions.append(positions[-1][:, :, ::-1])
         x = torch.from_numpy(np.stack(arrays).astype(np.float32)).to(self.device)
+        foreground = torch.from_numpy(np.ascontiguousarray(np.stack(masks))).to(self.device)
         if not needs_positions:
-            return x, None
-        return x, torch.from_numpy(np.ascontiguousarray(np.stack(positions))).to(self.device)
+            return x, None, foreground
+        return x, torch.from_numpy(np.ascontiguousarray(np.stack(positions))).to(self.device), foreground
 
     @torch.no_grad()
     def predict(
@@ -184,14 +188,9 @@ class Segmenter:
         batch = max(self.config.segment.batch_views, 1)
         for start in range(0, len(views), batch):
             chunk = views[start : start + batch]
-            x, positions = self._inputs(chunk, box)
-            mask = None
-            if self.model.masks_queries:  # only foreground pixels: fusion and metrics read nothing else
-                masks = [view.mask for view in chunk]
-                if self.config.segment.flip:  # each mirror's foreground, flipped like its input
-                    masks = [m for mask_ in masks for m in (mask_, mask_[:, ::-1])]
-                mask = torch.from_numpy(np.ascontiguousarray(np.stack(masks))).to(self.device)
-            logits = self.model(x, positions, mask)
+            x, positions, foreground = self._inputs(chunk, box)
+            # Only foreground pixels (for a head that can skip the rest): fusion and metrics read nothing else.
+            logits = self.model(x, positions, foreground)
             probs = torch.softmax(logits.float(), dim=1)
             if self.config.segment.flip:  # pairs (view, its mirror): average with the mirror flipped back
                 probs = 0.5 * (probs[0::2] + probs[1::2].flip(-1))
@@ -206,7 +205,7 @@ class Segmenter:
         box: tuple[np.ndarray, np.ndarray] | None,
     ) -> None:
         """Add views' pixel embeddings (and their mirrors', flipped back) to ``pool``."""
-        x, positions = self._inputs(views, box)
+        x, positions, _ = self._inputs(views, box)
         features = self.model.embedding(x, normalize=False)
         face_ids = torch.from_numpy(np.stack([view.face_ids for view in views]).astype(np.int64))
         if self.config.segment.flip:  # (view, mirror) pairs: both see the view's faces once flipped back
@@ -290,33 +289,31 @@ class Segmenter:
                 kept_views.append(view)
 
         batch = max(seg.batch_views, 1)
-        pool, pooled_views = None, []
         if self.pools_faces:  # every view first: a face is labelled once, from all of them
-            pool = FaceEmbeddingPool(mesh.num_faces, self.model.embedding.embed_dim, box is not None)
-        for first in range(0, len(cameras), batch):
             t0 = time.perf_counter()
-            views = [renderer.render_view(cameras, i) for i in range(first, min(first + batch, len(cameras)))]
+            views = [renderer.render_view(cameras, i) for i in range(len(cameras))]
             t1 = time.perf_counter()
-            timings["render_s"] += t1 - t0
-            if pool is not None:
-                self._add_to_pool(pool, views, box)
-                pooled_views += views
-                timings["predict_s"] += time.perf_counter() - t1
-                continue
-            probs = self.predict(views, box)
+            face_probs = self._pooled_face_probabilities(self._face_pool(views, box, mesh.num_faces))
             t2 = time.perf_counter()
-            for view, p in zip(views, probs, strict=True):
-                add_vote(view, p)
+            for view in views:
+                add_vote(view, self._paint(face_probs, view.face_ids))
+            timings["render_s"] += t1 - t0
             timings["predict_s"] += t2 - t1
             timings["vote_s"] += time.perf_counter() - t2
-        if pool is not None:
-            t0 = time.perf_counter()
-            face_probs = self._pooled_face_probabilities(pool)
-            t1 = time.perf_counter()
-            for view in pooled_views:
-                add_vote(view, self._paint(face_probs, view.face_ids))
-            timings["predict_s"] += t1 - t0
-            timings["vote_s"] += time.perf_counter() - t1
+        else:
+            for first in range(0, len(cameras), batch):
+                t0 = time.perf_counter()
+                views = [
+                    renderer.render_view(cameras, i) for i in range(first, min(first + batch, len(cameras)))
+                ]
+                t1 = time.perf_counter()
+                timings["render_s"] += t1 - t0
+                probs = self.predict(views, box)
+                t2 = time.perf_counter()
+                for view, p in zip(views, probs, strict=True):
+                    add_vote(view, p)
+                timings["predict_s"] += t2 - t1
+                timings["vote_s"] += time.perf_counter() - t2
         t0 = time.perf_counter()
         centroids = mesh.triangles.mean(axis=1)
         try:
