@@ -521,5 +521,10 @@ def test_nearest_method_pools_each_faces_embeddings(tmp_path):
                           CHAIRS, tmp_path / "positioned", labelled_shapes=labelled, progress=False)  # fmt: skip
     own = Segmenter.from_checkpoint(positioned.last_checkpoint).segment(mesh, normalize=False)
     assert (own.face_labels == mesh.face_labels)[own.fusion.seen].mean() > 0.95
+    if torch.cuda.is_available():  # the pool sums on the CPU; the head runs where the network does
+        on_gpu = Segmenter.from_checkpoint(positioned.last_checkpoint, device="cuda").segment(
+            mesh, normalize=False
+        )
+        assert (on_gpu.face_labels == own.face_labels).mean() > 0.99
     with pytest.raises(ConfigError, match="nearest_pooling"):
         ft_config(nearest_pooling="vertices")

@@ -227,7 +227,9 @@ class Segmenter:
     @torch.no_grad()
     def _pooled_face_probabilities(self, pool: FaceEmbeddingPool) -> np.ndarray:
         """``(faces, C)`` float32: the head's distribution for each seen face, zeros for the others."""
-        seen, features, positions = pool.result()
+        seen, features, positions = pool.result()  # the pool sums on the CPU
+        if positions is not None:
+            positions = positions.to(self.device)
         probs = self.model.head.class_probabilities(features.to(self.device), positions)
         out = np.zeros((len(pool.counts), len(self.label_names)), np.float32)
         out[seen.numpy()] = probs.cpu().numpy()
