@@ -39,7 +39,8 @@ For one dataset, on one split and one set of seeds:
      another (``mvdecor.points.deformation``; settings: the ``deform`` section),
      the best-fitting labelled shape's labels carried along it. The 3D methods
      take whole labelled shapes only and skip the ``kxv`` settings;
-5. print a markdown table and write ``benchmarks/results/<name>-<budget>.json``::
+5. print a markdown table and write ``benchmarks/results/<name>-<budget><suffix>.json``
+   (``--suffix``, so runs with other configs do not overwrite each other's)::
 
        {"dataset", "preset", "machine", "wall_s",
         "settings": [{"k", "v", "runs",
@@ -53,9 +54,10 @@ For one dataset, on one split and one set of seeds:
 Everything is resumable: re-running the same command skips finished pre-training
 and finished (category, setting, method) cells, whose runs live under WORK.
 
-Budgets (``--budget``): ``cpu`` is the ``cpu`` preset with a short fine-tuning
-(see ``BUDGETS``; a ``--config`` with ``finetune.method: nearest`` trains nothing),
-sized so a few categories finish in about an hour on 2 cores;
+Budgets (``--budget``): ``cpu`` is the ``cpu`` preset, whose fine-tuning stage is
+the nearest labelled faces and trains nothing (a ``--config`` with
+``finetune.method: network`` gets a short fine-tuning, see ``BUDGETS``), sized so
+a few categories finish in about an hour on 2 cores;
 ``paper`` is the ``paper`` preset with its own iteration counts, for a GPU.
 ``--config YAML`` starts from a config file instead of the budget's preset (the
 budget's changes still apply where it makes any).
@@ -108,9 +110,10 @@ SHAPES_ONLY = tuple(name for name in FACE_METHODS if FACE_METHOD_REGISTRY.get(na
 #: Per budget: the preset, and what is changed from it (None keeps the preset's value).
 BUDGETS = {
     # The cpu preset's 2,400 pre-training steps with the light head (55 min for the five
-    # PartNet-Mobility categories on 2 cores with native bf16, BENCHMARKS.md); 100
-    # fine-tuning steps of 4 views, without the lambda = 1e-3 InfoNCE regulariser (its
-    # extra view pair per step costs half a step and moves the loss by ~0.5%).
+    # PartNet-Mobility categories on 2 cores with native bf16, BENCHMARKS.md) and its nearest
+    # labelled faces; under finetune.method network, 100 fine-tuning steps of 4 views, without
+    # the lambda = 1e-3 InfoNCE regulariser (its extra view pair per step costs half a step and
+    # moves the loss by ~0.5%).
     "cpu": {
         "preset": "cpu",
         "pretrain_iterations": None,  # the preset's 2,400
@@ -305,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--results",
         default=str(Path(__file__).parent / "results"),
-        help="folder for <name>-<budget>.json and .md (default benchmarks/results)",
+        help="folder for <name>-<budget><suffix>.json and .md (default benchmarks/results)",
     )
     parser.add_argument(
         "--refine",
@@ -573,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
         else None,
         "settings": settings,
     }
-    out = Path(args.results) / f"{name}-{args.budget}.json"
+    out = Path(args.results) / f"{name}-{args.budget}{args.suffix}.json"
     _write_json(out, record)
     table = format_table(record)
     _write_json_md = out.with_suffix(".md")

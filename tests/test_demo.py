@@ -120,9 +120,9 @@ def _check_transfer(summary: dict, out: Path) -> None:
 
 def test_demo_compares_mvdecor_with_scratch_and_transfer(tmp_path, segmented):
     out = tmp_path / "demo"
-    # The nearest labelled pixels (--method nearest), so that both adaptation paths are covered:
-    # the scratch-only test below fine-tunes (the preset's).
-    settings = dict(TINY, config_overrides={**TINY_CONFIG, "finetune": {"method": "nearest"}})
+    # The cpu preset's nearest labelled faces; the scratch-only test below fine-tunes, so that both
+    # adaptation paths are covered.
+    settings = TINY
     report = run_demo(out, pretrain_iterations=1, **settings)
     assert report == out / "report.md" and report.is_file()
     summary = json.loads((out / "summary.json").read_text())
@@ -132,8 +132,11 @@ def test_demo_compares_mvdecor_with_scratch_and_transfer(tmp_path, segmented):
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["preset"] == "cpu" and config["render"]["resolution"] == 64
     assert config["pretrain"]["iterations"] == 1 and config["pretrain"]["val_pairs"] == 2
-    # Nearest labelled pixels with the preset's settings, weighing positions (k = 1: w as given).
+    # Nearest labelled faces with the preset's settings, weighing positions (k = 1: w as given).
     assert config["finetune"]["method"] == "nearest" and config["finetune"]["nearest_position_weight"] == 1.0
+    assert (
+        config["finetune"]["nearest_pooling"] == "faces" and summary["settings"]["nearest_pooling"] == "faces"
+    )
     assert json.loads((out / "split.json").read_text())["categories"] == summary["split"]
 
     stage = summary["pretraining"]
@@ -168,7 +171,11 @@ def test_demo_compares_mvdecor_with_scratch_and_transfer(tmp_path, segmented):
 
     text = report.read_text()
     assert "## MvDeCor against a network not pre-trained (scratch)" in text and "## Pre-training" in text
-    assert "with no training (`finetune.method: nearest`)" in text and "no fine-tuning (nearest" in text
+    assert (
+        "with no training (`finetune.method: nearest`)" in text
+        and "no fine-tuning (nearest labelled faces)" in text
+    )
+    assert "each face of a test shape, its pixels' embeddings averaged over all the views" in text
     assert "Networks with their banks of labelled pixels" in text and "fine-tuned" not in text.lower()
     assert "| chair |" in text and "| table |" in text and "| **mean** |" in text
     assert "part mIoU MvDeCor" in text and "part mIoU scratch" in text
@@ -231,8 +238,10 @@ def test_demo_compares_mvdecor_with_scratch_and_transfer(tmp_path, segmented):
 
 def test_demo_without_pretraining_runs_scratch_only_and_resumes(tmp_path):
     out = tmp_path / "demo"
-    # Keeping only the networks' weights: the report and a re-run need nothing else.
-    settings = dict(TINY, categories=("mug",), keep_checkpoints="weights")
+    # Keeping only the networks' weights: the report and a re-run need nothing else. Fine-tuning as
+    # the paper does (the cpu preset's nearest head trains nothing), so that a training run is resumed.
+    tiny_network = {**TINY_CONFIG, "finetune": {"method": "network"}}
+    settings = dict(TINY, categories=("mug",), keep_checkpoints="weights", config_overrides=tiny_network)
     run_demo(out, pretrain_iterations=0, **settings)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["methods"] == ["scratch", "transfer"] and summary["pretraining"] is None

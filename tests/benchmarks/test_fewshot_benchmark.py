@@ -123,7 +123,9 @@ def test_transfer_column_refinements_and_suffix(tmp_path, benchmark, capsys):
     gaps = ["mvdecor-x − scratch-x", "mvdecor-x − transfer", "mvdecor-x+prior − scratch-x+prior",
             "mvdecor-x+prior − transfer"]  # fmt: skip
     assert "| category | " + " | ".join(columns + gaps) + " |" in table
-    record = json.loads((results / "tiny-paper.json").read_text())
+    # The suffix names the results file too, so runs with other configs keep theirs.
+    assert sorted(p.name for p in results.iterdir()) == ["tiny-paper-x.json", "tiny-paper-x.md"]
+    record = json.loads((results / "tiny-paper-x.json").read_text())
     assert record["methods"] == columns and record["refinements"] == {"prior": {"transfer_prior": 1.0}}
     cells = record["settings"][0]["per_category"]["mug"]
     # A prior of weight 1 is the transfer itself, whatever the network.
@@ -132,7 +134,7 @@ def test_transfer_column_refinements_and_suffix(tmp_path, benchmark, capsys):
     assert (work / "fewshot" / "mug" / "results_scratch-x+prior_k1.json").is_file()
     # Report-only finds the same cells, variants included.
     assert benchmark.main([*args, "--report-only"]) == 0
-    again = json.loads((results / "tiny-paper.json").read_text())
+    again = json.loads((results / "tiny-paper-x.json").read_text())
     assert again["settings"][0]["per_category"]["mug"] == cells
 
 

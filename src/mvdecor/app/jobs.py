@@ -477,7 +477,9 @@ def run_pipeline(
         label_images = pipeline_label_images(folder, config, references, progress)
         labelled = sorted(set(references) | {s for s, _ in painted})
         what = f"{len(labelled)} labelled meshes" + (f" ({len(painted)} painted views)" if painted else "")
-        progress.update(message=f"fine-tuning on {what}", step=0, steps=0)
+        # The cpu preset's nearest head trains nothing: it banks the labelled pixels in seconds.
+        verb = "banking the labelled pixels of" if config.finetune.method == "nearest" else "fine-tuning on"
+        progress.update(message=f"{verb} {what}", step=0, steps=0)
         tuned = finetune(
             config,
             spec,

@@ -167,14 +167,14 @@ def add_finetune_parser(sub: argparse._SubParsersAction) -> None:
     """``mvdecor finetune``."""
     p = sub.add_parser(
         "finetune",
-        help="adapt a network to a few labelled shapes or views (nearest labelled pixels, or fine-tuning)",
+        help="adapt a network to a few labelled shapes or views (nearest labelled faces, or fine-tuning)",
         description=(
             "Adapt the embedding network to a few labelled shapes or views, as finetune.method says "
-            "(--method). nearest: no training; each pixel takes the labels of its "
-            "nearest labelled pixels in the embedding (and, with finetune.nearest_position_weight, "
-            "in the shapes' bounding boxes), from a bank of labelled pixels kept in the checkpoint; "
-            "seconds. network (both presets' default, paper section 3.2): fine-tune the network with a "
-            "segmentation head (BN, ReLU, 3x3 conv) by cross-entropy over the foreground pixels of "
+            "(--method). nearest (the cpu preset's default): no training; each face (its pixels' "
+            "embeddings pooled over all views) takes the labels of its nearest labelled faces in the "
+            "embedding (and, with finetune.nearest_position_weight, in the shapes' bounding boxes), "
+            "from a bank kept in the checkpoint; seconds. network (the paper preset's default, paper "
+            "section 3.2): fine-tune the network with a segmentation head (BN, ReLU, 3x3 conv) by cross-entropy over the foreground pixels of "
             "labelled views, plus lambda x InfoNCE on unlabelled shapes. Labelled shapes: --labelled IDS, or --k K drawn "
             "at random (seeded); --views-per-shape V labels only V views of each (the sparse setting); "
             "--label-images DIR uses your own label PNGs (one class index per pixel, 255 = unlabelled) "
@@ -194,8 +194,8 @@ def add_finetune_parser(sub: argparse._SubParsersAction) -> None:
         "--method",
         dest="finetune_method",
         choices=("nearest", "network"),
-        help="nearest (no training: nearest labelled pixels) or network (fine-tuning, the paper's) "
-        "(default: the preset's finetune.method, network in both presets)",
+        help="nearest (no training: nearest labelled faces in the embedding) or network (fine-tuning, "
+        "the paper's) (default: the preset's finetune.method: nearest in cpu, network in paper)",
     )
     add_modalities_option(p)
     add_imagenet_checkpoint_option(p)

@@ -359,10 +359,12 @@ class FinetuneConfig:
     Attributes
     ----------
     method : str
-        ``network`` (default, the paper): train a segmentation head, and the
-        embedding network with it. ``nearest``: train nothing; each pixel takes
-        the labels of its nearest labelled pixels in the (pre-trained) embedding
-        space (:class:`~mvdecor.models.nearest.NearestLabelHead`); the run's
+        ``network`` (default, the paper and the ``paper`` preset): train a
+        segmentation head, and the embedding network with it. ``nearest`` (the
+        ``cpu`` preset's): train nothing; each pixel (or, with
+        ``nearest_pooling: faces``, each face) takes the labels of its nearest
+        labelled pixels in the (pre-trained) embedding space
+        (:class:`~mvdecor.models.nearest.NearestLabelHead`); the run's
         checkpoint holds the network and that bank of labelled pixels. The
         training settings below then play no part, the ``nearest_*`` ones do.
     nearest_neighbours : int

@@ -15,8 +15,9 @@ folder:
 3. per category, adapt two networks to ``k`` labelled training shapes, the
    pre-trained one ("mvdecor") and a randomly initialised one ("scratch"),
    with the same labelled draw and seed, as the preset's ``finetune.method``
-   says (``network``, both presets': fine-tuning, as the paper does;
-   ``nearest``: the nearest labelled pixels in the embedding, no training),
+   says (``nearest``, the ``cpu`` preset's: the nearest labelled faces in the
+   embedding, no training; ``network``, the ``paper`` preset's: fine-tuning,
+   as the paper does),
    segment the held-out shapes with both and
    score them: fused 3D part and shape mIoU, per-view 2D pixel mIoU
    (``fewshot/``; each run saves its fused face labels in ``predictions.npz``);
@@ -331,6 +332,7 @@ def run_demo(
             "pretrain_iterations": config.pretrain.iterations if embedding is not None else 0,
             "pretrain_pairs_per_batch": config.pretrain.pairs_per_batch,
             "finetune_method": config.finetune.method,
+            "nearest_pooling": config.finetune.nearest_pooling,
             "finetune_iterations": config.finetune.iterations,
             "finetune_views_per_batch": config.finetune.views_per_batch,
             "ssl_weight": config.finetune.ssl_weight,

@@ -26,10 +26,15 @@ def _nearest(settings: Mapping[str, Any]) -> bool:
     return settings.get("finetune_method", "network") == "nearest"
 
 
+def _nearest_units(settings: Mapping[str, Any]) -> str:
+    """What the nearest head labels: faces (``finetune.nearest_pooling: faces``) or pixels."""
+    return "faces" if settings.get("nearest_pooling", "none") == "faces" else "pixels"
+
+
 def _adaptation_steps(settings: Mapping[str, Any]) -> str:
     """What each network did with the labelled shapes, as a noun phrase of the budget sentence."""
     if _nearest(settings):
-        return "no fine-tuning (nearest labelled pixels)"
+        return f"no fine-tuning (nearest labelled {_nearest_units(settings)})"
     return _n(settings["finetune_iterations"], "fine-tuning step")
 
 
@@ -99,7 +104,8 @@ def _html_report(summary: dict, out: Path, pictures: Sequence[Picture], meshes: 
     )
     if _nearest(settings):
         adapted = (
-            f"per category the nearest labelled pixels of k = {settings['k']} labelled shapes in the embedding "
+            f"per category the nearest labelled {_nearest_units(settings)} of k = {settings['k']} labelled "
+            "shapes in the embedding "
             "(no fine-tuning)"
         )
     else:
@@ -299,10 +305,17 @@ def _results_section(summary: dict) -> list[str]:
         intro = (
             f"Per category, the same k = {_n(k, 'labelled training shape')} (all {summary['views_per_shape']} "
             "views of each; same draw, same seed) labelled the held-out test shapes through two networks, "
-            "with no training (`finetune.method: nearest`): each pixel of a test view takes the labels of "
-            "its nearest labelled pixels in the network's embedding (a bank drawn from the labelled views, "
-            "neighbours ranked by embedding similarity and, with a position weight, by how close the "
-            "surface points the two pixels see lie in their shapes' bounding boxes). One network is the "
+            "with no training (`finetune.method: nearest`): "
+            + (
+                "each face of a test shape, its pixels' embeddings averaged over all the views, takes the "
+                "labels of its nearest labelled faces in the network's embedding (a bank drawn from the "
+                "labelled views' pixels, each carrying its face's averaged embedding"
+                if _nearest_units(settings) == "faces"
+                else "each pixel of a test view takes the labels of its nearest labelled pixels in the "
+                "network's embedding (a bank drawn from the labelled views"
+            )
+            + "; neighbours ranked by embedding similarity and, with a position weight, by how close the "
+            "surface points they see lie in their shapes' bounding boxes). One network is the "
             "embedding network pre-trained without labels on the training shapes of all categories "
             "(**MvDeCor**), the other the same architecture with random weights (**scratch**: what "
             "pre-training adds). Per-view predictions were fused onto the faces by entropy-weighted "
@@ -321,7 +334,8 @@ def _results_section(summary: dict) -> list[str]:
     elif _nearest(settings):
         intro = (
             "Pre-training was skipped (`pretrain_iterations=0`), so the only network has random weights "
-            f"(**scratch**): per category the nearest labelled pixels of k = {_n(k, 'labelled training shape')} "
+            f"(**scratch**): per category the nearest labelled {_nearest_units(settings)} of "
+            f"k = {_n(k, 'labelled training shape')} "
             "in its embedding labelled the held-out test shapes, with no training (`finetune.method: "
             "nearest`), and were scored there."
         )
@@ -501,7 +515,11 @@ def _timing_section(summary: dict) -> list[str]:
     for name, seconds in timings["finetune_and_evaluate_s"].items():
         category, method = name.split("/")
         note = "reused" if f"fine-tune {name}" in reused else ""
-        verb = "label by nearest labelled pixels" if _nearest(summary["settings"]) else "fine-tune"
+        verb = (
+            f"label by nearest labelled {_nearest_units(summary['settings'])}"
+            if _nearest(summary["settings"])
+            else "fine-tune"
+        )
         title = f"{verb}, segment and evaluate {METHOD_TITLES[method]}, {category}"
         if method == TRANSFER:
             title = f"transfer labels (no training) and evaluate, {category}"

@@ -255,8 +255,9 @@ def write_training_report(run_dir: str | Path, *, title: str | None = None) -> P
     run_row["dataset"] = info.get("dataset")
     run_row["preset"] = config.get("preset")
     nearest = command == "finetune" and info.get("method") == "nearest"
+    units = "faces" if section.get("nearest_pooling") == "faces" else "pixels"
     if nearest:
-        run_row["method"] = "nearest labelled pixels (no training)"
+        run_row["method"] = f"nearest labelled {units} (no training)"
     else:
         last_step = max((int(c.steps[-1]) for c in curves.values()), default=0)
         run_row["steps logged"] = f"{last_step} of {section.get('iterations', '?')}"
@@ -323,8 +324,8 @@ def write_training_report(run_dir: str | Path, *, title: str | None = None) -> P
         pictures,
         preset=config.get("preset"),
         description=(
-            "No training: each pixel takes the labels of its nearest labelled pixels in the embedding "
-            "(finetune.method nearest)."
+            f"No training: each {units[:-1]} takes the labels of its nearest labelled {units} in the "
+            "embedding (finetune.method nearest)."
             if nearest
             else ""
             if curves
