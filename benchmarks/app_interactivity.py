@@ -13,7 +13,11 @@ driver (``tests/app/browser.py``) and prints:
   adjacency has arrived (the page loads it after the first frame);
 - the latency of a brush stroke (pointer down, then each move, each followed
   by a 1-pixel ``readPixels`` so the frame is finished) and of one fill that
-  covers the whole sphere (every dihedral angle is under the 30 degree limit).
+  covers the whole sphere (every dihedral angle is under the 30 degree limit);
+- the latency of saving (``Ctrl+S``) once the fill has labelled every face: from
+  the key press until the page has the server's reply (the label file written
+  atomically, a new version) and marks the mesh clean, with the request alone
+  from its Resource Timing entry.
 
 Not a timed test: the figures depend on the machine (Chromium renders WebGL in
 software here, with SwiftShader). Run::
@@ -104,6 +108,28 @@ FILL_JS = (
   const undo = await timed(() => document.getElementById('undo').click());
   document.dispatchEvent(new KeyboardEvent('keydown', {key: 'b'}));
   return {fill, labelled, undo};
+})()"""
+)
+
+SAVE_JS = (
+    """(async () => {"""
+    + TIMING_JS
+    + """
+  document.dispatchEvent(new KeyboardEvent('keydown', {key: 'f'}));
+  fire(c, 'pointerdown', 0, 0); fire(window, 'pointerup', 0, 0);
+  document.dispatchEvent(new KeyboardEvent('keydown', {key: 'b'}));
+  const labelled = Number(document.body.dataset.labelled);
+  performance.clearResourceTimings();
+  const t0 = performance.now();
+  document.dispatchEvent(new KeyboardEvent('keydown', {key: 's', ctrlKey: true}));
+  while (document.body.dataset.dirty !== 'false') await new Promise(resolve => setTimeout(resolve, 5));
+  const total = performance.now() - t0;
+  const entry = performance.getEntriesByType('resource').filter(e => e.name.endsWith('/labels')).pop();
+  // Leave the mesh unlabelled on disk again, so that the next repeat paints, fills and saves changes.
+  document.getElementById('undo').click();
+  document.dispatchEvent(new KeyboardEvent('keydown', {key: 's', ctrlKey: true}));
+  while (document.body.dataset.dirty !== 'false') await new Promise(resolve => setTimeout(resolve, 5));
+  return {labelled, total_ms: total, request_ms: entry ? entry.responseEnd - entry.startTime : null};
 })()"""
 )
 
@@ -229,7 +255,7 @@ def main() -> int:
                 " const ext = gl.getExtension('WEBGL_debug_renderer_info');"
                 " return ext ? gl.getParameter(ext.UNMASKED_RENDERER_WEBGL) : gl.getParameter(gl.RENDERER); })()"
             ))  # fmt: skip
-            loads, strokes, fills = [], [], []
+            loads, strokes, fills, saves = [], [], [], []
 
             def run(expression, timeout=600):
                 reply = browser.send("Runtime.evaluate", expression=expression, awaitPromise=True,
@@ -250,6 +276,8 @@ def main() -> int:
                 print(f"  stroke: {strokes[-1]['down']} ms down", flush=True)
                 fills.append(run(FILL_JS))
                 print(f"  fill: {fills[-1]['fill']} ms", flush=True)
+                saves.append(run(SAVE_JS))
+                print(f"  save: {saves[-1]['total_ms']:.0f} ms", flush=True)
             if browser.console:
                 print("page errors:", browser.console)
         finally:
@@ -283,11 +311,10 @@ def main() -> int:
     print(f"brush stroke undo: {pair('undo', strokes)}")
     print(f"fill ({fills[0]['labelled']} faces): {pair('fill', fills)}")
     print(f"fill undo: {pair('undo', fills)}")
-    print(
-        json.dumps(
-            {"faces": faces, "server": server_side, "loads": loads, "strokes": strokes, "fills": fills}
-        )
-    )
+    print(f"save ({saves[0]['labelled']} faces labelled): key press to clean {med([x['total_ms'] for x in saves])}; "
+          f"the request {med([x['request_ms'] for x in saves if x['request_ms'] is not None] or [float('nan')])}")  # fmt: skip
+    record = {"faces": faces, "server": server_side, "loads": loads, "strokes": strokes, "fills": fills}
+    print(json.dumps({**record, "saves": saves}))
     return 0
 
 
