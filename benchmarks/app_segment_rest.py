@@ -1,0 +1,108 @@
+"""How long "segment the rest" takes in the labelling app, on a folder of meshes.
+
+Writes ``--shapes`` built-in synthetic meshes of one category as OBJ files into a
+folder, with face labels (``<name>.labels.txt``) for the first ``--labelled`` of
+them and ``labels.json``, opens the app on it (its FastAPI application through
+the framework's test client: the same job code as the page's button, without a
+browser), starts one job and polls it until it ends. Prints the job's wall time,
+when each stage message first appeared, and how many meshes got a prediction.
+
+``--method transfer``: the learning-free answer (seconds). ``--method pipeline``:
+pre-training (``--pretrain-iterations``; the preset's 2,400 by default, about an
+hour on 2 cores), the preset's fine-tuning stage, then segmenting the unlabelled
+meshes. Run::
+
+    .venv/bin/python benchmarks/app_segment_rest.py --method transfer
+    .venv/bin/python benchmarks/app_segment_rest.py --method pipeline [--pretrain-iterations 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_folder(root: Path, category: str, shapes: int, labelled: int, seed: int) -> list[str]:
+    """The meshes as OBJ, labels for the first ``labelled``; the unlabelled ids."""
+    import trimesh
+
+    from mvdecor.data import open_dataset
+
+    dataset = open_dataset(f"synthetic:categories={category},n={shapes},seed={seed},textured=0")
+    ids = list(dataset.shape_ids())
+    for number, shape_id in enumerate(ids):
+        mesh = dataset.load(shape_id)
+        trimesh.Trimesh(mesh.vertices, mesh.faces, process=False).export(root / f"{shape_id}.obj")
+        if number < labelled:
+            np.savetxt(root / f"{shape_id}.labels.txt", np.asarray(mesh.face_labels), fmt="%d")
+    (root / "labels.json").write_text(json.dumps({"labels": list(dataset.label_names_of(category))}))
+    return ids[labelled:]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--method", choices=("transfer", "pipeline"), default="transfer")
+    parser.add_argument("--shapes", type=int, default=10, help="meshes in the folder (default 10)")
+    parser.add_argument("--labelled", type=int, default=2, help="of them labelled (default 2)")
+    parser.add_argument("--category", default="chair", help="synthetic category (default chair)")
+    parser.add_argument("--preset", default="cpu", choices=("cpu", "paper"))
+    parser.add_argument("--pretrain-iterations", type=int, help="override the preset's pre-training length")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout", type=float, default=6 * 3600, help="seconds before giving up")
+    args = parser.parse_args()
+    from fastapi.testclient import TestClient
+
+    from mvdecor.app.server import create_app
+
+    print("command:", " ".join([Path(sys.executable).name, *sys.argv]))
+    print(f"machine: {platform.node()}, {platform.platform()}, {os.cpu_count()} CPUs, load {os.getloadavg()}")
+    options: dict = {}
+    if args.method == "pipeline":
+        options["preset"] = args.preset
+        if args.pretrain_iterations is not None:
+            options["overrides"] = {"pretrain": {"iterations": args.pretrain_iterations}}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "shapes"
+        folder.mkdir()
+        targets = write_folder(folder, args.category, args.shapes, args.labelled, args.seed)
+        print(f"folder: {args.shapes} synthetic {args.category} meshes, {args.labelled} labelled")
+        with TestClient(create_app(folder), base_url="http://127.0.0.1") as client:
+            start = time.monotonic()
+            reply = client.post("/api/jobs", json={"method": args.method, "options": options})
+            if reply.status_code != 200:
+                print(f"job refused: {reply.text}", file=sys.stderr)
+                return 1
+            stages: dict[str, float] = {}
+            while True:
+                job = client.get("/api/jobs/current").json()["job"]
+                # Training messages count steps ("pre-training step 7/100"): one stage, its first step.
+                stage = re.sub(r" step \d+/\d+$", "", str(job["message"]))
+                stages.setdefault(stage, time.monotonic() - start)
+                if job["state"] != "running" or time.monotonic() - start > args.timeout:
+                    break
+                time.sleep(0.2)
+            wall = time.monotonic() - start
+    print(f"job: {args.method}, state {job['state']}, {wall:.1f} s from the request to the end")
+    if job.get("error"):
+        print(f"error: {job['error']}")
+    print(f"predicted {len(job['predicted'])} of {len(targets)} unlabelled meshes")
+    for message, seconds in stages.items():
+        print(f"  {seconds:8.1f} s  {message}")
+    print(json.dumps({"method": args.method, "wall_s": round(wall, 2), "state": job["state"], "stages": stages,
+                      "predicted": len(job["predicted"]), "options": options}))  # fmt: skip
+    return 0 if job["state"] == "done" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
