@@ -30,8 +30,6 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def write_folder(root: Path, category: str, shapes: int, labelled: int, seed: int) -> list[str]:
     """The meshes as OBJ, labels for the first ``labelled``; the unlabelled ids."""
