@@ -186,3 +186,71 @@ def test_a_fine_tuning_run_left_by_other_settings_starts_afresh(tmp_path):
     recorded = json.loads((run_dir / STAGE_RECORD).read_text())
     assert recorded["settings"]["training"]["finetune"]["lr"] == other.finetune.lr
     assert recorded["result"]["step"] == 2
+    # A record that also holds settings a trained run never reads (as records once did) keeps the run.
+    recorded["settings"]["training"]["finetune"]["nearest_neighbours"] = 3
+    (run_dir / STAGE_RECORD).write_text(json.dumps(recorded))
+    (run_dir / "kept.txt").write_text("")
+    run_fewshot(other, dataset, tmp_path, **setting)
+    assert (run_dir / "kept.txt").is_file()
+    assert (
+        "nearest_neighbours"
+        not in json.loads((run_dir / STAGE_RECORD).read_text())["settings"]["training"]["finetune"]
+    )
+
+
+def test_a_record_differing_only_in_what_its_work_never_read_is_restated_and_kept(tmp_path):
+    from mvdecor.protocols.stages import restate_record
+
+    def read(settings):  # the work reads everything but "unused"
+        return {k: v for k, v in settings.items() if k != "unused"}
+
+    folder = tmp_path / "stage"
+    old = {**SETTINGS, "unused": 1}
+    open_stage(folder, old)
+    finish_stage(folder, old, {"loss": 0.5})
+    (folder / "weights.pt").write_text("w")
+    new = {**SETTINGS, "unused": 2}
+    restate_record(folder, new, read)
+    assert json.loads((folder / STAGE_RECORD).read_text())["settings"] == json_safe(new)
+    assert open_stage(folder, new) == {"loss": 0.5} and (folder / "weights.pt").is_file()
+    # A setting the work reads: the record stays as it is, and the stage starts afresh.
+    other = {**new, "lr": 5e-4}
+    restate_record(folder, other, read)
+    assert json.loads((folder / STAGE_RECORD).read_text())["settings"] == json_safe(new)
+    assert open_stage(folder, other) is None and not (folder / "weights.pt").exists()
+    restate_record(tmp_path / "nothing-here", new, read)  # no record: nothing to do
+    assert not (tmp_path / "nothing-here").exists()
+
+
+def test_protocol_runs_compare_only_the_finetune_settings_their_method_reads(tmp_path, monkeypatch):
+    config = load_config("cpu", {"finetune": {"method": "nearest"}})
+    init = _fake_embedding(tmp_path / "last.pt", step=10, lr=1e-3)
+    recorded = training_settings(config, init)["finetune"]
+    assert "nearest_neighbours" in recorded and "seed" in recorded and "lr" not in recorded
+    setting = dict(method="mvdecor", k=1, runs=1, train_shapes=["a", "b"], test_shapes=["c"])
+    # A results file written when records held every fine-tuning setting.
+    full = {"init": init_identity(init), **config_sections(config, ("model", "render", "finetune"))}
+    record = {"runs": 1, "train_shapes": ["a", "b"], "test_shapes": ["c"], "seed": 0, "training": full,
+              "refinements": {}}  # fmt: skip
+    (tmp_path / "results_mvdecor_k1.json").write_text(json.dumps(json_safe(record)))
+
+    def with_finetune(**changes):
+        return replace(config, finetune=replace(config.finetune, **changes))
+
+    # Training settings a nearest run never reads: the finished results are reused.
+    assert cached_fewshot(with_finetune(lr=5e-4, iterations=7), tmp_path, init=init, **setting) is not None
+    # What it reads: not.
+    assert cached_fewshot(with_finetune(nearest_neighbours=3), tmp_path, init=init, **setting) is None
+    assert cached_fewshot(with_finetune(val_views=2), tmp_path, init=init, **setting) is None
+    # A trained run reads no nearest_* setting, and every training one.
+    trained = with_finetune(method="network")
+    record["training"] = {
+        "init": init_identity(init),
+        **config_sections(trained, ("model", "render", "finetune")),
+    }
+    (tmp_path / "results_mvdecor_k1.json").write_text(json.dumps(json_safe(record)))
+    assert "nearest_neighbours" not in training_settings(trained, init)["finetune"]
+    changed = replace(trained, finetune=replace(trained.finetune, nearest_neighbours=3))
+    assert cached_fewshot(changed, tmp_path, init=init, **setting) is not None
+    changed = replace(trained, finetune=replace(trained.finetune, lr=5e-4))
+    assert cached_fewshot(changed, tmp_path, init=init, **setting) is None

@@ -28,6 +28,7 @@ from mvdecor.config.sections import (
     LR_SCHEDULES,
     MAX_RESOLUTION,
     NEAREST_POOLINGS,
+    NEAREST_SHARED_SETTINGS,
     PACKAGED_IMAGENET,
     PRECISIONS,
     PRESETS,
@@ -38,6 +39,7 @@ from mvdecor.config.sections import (
     RenderConfig,
     SegmentConfig,
     TransferConfig,
+    finetune_settings_read,
 )
 from mvdecor.errors import ConfigError, RenamedKeyWarning
 
@@ -47,6 +49,7 @@ __all__ = [
     "LR_SCHEDULES",
     "MAX_RESOLUTION",
     "NEAREST_POOLINGS",
+    "NEAREST_SHARED_SETTINGS",
     "PACKAGED_IMAGENET",
     "PRECISIONS",
     "PRESETS",
@@ -61,6 +64,7 @@ __all__ = [
     "SegmentConfig",
     "TransferConfig",
     "config_from_dict",
+    "finetune_settings_read",
     "load_config",
     "merge_dicts",
     "render_config_from_dict",

@@ -7,7 +7,9 @@ fails where it is built (from YAML, the command line or Python) with one message
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from mvdecor.config.checks import at_least, check, fraction, one_of, ordered_range, positive
 from mvdecor.errors import ConfigError
@@ -520,6 +522,25 @@ class FinetuneConfig:
         positive(self, section, "lr")
         check(section, "lr_decay", self.lr_decay, 0 < self.lr_decay <= 1, "in (0, 1]")
         one_of(self, section, "precision", PRECISIONS)
+
+
+#: The fine-tuning settings a ``nearest`` run reads besides its ``nearest_*`` ones: which views
+#: are labelled, and their order in the bank (``val_views`` and ``seed`` reorder them).
+NEAREST_SHARED_SETTINGS = ("method", "views_per_shape", "val_views", "seed")
+
+
+def finetune_settings_read(section: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of a ``finetune`` section (as a dict) that decide a run of its ``method``.
+
+    A ``nearest`` run trains nothing, so it reads none of the training settings
+    (iterations, learning rates, ...); a trained (``network``) run reads none of
+    the ``nearest_*`` ones. Records of runs compare these entries only, so that
+    changing a setting a method never reads does not invalidate its cached runs.
+    A section without ``method`` is a trained run's (written before there was a choice).
+    """
+    if section.get("method", "network") == "nearest":
+        return {k: v for k, v in section.items() if k.startswith("nearest_") or k in NEAREST_SHARED_SETTINGS}
+    return {k: v for k, v in section.items() if not k.startswith("nearest_")}
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mvdecor.config import Config, SegmentConfig
+from mvdecor.config import Config, SegmentConfig, finetune_settings_read
 from mvdecor.correspond.source import ViewSource
 from mvdecor.errors import ConfigError
 from mvdecor.evaluation.segmentation import SegmentationEvaluator, pixel_miou
@@ -55,6 +55,7 @@ from mvdecor.protocols.stages import (
     init_identity,
     json_safe,
     open_stage,
+    restate_record,
     same_settings,
     without_new_defaults,
 )
@@ -276,6 +277,7 @@ def run_fewshot(
                 "unlabelled_shapes": list(train_shapes),
                 "training": training_settings(run_config, init),
             }
+            restate_record(out / tag, run_settings, _run_settings_read)
             open_stage(out / tag, run_settings, adopt_unrecorded=True)
             result = finetune(
                 run_config,
@@ -569,7 +571,8 @@ def finished_fewshot(
 
 def _same_training(recorded: Mapping[str, object], training: Mapping[str, object]) -> bool:
     """Whether recorded training settings are ``training``'s, read the way older records wrote them."""
-    recorded, training = json_safe(recorded), json_safe(training)
+    # Records written before runs recorded only what their method reads hold every entry.
+    recorded, training = _settings_read(json_safe(recorded)), _settings_read(json_safe(training))
     # Records written before a checkpoint was identified by what it holds name its path alone.
     if isinstance(recorded.get("init"), str) and isinstance(training.get("init"), dict):
         training = {**training, "init": training["init"]["checkpoint"]}
@@ -597,7 +600,21 @@ def training_settings(config: Config, init: str | Path) -> dict:
     sections = (
         ("model", "render", "finetune") if face_method is None else FACE_METHODS.get(face_method).sections
     )
-    return {"init": init_identity(init), **config_sections(config, sections)}
+    return _settings_read({"init": init_identity(init), **config_sections(config, sections)})
+
+
+def _settings_read(training: dict) -> dict:
+    """Training settings without the ``finetune`` entries the run's method never reads."""
+    if isinstance(training.get("finetune"), dict):
+        return {**training, "finetune": finetune_settings_read(training["finetune"])}
+    return training
+
+
+def _run_settings_read(settings: dict) -> dict:
+    """A run's stage settings, their ``training`` as :func:`_settings_read` gives them."""
+    if isinstance(settings.get("training"), dict):
+        return {**settings, "training": _settings_read(settings["training"])}
+    return settings
 
 
 def _face_method(init: str | Path) -> str | None:

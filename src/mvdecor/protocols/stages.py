@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +146,27 @@ def finished_stage(folder: str | Path, settings: Mapping[str, Any]) -> dict | No
     if not isinstance(record, dict) or not same_settings(record.get("settings"), settings):
         return None
     return record.get("result")
+
+
+def restate_record(folder: str | Path, settings: Mapping[str, Any], normalise: Callable[[Any], Any]) -> None:
+    """Record ``settings`` in ``folder``'s stage when its recorded ones differ only in what ``normalise`` drops.
+
+    For a change in what a stage's settings hold: a stage recorded before it
+    (finished or not) is kept, as :func:`open_stage` would then keep it, rather
+    than emptied because its record holds entries its work never read.
+    ``normalise`` maps plain JSON settings to the entries that decide the result.
+    """
+    record_path = Path(folder) / STAGE_RECORD
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError):
+        return
+    recorded = record.get("settings") if isinstance(record, dict) else None
+    if not isinstance(recorded, dict) or same_settings(recorded, settings):
+        return
+    if same_settings(normalise(json_safe(recorded)), normalise(json_safe(settings))):
+        record["settings"] = json_safe(settings)
+        atomic_write_text(record_path, json.dumps(record, indent=2) + "\n")
 
 
 def open_stage(
