@@ -1,0 +1,63 @@
+"""benchmarks/unseen_faces.py: its figures on predictions made up for two tiny synthetic shapes."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mvdecor.data import open_dataset
+from mvdecor.protocols.predictions import ShapePrediction, save_predictions
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "unseen_faces.py"
+DATASET = "synthetic:categories=mug,n=2,textured=0"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("unseen_faces_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_fill_takes_the_nearest_seen_faces_label(script):
+    centroids = np.array([[0.0, 0, 0], [1, 0, 0], [0.1, 0, 0], [0.9, 0, 0]])
+    seen = np.array([True, True, False, False])
+    filled = script.nearest_seen_fill(centroids, seen, np.array([3, 5, -1, -1]))
+    assert filled.tolist() == [3, 5, 3, 5]
+
+
+def test_figures_split_the_errors_between_seen_and_unseen_faces(tmp_path, script, capsys):
+    dataset = open_dataset(DATASET)
+    shapes = dataset.shape_ids()
+    meshes = {shape_id: dataset.load(shape_id) for shape_id in shapes}
+    folder = tmp_path / "mug"
+    # Run 0 of "net": every face seen and right. Transfer: every face wrong.
+    right = {s: ShapePrediction(m.face_labels, np.ones(m.num_faces, np.float32)) for s, m in meshes.items()}
+    save_predictions(folder / "net_k1_run0" / "predictions.npz", right)
+    wrong = {s: ShapePrediction((m.face_labels + 1) % m.num_labels, p.face_confidence) for (s, m), p in
+             zip(meshes.items(), right.values(), strict=True)}  # fmt: skip
+    save_predictions(folder / "transfer_k1_run0" / "predictions.npz", wrong)
+    figures = script.category_figures(dataset, folder, "net", "transfer", 1, 1, "partnet")
+    assert figures["unseen_share"] == 0 and figures["seen_accuracy"] == pytest.approx(1)
+    assert figures["as predicted"] == figures["seen faces true"] == 1
+    # Half the faces unseen and labelled wrong: the seen ones stay right, the ceiling fills from them.
+    mesh = meshes[shapes[0]]
+    unseen = np.arange(mesh.num_faces) % 2 == 1
+    labels = np.where(unseen, (mesh.face_labels + 1) % mesh.num_labels, mesh.face_labels)
+    confidence = np.where(unseen, 0.0, 1.0).astype(np.float32)
+    save_predictions(folder / "net_k1_run0" / "predictions.npz",
+                     {**right, shapes[0]: ShapePrediction(labels, confidence)})  # fmt: skip
+    figures = script.category_figures(dataset, folder, "net", "transfer", 1, 1, "partnet")
+    area = mesh.face_areas()
+    total = sum(m.face_areas()[m.face_labels >= 0].sum() for m in meshes.values())
+    assert figures["unseen_share"] == pytest.approx(area[unseen & (mesh.face_labels >= 0)].sum() / total)
+    assert figures["seen_accuracy"] == pytest.approx(1) and figures["unseen_accuracy"] == 0
+    assert 0.5 < figures["fill_accuracy"] <= 1
+    assert figures["as predicted"] < 1 and figures["unseen by transfer"] < figures["seen faces true"]
+    assert script.main([DATASET, "--work", str(tmp_path), "--tag", "net", "--k", "1", "--runs", "1"]) == 0
+    table = capsys.readouterr().out
+    assert table.startswith("| category | unseen area %") and "| mug |" in table and "**mean**" in table
