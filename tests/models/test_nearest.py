@@ -134,6 +134,34 @@ def test_position_weighted_head_votes_as_the_reference_loop():
         NearestLabelHead(bank, labels, 4, position_weight=1.0)
 
 
+def test_several_position_weights_average_the_reference_loops_distributions():
+    generator = torch.Generator().manual_seed(5)
+    bank = torch.randn(30, 6, generator=generator)
+    labels = torch.randint(0, 3, (30,), generator=generator)
+    bank_positions = torch.rand(30, 3, generator=generator) * 2 - 1
+    features = torch.randn(1, 6, 4, 5, generator=generator)
+    positions = torch.rand(1, 3, 4, 5, generator=generator) * 2 - 1
+    weights = (0.0, 0.5, 4.0)
+    head = NearestLabelHead(bank, labels, 3, 4, 0.2, 1, bank_positions, position_weight=weights)
+    assert head.needs_positions and head.position_weight == weights
+    probs = head(features, positions).exp().numpy()[0]
+    expected = np.mean(
+        [_reference(features[0], bank, labels, 3, 4, 0.2, positions[0], bank_positions, w) for w in weights],
+        axis=0,
+    )
+    np.testing.assert_allclose(probs, expected, atol=1e-5)
+    np.testing.assert_allclose(probs.sum(axis=0), 1.0, atol=1e-5)
+    # Not any one weight's answer (the check can fail).
+    for w in weights:
+        single = NearestLabelHead(bank, labels, 3, 4, 0.2, 1, bank_positions, position_weight=w)
+        assert np.abs(single(features, positions).exp().numpy()[0] - probs).max() > 1e-3
+    # Zero alone needs no positions; a negative weight or none at all is refused.
+    assert not NearestLabelHead(bank, labels, 3, position_weight=(0.0,)).needs_positions
+    for bad in ((), (1.0, -1.0)):
+        with pytest.raises(ValueError, match="position weights"):
+            NearestLabelHead(bank, labels, 3, 4, 0.2, 1, bank_positions, position_weight=bad)
+
+
 def test_segmentation_net_passes_positions_to_a_head_that_needs_them():
     embedding = EmbeddingNet("resnet18", in_channels=5, embed_dim=8, head="light")
     bank, labels, places = torch.randn(30, 8), torch.randint(0, 3, (30,)), torch.rand(30, 3)

@@ -23,6 +23,8 @@ LR_SCHEDULES = ("plateau", "cosine")
 FINETUNE_METHODS = ("network", "nearest")
 #: What a nearest head's pixel embeddings are averaged over before the neighbour search.
 NEAREST_POOLINGS = ("none", "faces")
+#: What a nearest head makes of several candidate position weights: choose one, or average them.
+NEAREST_POSITION_COMBINES = ("choose", "average")
 
 #: The largest square image a config may ask for: each rendered buffer of one view is
 #: ``resolution**2`` floats, and a step holds dozens of views and their activations.
@@ -396,7 +398,14 @@ class FinetuneConfig:
         position weight is chosen among these by leave-one-labelled-shape-out
         pixel mIoU (each labelled shape labelled from the others' pixels; the
         scores go to ``run.json``), and ``nearest_position_weight`` is used only
-        with a single labelled shape. Empty (default): no choice.
+        with a single labelled shape. Empty (default): no choice. See also
+        ``nearest_position_combine``.
+    nearest_position_combine : str
+        ``nearest``: what the candidates become. ``choose`` (default): one, by
+        the leave-one-labelled-shape-out score above. ``average``: all of
+        them, with any number of labelled shapes: the head averages the class
+        distributions the candidate weights give (no choice made on a few
+        labelled shapes, and ``nearest_position_weight`` then plays no part).
     nearest_pooling : str
         ``nearest``: ``none`` (default): each pixel is labelled from its own
         embedding. ``faces``: every pixel embedding (L2-normalised) is first
@@ -475,6 +484,7 @@ class FinetuneConfig:
     nearest_stride: int = 2
     nearest_position_weight: float = 0.0
     nearest_position_candidates: tuple[float, ...] = ()
+    nearest_position_combine: str = "choose"
     nearest_pooling: str = "none"
     iterations: int = 4000
     views_per_batch: int = 8
@@ -505,6 +515,11 @@ class FinetuneConfig:
         section = "finetune"
         one_of(self, section, "method", FINETUNE_METHODS)
         one_of(self, section, "nearest_pooling", NEAREST_POOLINGS)
+        one_of(self, section, "nearest_position_combine", NEAREST_POSITION_COMBINES)
+        if self.nearest_position_combine == "average" and not self.nearest_position_candidates:
+            raise ConfigError(
+                None, f"{section}.nearest_position_combine: average needs nearest_position_candidates"
+            )
         at_least(self, section, 1, "nearest_neighbours", "nearest_references", "nearest_stride")
         positive(self, section, "nearest_temperature")
         at_least(self, section, 0, "nearest_position_weight", "nearest_class_balance")

@@ -21,6 +21,8 @@ where ``pos`` is the surface point a pixel sees in its own shape's bounding
 box mapped axis by axis onto ``[-1, 1]^3`` (:func:`box_coordinates`): the cue
 that learning-free label transfer lives on (a safe's door is at its front),
 joined with the embedding's appearance and context in one neighbour search.
+Given several weights, the head averages the distributions each one gives
+(one search per weight over the same similarities), rather than betting on one.
 
 With ``pool_faces`` the head labels faces rather than pixels: each pixel's
 L2-normalised embedding is replaced by the mean over every pixel, in all the
@@ -70,9 +72,10 @@ class NearestLabelHead(nn.Module):
         the result repeated over the block (the light embedding head is itself
         computed at 1/4 resolution, so little is lost at 2)
     bank_positions : ``(N, 3)`` float, the labelled pixels' surface points in
-        box coordinates (:func:`box_coordinates`); needed when ``position_weight > 0``
+        box coordinates (:func:`box_coordinates`); needed when a position weight is > 0
     position_weight : ``w``, the weight of the squared box-coordinate distance
-        taken from the cosine similarity (0: the embedding alone)
+        taken from the cosine similarity (0: the embedding alone); or a sequence
+        of weights, whose class distributions are averaged
     pool_faces : the bank holds face-pooled embeddings and queries must be
         pooled the same way (``finetune.nearest_pooling: faces``); :meth:`forward`,
         which sees single views, then refuses
@@ -81,7 +84,7 @@ class NearestLabelHead(nn.Module):
     -----
     The bank is stored as buffers, so a checkpoint of the network holds it. Its
     size is fixed when the head is built; :func:`sample_bank` chooses the entries.
-    With ``position_weight > 0`` the head needs the query pixels' box coordinates
+    With a position weight > 0 the head needs the query pixels' box coordinates
     (:attr:`needs_positions`), which :class:`~mvdecor.models.embedding.SegmentationNet`
     passes on.
     """
@@ -95,7 +98,7 @@ class NearestLabelHead(nn.Module):
         temperature: float = 0.07,
         stride: int = 2,
         bank_positions: Tensor | None = None,
-        position_weight: float = 0.0,
+        position_weight: float | Sequence[float] = 0.0,
         pool_faces: bool = False,
     ) -> None:
         super().__init__()
@@ -106,14 +109,17 @@ class NearestLabelHead(nn.Module):
         labels = bank_labels.long()
         if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
             raise ValueError(f"bank labels must lie in [0, {num_classes})")
-        if neighbours < 1 or temperature <= 0 or stride < 1 or position_weight < 0:
-            raise ValueError("neighbours and stride must be >= 1, temperature > 0 and position_weight >= 0")
+        weights = (position_weight,) if isinstance(position_weight, (int, float)) else tuple(position_weight)
+        self.position_weights = tuple(float(w) for w in weights)
+        if neighbours < 1 or temperature <= 0 or stride < 1:
+            raise ValueError("neighbours and stride must be >= 1 and temperature > 0")
+        if not self.position_weights or min(self.position_weights) < 0:
+            raise ValueError(f"position weights must be one or more values >= 0, got {position_weight}")
         self.register_buffer("bank_features", F.normalize(bank_features.float(), dim=1))
         self.register_buffer("bank_labels", labels)
-        self.position_weight = float(position_weight)
-        if self.position_weight > 0:
+        if self.needs_positions:
             if bank_positions is None or bank_positions.shape != (len(labels), 3):
-                raise ValueError("position_weight > 0 needs bank_positions (N, 3)")
+                raise ValueError("a position weight > 0 needs bank_positions (N, 3)")
             self.register_buffer("bank_positions", bank_positions.float())
         self.num_classes = int(num_classes)
         self.neighbours = int(neighbours)
@@ -127,7 +133,12 @@ class NearestLabelHead(nn.Module):
     @property
     def needs_positions(self) -> bool:
         """Whether :meth:`forward` needs the query pixels' box coordinates."""
-        return self.position_weight > 0
+        return max(self.position_weights) > 0
+
+    @property
+    def position_weight(self) -> float | tuple[float, ...]:
+        """The position weight, or the weights whose distributions are averaged."""
+        return self.position_weights[0] if len(self.position_weights) == 1 else self.position_weights
 
     def class_probabilities(self, queries: Tensor, query_positions: Tensor | None = None) -> Tensor:
         """``(Q, D)`` embeddings (any norm) [and ``(Q, 3)`` box coordinates] -> ``(Q, C)`` probabilities."""
@@ -136,21 +147,25 @@ class NearestLabelHead(nn.Module):
         if self.needs_positions:
             if query_positions is None or query_positions.shape != (len(queries), 3):
                 raise ValueError("this head weighs positions: pass the queries' box coordinates (Q, 3)")
-            w, bank_positions = self.position_weight, self.bank_positions
-            # -w |q - b|^2 = 2w q.b - w |b|^2 - w |q|^2; the last term is the same for all
-            # of a query's candidates, so neither the top k nor their softmax depends on it.
-            query_positions = 2.0 * w * query_positions.float()
-            bank_offset = w * (bank_positions**2).sum(dim=1)
+            query_positions = query_positions.float()
+            bank_positions = self.bank_positions
+            bank_squares = (bank_positions**2).sum(dim=1)
         k = min(self.neighbours, len(bank))
+        share = 1.0 / len(self.position_weights)
         out = torch.zeros(len(queries), self.num_classes, device=queries.device)
         chunk = max(1, _CHUNK_ELEMENTS // len(bank))
         for start in range(0, len(queries), chunk):
-            similarity = queries[start : start + chunk] @ bank.T
-            if self.needs_positions:
-                similarity += query_positions[start : start + chunk] @ bank_positions.T - bank_offset
-            top, index = similarity.topk(k, dim=1)
-            weights = torch.softmax(top / self.temperature, dim=1)
-            out[start : start + chunk].scatter_add_(1, self.bank_labels[index], weights)
+            cosine = queries[start : start + chunk] @ bank.T
+            for w in self.position_weights:
+                similarity = cosine
+                if w > 0:
+                    # -w |q - b|^2 = 2w q.b - w |b|^2 - w |q|^2; the last term is the same for all
+                    # of a query's candidates, so neither the top k nor their softmax depends on it.
+                    scaled = 2.0 * w * query_positions[start : start + chunk]
+                    similarity = cosine + (scaled @ bank_positions.T - w * bank_squares)
+                top, index = similarity.topk(k, dim=1)
+                weights = torch.softmax(top / self.temperature, dim=1)
+                out[start : start + chunk].scatter_add_(1, self.bank_labels[index], weights * share)
         return out
 
     def forward(

@@ -568,11 +568,14 @@ def _finetune_nearest(
     pool_faces = cfg.nearest_pooling == "faces"
     if pool_faces:  # each labelled face's pixels share their mean embedding, as a test face's will
         features = pool_by_group(features, views.pixel_faces(items))
-    weight, choice = cfg.nearest_position_weight, {}
+    weight: float | tuple[float, ...] = cfg.nearest_position_weight
+    choice: dict = {}
     positions = shapes = None
     if weight > 0 or cfg.nearest_position_candidates:
         positions, shapes = views.pixel_positions(items)
-    if cfg.nearest_position_candidates and len(set(item.shape_id for item in items)) >= 2:
+    if cfg.nearest_position_combine == "average":  # every candidate's distribution, averaged
+        weight = tuple(sorted(set(cfg.nearest_position_candidates)))
+    elif cfg.nearest_position_candidates and len(set(item.shape_id for item in items)) >= 2:
         candidates = sorted(set(cfg.nearest_position_candidates))
         scores = leave_one_shape_out_scores(
             features, labels, positions, shapes, candidates, len(names),
@@ -589,7 +592,7 @@ def _finetune_nearest(
         positions = None if positions is None else positions[index]
     head = NearestLabelHead(
         features, labels, len(names), cfg.nearest_neighbours, cfg.nearest_temperature, cfg.nearest_stride,
-        positions if weight > 0 else None, weight, pool_faces,
+        positions, weight, pool_faces,
     )  # fmt: skip
     model = SegmentationNet(embedding, len(names), head=head)
     _write_run_files(
@@ -601,7 +604,7 @@ def _finetune_nearest(
         "step": 0,
         **_network_entries(config, stats, names),
         "head": "nearest",
-        "nearest_position_weight": weight,
+        "nearest_position_weight": list(weight) if isinstance(weight, tuple) else weight,
     }
     save_checkpoint(last_path, payload)
     if report:

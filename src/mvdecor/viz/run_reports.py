@@ -281,10 +281,10 @@ def write_training_report(run_dir: str | Path, *, title: str | None = None) -> P
         )
     tables = [MetricsTable(list(run_row), [list(run_row.values())], title="Run")]
     if nearest:
-        bank = {
-            "labelled pixels in the bank": info.get("bank_pixels"),
-            "position weight": info.get("position_weight"),
-        }
+        weight = info.get("position_weight")
+        if isinstance(weight, list):  # finetune.nearest_position_combine: average
+            weight = "average over " + ", ".join(f"{w:g}" for w in weight)
+        bank = {"labelled pixels in the bank": info.get("bank_pixels"), "position weight": weight}
         # With two labelled shapes or more, each candidate weight's leave-one-shape-out pixel mIoU.
         bank.update(
             {f"pixel mIoU at weight {w}": v for w, v in (info.get("position_weight_scores") or {}).items()}
