@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from benchmark_scripts import load_benchmark
 
 from mvdecor.models.resnet import resnet18
 from mvdecor.train.checkpoint import load_checkpoint
 from mvdecor.train.pretrain import checkpoint_method
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "fewshot.py"
 DATASET = "synthetic:categories=mug+bottle,n=3,textured=0"
 
 #: 6 views at 32x32, the smallest network, one step of everything, no worker processes.
@@ -34,10 +33,7 @@ finetune: {views_per_batch: 2, ssl_weight: 0.0, num_workers: 0, precision: fp32,
 
 @pytest.fixture(scope="module")
 def benchmark():
-    spec = importlib.util.spec_from_file_location("fewshot_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("fewshot")
 
 
 def _write_torchvision_resnet18(path: Path) -> dict[str, torch.Tensor]:

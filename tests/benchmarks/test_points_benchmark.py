@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "points.py"
+from benchmark_scripts import load_benchmark
 
 TINY = """preset: cpu
 render: {rings: 1, segments: 6, resolution: 48}
@@ -18,9 +16,7 @@ points: {num_points: 256, neighbours: 8, widths: [16, 16], global_dim: 32, head_
 
 
 def test_points_benchmark_prints_both_caches_and_the_network_step(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("points_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("points")
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY)
     argv = ["synthetic:categories=mug,n=2,textured=0", "--config", str(config), "--shapes", "2",

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from benchmark_scripts import load_benchmark
 
 from mvdecor.data import open_dataset
 from mvdecor.protocols.predictions import ShapePrediction, save_predictions
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "unseen_faces.py"
 DATASET = "synthetic:categories=mug,n=2,textured=0"
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("unseen_faces_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("unseen_faces")
 
 
 def test_the_fill_takes_the_nearest_seen_faces_label(script):
