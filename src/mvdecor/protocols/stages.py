@@ -134,16 +134,19 @@ def same_settings(recorded: Any, settings: Any) -> bool:
     return recorded == without_new_defaults(recorded, settings, SETTINGS_DEFAULTS)
 
 
-def finished_stage(folder: str | Path, settings: Mapping[str, Any]) -> dict | None:
-    """The result recorded in ``folder`` for ``settings`` if that stage finished; else None. Reads only."""
-    record_path = Path(folder) / STAGE_RECORD
-    if not record_path.is_file():
-        return None
+def _read_record(folder: str | Path) -> dict | None:
+    """The stage record in ``folder``; None when there is none, or it is unreadable or not a JSON object."""
     try:
-        record = json.loads(record_path.read_text())
+        record = json.loads((Path(folder) / STAGE_RECORD).read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(record, dict) or not same_settings(record.get("settings"), settings):
+    return record if isinstance(record, dict) else None
+
+
+def finished_stage(folder: str | Path, settings: Mapping[str, Any]) -> dict | None:
+    """The result recorded in ``folder`` for ``settings`` if that stage finished; else None. Reads only."""
+    record = _read_record(folder)
+    if record is None or not same_settings(record.get("settings"), settings):
         return None
     return record.get("result")
 
@@ -156,17 +159,13 @@ def restate_record(folder: str | Path, settings: Mapping[str, Any], normalise: C
     than emptied because its record holds entries its work never read.
     ``normalise`` maps plain JSON settings to the entries that decide the result.
     """
-    record_path = Path(folder) / STAGE_RECORD
-    try:
-        record = json.loads(record_path.read_text())
-    except (OSError, ValueError):
-        return
-    recorded = record.get("settings") if isinstance(record, dict) else None
+    record = _read_record(folder)
+    recorded = None if record is None else record.get("settings")
     if not isinstance(recorded, dict) or same_settings(recorded, settings):
         return
     if same_settings(normalise(json_safe(recorded)), normalise(json_safe(settings))):
         record["settings"] = json_safe(settings)
-        atomic_write_text(record_path, json.dumps(record, indent=2) + "\n")
+        atomic_write_text(Path(folder) / STAGE_RECORD, json.dumps(record, indent=2) + "\n")
 
 
 def open_stage(
@@ -188,11 +187,8 @@ def open_stage(
         finished = finished_stage(folder, settings)
         if finished is not None:
             return finished
-        try:
-            recorded = json.loads(record_path.read_text()).get("settings")
-        except (OSError, ValueError, AttributeError):
-            recorded = None
-        if not same_settings(recorded, settings):
+        record = _read_record(folder)
+        if not same_settings(None if record is None else record.get("settings"), settings):
             shutil.rmtree(folder)
     elif folder.exists() and not adopt_unrecorded:
         shutil.rmtree(folder)
