@@ -573,10 +573,10 @@ def _finetune_nearest(
     positions = shapes = None
     if weight > 0 or cfg.nearest_position_candidates:
         positions, shapes = views.pixel_positions(items)
+    candidates = sorted(set(cfg.nearest_position_candidates))
     if cfg.nearest_position_combine == "average":  # every candidate's distribution, averaged
-        weight = tuple(sorted(set(cfg.nearest_position_candidates)))
-    elif cfg.nearest_position_candidates and len(set(item.shape_id for item in items)) >= 2:
-        candidates = sorted(set(cfg.nearest_position_candidates))
+        weight = tuple(candidates)
+    elif candidates and len(set(item.shape_id for item in items)) >= 2:
         scores = leave_one_shape_out_scores(
             features, labels, positions, shapes, candidates, len(names),
             cfg.nearest_neighbours, cfg.nearest_temperature, cfg.nearest_references, seed=cfg.seed,
