@@ -450,7 +450,9 @@ def test_nearest_method_with_positions_keeps_each_pixels_box_coordinates(tmp_pat
 
 
 def test_nearest_method_chooses_the_position_weight_on_the_labelled_shapes(tmp_path):
-    config = ft_config(method="nearest", nearest_position_candidates=[4.0, 0.0, 1e4])
+    config = ft_config(
+        method="nearest", nearest_position_candidates=[4.0, 0.0, 1e4], nearest_position_combine="choose"
+    )
     labelled = ["chair_0000", "chair_0001"]
     result = finetune(config, CHAIRS, tmp_path / "nn", labelled_shapes=labelled, progress=False)
     record = json.loads((result.run_dir / "run.json").read_text())
@@ -473,7 +475,9 @@ def test_nearest_method_averages_the_candidate_weights_with_any_number_of_labell
 
     config = ft_config(method="nearest", nearest_position_candidates=[4.0, 0.0, 1.0],
                        nearest_position_combine="average")  # fmt: skip
-    chosen = ft_config(method="nearest", nearest_position_weight=4.0)
+    # No candidates: nothing to average, the weight as given.
+    chosen = ft_config(method="nearest", nearest_position_weight=4.0, nearest_position_candidates=[],
+                       nearest_position_combine="average")  # fmt: skip
     for labelled in (["chair_0000"], ["chair_0000", "chair_0001"]):
         folder = tmp_path / str(len(labelled))
         result = finetune(config, CHAIRS, folder / "avg", labelled_shapes=labelled, progress=False)
@@ -483,6 +487,7 @@ def test_nearest_method_averages_the_candidate_weights_with_any_number_of_labell
         assert segmenter.model.head.position_weights == (0.0, 1.0, 4.0)
         # The same bank as a single-weight run's: only the vote differs.
         single = finetune(chosen, CHAIRS, folder / "w4", labelled_shapes=labelled, progress=False)
+        assert json.loads((single.run_dir / "run.json").read_text())["position_weight"] == 4.0
         other = Segmenter.from_checkpoint(single.last_checkpoint).model.head
         torch.testing.assert_close(segmenter.model.head.bank_features, other.bank_features)
         torch.testing.assert_close(segmenter.model.head.bank_positions, other.bank_positions)
@@ -491,8 +496,6 @@ def test_nearest_method_averages_the_candidate_weights_with_any_number_of_labell
         assert labels.shape == (mesh.num_faces,) and (labels >= 0).all()
     with pytest.raises(ConfigError, match="nearest_position_combine"):
         ft_config(nearest_position_combine="vote")
-    with pytest.raises(ConfigError, match="needs nearest_position_candidates"):
-        ft_config(nearest_position_combine="average")
 
 
 def test_nearest_method_pools_each_faces_embeddings(tmp_path):

@@ -406,6 +406,7 @@ class FinetuneConfig:
         them, with any number of labelled shapes: the head averages the class
         distributions the candidate weights give (no choice made on a few
         labelled shapes, and ``nearest_position_weight`` then plays no part).
+        With no candidates both use ``nearest_position_weight``.
     nearest_pooling : str
         ``nearest``: ``none`` (default): each pixel is labelled from its own
         embedding. ``faces``: every pixel embedding (L2-normalised) is first
@@ -516,10 +517,6 @@ class FinetuneConfig:
         one_of(self, section, "method", FINETUNE_METHODS)
         one_of(self, section, "nearest_pooling", NEAREST_POOLINGS)
         one_of(self, section, "nearest_position_combine", NEAREST_POSITION_COMBINES)
-        if self.nearest_position_combine == "average" and not self.nearest_position_candidates:
-            raise ConfigError(
-                None, f"{section}.nearest_position_combine: average needs nearest_position_candidates"
-            )
         at_least(self, section, 1, "nearest_neighbours", "nearest_references", "nearest_stride")
         positive(self, section, "nearest_temperature")
         at_least(self, section, 0, "nearest_position_weight", "nearest_class_balance")

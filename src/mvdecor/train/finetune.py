@@ -574,7 +574,7 @@ def _finetune_nearest(
     if weight > 0 or cfg.nearest_position_candidates:
         positions, shapes = views.pixel_positions(items)
     candidates = sorted(set(cfg.nearest_position_candidates))
-    if cfg.nearest_position_combine == "average":  # every candidate's distribution, averaged
+    if candidates and cfg.nearest_position_combine == "average":  # every candidate's distribution, averaged
         weight = tuple(candidates)
     elif candidates and len(set(item.shape_id for item in items)) >= 2:
         scores = leave_one_shape_out_scores(
