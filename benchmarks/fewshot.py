@@ -291,6 +291,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--config", metavar="YAML", help="a config file to start from instead of the budget's preset"
     )
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp32"),
+        help="override the budget's precision (cpu: auto, bf16 where the CPU has it), e.g. fp32 to "
+        "compare with results measured on a CPU without bf16",
+    )
     parser.add_argument("--pretrain-scope", choices=("dataset", "category"), default="dataset")
     parser.add_argument("--pretrain-iterations", type=int, help="override the budget's pre-training length")
     parser.add_argument("--finetune-iterations", type=int, help="override the budget's fine-tuning length")
@@ -366,9 +372,8 @@ def main(argv: list[str] | None = None) -> int:
         save_split(split, split_path, dataset.spec, args.seed, args.test_fraction)
 
     config = load_config(args.config or budget["preset"])
-    precision = budget["precision"] and resolve_precision(
-        budget["precision"], None if args.device == "auto" else args.device
-    )
+    wanted = args.precision or budget["precision"]
+    precision = wanted and resolve_precision(wanted, None if args.device == "auto" else args.device)
     pre = config.pretrain
     ft = config.finetune
     pre = replace(

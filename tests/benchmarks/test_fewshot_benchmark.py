@@ -48,14 +48,15 @@ def _write_torchvision_resnet18(path: Path) -> dict[str, torch.Tensor]:
 
 def test_densecl_and_imagenet_methods_run_on_the_same_cells(tmp_path, benchmark, capsys):
     config = tmp_path / "tiny.yaml"
-    config.write_text(TINY_YAML)
+    config.write_text(TINY_YAML.replace("precision: fp32", "precision: bf16"))  # --precision fp32 wins
     imagenet = tmp_path / "resnet18.pth"
     state = _write_torchvision_resnet18(imagenet)
     work, results = tmp_path / "work", tmp_path / "results"
     args = [DATASET, "--name", "tiny", "--budget", "paper", "--config", str(config), "--categories", "mug",
             "--settings", "1", "--runs", "1", "--methods", "scratch,densecl,imagenet", "--imagenet-checkpoint",
             str(imagenet), "--pretrain-iterations", "1", "--finetune-iterations", "1", "--device", "cpu",
-            "--test-fraction", "0.34", "--work", str(work), "--results", str(results), "--quiet"]  # fmt: skip
+            "--test-fraction", "0.34", "--work", str(work), "--results", str(results), "--quiet",
+            "--precision", "fp32"]  # fmt: skip
     assert benchmark.main(args) == 0
     table = capsys.readouterr().out
     assert "| category | scratch | densecl | imagenet |" in table  # no mvdecor column, no gap columns
@@ -71,6 +72,8 @@ def test_densecl_and_imagenet_methods_run_on_the_same_cells(tmp_path, benchmark,
     assert set(record["settings"][0]["per_category"]["mug"]) == {"scratch", "densecl", "imagenet"}
     assert set(record["pretrain"]["densecl_runs"]) == {"all"} and record["pretrain"]["runs"] == {}
     assert record["imagenet_checkpoint"] == str(imagenet)
+    # --precision overrides the budget's (paper: the config file's bf16) in both stages.
+    assert record["pretrain"]["precision"] == "fp32" and record["finetune"]["precision"] == "fp32"
     cells = work / "fewshot" / "mug"
     summaries = {m: json.loads((cells / f"results_{m}_k1.json").read_text()) for m in record["methods"]}
     assert {m: s["method"] for m, s in summaries.items()} == {m: m for m in summaries}
