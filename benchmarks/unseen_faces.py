@@ -38,7 +38,7 @@ from scipy.spatial import cKDTree
 
 from mvdecor.data import open_dataset
 from mvdecor.evaluation.segmentation import SegmentationEvaluator
-from mvdecor.protocols.predictions import PREDICTIONS_FILE, load_predictions
+from mvdecor.protocols.predictions import PREDICTIONS_FILE, load_predictions, predictions_file
 
 #: Part mIoU columns, in order.
 VARIANTS = ("as predicted", "unseen by transfer", "seen faces true")
@@ -55,15 +55,19 @@ def nearest_seen_fill(centroids: np.ndarray, seen: np.ndarray, labels: np.ndarra
 
 
 def category_figures(
-    dataset, folder: Path, tag: str, transfer: str, k: int, runs: int, convention: str
+    dataset, folder: Path, tag: str, transfer: str, k: int, runs: int, convention: str, variant: str = ""
 ) -> dict:
-    """The figures of one category's runs (see the module docstring); fractions in [0, 1]."""
+    """The figures of one category's runs (see the module docstring); fractions in [0, 1].
+
+    ``variant``: a refinement variant's predictions (``predictions_<variant>.npz``) instead of
+    the run's own.
+    """
     names = dataset.label_names_of(folder.name)
     sums = dict.fromkeys(("area", "unseen", "seen_ok", "unseen_ok", "fill_ok"), 0.0)
     scores: dict[str, list[float]] = {name: [] for name in VARIANTS}
     meshes: dict = {}
     for run in range(runs):
-        predicted = load_predictions(folder / f"{tag}_k{k}_run{run}" / PREDICTIONS_FILE)
+        predicted = load_predictions(folder / f"{tag}_k{k}_run{run}" / predictions_file(variant))
         transfer_file = folder / f"{transfer}_k{k}_run{run}" / PREDICTIONS_FILE
         transferred = load_predictions(transfer_file) if transfer_file.is_file() else None
         evaluators = {name: SegmentationEvaluator(names, convention=convention) for name in VARIANTS}
@@ -115,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         "--tag", required=True, help="the method's name in the run folders (e.g. mvdecor-cosine)"
     )
     parser.add_argument("--transfer", default="transfer", help="transfer's name in the run folders")
+    parser.add_argument(
+        "--variant",
+        default="",
+        help="a refinement variant of the runs (fewshot.py --refine NAME=...): read its predictions",
+    )
     parser.add_argument("--k", type=int, required=True, help="labelled shapes of the setting")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--categories", default="", help="A+B+...; default: every category folder with runs")
@@ -140,7 +149,14 @@ def main(argv: list[str] | None = None) -> int:
     means: dict[str, list[float]] = {name: [] for name in VARIANTS}
     for category in categories:
         figures = category_figures(
-            dataset, args.work / category, args.tag, args.transfer, args.k, args.runs, args.convention
+            dataset,
+            args.work / category,
+            args.tag,
+            args.transfer,
+            args.k,
+            args.runs,
+            args.convention,
+            args.variant,
         )
         for name in VARIANTS:
             means[name].append(figures[name])

@@ -52,6 +52,10 @@ def test_figures_split_the_errors_between_seen_and_unseen_faces(tmp_path, script
     assert figures["seen_accuracy"] == pytest.approx(1) and figures["unseen_accuracy"] == 0
     assert 0.5 < figures["fill_accuracy"] <= 1
     assert figures["as predicted"] < 1 and figures["unseen by transfer"] < figures["seen faces true"]
+    # A refinement variant's predictions are read in place of the run's own.
+    save_predictions(folder / "net_k1_run0" / "predictions_all_right.npz", right)
+    variant = script.category_figures(dataset, folder, "net", "transfer", 1, 1, "partnet", "all_right")
+    assert variant["unseen_share"] == 0 and variant["as predicted"] == 1
     assert script.main([DATASET, "--work", str(tmp_path), "--tag", "net", "--k", "1", "--runs", "1"]) == 0
     table = capsys.readouterr().out
     assert table.startswith("| category | unseen area %") and "| mug |" in table and "**mean**" in table

@@ -46,7 +46,7 @@ from mvdecor.inference.refine import refine_fusion
 from mvdecor.inference.segment import Segmenter
 from mvdecor.models.checkpoints import CheckpointError, checkpoint_method
 from mvdecor.protocols.methods import FACE_METHODS, FaceRun, build_transfer
-from mvdecor.protocols.predictions import PREDICTIONS_FILE, ShapePrediction, save_predictions
+from mvdecor.protocols.predictions import ShapePrediction, predictions_file, save_predictions
 from mvdecor.protocols.stages import (
     RUN_PLACE_KEYS,
     SETTINGS_DEFAULTS,
@@ -350,7 +350,7 @@ def run_fewshot(
             scores = evaluators[name].evaluate()
             fused = scores["instance_miou"] if convention == "shapenet" else scores["part_miou"]
             # Saved so that reports reuse the labels scored here instead of segmenting again.
-            filename = PREDICTIONS_FILE if name == method else f"predictions_{name.split('+', 1)[1]}.npz"
+            filename = predictions_file(None if name == method else name.split("+", 1)[1])
             predictions_path = save_predictions(out / tag / filename, predictions[name])
             per_run[name].append(
                 {

@@ -17,10 +17,15 @@ import numpy as np
 from mvdecor.errors import FileError
 from mvdecor.fileio import atomic_path
 
-__all__ = ["PREDICTIONS_FILE", "ShapePrediction", "load_predictions", "save_predictions"]
+__all__ = ["PREDICTIONS_FILE", "ShapePrediction", "load_predictions", "predictions_file", "save_predictions"]
 
 #: The file in each run folder with the run's fused predictions on the test shapes.
 PREDICTIONS_FILE = "predictions.npz"
+
+
+def predictions_file(variant: str | None = None) -> str:
+    """The name of a run folder's predictions file: the run's own, or a refinement variant's."""
+    return PREDICTIONS_FILE if not variant else f"predictions_{variant}.npz"
 
 
 @dataclass(frozen=True, eq=False)
