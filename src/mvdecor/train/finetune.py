@@ -571,9 +571,9 @@ def _finetune_nearest(
     weight: float | tuple[float, ...] = cfg.nearest_position_weight
     choice: dict = {}
     positions = shapes = None
-    if weight > 0 or cfg.nearest_position_candidates:
-        positions, shapes = views.pixel_positions(items)
     candidates = sorted(set(cfg.nearest_position_candidates))
+    if weight > 0 or candidates:
+        positions, shapes = views.pixel_positions(items)
     if candidates and cfg.nearest_position_combine == "average":  # every candidate's distribution, averaged
         weight = tuple(candidates)
     elif candidates and len(set(item.shape_id for item in items)) >= 2:
