@@ -255,15 +255,18 @@ def _cell(summary: dict) -> dict:
     }
 
 
-def parse_refinements(items: list[str]) -> dict[str, dict[str, float]]:
-    """``["prior=transfer_prior:0.5", "both=transfer_prior:0.5,smoothing:1"]`` -> variant settings."""
+def parse_refinements(items: list[str]) -> dict[str, dict[str, float | str]]:
+    """``["prior=transfer_prior:0.5", "deform=transfer_prior:0.3,prior_method:deform"]`` -> variant settings."""
     out = {}
     for item in items:
         name, _, body = item.partition("=")
-        changes = {}
+        changes: dict[str, float | str] = {}
         for pair in filter(None, body.split(",")):
             key, _, value = pair.partition(":")
-            changes[key.strip()] = float(value)
+            try:
+                changes[key.strip()] = float(value)
+            except ValueError:  # a named choice (prior_method); check_refinements validates it
+                changes[key.strip()] = value.strip()
         out[name.strip()] = changes
     return check_refinements(out)
 
@@ -322,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="NAME=KEY:VALUE[,KEY:VALUE]",
         help="a refinement variant of every learned method, scored on the same networks as its own "
-        "column <method>+NAME, e.g. prior=transfer_prior:0.5, smooth=smoothing:1, views46=rings:4, "
+        "column <method>+NAME, e.g. prior=transfer_prior:0.5, dprior=transfer_prior:0.3,prior_method:deform, "
+        "smooth=smoothing:1, views46=rings:4, "
         "flip=flip:1 or res192=resolution:192 (the last three segment each test shape again) (repeatable)",
     )
     parser.add_argument(

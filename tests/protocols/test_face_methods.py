@@ -1,4 +1,4 @@
-"""The 3D face methods (scratch3d, pointcontrast) through the few-shot protocol."""
+"""The 3D face methods (scratch3d, pointcontrast, deform) through the few-shot protocol, and the deformation prior."""
 
 from __future__ import annotations
 
@@ -10,7 +10,13 @@ import torch
 from mvdecor.config import load_config
 from mvdecor.errors import ConfigError
 from mvdecor.points import pretrain_pointcontrast
-from mvdecor.protocols.fewshot import cached_fewshot, method_of_init, run_fewshot, training_settings
+from mvdecor.protocols.fewshot import (
+    cached_fewshot,
+    check_refinements,
+    method_of_init,
+    run_fewshot,
+    training_settings,
+)
 from mvdecor.protocols.stages import STAGE_RECORD
 
 DATASET = "synthetic:categories=mug,n=3,textured=0"
@@ -95,3 +101,37 @@ def test_deform_trains_one_network_per_category_and_reuses_it(tmp_path):
         json.loads((tmp_path / "deformation" / STAGE_RECORD).read_text())["settings"]["deform"]["iterations"]
         == 3
     )
+
+
+def test_a_deformation_prior_of_weight_one_gives_the_deform_methods_labels(tmp_path):
+    # A 2D network's votes mixed with the deformation's labels (segment.prior_method: deform):
+    # at weight 1 the prior replaces the votes, so the variant scores what the deform method
+    # scores, through the one deformation network of the category.
+    config = load_config(
+        "cpu",
+        {**TINY_POINTS, "deform": TINY_DEFORM, "finetune": {"method": "network", "iterations": 1, "ssl_weight": 0.0,
+                                                             "device": "cpu"}},
+    )  # fmt: skip
+    cell = dict(train_shapes=TRAIN, test_shapes=TEST, k=1, runs=1, progress=False, keep_checkpoints="weights")
+    deform = run_fewshot(config, DATASET, tmp_path, init="deform", **cell)
+    network = tmp_path / "deformation" / "last.pt"
+    written = network.stat().st_mtime_ns
+    refinements = {
+        "dprior": {"transfer_prior": 1.0, "prior_method": "deform"},
+        "tprior": {"transfer_prior": 1.0},
+    }
+    plain = run_fewshot(config, DATASET, tmp_path, refinements=refinements, **cell)
+    assert network.stat().st_mtime_ns == written  # the deform method's network, not another
+    dprior = json.loads((tmp_path / "results_scratch+dprior_k1.json").read_text())
+    tprior = json.loads((tmp_path / "results_scratch+tprior_k1.json").read_text())
+    assert dprior["segment"]["prior_method"] == "deform" and plain["segment"]["prior_method"] == "transfer"
+    assert dprior["part_miou"]["mean"] == deform["part_miou"]["mean"]
+    assert dprior["per_run"][0]["per_shape"] == deform["per_run"][0]["per_shape"]
+    assert tprior["segment"]["prior_method"] == "transfer"
+    # The deformation needs whole labelled shapes.
+    with pytest.raises(ConfigError, match="deform prior needs whole labelled shapes"):
+        run_fewshot(config, DATASET, tmp_path / "views", refinements=refinements, views_per_shape=1, **cell)
+    with pytest.raises(ConfigError, match="prior_method must be one of transfer, deform"):
+        check_refinements({"x": {"prior_method": "magic"}})
+    with pytest.raises(ConfigError, match="transfer_prior must be a number"):
+        check_refinements({"x": {"transfer_prior": "high"}})

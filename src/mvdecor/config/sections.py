@@ -21,6 +21,8 @@ PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 LR_SCHEDULES = ("plateau", "cosine")
 #: How fine-tuning uses the labelled views: train a head (the paper), or keep them as a bank.
 FINETUNE_METHODS = ("network", "nearest")
+#: How a segmenter's label prior carries the labelled shapes' labels (``segment.prior_method``).
+PRIOR_METHODS = ("transfer", "deform")
 #: What a nearest head's pixel embeddings are averaged over before the neighbour search.
 NEAREST_POOLINGS = ("none", "faces")
 #: What a nearest head makes of several candidate position weights: choose one, or average them.
@@ -586,6 +588,13 @@ class SegmentConfig:
         mixed into the fused face distributions, ``(1 - w) * votes + w * transfer``,
         when the labelled reference shapes are known (the few-shot protocol, or
         ``segment --references``). 0 (default, the paper) disables it.
+    prior_method : str
+        How the prior carries the labelled shapes' labels to the faces:
+        ``transfer`` (default: nearest neighbour after a bounding-box alignment,
+        the ``transfer`` section) or ``deform`` (along a learned deformation of
+        the best-fitting labelled shape, :mod:`mvdecor.points.deformation`; needs
+        a deformation network trained on the category's shapes, the ``deform``
+        section).
     smoothing : float
         Weight of the pairwise term of a Potts CRF on the mesh's face adjacency
         graph, solved by mean field (:mod:`mvdecor.inference.smoothing`), applied
@@ -605,6 +614,7 @@ class SegmentConfig:
     resolution: int = 0
     flip: bool = False
     transfer_prior: float = 0.0
+    prior_method: str = "transfer"
     smoothing: float = 0.0
     smoothing_angle_degrees: float = 30.0
     smoothing_iterations: int = 10
@@ -614,6 +624,7 @@ class SegmentConfig:
         at_least(self, section, 0, "gamma", "rings", "segments", "smoothing", "smoothing_iterations")
         at_least(self, section, 1, "batch_views")
         fraction(self, section, "transfer_prior")
+        one_of(self, section, "prior_method", PRIOR_METHODS)
         positive(self, section, "smoothing_angle_degrees")
         check(
             section,

@@ -5,10 +5,14 @@ Both are options beyond the paper (``segment.transfer_prior`` and
 so that comparing pre-trained and scratch networks still isolates what
 pre-training adds:
 
-1. **Prior**: ``(1 - w) * votes + w * transfer`` where ``transfer`` is the
-   label histogram of the nearest labelled reference points
-   (:class:`~mvdecor.inference.transfer.LabelTransfer`). Faces no view saw take
-   the prior's distribution instead of the nearest seen face's label.
+1. **Prior**: ``(1 - w) * votes + w * prior`` where ``prior`` is a label
+   transfer's face distributions (a :class:`FacePrior`): the label histogram
+   of the nearest labelled reference points
+   (:class:`~mvdecor.inference.transfer.LabelTransfer`, ``segment.prior_method:
+   transfer``) or of the nearest points of the best-fitting labelled shape
+   deformed onto the mesh (:class:`~mvdecor.points.deformation.DeformationTransfer`,
+   ``deform``). Faces no view saw take the prior's distribution instead of the
+   nearest seen face's label.
 2. **Smoothing**: mean-field inference of a Potts CRF on the face adjacency
    graph with dihedral-angle weights
    (:func:`~mvdecor.inference.smoothing.smooth_face_probabilities`): isolated
@@ -19,6 +23,7 @@ pre-training adds:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -26,7 +31,15 @@ from mvdecor.data.mesh import LabelledMesh
 from mvdecor.inference.fusion import FusionResult
 from mvdecor.inference.smoothing import smooth_face_probabilities
 
-__all__ = ["refine_fusion", "welded"]
+__all__ = ["FacePrior", "refine_fusion", "welded"]
+
+
+class FacePrior(Protocol):
+    """A label transfer a segmenter's votes can be mixed with (``segment.transfer_prior``)."""
+
+    def face_probabilities(self, mesh: LabelledMesh) -> np.ndarray:
+        """``(F, C)`` float: each face's label distribution (rows sum to 1)."""
+        ...
 
 
 def welded(mesh: LabelledMesh, decimals: int = 6) -> tuple[np.ndarray, np.ndarray]:

@@ -19,8 +19,7 @@ from mvdecor.config import Config, SegmentConfig
 from mvdecor.data.mesh import LabelledMesh
 from mvdecor.errors import InvalidMeshError
 from mvdecor.inference.fusion import FaceVoter, FusionResult
-from mvdecor.inference.refine import refine_fusion
-from mvdecor.inference.transfer import LabelTransfer
+from mvdecor.inference.refine import FacePrior, refine_fusion
 from mvdecor.models.embedding import SegmentationNet
 from mvdecor.models.inputs import ChannelStats, flip_view_array, view_to_array
 from mvdecor.models.nearest import FaceEmbeddingPool, box_coordinates
@@ -248,7 +247,7 @@ class Segmenter:
         *,
         keep_views: bool = False,
         normalize: bool = True,
-        transfer: LabelTransfer | None = None,
+        transfer: FacePrior | None = None,
     ) -> SegmentationResult:
         """Segment one mesh.
 
@@ -258,7 +257,9 @@ class Segmenter:
         cameras : default: the training scheme (``config.render``, with
             ``segment.rings`` / ``segment.segments`` if set), seeded by the mesh name
         keep_views : also return the views and per-view predicted labels
-        transfer : label transfer from the labelled reference shapes, mixed into
+        transfer : label transfer from the labelled reference shapes (a
+            :class:`~mvdecor.inference.transfer.LabelTransfer`, or any
+            :class:`~mvdecor.inference.refine.FacePrior`), mixed into
             the vote as a prior with weight ``segment.transfer_prior`` (ignored
             when that is 0); ``segment.smoothing`` applies with or without it
             (see :func:`~mvdecor.inference.refine.refine_fusion`)

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mvdecor.config import Config, SegmentConfig, finetune_settings_read
+from mvdecor.config import PRIOR_METHODS, Config, SegmentConfig, finetune_settings_read
 from mvdecor.correspond.source import ViewSource
 from mvdecor.errors import ConfigError
 from mvdecor.evaluation.segmentation import SegmentationEvaluator, pixel_miou
@@ -45,7 +45,7 @@ from mvdecor.fileio import atomic_write_text
 from mvdecor.inference.refine import refine_fusion
 from mvdecor.inference.segment import Segmenter
 from mvdecor.models.checkpoints import CheckpointError, checkpoint_method
-from mvdecor.protocols.methods import FACE_METHODS, FaceRun, build_transfer
+from mvdecor.protocols.methods import FACE_METHODS, FaceRun, label_prior
 from mvdecor.protocols.predictions import ShapePrediction, predictions_file, save_predictions
 from mvdecor.protocols.stages import (
     RUN_PLACE_KEYS,
@@ -171,7 +171,7 @@ def run_fewshot(
         ``last`` (default), ``weights`` (network only, a third of the size) or
         ``all``. Runs of an unfinished setting keep everything so it can resume.
     refinements : ``{name: {segment key: value}}``, variants of the segment
-        settings (:data:`REFINEMENT_KEYS`: the transfer prior, the mesh
+        settings (:data:`REFINEMENT_KEYS`: the transfer prior and its method, the mesh
         smoothing, the test-time cameras, image size and flips), e.g. ``{"smooth": {"smoothing":
         1.0}}``. Each variant is scored with the same fine-tuned networks and
         filed as its own method, ``<method>+<name>``
@@ -206,23 +206,31 @@ def run_fewshot(
     segment_of = {method: config.segment} | {
         f"{method}+{name}": replace(config.segment, **changes) for name, changes in variants.items()
     }
-    needs_transfer = face_method is None and any(seg.transfer_prior > 0 for seg in segment_of.values())
+    # The label priors the variants mix in, by how they carry labels (built once per run).
+    prior_methods = (
+        set()
+        if face_method is not None
+        else {seg.prior_method for seg in segment_of.values() if seg.transfer_prior > 0}
+    )
     start = time.perf_counter()
     per_run: dict[str, list[dict]] = {name: [] for name in segment_of}
     for run, labelled in enumerate(labelled_sets):
         run_seed = seed + run
         tag = f"{_setting_tag(method, k, views_per_shape)}_run{run}"
-        transfer = None
-        if needs_transfer:
-            transfer = build_transfer(
-                config,
-                source,
-                labelled,
-                len(names),
-                views_per_shape=views_per_shape,
-                seed=run_seed,
-                exclude_classes=exclude,
-            )
+        face_run = FaceRun(
+            config=config,
+            source=source,
+            labelled_shapes=list(labelled),
+            unlabelled_shapes=list(train_shapes),
+            num_classes=len(names),
+            views_per_shape=views_per_shape,
+            seed=run_seed,
+            exclude_classes=exclude,
+            init=str(init),
+            folder=out / tag,
+            progress=progress,
+        )
+        priors = {name: label_prior(name, face_run) for name in sorted(prior_methods)}
         evaluators = {
             name: SegmentationEvaluator(names, convention=convention, weighting=weighting, seed=seed)
             for name in segment_of
@@ -243,21 +251,7 @@ def run_fewshot(
             # A trained face method's run folder is a stage, as a fine-tuning run's is.
             if spec.learned:
                 open_stage(out / tag, run_settings)
-            predictor = spec.build(
-                FaceRun(
-                    config=config,
-                    source=source,
-                    labelled_shapes=list(labelled),
-                    unlabelled_shapes=list(train_shapes),
-                    num_classes=len(names),
-                    views_per_shape=views_per_shape,
-                    seed=run_seed,
-                    exclude_classes=exclude,
-                    init=str(init),
-                    folder=out / tag,
-                    progress=progress,
-                )
-            )
+            predictor = spec.build(face_run)
             if spec.learned:
                 finish_stage(out / tag, run_settings, {})
             for shape_id in test_shapes:
@@ -302,16 +296,21 @@ def run_fewshot(
             segmenter.config = replace(segmenter.config, segment=config.segment, transfer=config.transfer)
             for shape_id in test_shapes:
                 mesh = source.mesh(shape_id)
-                seg = segmenter.segment(mesh, keep_views=True, normalize=False, transfer=transfer)
-                prior = None
+                seg = segmenter.segment(
+                    mesh, keep_views=True, normalize=False, transfer=priors.get(config.segment.prior_method)
+                )
+                prior_of: dict[str, np.ndarray] = {}  # each prior's face distributions on this mesh
                 # The unrefined vote of each test-time view set (a variant may change it).
                 votes = {_views_key(config.segment): seg.vote}
                 for name, segment in segment_of.items():
                     if name == method:
                         fusion = seg.fusion
                     else:
-                        if segment.transfer_prior > 0 and prior is None:
-                            prior = transfer.face_probabilities(mesh)
+                        use_prior = segment.transfer_prior > 0
+                        if use_prior and segment.prior_method not in prior_of:
+                            prior_of[segment.prior_method] = priors[segment.prior_method].face_probabilities(
+                                mesh
+                            )
                         views_key = _views_key(segment)
                         if views_key not in votes:
                             variant = segmenter.with_segment(replace(segment, smoothing=0.0))
@@ -319,7 +318,7 @@ def run_fewshot(
                         fusion = refine_fusion(
                             votes[views_key],
                             mesh,
-                            prior=prior if segment.transfer_prior > 0 else None,
+                            prior=prior_of[segment.prior_method] if use_prior else None,
                             prior_weight=segment.transfer_prior,
                             smoothing=segment.smoothing,
                             smoothing_angle_degrees=segment.smoothing_angle_degrees,
@@ -410,12 +409,13 @@ def run_fewshot(
     return summaries[method]
 
 
-#: The segment settings a refinement variant may change. The first four act on the fused votes
+#: The segment settings a refinement variant may change. The first five act on the fused votes
 #: only, so one segmentation of each test shape serves every variant; ``rings`` and
 #: ``segments`` (the test-time cameras) segment the shape once more per camera set, with the
 #: same network.
 REFINEMENT_KEYS = (
     "transfer_prior",
+    "prior_method",
     "smoothing",
     "smoothing_angle_degrees",
     "smoothing_iterations",
@@ -426,6 +426,7 @@ REFINEMENT_KEYS = (
 )
 _INTEGER_REFINEMENT_KEYS = ("smoothing_iterations", "rings", "segments", "resolution")
 _BOOLEAN_REFINEMENT_KEYS = ("flip",)
+_STRING_REFINEMENT_KEYS = {"prior_method": PRIOR_METHODS}
 
 
 def _views_key(segment: SegmentConfig) -> tuple:
@@ -433,7 +434,9 @@ def _views_key(segment: SegmentConfig) -> tuple:
     return (segment.rings, segment.segments, segment.resolution, segment.flip)
 
 
-def check_refinements(refinements: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
+def check_refinements(
+    refinements: Mapping[str, Mapping[str, float | str]],
+) -> dict[str, dict[str, float | int | bool | str]]:
     """Validate ``{variant name: {segment key: value}}`` refinement variants (see :func:`run_fewshot`)."""
     out = {}
     for name, changes in refinements.items():
@@ -448,7 +451,14 @@ def check_refinements(refinements: Mapping[str, Mapping[str, float]]) -> dict[st
     return out
 
 
-def _refinement_value(name: str, key: str, value: float) -> float | int | bool:
+def _refinement_value(name: str, key: str, value: float | str) -> float | int | bool | str:
+    if key in _STRING_REFINEMENT_KEYS:
+        if value not in _STRING_REFINEMENT_KEYS[key]:
+            choices = ", ".join(_STRING_REFINEMENT_KEYS[key])
+            raise ConfigError(None, f"refinement {name!r}: {key} must be one of {choices}, got {value!r}")
+        return str(value)
+    if isinstance(value, str):
+        raise ConfigError(None, f"refinement {name!r}: {key} must be a number, got {value!r}")
     if key in _BOOLEAN_REFINEMENT_KEYS:
         if value not in (0, 1):  # True and False are 1 and 0
             raise ConfigError(None, f"refinement {name!r}: {key} must be 0 or 1, got {value!r}")

@@ -32,9 +32,11 @@ from typing import Protocol
 
 import numpy as np
 
-from mvdecor.config import Config
+from mvdecor.config import PRIOR_METHODS, Config
 from mvdecor.correspond.source import ViewSource
 from mvdecor.data.mesh import LabelledMesh
+from mvdecor.errors import ConfigError
+from mvdecor.inference.refine import FacePrior
 from mvdecor.inference.transfer import LabelTransfer, reference_from_mesh, reference_from_views
 from mvdecor.protocols.stages import config_sections, finish_stage, open_stage
 from mvdecor.registry import Registry
@@ -49,6 +51,7 @@ __all__ = [
     "FacePredictor",
     "FaceRun",
     "build_transfer",
+    "label_prior",
 ]
 
 #: The learning-free method: labels carried from the labelled shapes by nearest neighbour
@@ -238,3 +241,26 @@ def _deformation_transfer(run: FaceRun) -> FacePredictor:
 
 
 FACE_METHODS.register(DEFORM)(FaceMethod(_deformation_transfer, sections=("deform",)))
+
+
+def label_prior(method: str, run: FaceRun) -> FacePrior:
+    """The label prior ``segment.prior_method`` names, built from the run's labelled shapes.
+
+    ``transfer`` or ``deform``: the face method of that name, whose face
+    distributions a segmenter mixes into its votes (``segment.transfer_prior``).
+    ``run.folder`` is the 2D method's run folder; ``deform`` trains (or reuses)
+    the category's deformation network beside it, as the ``deform`` method does.
+
+    Raises
+    ------
+    ConfigError
+        ``method`` is not a prior method, or needs whole labelled shapes and the
+        run has labelled views only.
+    """
+    if method not in PRIOR_METHODS:
+        raise ConfigError(
+            None, f"segment.prior_method must be one of {', '.join(PRIOR_METHODS)}, got {method!r}"
+        )
+    if run.views_per_shape and FACE_METHODS.get(method).shapes_only:
+        raise ConfigError(None, f"the {method} prior needs whole labelled shapes, not labelled views")
+    return FACE_METHODS.get(method).build(run)
