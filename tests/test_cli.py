@@ -17,11 +17,11 @@ def test_help_lists_commands(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("render", "views", "info", "datasets", "demo", "transfer"):
+    for command in ("render", "views", "info", "datasets", "demo", "transfer", "deform"):
         assert command in out
 
 
-@pytest.mark.parametrize("command", ["render", "views", "info", "demo", "datasets", "transfer"])
+@pytest.mark.parametrize("command", ["render", "views", "info", "demo", "datasets", "transfer", "deform"])
 def test_each_command_has_help(capsys, command):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
@@ -200,6 +200,37 @@ def test_finetune_then_segment_an_unlabelled_mesh(tmp_path, capsys):
         == 1
     )
     assert "no reference shape(s) sofa" in capsys.readouterr().err
+
+    # A learned deformation (`mvdecor deform`, no labels): labels carried along it by `transfer`,
+    # and the same labels as a prior of weight 1 in `segment`.
+    tiny = ["--set", "deform.num_points=64", "--set", "deform.width=8", "--set", "deform.pairs_per_batch=1",
+            "--set", "deform.transfer_samples=200"]  # fmt: skip
+    mugs = "synthetic:categories=mug,n=3,textured=0"
+    assert main(["deform", mugs, "--out", str(tmp_path / "deform"), "--iterations", "2", "--device", "cpu",
+                 "--quiet", *tiny]) == 0  # fmt: skip
+    network = tmp_path / "deform" / "last.pt"
+    assert (
+        f"deformation network trained on 3 shapes (2 steps, preset cpu): {network}" in capsys.readouterr().out
+    )
+    assert "preset: cpu" in (tmp_path / "deform" / "config.yaml").read_text()
+    deformation = ["--deformation", str(network)]
+    assert main(["transfer", str(mesh), *refs, *deformation, "--out", str(tmp_path / "dtr"), "--quiet"]) == 0
+    carried = np.loadtxt(tmp_path / "dtr" / "cup.labels.txt", dtype=int)
+    assert (
+        carried.shape == (len(cyl.faces),)
+        and "learned deformation" in (tmp_path / "dtr" / "report.html").read_text()
+    )
+    assert main(["segment", str(mesh), *model, "--out", str(tmp_path / "dprior"), *refs, *deformation,
+                 "--prior-method", "deform", "--transfer-prior", "1", "--no-report"]) == 0  # fmt: skip
+    np.testing.assert_array_equal(np.loadtxt(tmp_path / "dprior" / "cup.labels.txt", dtype=int), carried)
+    capsys.readouterr()
+    assert main(["segment", str(mesh), *model, "--out", str(tmp_path / "x"), *refs, "--prior-method", "deform",
+                 "--transfer-prior", "1"]) == 1  # fmt: skip
+    assert "--prior-method deform needs --deformation" in capsys.readouterr().err
+    assert main(["segment", str(mesh), *model, "--out", str(tmp_path / "x"), *refs, *deformation]) == 1
+    assert "--deformation is read only with --prior-method deform" in capsys.readouterr().err
+    assert main(["deform", mugs, "--out", str(tmp_path / "d1"), "--shapes", "mug_0000"]) == 1
+    assert "a deformation is learnt from two shapes or more, found 1" in capsys.readouterr().err
 
 
 def test_pretrain_method_and_imagenet_checkpoint_options(capsys):

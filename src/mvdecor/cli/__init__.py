@@ -40,6 +40,7 @@ from mvdecor.cli.pictures import add_pictures_command
 from mvdecor.cli.report_commands import add_demo_parser, add_report_parser
 from mvdecor.cli.segment_commands import add_segment_parser, add_transfer_parser
 from mvdecor.cli.train_commands import (
+    add_deform_parser,
     add_evaluate_embedding_parser,
     add_fewshot_parser,
     add_finetune_parser,
@@ -84,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_finetune_parser,
         add_segment_parser,
         add_transfer_parser,
+        add_deform_parser,
         add_fewshot_parser,
         add_evaluate_embedding_parser,
         add_pictures_command,

@@ -145,6 +145,13 @@ def add_inference_options(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="weight in [0, 1] of the label-transfer prior from the labelled shapes (0: off)",
     )
+    group.add_argument(
+        "--prior-method",
+        dest="prior_method",
+        choices=("transfer", "deform"),
+        help="how the prior carries the labels: transfer (nearest neighbour, default) or deform "
+        "(along a learned deformation; give --deformation)",
+    )
     add_transfer_options(parser)
 
 

@@ -57,6 +57,7 @@ SHORTCUTS: dict[str, str] = {
     # inference on the mesh
     "method": "segment.method",
     "transfer_prior": "segment.transfer_prior",
+    "prior_method": "segment.prior_method",
     "smoothing": "segment.smoothing",
     "test_rings": "segment.rings",
     "test_segments": "segment.segments",

@@ -13,10 +13,9 @@ from mvdecor.cli.overrides import add_set_option, config_from_args, inference_ov
 from mvdecor.errors import MvDecorError
 
 
-def _load_references(spec: str, shape_ids: Sequence[str] | None, exclude: Sequence[int], config):
-    """Transfer references from labelled shapes of a dataset or folder; returns (transfer, label names)."""
+def _load_reference_meshes(spec: str, shape_ids: Sequence[str] | None):
+    """The labelled reference shapes of a dataset or folder, normalised; returns (meshes, label names)."""
     from mvdecor.data.datasets import open_dataset
-    from mvdecor.inference.transfer import LabelTransfer, reference_from_mesh
 
     dataset = open_dataset(spec)
     ids = list(shape_ids) if shape_ids else dataset.shape_ids()
@@ -30,12 +29,41 @@ def _load_references(spec: str, shape_ids: Sequence[str] | None, exclude: Sequen
         raise MvDecorError(f"{spec}: references from several categories ({', '.join(sorted(categories))}); "
                            "choose shapes of one with --reference-shapes")  # fmt: skip
     names = tuple(dataset.label_names_of(categories.pop()))
-    references = []
+    meshes = []
     for shape_id in ids:
         mesh = dataset.load(shape_id).normalized().replace(name=shape_id)
         if not names:
             names = tuple(mesh.label_names) or tuple(str(i) for i in range(mesh.num_labels))
-        references.append(reference_from_mesh(mesh, samples=config.transfer.samples, exclude_classes=exclude))
+        meshes.append(mesh)
+    return meshes, names
+
+
+def _load_references(
+    spec: str,
+    shape_ids: Sequence[str] | None,
+    exclude: Sequence[int],
+    config,
+    deformation: str | None = None,
+    device: str = "cpu",
+):
+    """A label transfer from a dataset's or folder's labelled shapes; returns (transfer, label names).
+
+    Nearest-neighbour transfer (the ``transfer`` section), or with ``deformation``
+    (a ``mvdecor deform`` checkpoint) the best-fitting reference deformed onto each mesh.
+    """
+    meshes, names = _load_reference_meshes(spec, shape_ids)
+    if deformation is not None:
+        from mvdecor.points.deformation import DeformationTransfer  # loads torch: only here
+
+        transfer = DeformationTransfer.from_checkpoint(
+            deformation, meshes, len(names), exclude_classes=exclude, device=device
+        )
+        return transfer, names
+    from mvdecor.inference.transfer import LabelTransfer, reference_from_mesh
+
+    references = [
+        reference_from_mesh(mesh, samples=config.transfer.samples, exclude_classes=exclude) for mesh in meshes
+    ]
     transfer = LabelTransfer(
         references, len(names), align=config.transfer.align, neighbours=config.transfer.neighbours
     )
@@ -79,9 +107,20 @@ def cmd_segment(args: argparse.Namespace) -> int:
     transfer_settings = replace(segmenter.config.transfer, **changes["transfer"])
     segmenter.config = replace(segmenter.config, segment=segment, transfer=transfer_settings)
     transfer = None
+    if segment.prior_method == "deform" and not args.deformation:
+        raise MvDecorError(
+            "--prior-method deform needs --deformation (a network trained by `mvdecor deform`)"
+        )
+    if args.deformation and segment.prior_method != "deform":
+        raise MvDecorError("--deformation is read only with --prior-method deform")
     if args.references:
         transfer, names = _load_references(
-            args.references, args.reference_shapes, args.exclude_classes, segmenter.config
+            args.references,
+            args.reference_shapes,
+            args.exclude_classes,
+            segmenter.config,
+            deformation=args.deformation,
+            device=args.device,
         )
         if tuple(names) != tuple(segmenter.label_names):
             raise MvDecorError(
@@ -163,6 +202,11 @@ def add_segment_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--reference-shapes", dest="reference_shapes", nargs="+", metavar="ID", help="only these shapes of it"
     )
+    p.add_argument(
+        "--deformation",
+        metavar="NET",
+        help="with --prior-method deform: the deformation network (`mvdecor deform`'s OUT/last.pt)",
+    )
     add_inference_options(p)
     p.set_defaults(func=cmd_segment)
 
@@ -174,7 +218,9 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     from mvdecor.inference.export import export_segmentation
 
     config = config_from_args(args)
-    transfer, names = _load_references(args.references, args.reference_shapes, args.exclude_classes, config)
+    transfer, names = _load_references(
+        args.references, args.reference_shapes, args.exclude_classes, config, deformation=args.deformation
+    )
     paths = _mesh_paths(args.meshes)
     out = Path(args.out)
     from tqdm.auto import tqdm
@@ -198,7 +244,10 @@ def cmd_transfer(args: argparse.Namespace) -> int:
             out,
             preset=config.preset,
             description=f"Labelled by nearest-neighbour transfer from {len(transfer.references)} "
-            f"reference shape(s) of {args.references} (align: {config.transfer.align}); no network.",
+            f"reference shape(s) of {args.references} (align: {config.transfer.align}); no network."
+            if args.deformation is None
+            else f"Labelled along the learned deformation {args.deformation} of the best-fitting of "
+            f"{len(transfer.references)} reference shape(s) of {args.references}.",
         )
         print(f"report: {page} (opens offline in a browser)")
     return 0
@@ -214,8 +263,10 @@ def add_transfer_parser(sub: argparse._SubParsersAction) -> None:
             "label of the nearest labelled surface point of the reference shapes, after mapping the "
             "mesh's bounding box onto each reference's, axis by axis (--transfer-align none: as they "
             "are; the shapes must share an orientation, as a category's do). Seconds per mesh, no "
-            "training. Writes what `segment` writes: labels, confidence, coloured PLY/GLB, legend, "
-            "and OUT/report.html."
+            "training. With --deformation (a network `mvdecor deform` trained on the category's "
+            "shapes, no labels), the best-fitting reference is deformed onto each mesh first and "
+            "only its labels are carried (the paper's learned-deformation baseline). Writes what "
+            "`segment` writes: labels, confidence, coloured PLY/GLB, legend, and OUT/report.html."
         ),
     )
     p.add_argument("meshes", nargs="+", help="mesh files or folders of meshes to label")
@@ -231,6 +282,12 @@ def add_transfer_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder (one sub-folder per mesh when several)")
     p.add_argument(
         "--exclude-classes", type=int, nargs="*", default=[], help="classes never predicted (PartNet: 0)"
+    )
+    p.add_argument(
+        "--deformation",
+        metavar="NET",
+        help="carry labels along this learned deformation (`mvdecor deform`'s OUT/last.pt) instead of "
+        "by nearest neighbour",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--no-report", action="store_true", help="do not write OUT/report.html")

@@ -1,4 +1,4 @@
-"""Training and its evaluation: ``pretrain``, ``finetune``, ``fewshot``, ``evaluate-embedding``."""
+"""Training and its evaluation: ``pretrain``, ``finetune``, ``fewshot``, ``evaluate-embedding``, ``deform``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from mvdecor.cli.common import (
     add_render_options,
     add_train_options,
 )
-from mvdecor.cli.overrides import config_from_args
+from mvdecor.cli.overrides import add_set_option, config_from_args
 from mvdecor.errors import ConfigError, MvDecorError
 
 
@@ -373,3 +373,68 @@ def add_evaluate_embedding_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="device (default cpu)")
     p.add_argument("--out", help="also write the result as JSON here")
     p.set_defaults(func=cmd_evaluate_embedding)
+
+
+def cmd_deform(args: argparse.Namespace) -> int:
+    from mvdecor.data.datasets import open_dataset
+    from mvdecor.fileio import atomic_write_text
+    from mvdecor.points.deformation import train_deformation  # loads torch: only here
+
+    config = config_from_args(args, train_section="deform")
+    dataset = open_dataset(args.dataset)
+    ids = list(args.shapes) if args.shapes else dataset.shape_ids()
+    missing = sorted(set(ids) - set(dataset.shape_ids()))
+    if missing:
+        raise MvDecorError(f"{args.dataset}: no shape(s) {', '.join(missing[:5])}")
+    if len(ids) < 2:
+        raise MvDecorError(
+            f"{args.dataset}: a deformation is learnt from two shapes or more, found {len(ids)}"
+        )
+    categories = {dataset.category_of(i) for i in ids}
+    if len(categories) > 1:
+        raise MvDecorError(f"{args.dataset}: shapes of several categories ({', '.join(sorted(categories))}); "
+                           "a deformation network learns one: choose its shapes with --shapes")  # fmt: skip
+    # Normalised as `segment` and `transfer` normalise the meshes they label.
+    meshes = [dataset.load(shape_id).normalized().replace(name=shape_id) for shape_id in ids]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", config.to_yaml())  # the preset in use, beside the network
+    path = train_deformation(config, meshes, out=out, progress=not args.quiet)
+    print(
+        f"deformation network trained on {len(meshes)} shapes ({config.deform.iterations} steps, preset "
+        f"{config.preset}): {path}; use it with `mvdecor transfer --deformation {path}` or "
+        f"`mvdecor segment --prior-method deform --deformation {path}`"
+    )
+    return 0
+
+
+def add_deform_parser(sub: argparse._SubParsersAction) -> None:
+    """``mvdecor deform``."""
+    p = sub.add_parser(
+        "deform",
+        help="learn to deform a category's shapes onto each other (no labels), to carry labels along",
+        description=(
+            "Train a small point network that deforms any shape of a category onto any other "
+            "(Chamfer loss after a per-axis bounding-box alignment, with a smoothness term; the "
+            "config's deform section). Labels are not read. The network then carries the labels "
+            "of a few labelled shapes to new ones: `mvdecor transfer --deformation OUT/last.pt` "
+            "(the paper's learned-deformation baseline) or, as a prior mixed into a fine-tuned "
+            "network's votes, `mvdecor segment --prior-method deform --transfer-prior W "
+            "--deformation OUT/last.pt`. The shapes must share an orientation, as a category's "
+            "do. Writes OUT/config.yaml, OUT/last.pt and OUT/metrics.csv; re-running the same command resumes."
+        ),
+    )
+    p.add_argument("dataset", help="a dataset name or spec (see `mvdecor datasets`) or a folder of meshes")
+    p.add_argument("--out", required=True, help="the run folder")
+    p.add_argument(
+        "--shapes", nargs="+", metavar="ID", help="only these shapes (default: all, of one category)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--preset", default="cpu", choices=("paper", "cpu"), help="settings preset (default cpu)")
+    p.add_argument("--config", metavar="YAML", help="a config file (its deform section is used)")
+    group = p.add_argument_group("training (override the preset's deform section)")
+    group.add_argument("--iterations", type=int, help="optimiser steps")
+    group.add_argument("--lr", type=float, help="learning rate")
+    group.add_argument("--device", help="auto (default: CUDA when available), cpu, cuda, cuda:N")
+    add_set_option(p)
+    p.set_defaults(func=cmd_deform)
