@@ -93,8 +93,9 @@ from mvdecor.data.splits import load_split, make_split, save_split
 from mvdecor.evaluation.embedding import evaluate_embedding
 from mvdecor.fileio import atomic_path
 from mvdecor.points import pretrain_pointcontrast
-from mvdecor.protocols.fewshot import check_refinements, finished_fewshot, run_fewshot_cached
+from mvdecor.protocols.fewshot import finished_fewshot, run_fewshot_cached
 from mvdecor.protocols.methods import FACE_METHODS as FACE_METHOD_REGISTRY
+from mvdecor.protocols.refinements import check_refinements
 from mvdecor.train.data import split_shapes
 from mvdecor.train.precision import resolve_precision
 from mvdecor.train.pretrain import pretrain

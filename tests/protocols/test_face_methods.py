@@ -12,11 +12,11 @@ from mvdecor.errors import ConfigError
 from mvdecor.points import pretrain_pointcontrast
 from mvdecor.protocols.fewshot import (
     cached_fewshot,
-    check_refinements,
     method_of_init,
     run_fewshot,
     training_settings,
 )
+from mvdecor.protocols.refinements import check_refinements
 from mvdecor.protocols.stages import STAGE_RECORD
 
 DATASET = "synthetic:categories=mug,n=3,textured=0"

@@ -17,7 +17,6 @@ from mvdecor.inference.transfer import LabelTransfer, reference_from_mesh
 from mvdecor.protocols import fewshot
 from mvdecor.protocols.fewshot import (
     cached_fewshot,
-    check_refinements,
     draw_labelled_sets,
     finished_fewshot,
     format_fewshot,
@@ -28,6 +27,7 @@ from mvdecor.protocols.fewshot import (
     training_settings,
 )
 from mvdecor.protocols.predictions import load_predictions
+from mvdecor.protocols.refinements import check_refinements
 from mvdecor.train.checkpoint import load_checkpoint, save_checkpoint
 from mvdecor.train.data import ViewSource
 

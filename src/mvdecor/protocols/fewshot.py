@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mvdecor.config import PRIOR_METHODS, Config, SegmentConfig, finetune_settings_read
+from mvdecor.config import Config, finetune_settings_read
 from mvdecor.correspond.source import ViewSource
 from mvdecor.errors import ConfigError
 from mvdecor.evaluation.segmentation import SegmentationEvaluator, pixel_miou
@@ -47,6 +47,7 @@ from mvdecor.inference.segment import Segmenter
 from mvdecor.models.checkpoints import CheckpointError, checkpoint_method
 from mvdecor.protocols.methods import FACE_METHODS, FaceRun, label_prior
 from mvdecor.protocols.predictions import ShapePrediction, predictions_file, save_predictions
+from mvdecor.protocols.refinements import check_refinements, views_key
 from mvdecor.protocols.stages import (
     RUN_PLACE_KEYS,
     SETTINGS_DEFAULTS,
@@ -171,7 +172,7 @@ def run_fewshot(
         ``last`` (default), ``weights`` (network only, a third of the size) or
         ``all``. Runs of an unfinished setting keep everything so it can resume.
     refinements : ``{name: {segment key: value}}``, variants of the segment
-        settings (:data:`REFINEMENT_KEYS`: the transfer prior and its method, the mesh
+        settings (:data:`~mvdecor.protocols.refinements.REFINEMENT_KEYS`: the transfer prior and its method, the mesh
         smoothing, the test-time cameras, image size and flips), e.g. ``{"smooth": {"smoothing":
         1.0}}``. Each variant is scored with the same fine-tuned networks and
         filed as its own method, ``<method>+<name>``
@@ -301,22 +302,21 @@ def run_fewshot(
                 )
                 prior_of: dict[str, np.ndarray] = {}  # each prior's face distributions on this mesh
                 # The unrefined vote of each test-time view set (a variant may change it).
-                votes = {_views_key(config.segment): seg.vote}
+                votes = {views_key(config.segment): seg.vote}
                 for name, segment in segment_of.items():
                     if name == method:
                         fusion = seg.fusion
                     else:
                         use_prior = segment.transfer_prior > 0
                         if use_prior and segment.prior_method not in prior_of:
-                            prior_of[segment.prior_method] = priors[segment.prior_method].face_probabilities(
-                                mesh
-                            )
-                        views_key = _views_key(segment)
-                        if views_key not in votes:
+                            label_source = priors[segment.prior_method]
+                            prior_of[segment.prior_method] = label_source.face_probabilities(mesh)
+                        view_set = views_key(segment)
+                        if view_set not in votes:
                             variant = segmenter.with_segment(replace(segment, smoothing=0.0))
-                            votes[views_key] = variant.segment(mesh, normalize=False).vote
+                            votes[view_set] = variant.segment(mesh, normalize=False).vote
                         fusion = refine_fusion(
-                            votes[views_key],
+                            votes[view_set],
                             mesh,
                             prior=prior_of[segment.prior_method] if use_prior else None,
                             prior_weight=segment.transfer_prior,
@@ -407,63 +407,6 @@ def run_fewshot(
             path = out / record["checkpoint"]
             prune_checkpoints(path.parent, keep_checkpoints, keep_best=path.name == "best.pt")
     return summaries[method]
-
-
-#: The segment settings a refinement variant may change. The first five act on the fused votes
-#: only, so one segmentation of each test shape serves every variant; ``rings`` and
-#: ``segments`` (the test-time cameras) segment the shape once more per camera set, with the
-#: same network.
-REFINEMENT_KEYS = (
-    "transfer_prior",
-    "prior_method",
-    "smoothing",
-    "smoothing_angle_degrees",
-    "smoothing_iterations",
-    "rings",
-    "segments",
-    "resolution",
-    "flip",
-)
-_INTEGER_REFINEMENT_KEYS = ("smoothing_iterations", "rings", "segments", "resolution")
-_BOOLEAN_REFINEMENT_KEYS = ("flip",)
-_STRING_REFINEMENT_KEYS = {"prior_method": PRIOR_METHODS}
-
-
-def _views_key(segment: SegmentConfig) -> tuple:
-    """What decides a test shape's views and per-view predictions (the vote before refinement)."""
-    return (segment.rings, segment.segments, segment.resolution, segment.flip)
-
-
-def check_refinements(
-    refinements: Mapping[str, Mapping[str, float | str]],
-) -> dict[str, dict[str, float | int | bool | str]]:
-    """Validate ``{variant name: {segment key: value}}`` refinement variants (see :func:`run_fewshot`)."""
-    out = {}
-    for name, changes in refinements.items():
-        if not name or "+" in name or "/" in name or name != name.strip():
-            raise ConfigError(None, f"refinement variant name {name!r} must be a plain word (no '+' or '/')")
-        unknown = sorted(set(changes) - set(REFINEMENT_KEYS))
-        if unknown:
-            raise ConfigError(
-                None, f"refinement {name!r}: unknown key(s) {unknown}; allowed: {', '.join(REFINEMENT_KEYS)}"
-            )
-        out[name] = {key: _refinement_value(name, key, value) for key, value in changes.items()}
-    return out
-
-
-def _refinement_value(name: str, key: str, value: float | str) -> float | int | bool | str:
-    if key in _STRING_REFINEMENT_KEYS:
-        if value not in _STRING_REFINEMENT_KEYS[key]:
-            choices = ", ".join(_STRING_REFINEMENT_KEYS[key])
-            raise ConfigError(None, f"refinement {name!r}: {key} must be one of {choices}, got {value!r}")
-        return str(value)
-    if isinstance(value, str):
-        raise ConfigError(None, f"refinement {name!r}: {key} must be a number, got {value!r}")
-    if key in _BOOLEAN_REFINEMENT_KEYS:
-        if value not in (0, 1):  # True and False are 1 and 0
-            raise ConfigError(None, f"refinement {name!r}: {key} must be 0 or 1, got {value!r}")
-        return bool(value)
-    return int(value) if key in _INTEGER_REFINEMENT_KEYS else float(value)
 
 
 def _write_results(stem: Path, record: dict, table: str) -> None:
