@@ -231,6 +231,17 @@ def test_finetune_then_segment_an_unlabelled_mesh(tmp_path, capsys):
     assert "--deformation is read only with --prior-method deform" in capsys.readouterr().err
     assert main(["deform", mugs, "--out", str(tmp_path / "d1"), "--shapes", "mug_0000"]) == 1
     assert "a deformation is learnt from two shapes or more, found 1" in capsys.readouterr().err
+    # One shape check for both commands: shapes of two categories are refused by each, before any work.
+    two = "synthetic:categories=mug+bottle,n=2,textured=0"
+    assert main(["deform", two, "--out", str(tmp_path / "d2")]) == 1
+    assert f"{two}: shapes of several categories (bottle, mug); a deformation network learns one" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "d2").exists()
+    assert main(["transfer", str(mesh), "--references", two, "--out", str(tmp_path / "t2")]) == 1
+    assert f"{two}: reference shapes of several categories (bottle, mug); choose shapes of one" in (
+        capsys.readouterr().err
+    )
 
 
 def test_pretrain_method_and_imagenet_checkpoint_options(capsys):

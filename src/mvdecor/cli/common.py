@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from mvdecor.cli.overrides import add_set_option
 from mvdecor.config import BACKBONE_NAMES
-from mvdecor.errors import ConfigError, show_warning
+from mvdecor.errors import ConfigError, MvDecorError, show_warning
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -185,6 +185,56 @@ def load_mesh_arg(args: argparse.Namespace):
     from mvdecor.data.io import load_mesh
 
     return load_mesh(args.mesh, labels=args.labels, label_names=args.label_names)
+
+
+def load_category_shapes(
+    dataset,
+    spec: str,
+    shape_ids: Sequence[str] | None,
+    *,
+    noun: str,
+    choose: str,
+    min_count: int = 1,
+    too_few: str = "no {noun}s found",
+) -> tuple[list, str]:
+    """Shapes of one category from a dataset, normalised as ``segment`` normalises what it labels.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The opened dataset (``mvdecor.data.datasets.open_dataset(spec)``).
+    spec : str
+        How the user named it, for the error messages.
+    shape_ids : sequence of str or None
+        The shapes asked for; ``None`` or empty: all of the dataset's.
+    noun : str
+        What the shapes are to the command ("reference shape", "shape"), for the messages.
+    choose : str
+        The hint that ends the several-categories message (which option picks shapes, and why).
+    min_count : int
+        Fewer shapes than this is an error, ``too_few`` its message (with ``{noun}`` and ``{count}``).
+
+    Returns
+    -------
+    (list of Mesh, str)
+        The meshes, each named by its shape id, and their one category.
+
+    Raises
+    ------
+    MvDecorError
+        A shape id the dataset does not hold, too few shapes, or shapes of several categories.
+    """
+    ids = list(shape_ids) if shape_ids else dataset.shape_ids()
+    missing = sorted(set(ids) - set(dataset.shape_ids()))
+    if missing:
+        raise MvDecorError(f"{spec}: no {noun}(s) {', '.join(missing[:5])}")
+    if len(ids) < min_count:
+        raise MvDecorError(f"{spec}: " + too_few.format(noun=noun, count=len(ids)))
+    categories = sorted({dataset.category_of(i) for i in ids})
+    if len(categories) > 1:
+        raise MvDecorError(f"{spec}: {noun}s of several categories ({', '.join(categories)}); {choose}")
+    meshes = [dataset.load(shape_id).normalized().replace(name=shape_id) for shape_id in ids]
+    return meshes, categories[0]
 
 
 # --------------------------------------------------------------------- checks

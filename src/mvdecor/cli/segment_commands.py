@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from mvdecor.cli.common import add_inference_options, add_transfer_options
+from mvdecor.cli.common import add_inference_options, add_transfer_options, load_category_shapes
 from mvdecor.cli.overrides import add_set_option, config_from_args, inference_overrides
 from mvdecor.errors import MvDecorError
 
@@ -18,23 +18,18 @@ def _load_reference_meshes(spec: str, shape_ids: Sequence[str] | None):
     from mvdecor.data.datasets import open_dataset
 
     dataset = open_dataset(spec)
-    ids = list(shape_ids) if shape_ids else dataset.shape_ids()
-    missing = sorted(set(ids) - set(dataset.shape_ids()))
-    if missing:
-        raise MvDecorError(f"{spec}: no reference shape(s) {', '.join(missing[:5])}")
-    if not ids:
-        raise MvDecorError(f"{spec}: no labelled reference shapes found")
-    categories = {dataset.category_of(i) for i in ids}
-    if len(categories) > 1:
-        raise MvDecorError(f"{spec}: references from several categories ({', '.join(sorted(categories))}); "
-                           "choose shapes of one with --reference-shapes")  # fmt: skip
-    names = tuple(dataset.label_names_of(categories.pop()))
-    meshes = []
-    for shape_id in ids:
-        mesh = dataset.load(shape_id).normalized().replace(name=shape_id)
-        if not names:
-            names = tuple(mesh.label_names) or tuple(str(i) for i in range(mesh.num_labels))
-        meshes.append(mesh)
+    meshes, category = load_category_shapes(
+        dataset,
+        spec,
+        shape_ids,
+        noun="reference shape",
+        choose="choose shapes of one with --reference-shapes",
+        too_few="no labelled reference shapes found",
+    )
+    names = tuple(dataset.label_names_of(category))
+    if not names:
+        first = meshes[0]
+        names = tuple(first.label_names) or tuple(str(i) for i in range(first.num_labels))
     return meshes, names
 
 

@@ -14,6 +14,7 @@ from mvdecor.cli.common import (
     add_modalities_option,
     add_render_options,
     add_train_options,
+    load_category_shapes,
 )
 from mvdecor.cli.overrides import add_set_option, config_from_args
 from mvdecor.errors import ConfigError, MvDecorError
@@ -381,21 +382,15 @@ def cmd_deform(args: argparse.Namespace) -> int:
     from mvdecor.points.deformation import train_deformation  # loads torch: only here
 
     config = config_from_args(args, train_section="deform")
-    dataset = open_dataset(args.dataset)
-    ids = list(args.shapes) if args.shapes else dataset.shape_ids()
-    missing = sorted(set(ids) - set(dataset.shape_ids()))
-    if missing:
-        raise MvDecorError(f"{args.dataset}: no shape(s) {', '.join(missing[:5])}")
-    if len(ids) < 2:
-        raise MvDecorError(
-            f"{args.dataset}: a deformation is learnt from two shapes or more, found {len(ids)}"
-        )
-    categories = {dataset.category_of(i) for i in ids}
-    if len(categories) > 1:
-        raise MvDecorError(f"{args.dataset}: shapes of several categories ({', '.join(sorted(categories))}); "
-                           "a deformation network learns one: choose its shapes with --shapes")  # fmt: skip
-    # Normalised as `segment` and `transfer` normalise the meshes they label.
-    meshes = [dataset.load(shape_id).normalized().replace(name=shape_id) for shape_id in ids]
+    meshes, _ = load_category_shapes(
+        open_dataset(args.dataset),
+        args.dataset,
+        args.shapes,
+        noun="shape",
+        choose="a deformation network learns one: choose its shapes with --shapes",
+        min_count=2,
+        too_few="a deformation is learnt from two shapes or more, found {count}",
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", config.to_yaml())  # the preset in use, beside the network
