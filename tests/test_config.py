@@ -35,6 +35,23 @@ def test_cpu_preset_is_small():
     assert render.num_views < 30 and render.resolution <= 128
 
 
+def test_cpu_preset_starts_from_the_packaged_imagenet_weights_of_its_backbone_only(tmp_path):
+    model = load_config("cpu").model
+    assert (model.backbone, model.imagenet_checkpoint) == ("efficientnet_lite0", "packaged")
+    # Another backbone without weights of its own starts from random weights (the packaged ones are
+    # Lite0's), from an override or a file; weights it names, and other Lite0 settings, are kept.
+    resnet = load_config("cpu", {"model": {"backbone": "resnet18"}}).model
+    assert (resnet.backbone, resnet.imagenet_checkpoint) == ("resnet18", "")
+    named = load_config("cpu", {"model": {"backbone": "resnet18", "imagenet_checkpoint": "r.pth"}}).model
+    assert named.imagenet_checkpoint == "r.pth"
+    assert load_config("cpu", {"model": {"head": "paper"}}).model.imagenet_checkpoint == "packaged"
+    path = tmp_path / "resnet.yaml"
+    path.write_text("preset: cpu\nmodel: {backbone: resnet34}\n")
+    assert load_config(str(path)).model.imagenet_checkpoint == ""
+    with pytest.raises(ConfigError, match="exists only"):  # asked for by the same layer: an error
+        load_config("cpu", {"model": {"backbone": "resnet18", "imagenet_checkpoint": "packaged"}})
+
+
 def test_file_based_on_preset_with_overrides(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text("preset: cpu\nrender:\n  resolution: 64\n")

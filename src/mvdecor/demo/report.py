@@ -116,7 +116,13 @@ def _html_report(summary: dict, out: Path, pictures: Sequence[Picture], meshes: 
     if summary["verdict"] is not None:
         description += (
             f"{settings['pretrain_iterations']} pre-training steps without labels, then {adapted} "
-            "of the pre-trained network (MvDeCor) and of random weights (scratch). "
+            "of the pre-trained network (MvDeCor), "
+            + (
+                "of the ImageNet weights it started from (ImageNet), "
+                if "imagenet" in summary["methods"]
+                else ""
+            )
+            + "and of random weights (scratch). "
             + _verdict_text(summary).replace("**", "")
         )
     else:
@@ -157,12 +163,17 @@ def _verdict(mean: Mapping[str, Mapping[str, float]], fewshot: Mapping[str, Mapp
         (runs["mvdecor"]["part_miou"] or 0.0) > (runs["scratch"]["part_miou"] or 0.0)
         for runs in fewshot.values()
     )
-    return {
+    verdict = {
         "winner": winner,
         "scores": per_score,
         "categories_mvdecor_ahead_on_part_miou": int(categories_ahead),
         "categories": len(fewshot),
     }
+    if "imagenet" in mean:  # pre-training started from ImageNet weights: what it added to them
+        verdict["mvdecor_minus_imagenet_part_miou_points"] = 100 * (
+            mean["mvdecor"]["part_miou"] - mean["imagenet"]["part_miou"]
+        )
+    return verdict
 
 
 def _vs_transfer(mean: Mapping[str, Mapping[str, float]]) -> dict:
@@ -211,7 +222,21 @@ def _vs_transfer_text(summary: dict) -> str:
 
 
 def _verdict_text(summary: dict) -> str:
-    """The verdict in one or two plain sentences."""
+    """The verdict in one to three plain sentences."""
+    text = _scratch_verdict_text(summary)
+    verdict, mean = summary["verdict"], summary["mean"]
+    if "mvdecor_minus_imagenet_part_miou_points" in verdict:
+        gain = verdict["mvdecor_minus_imagenet_part_miou_points"]
+        text += (
+            f" Against the ImageNet weights its pre-training started from, MvDeCor's part mIoU is "
+            f"{_pct(mean['mvdecor']['part_miou'])}% against {_pct(mean['imagenet']['part_miou'])}% "
+            f"({gain:+.1f} points: what the pre-training added)."
+        )
+    return text
+
+
+def _scratch_verdict_text(summary: dict) -> str:
+    """MvDeCor against scratch, in one or two plain sentences."""
     verdict, mean = summary["verdict"], summary["mean"]
 
     def compare(key: str) -> str:
@@ -241,6 +266,20 @@ def _verdict_text(summary: dict) -> str:
         f"**No clear winner**: MvDeCor is ahead on {' and '.join(ahead) or 'no score'} and behind on "
         f"{' and '.join(behind) or 'no score'} (MvDeCor against scratch: {every}). {categories}"
     )
+
+
+def _networks(methods: Sequence[str]) -> str:
+    return "three networks" if "imagenet" in methods else "two networks"
+
+
+def _imagenet_start(methods: Sequence[str]) -> str:
+    return ", its pre-training started from the encoder's ImageNet weights" if "imagenet" in methods else ""
+
+
+def _imagenet_column(methods: Sequence[str]) -> str:
+    if "imagenet" not in methods:
+        return ""
+    return ", and a third the ImageNet weights without that pre-training (**ImageNet**: what the pre-training adds to them)"
 
 
 def _report(summary: dict, config: Config, html_name: str) -> str:
@@ -304,7 +343,7 @@ def _results_section(summary: dict) -> list[str]:
     if "mvdecor" in methods and _nearest(settings):
         intro = (
             f"Per category, the same k = {_n(k, 'labelled training shape')} (all {summary['views_per_shape']} "
-            "views of each; same draw, same seed) labelled the held-out test shapes through two networks, "
+            f"views of each; same draw, same seed) labelled the held-out test shapes through {_networks(methods)}, "
             "with no training (`finetune.method: nearest`): "
             + (
                 "each face of a test shape, its pixels' embeddings averaged over all the views, takes the "
@@ -317,19 +356,20 @@ def _results_section(summary: dict) -> list[str]:
             + "; neighbours ranked by embedding similarity and, with a position weight, by how close the "
             "surface points they see lie in their shapes' bounding boxes). One network is the "
             "embedding network pre-trained without labels on the training shapes of all categories "
-            "(**MvDeCor**), the other the same architecture with random weights (**scratch**: what "
-            "pre-training adds). Per-view predictions were fused onto the faces by entropy-weighted "
-            "voting and scored there."
+            f"(**MvDeCor**{_imagenet_start(methods)}), another the same architecture with random weights "
+            f"(**scratch**: what {'the ImageNet weights and ' if 'imagenet' in methods else ''}pre-training "
+            f"add{'' if 'imagenet' in methods else 's'}){_imagenet_column(methods)}. Per-view predictions were "
+            "fused onto the faces by entropy-weighted voting and scored there."
         )
     elif "mvdecor" in methods:
         intro = (
-            f"Per category, two networks were fine-tuned on the same k = {_n(k, 'labelled training shape')} "
+            f"Per category, {_networks(methods)} were fine-tuned on the same k = {_n(k, 'labelled training shape')} "
             f"(all {summary['views_per_shape']} views of each; same draw, same seed) for "
             f"{_n(settings['finetune_iterations'], 'step')} of {settings['finetune_views_per_batch']} views: "
             "one starting from the embedding network pre-trained without labels on the training shapes of "
-            "all categories (**MvDeCor**), one from random weights (**scratch**). Both segmented the "
-            "held-out test shapes (per-view predictions fused onto the faces by entropy-weighted voting) "
-            "and were scored there."
+            f"all categories (**MvDeCor**{_imagenet_start(methods)}), one from random weights "
+            f"(**scratch**){_imagenet_column(methods)}. Each segmented the held-out test shapes (per-view "
+            "predictions fused onto the faces by entropy-weighted voting) and was scored there."
         )
     elif _nearest(settings):
         intro = (

