@@ -176,7 +176,8 @@ def test_demo_compares_mvdecor_with_scratch_and_transfer(tmp_path, segmented):
     assert len(list((out / "pictures").glob("*.png"))) == 6
 
     text = report.read_text()
-    assert "## MvDeCor against a network not pre-trained (scratch)" in text and "## Pre-training" in text
+    assert "## MvDeCor against its ImageNet weights, a network not pre-trained (scratch)" in text
+    assert "## Pre-training" in text
     assert (
         "with no training (`finetune.method: nearest`)" in text
         and "no fine-tuning (nearest labelled faces)" in text

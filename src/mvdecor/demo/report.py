@@ -394,9 +394,15 @@ def _results_section(summary: dict) -> list[str]:
             header += f" {metric} {METHOD_TITLES[method]} |"
             rule += " ---: |"
     if _nearest(settings):
-        heading = f"{'MvDeCor against a' if 'mvdecor' in methods else 'A'} network not pre-trained (scratch)"
+        against = "MvDeCor against its ImageNet weights, a" if "imagenet" in methods else "MvDeCor against a"
+        heading = f"{against if 'mvdecor' in methods else 'A'} network not pre-trained (scratch)"
     else:
-        heading = f"{'MvDeCor against training' if 'mvdecor' in methods else 'Training'} from scratch"
+        against = (
+            "MvDeCor against its ImageNet weights, training"
+            if "imagenet" in methods
+            else "MvDeCor against training"
+        )
+        heading = f"{against if 'mvdecor' in methods else 'Training'} from scratch"
     lines = [
         f"## {heading} and transfer",
         "",
