@@ -195,8 +195,8 @@ def load_category_shapes(
     *,
     noun: str,
     choose: str,
+    too_few: str,
     min_count: int = 1,
-    too_few: str = "no {noun}s found",
 ) -> tuple[list, str]:
     """Shapes of one category from a dataset, normalised as ``segment`` normalises what it labels.
 
@@ -212,8 +212,10 @@ def load_category_shapes(
         What the shapes are to the command ("reference shape", "shape"), for the messages.
     choose : str
         The hint that ends the several-categories message (which option picks shapes, and why).
+    too_few : str
+        The message when fewer than ``min_count`` shapes are found (may use ``{noun}`` and ``{count}``).
     min_count : int
-        Fewer shapes than this is an error, ``too_few`` its message (with ``{noun}`` and ``{count}``).
+        Fewer shapes than this is an error.
 
     Returns
     -------
@@ -225,8 +227,9 @@ def load_category_shapes(
     MvDecorError
         A shape id the dataset does not hold, too few shapes, or shapes of several categories.
     """
-    ids = list(shape_ids) if shape_ids else dataset.shape_ids()
-    missing = sorted(set(ids) - set(dataset.shape_ids()))
+    available = dataset.shape_ids()
+    ids = list(shape_ids) if shape_ids else list(available)
+    missing = sorted(set(ids) - set(available))
     if missing:
         raise MvDecorError(f"{spec}: no {noun}(s) {', '.join(missing[:5])}")
     if len(ids) < min_count:

@@ -393,16 +393,13 @@ def _results_section(summary: dict) -> list[str]:
         for method in methods:
             header += f" {metric} {METHOD_TITLES[method]} |"
             rule += " ---: |"
-    if _nearest(settings):
-        against = "MvDeCor against its ImageNet weights, a" if "imagenet" in methods else "MvDeCor against a"
-        heading = f"{against if 'mvdecor' in methods else 'A'} network not pre-trained (scratch)"
-    else:
-        against = (
-            "MvDeCor against its ImageNet weights, training"
-            if "imagenet" in methods
-            else "MvDeCor against training"
-        )
-        heading = f"{against if 'mvdecor' in methods else 'Training'} from scratch"
+    versus = ""
+    if "mvdecor" in methods:
+        versus = "MvDeCor against its ImageNet weights, " if "imagenet" in methods else "MvDeCor against "
+    heading = versus + (
+        "a network not pre-trained (scratch)" if _nearest(settings) else "training from scratch"
+    )
+    heading = heading[:1].upper() + heading[1:]
     lines = [
         f"## {heading} and transfer",
         "",
