@@ -25,6 +25,10 @@ batch shape) for the same settings, so that the training loop's overhead
 shows. It prints head, precision, it/s, s/step, and the speed-up over the
 paper head in fp32 (19 minutes for two heads in fp32 on 2 cores that another
 job kept busy; ``--quick`` runs 12 training and 5 bare steps instead of 40 and 10).
+
+``--backbones efficientnet_lite0,resnet18`` compares backbones the same way (the
+``cpu`` preset's head; a ResNet from random weights, since the installed ImageNet
+weights are EfficientNet-Lite0's; speed-ups relative to the first backbone).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ import torch
 from mvdecor.config import Config, load_config
 from mvdecor.correspond import match_views, match_views_kdtree
 from mvdecor.data.synthetic import make_shape
+from mvdecor.models import BACKBONES
 from mvdecor.models.embedding import EMBEDDING_HEADS
 from mvdecor.models.losses import dense_info_nce
 from mvdecor.render import CameraScheme, Renderer
@@ -165,28 +170,48 @@ def bench_network(config: Config, steps: int, warmup: int, device: str) -> dict:
     return {"steps": steps, "s_per_step": round(float(np.median(times)), 3)}
 
 
-def bench_heads(
-    heads: list[str], iterations: int, bare_steps: int, device: str, precisions: tuple[str, ...] = ("fp32",)
-) -> list[dict]:
-    """The ``cpu`` preset's pre-training and bare step with each head, in each precision.
+def cpu_variants(heads: list[str] | None, backbones: list[str] | None) -> list[tuple[str, Config]]:
+    """The ``cpu`` preset with each embedding head, or with each backbone, as (name, config) pairs.
 
-    bf16 is opt-in: on CPUs without native bf16 (AVX2 only) autocast takes PyTorch's
-    reference convolutions, tens of seconds per step.
+    A ResNet takes no ``packaged`` ImageNet weights (they exist for EfficientNet-Lite0 only), so
+    it starts from random weights; the weights do not change the step's cost.
     """
     cpu = load_config("cpu")
+    if heads:
+        return [(head, replace(cpu, model=replace(cpu.model, head=head))) for head in heads]
+    variants = []
+    for backbone in backbones or []:
+        checkpoint = cpu.model.imagenet_checkpoint if backbone.startswith("efficientnet") else ""
+        model = replace(cpu.model, backbone=backbone, imagenet_checkpoint=checkpoint)
+        variants.append((backbone, replace(cpu, model=model)))
+    return variants
+
+
+def bench_variants(
+    variants: list[tuple[str, Config]],
+    iterations: int,
+    bare_steps: int,
+    device: str,
+    precisions: tuple[str, ...] = ("fp32",),
+    reference: str | None = None,
+) -> list[dict]:
+    """Each variant's pre-training and bare step, in each precision, one after the other.
+
+    Speed-ups are relative to ``reference`` in fp32 (the first variant's first row when
+    ``reference`` is not among them). bf16 is opt-in: on CPUs without native bf16 (AVX2
+    only) autocast takes PyTorch's reference convolutions, tens of seconds per step.
+    """
     rows = []
-    for head in heads:
+    for name, base in variants:
         for precision in precisions:
-            config = replace(
-                cpu,
-                model=replace(cpu.model, head=head),
-                pretrain=replace(cpu.pretrain, precision=precision),
-            )
-            loop = bench_training(f"cpu preset, {head} head", config, iterations, None, device)
+            config = replace(base, pretrain=replace(base.pretrain, precision=precision))
+            loop = bench_training(f"cpu preset, {name}", config, iterations, None, device)
             bare = bench_network(config, bare_steps, warmup=2, device=device)
             rows.append(
                 {
-                    "head": head,
+                    "variant": name,
+                    "backbone": config.model.backbone,
+                    "head": config.model.head,
                     "precision": precision,
                     "it_per_s": loop["it_per_s"],
                     "s_per_step": round(1 / loop["it_per_s"], 3),
@@ -199,36 +224,36 @@ def bench_heads(
             # One line per row as it completes, so an interrupted run still reports.
             r = rows[-1]
             print(
-                f"  done: {head} {precision}: {r['it_per_s']} it/s, {r['s_per_step']} s/step, "
+                f"  done: {name} {precision}: {r['it_per_s']} it/s, {r['s_per_step']} s/step, "
                 f"bare {r['bare_s_per_step']} s/step, load {os.getloadavg()[0]:.2f}",
                 flush=True,
             )
-    # Speed-ups are relative to the paper head in fp32 (the first head's fp32 row if not timed).
-    ref = next((r for r in rows if r["head"] == "paper" and r["precision"] == "fp32"), rows[0])
-    base, base_bare = ref["s_per_step"], ref["bare_s_per_step"]
+    ref = next((r for r in rows if r["variant"] == reference and r["precision"] == "fp32"), rows[0])
+    base_step, base_bare = ref["s_per_step"], ref["bare_s_per_step"]
     for row in rows:
-        row["reference"] = f"{ref['head']} {ref['precision']}"
-        row["speedup"] = round(base / row["s_per_step"], 2)
+        row["reference"] = f"{ref['variant']} {ref['precision']}"
+        row["speedup"] = round(base_step / row["s_per_step"], 2)
         row["bare_speedup"] = round(base_bare / row["bare_s_per_step"], 2)
     return rows
 
 
-def print_heads(rows: list[dict]) -> None:
+def print_variants(rows: list[dict], kind: str) -> None:
     first = rows[0]["reference"]
+    width = max(len(kind), *(len(r["variant"]) for r in rows)) + 2
     print(
-        f"\nembedding heads, cpu preset ({rows[0]['iterations']} training steps per row, mean of the "
+        f"\n{kind}s, cpu preset ({rows[0]['iterations']} training steps per row, mean of the "
         f"logged windows after the first; bare: median of {rows[0]['bare_steps']} steps)"
     )
     print(
-        f"  {'head':<7}{'precision':>10}{'it/s':>8}{'s/step':>8}{'vs ' + first:>17}{'data wait':>11}"
-        f"{'bare s/step':>13}{'bare vs ' + first:>19}{'loop overhead':>15}"
+        f"  {kind:<{width}}{'precision':>10}{'it/s':>8}{'s/step':>8}{'vs ' + first:>{len(first) + 6}}"
+        f"{'data wait':>11}{'bare s/step':>13}{'bare vs ' + first:>{len(first) + 11}}{'loop overhead':>15}"
     )
     for r in rows:
         overhead = r["s_per_step"] - r["bare_s_per_step"]
         print(
-            f"  {r['head']:<7}{r['precision']:>10}{r['it_per_s']:>8.3f}{r['s_per_step']:>8.3f}"
-            f"{r['speedup']:>16.2f}x{100 * r['data_wait_share']:>10.1f}%"
-            f"{r['bare_s_per_step']:>13.3f}{r['bare_speedup']:>18.2f}x{overhead:>14.3f}s"
+            f"  {r['variant']:<{width}}{r['precision']:>10}{r['it_per_s']:>8.3f}{r['s_per_step']:>8.3f}"
+            f"{r['speedup']:>{len(first) + 5}.2f}x{100 * r['data_wait_share']:>10.1f}%"
+            f"{r['bare_s_per_step']:>13.3f}{r['bare_speedup']:>{len(first) + 10}.2f}x{overhead:>14.3f}s"
         )
 
 
@@ -249,19 +274,36 @@ def main() -> None:
         "--precisions",
         default="fp32",
         type=lambda text: tuple(p.strip() for p in text.split(",") if p.strip()),
-        help="with --heads: precisions to time (default fp32; bf16 is very slow on AVX2-only CPUs)",
+        help="with --heads or --backbones: precisions to time (default fp32; bf16 is very slow on AVX2-only CPUs)",
+    )
+    parser.add_argument(
+        "--backbones",
+        type=lambda text: [b.strip() for b in text.split(",") if b.strip()],
+        help="only compare these backbones (e.g. efficientnet_lite0,resnet18) at the cpu preset",
     )
     args = parser.parse_args()
     torch.set_num_threads(max(torch.get_num_threads(), 1))
 
-    if args.heads is not None:
-        unknown = [h for h in args.heads if h not in EMBEDDING_HEADS]
-        if unknown or not args.heads:
-            parser.error(f"--heads: unknown {unknown}; valid: {', '.join(sorted(EMBEDDING_HEADS))}")
+    if args.heads is not None or args.backbones is not None:
+        if args.heads is not None and args.backbones is not None:
+            parser.error("--heads and --backbones: give one of them")
+        if args.heads is not None:
+            kind, names, valid, reference = "head", args.heads, EMBEDDING_HEADS, "paper"
+        else:
+            kind, names, valid, reference = "backbone", args.backbones, BACKBONES, None
+        unknown = [n for n in names if n not in valid]
+        if unknown or not names:
+            parser.error(f"--{kind}s: unknown {unknown}; valid: {', '.join(sorted(valid))}")
+        variants = cpu_variants(args.heads, args.backbones)
         load_before = os.getloadavg()
         start = time.perf_counter()
-        rows = bench_heads(
-            args.heads, 12 if args.quick else 40, 5 if args.quick else 10, args.device, args.precisions
+        rows = bench_variants(
+            variants,
+            12 if args.quick else 40,
+            5 if args.quick else 10,
+            args.device,
+            args.precisions,
+            reference=reference,
         )
         load_after = os.getloadavg()
         print(
@@ -270,9 +312,9 @@ def main() -> None:
             f"load average (1, 5, 15 min) before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
             f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}"
         )
-        print_heads(rows)
+        print_variants(rows, kind)
         if args.json:
-            Path(args.json).write_text(json.dumps({"heads": rows}, indent=2) + "\n")
+            Path(args.json).write_text(json.dumps({f"{kind}s": rows}, indent=2) + "\n")
         return
 
     corr = bench_correspondences()

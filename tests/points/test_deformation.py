@@ -140,6 +140,34 @@ def test_the_best_fitting_labelled_shape_is_used(chair, warped, trained):
     np.testing.assert_array_equal(transfer.face_labels(chair), chair.face_labels)
 
 
+def test_all_labelled_shapes_pool_their_deformed_points(chair, warped, trained):
+    # Two copies of the chair labelled differently fit equally well: "best" keeps the first,
+    # "all" pools both, so each face's two nearest deformed points carry one label of each.
+    relabelled = chair.replace(face_labels=(chair.face_labels + 1) % chair.num_labels, name="relabelled")
+    best = _transfer(trained, [chair, relabelled])
+    pooled = _transfer(trained, [chair, relabelled], neighbours=2, combine="all")
+    _, best_probs = best.predict(chair)
+    labels, probs = pooled.predict(chair)
+    np.testing.assert_array_equal(best_probs.argmax(axis=1), chair.face_labels)
+    assert (best_probs.max(axis=1) == 1).all()
+    expected = np.zeros_like(probs)
+    rows = np.arange(chair.num_faces)
+    expected[rows, chair.face_labels] += 0.5
+    expected[rows, relabelled.face_labels] += 0.5
+    np.testing.assert_allclose(probs, expected)
+    # Both copies' centroids lie at distance 0: the tie goes to one of the two labels.
+    assert ((labels == chair.face_labels) | (labels == relabelled.face_labels)).all()
+    # One labelled shape: the two choices agree exactly, on a shape the deformation must move.
+    one_best, one_all = _transfer(trained, [chair]), _transfer(trained, [chair], combine="all")
+    np.testing.assert_array_equal(one_best.face_labels(warped), one_all.face_labels(warped))
+    # Pooling a poorly fitting shape changes some faces' labels, never the set of valid labels.
+    other = make_shape("chair", 7)
+    mixed = _transfer(trained, [other, chair], combine="all").face_labels(warped)
+    assert mixed.min() >= 0 and mixed.max() < chair.num_labels
+    with pytest.raises(ConfigError, match=r"deform\.combine"):
+        _transfer(trained, [chair], combine="vote")
+
+
 def test_excluded_classes_and_unknown_labels_are_never_predicted(chair, warped, trained):
     labels = chair.face_labels.copy()
     labels[: len(labels) // 3] = -1
@@ -209,6 +237,7 @@ def test_other_checkpoints_are_refused(chair, tmp_path):
         ({"num_points": 8, "neighbours": 8}, "deform.neighbours must be < deform.num_points (8), got 8"),
         ({"device": "gpu"}, "deform.device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
         ({"width": 1.5}, "deform.width must be an integer, got 1.5"),
+        ({"combine": "vote"}, "deform.combine must be one of best, all, got 'vote'"),
     ],
 )
 def test_bad_config_values_name_the_key(overrides, message):

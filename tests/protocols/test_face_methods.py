@@ -94,6 +94,10 @@ def test_deform_trains_one_network_per_category_and_reuses_it(tmp_path):
     # Another draw of labelled shapes: the same network, not trained again.
     run_fewshot(config, DATASET, tmp_path, progress=False, **{**cell, "runs": 1, "seed": 5})
     assert network.stat().st_mtime_ns == written
+    # Labels carried from every labelled shape: a transfer-time choice, the same network again.
+    pooled = load_config("cpu", {**TINY_POINTS, "deform": {**TINY_DEFORM, "combine": "all"}})
+    summary = run_fewshot(pooled, DATASET, tmp_path, progress=False, **{**cell, "runs": 1, "k": 2})
+    assert network.stat().st_mtime_ns == written and summary["training"]["deform"]["combine"] == "all"
     # Other deformation settings: trained afresh.
     other = load_config("cpu", {**TINY_POINTS, "deform": {**TINY_DEFORM, "iterations": 3}})
     run_fewshot(other, DATASET, tmp_path, progress=False, **cell)

@@ -44,14 +44,20 @@ def _load_references(
     """A label transfer from a dataset's or folder's labelled shapes; returns (transfer, label names).
 
     Nearest-neighbour transfer (the ``transfer`` section), or with ``deformation``
-    (a ``mvdecor deform`` checkpoint) the best-fitting reference deformed onto each mesh.
+    (a ``mvdecor deform`` checkpoint) the references deformed onto each mesh: the
+    best-fitting one, or all of them (``deform.combine``).
     """
     meshes, names = _load_reference_meshes(spec, shape_ids)
     if deformation is not None:
         from mvdecor.points.deformation import DeformationTransfer  # loads torch: only here
 
         transfer = DeformationTransfer.from_checkpoint(
-            deformation, meshes, len(names), exclude_classes=exclude, device=device
+            deformation,
+            meshes,
+            len(names),
+            exclude_classes=exclude,
+            combine=config.deform.combine,
+            device=device,
         )
         return transfer, names
     from mvdecor.inference.transfer import LabelTransfer, reference_from_mesh

@@ -162,6 +162,10 @@ class PointsConfig:
         check(section, "device", self.device, device_ok(self.device), "auto, cpu, cuda or cuda:N")
 
 
+#: ``deform.combine`` values: carry labels from the best-fitting labelled shape, or from all.
+DEFORM_COMBINE = ("best", "all")
+
+
 @dataclass(frozen=True)
 class DeformConfig:
     """The "(3D) weak supervision via learned deformation" baseline (:mod:`mvdecor.points.deformation`).
@@ -169,7 +173,8 @@ class DeformConfig:
     A small point network learns, without labels, to deform any shape of a
     category onto any other (Chamfer loss between the deformed source and the
     target, after the per-axis bounding-box alignment of :mod:`mvdecor.inference.transfer`);
-    labels then travel along the deformation from the best-fitting labelled shape.
+    labels then travel along the deformation from the best-fitting labelled shape
+    (or from all of them: ``combine``).
 
     Attributes
     ----------
@@ -200,6 +205,12 @@ class DeformConfig:
     transfer_samples : int
         Area-weighted surface points per labelled shape carried through the
         deformation at transfer, beside its face centroids (20,000).
+    combine : str
+        With several labelled shapes, which carry labels to a target: ``best``
+        (the paper's choice: the one whose deformation fits the target best, lowest
+        Chamfer distance) or ``all`` (each deformed onto the target; a face takes the
+        labels of the nearest deformed labelled points of any of them, as transfer does
+        with several references). A transfer-time choice: the network does not depend on it.
     checkpoint_every : int
         Steps between checkpoints (``last.pt``, from which a run resumes).
     log_every : int
@@ -220,6 +231,7 @@ class DeformConfig:
     offset_weight: float = 0.01
     neighbours: int = 8
     transfer_samples: int = 20_000
+    combine: str = "best"
     checkpoint_every: int = 1000
     log_every: int = 50
     seed: int = 0
@@ -238,4 +250,5 @@ class DeformConfig:
             self.neighbours < self.num_points,
             f"< deform.num_points ({self.num_points})",
         )
+        one_of(self, section, "combine", DEFORM_COMBINE)
         check(section, "device", self.device, device_ok(self.device), "auto, cpu, cuda or cuda:N")

@@ -39,9 +39,11 @@ Transfer (:class:`DeformationTransfer`)
     baseline as we read it: the best source), and each test face takes the
     label of the nearest deformed labelled point (face centroids plus
     area-weighted samples, as :func:`~mvdecor.inference.transfer.reference_from_mesh`
-    builds them) by a k-d tree. Pooling every labelled shape's points instead would let a
-    poorly fitting shape win the faces it happens to lie nearest to, mixing
-    part boundaries of shapes with different structures. Excluded classes and
+    builds them) by a k-d tree. ``combine="all"`` pools every labelled shape's
+    deformed points instead, as transfer pools its references: a poorly fitting
+    shape can then win the faces it happens to lie nearest to, mixing part
+    boundaries of shapes with different structures, but no single shape's
+    mistakes decide a whole test shape. Excluded classes and
     ``-1`` are dropped from the labelled points, so they are never predicted.
 """
 
@@ -57,6 +59,7 @@ from scipy.spatial import cKDTree
 from torch import nn
 
 from mvdecor.config import Config, DeformConfig, config_from_dict
+from mvdecor.config.points import DEFORM_COMBINE
 from mvdecor.data.mesh import LabelledMesh
 from mvdecor.errors import ConfigError, LabelError
 from mvdecor.inference.transfer import TransferReference, align_points, reference_from_mesh
@@ -443,9 +446,14 @@ class DeformationTransfer:
         num_points: int = 2048,
         samples: int = 20_000,
         neighbours: int = 1,
+        combine: str = "best",
         device: str | torch.device = "cpu",
         seed: int = 0,
     ) -> None:
+        if combine not in DEFORM_COMBINE:
+            raise ConfigError(
+                None, f"deform.combine must be one of {', '.join(DEFORM_COMBINE)}, got {combine!r}"
+            )
         if not labelled:
             raise ConfigError(None, "deformation transfer needs at least one labelled shape")
         if neighbours < 1:
@@ -455,6 +463,7 @@ class DeformationTransfer:
         self.num_classes = int(num_classes)
         self.num_points = int(num_points)
         self.neighbours = int(neighbours)
+        self.combine = combine
         self.seed = int(seed)
         #: The labelled points of each labelled shape, in its own frame (centroids first).
         self.references: tuple[TransferReference, ...] = tuple(
@@ -479,6 +488,7 @@ class DeformationTransfer:
         *,
         exclude_classes: Sequence[int] = (),
         neighbours: int = 1,
+        combine: str = "best",
         device: str | torch.device = "auto",
     ) -> DeformationTransfer:
         """The transfer with the network of a :func:`train_deformation` checkpoint.
@@ -495,6 +505,7 @@ class DeformationTransfer:
             num_points=cfg.num_points,
             samples=cfg.transfer_samples,
             neighbours=neighbours,
+            combine=combine,
             device=next(network.parameters()).device,
             seed=cfg.seed,
         )
@@ -534,15 +545,20 @@ class DeformationTransfer:
         return aligned + torch.cat(offsets).double().cpu().numpy()
 
     def predict(self, mesh: LabelledMesh) -> tuple[np.ndarray, np.ndarray]:
-        """``(face_labels (F,) int64, face_probabilities (F, C) float32)`` through the best-fitting shape.
+        """``(face_labels (F,) int64, face_probabilities (F, C) float32)`` along the deformation.
 
-        The probabilities are the label histogram of each face centroid's
-        ``neighbours`` nearest deformed labelled points (rows sum to 1); the
-        label is its majority, ties going to the nearest point.
+        The labelled points come from the best-fitting labelled shape
+        (``combine="best"``) or from every labelled shape deformed onto ``mesh``
+        (``"all"``). The probabilities are the label histogram of each face
+        centroid's ``neighbours`` nearest deformed labelled points (rows sum to 1);
+        the label is its majority, ties going to the nearest point.
         """
-        best = int(np.argmin(self.fit(mesh)))
-        tree = cKDTree(self.deform(best, mesh))
-        labels_of_points = self.references[best].labels
+        if self.combine == "all":
+            chosen = list(range(len(self.references)))
+        else:
+            chosen = [int(np.argmin(self.fit(mesh)))]
+        tree = cKDTree(np.concatenate([self.deform(index, mesh) for index in chosen]))
+        labels_of_points = np.concatenate([self.references[index].labels for index in chosen])
         k = min(self.neighbours, len(labels_of_points))
         _, index = tree.query(mesh.triangles.mean(axis=1), k=k)
         labels = labels_of_points[index.reshape(mesh.num_faces, k)]

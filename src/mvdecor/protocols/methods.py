@@ -222,11 +222,10 @@ def _deformation_transfer(run: FaceRun) -> FacePredictor:
 
     # Labels are not read, so every run of the category shares one network: a stage of its own.
     folder = run.folder.parent / "deformation"
-    settings = {
-        "dataset": run.source.dataset.spec,
-        "shapes": run.unlabelled_shapes,
-        **config_sections(run.config, ("deform",)),
-    }
+    deform = config_sections(run.config, ("deform",))["deform"]
+    # How labels are carried at transfer does not change the network.
+    deform.pop("combine")
+    settings = {"dataset": run.source.dataset.spec, "shapes": run.unlabelled_shapes, "deform": deform}
     if open_stage(folder, settings) is None:
         meshes = [run.source.mesh(shape_id) for shape_id in run.unlabelled_shapes]
         train_deformation(run.config, meshes, out=folder, progress=run.progress)
@@ -236,6 +235,7 @@ def _deformation_transfer(run: FaceRun) -> FacePredictor:
         [run.source.mesh(shape_id) for shape_id in run.labelled_shapes],
         run.num_classes,
         exclude_classes=run.exclude_classes,
+        combine=run.config.deform.combine,
         device=run.config.deform.device,
     )
 
