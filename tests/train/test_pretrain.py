@@ -115,6 +115,36 @@ def test_resume_refuses_another_lr_schedule(tmp_path, tiny):
         pretrain(cosine, TINY_DATASET, tmp_path / "run", progress=False)
 
 
+def test_backbone_lr_scale_sets_the_backbones_rate_alone(tmp_path, tiny):
+    from mvdecor.errors import ConfigError
+    from mvdecor.train.pretrain import build_model
+
+    frozen = replace(tiny, pretrain=replace(tiny.pretrain, backbone_lr_scale=0.0))
+    pretrain(frozen, TINY_DATASET, tmp_path / "run", progress=False, stop_after=1)
+    first = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    pretrain(frozen, TINY_DATASET, tmp_path / "run", progress=False)
+    last = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert last["step"] == 8 and len(last["optimizer"]["param_groups"]) == 2
+    model = build_model(tiny)
+    backbone = {f"encoder.backbone.{name}" for name, _ in model.backbone.named_parameters()}
+    others = {name for name, _ in model.named_parameters()} - backbone
+    assert backbone and others
+    # At rate 0 the backbone's weights stay where step 1 left them; the rest keeps learning.
+    for name in backbone:
+        torch.testing.assert_close(last["model"][name], first["model"][name], rtol=0, atol=0)
+    assert any(not torch.equal(last["model"][n], first["model"][n]) for n in others)
+    with open(tmp_path / "run" / "metrics.csv", newline="") as handle:
+        assert {float(r["lr"]) for r in csv.DictReader(handle)} == {tiny.pretrain.lr}  # the head's rate
+    # Its optimiser state has two groups: a run with one cannot resume it, nor the other way.
+    with pytest.raises(ConfigError, match="backbone_lr_scale 0, not 1"):
+        pretrain(
+            replace(tiny, pretrain=replace(tiny.pretrain, iterations=9)),
+            TINY_DATASET,
+            tmp_path / "run",
+            progress=False,
+        )
+
+
 def test_run_folder_contents_and_reload(tmp_path, tiny):
     run = tmp_path / "run"
     config = replace(tiny, pretrain=replace(tiny.pretrain, checkpoint_every=2, keep_snapshots=2))

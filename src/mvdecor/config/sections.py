@@ -279,6 +279,12 @@ class PretrainConfig:
         validation loss rarely plateaus, so its rate never drops). Resuming a
         cosine run with more ``iterations`` stretches the curve to the new end,
         raising the rate again.
+    backbone_lr_scale : float
+        The backbone's (ResNet or EfficientNet-Lite encoder's) learning rate as a
+        share of ``lr``; the decoder and the embedding head keep ``lr`` (1.0). Below
+        1 a network started from ImageNet weights keeps more of them while its
+        randomly initialised decoder learns at the full rate; 0 freezes the backbone.
+        Both groups follow the same schedule.
     plateau_factor, plateau_patience : float, int
         Settings of the ``plateau`` schedule.
     val_fraction : float
@@ -324,6 +330,7 @@ class PretrainConfig:
     overlap_threshold: float = 0.15
     lr: float = 1e-3
     lr_schedule: str = "plateau"
+    backbone_lr_scale: float = 1.0
     plateau_factor: float = 0.5
     plateau_patience: int = 5
     val_fraction: float = 0.1
@@ -350,6 +357,7 @@ class PretrainConfig:
             "match_radius_footprints",
             "val_pairs",
             "num_workers",
+            "backbone_lr_scale",
         )
         at_least(self, section, 1, "pairs_per_batch", "matches_per_pair", "plateau_patience")
         at_least(self, section, 1, "val_every", "checkpoint_every", "log_every", "cached_shapes")

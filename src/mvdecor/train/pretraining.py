@@ -126,6 +126,14 @@ def check_resumable(saved: dict, config: Config, run_dir: Path) -> None:
             f"holds a run with the {saved_schedule} learning-rate schedule, not "
             f"{config.pretrain.lr_schedule}; use a new run folder or the same schedule to resume",
         )
+    # One optimiser group or two: the saved optimiser state fits only the same split.
+    saved_scale = float(saved_pretrain.get("backbone_lr_scale", 1.0))
+    if (saved_scale == 1.0) != (config.pretrain.backbone_lr_scale == 1.0):
+        raise ConfigError(
+            run_dir,
+            f"holds a run with pretrain.backbone_lr_scale {saved_scale:g}, not "
+            f"{config.pretrain.backbone_lr_scale:g}; use a new run folder or the same scale to resume",
+        )
     if method != "mvdecor" and saved_pretrain.get(method) != now["pretrain"].get(method):
         raise ConfigError(
             run_dir,
@@ -320,6 +328,25 @@ def make_lr_scheduler(optimizer: torch.optim.Optimizer, cfg: PretrainConfig) -> 
 PRETRAIN_METHODS: Registry[PretrainMethod] = Registry("pre-training method")
 
 
+def parameter_groups(setup: MethodSetup, cfg: PretrainConfig) -> list[dict]:
+    """The optimiser's parameter groups: one at ``lr``, or with ``backbone_lr_scale`` != 1 two.
+
+    The first group (whose rate the logs show) holds everything but the backbone of
+    ``setup.model``; the second the backbone, at ``lr * backbone_lr_scale``.
+    """
+    parameters = list(setup.parameters)
+    if cfg.backbone_lr_scale == 1.0:
+        return [{"params": parameters}]
+    in_backbone = {id(p) for p in setup.model.backbone.parameters()}
+    return [
+        {"params": [p for p in parameters if id(p) not in in_backbone]},
+        {
+            "params": [p for p in parameters if id(p) in in_backbone],
+            "lr": cfg.lr * cfg.backbone_lr_scale,
+        },
+    ]
+
+
 def run_pretraining(
     run: PretrainRun,
     setup: MethodSetup,
@@ -345,7 +372,7 @@ def run_pretraining(
     config, info, device = run.config, run.info, run.device
     cfg = config.pretrain
     model = setup.model
-    optimizer = torch.optim.Adam(setup.parameters, lr=cfg.lr, foreach=True)
+    optimizer = torch.optim.Adam(parameter_groups(setup, cfg), lr=cfg.lr, foreach=True)
     scheduler = make_lr_scheduler(optimizer, cfg)
     cosine = cfg.lr_schedule == "cosine"
     scaler = make_grad_scaler(cfg.precision)
