@@ -11,6 +11,7 @@ from mvdecor.errors import ConfigError, LabelError
 from mvdecor.inference.transfer import (
     LabelTransfer,
     align_points,
+    neighbour_vote,
     reference_from_mesh,
     reference_from_views,
 )
@@ -119,3 +120,17 @@ def test_bad_transfer_arguments(chair):
         reference_from_mesh(chair, exclude_classes=tuple(range(chair.num_labels)))
     with pytest.raises(LabelError, match="labelled mesh"):
         reference_from_mesh(chair.replace(face_labels=None))
+
+
+def test_neighbour_vote_matches_a_naive_loop():
+    rng = np.random.default_rng(0)
+    for k in (1, 2, 5):
+        labels = rng.integers(0, 4, size=(200, k))
+        voted, probs = neighbour_vote(labels, 4)
+        for row, (got, hist) in enumerate(zip(voted, probs, strict=True)):
+            counts = np.bincount(labels[row], minlength=4)
+            np.testing.assert_allclose(hist, counts / k)
+            # The majority; among tied labels the one met first (the nearest match).
+            best = counts.max()
+            assert got == next(label for label in labels[row] if counts[label] == best)
+        assert voted.dtype == labels.dtype and probs.dtype == np.float32

@@ -160,7 +160,7 @@ def test_all_labelled_shapes_pool_their_deformed_points(chair, warped, trained):
     # One labelled shape: the two choices agree exactly, on a shape the deformation must move.
     one_best, one_all = _transfer(trained, [chair]), _transfer(trained, [chair], combine="all")
     np.testing.assert_array_equal(one_best.face_labels(warped), one_all.face_labels(warped))
-    # Pooling a poorly fitting shape changes some faces' labels, never the set of valid labels.
+    # Pooling a poorly fitting shape still predicts only valid labels.
     other = make_shape("chair", 7)
     mixed = _transfer(trained, [other, chair], combine="all").face_labels(warped)
     assert mixed.min() >= 0 and mixed.max() < chair.num_labels

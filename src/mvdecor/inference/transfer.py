@@ -49,6 +49,7 @@ __all__ = [
     "LabelTransfer",
     "TransferReference",
     "align_points",
+    "neighbour_vote",
     "reference_from_mesh",
     "reference_from_views",
 ]
@@ -205,6 +206,33 @@ def align_points(
     return (np.asarray(points, np.float64) - np.where(flat, 0.0, src_lo)) * scale + offset
 
 
+def neighbour_vote(labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's majority label and label histogram over its nearest matches.
+
+    Parameters
+    ----------
+    labels : (N, k) int64
+        The labels of each item's ``k`` nearest matches, nearest first (all in ``[0, num_classes)``).
+    num_classes : int
+
+    Returns
+    -------
+    (N,) int64, (N, num_classes) float32
+        The majority label, ties going to the nearest match among the tied labels,
+        and the label histogram (rows sum to 1).
+    """
+    rows = np.arange(len(labels))
+    k = labels.shape[1]
+    probs = np.zeros((len(labels), num_classes), np.float32)
+    np.add.at(probs, (np.repeat(rows, k), labels.ravel()), 1.0)
+    probs /= k
+    if k == 1:
+        return labels[:, 0].copy(), probs
+    # Among the tied majority labels, the one of the nearest match wins.
+    tied = probs[rows[:, None], labels] == probs.max(axis=1, keepdims=True)
+    return labels[rows, tied.argmax(axis=1)], probs
+
+
 class LabelTransfer:
     """Label meshes from labelled references by nearest neighbour, with no training.
 
@@ -282,16 +310,7 @@ class LabelTransfer:
         The probabilities are the label histogram of each face's nearest matches
         (rows sum to 1); the label is its majority, ties going to the nearest match.
         """
-        _, labels = self._matches(mesh)
-        rows = np.arange(mesh.num_faces)
-        probs = np.zeros((mesh.num_faces, self.num_classes), np.float32)
-        np.add.at(probs, (np.repeat(rows, labels.shape[1]), labels.ravel()), 1.0)
-        probs /= labels.shape[1]
-        if labels.shape[1] == 1:
-            return labels[:, 0].copy(), probs
-        # Among the tied majority labels, the one of the nearest match wins.
-        tied = probs[rows[:, None], labels] == probs.max(axis=1, keepdims=True)
-        return labels[rows, tied.argmax(axis=1)], probs
+        return neighbour_vote(self._matches(mesh)[1], self.num_classes)
 
     def face_probabilities(self, mesh: LabelledMesh) -> np.ndarray:
         """``(F, C)`` float32: the label histogram of each face's nearest matches (see :meth:`predict`)."""

@@ -62,7 +62,7 @@ from mvdecor.config import Config, DeformConfig, config_from_dict
 from mvdecor.config.points import DEFORM_COMBINE
 from mvdecor.data.mesh import LabelledMesh
 from mvdecor.errors import ConfigError, LabelError
-from mvdecor.inference.transfer import TransferReference, align_points, reference_from_mesh
+from mvdecor.inference.transfer import TransferReference, align_points, neighbour_vote, reference_from_mesh
 from mvdecor.models.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from mvdecor.points.sampling import sample_surface
 from mvdecor.train.distributed import resolve_device
@@ -561,15 +561,7 @@ class DeformationTransfer:
         labels_of_points = np.concatenate([self.references[index].labels for index in chosen])
         k = min(self.neighbours, len(labels_of_points))
         _, index = tree.query(mesh.triangles.mean(axis=1), k=k)
-        labels = labels_of_points[index.reshape(mesh.num_faces, k)]
-        rows = np.arange(mesh.num_faces)
-        probs = np.zeros((mesh.num_faces, self.num_classes), np.float32)
-        np.add.at(probs, (np.repeat(rows, k), labels.ravel()), 1.0)
-        probs /= k
-        if k == 1:
-            return labels[:, 0].copy(), probs
-        tied = probs[rows[:, None], labels] == probs.max(axis=1, keepdims=True)
-        return labels[rows, tied.argmax(axis=1)], probs
+        return neighbour_vote(labels_of_points[index.reshape(mesh.num_faces, k)], self.num_classes)
 
     def face_labels(self, mesh: LabelledMesh) -> np.ndarray:
         """``(F,)`` int64: each face's transferred label (see :meth:`predict`)."""
