@@ -37,8 +37,9 @@ For one dataset, on one split and one set of seeds:
    - ``deform``: weak supervision by learned deformation: a network trained
      without labels on each category's training shapes to deform one shape onto
      another (``mvdecor.points.deformation``; settings: the ``deform`` section),
-     the best-fitting labelled shape's labels carried along it. The 3D methods
-     take whole labelled shapes only and skip the ``kxv`` settings;
+     the best-fitting labelled shape's labels carried along it. In the ``kxv``
+     settings the 3D methods learn from the faces the labelled views see, as the
+     paper trains its 3D baselines on labelled views;
 5. print a markdown table and write ``benchmarks/results/<name>-<budget><suffix>.json``
    (``--suffix``, so runs with other configs do not overwrite each other's)::
 
@@ -104,9 +105,8 @@ from mvdecor.train.pretrain import pretrain
 METHODS = ("transfer", "mvdecor", "scratch", "densecl", "imagenet", "scratch3d", "pointcontrast", "deform")
 PRETRAINED = ("mvdecor", "densecl")
 #: Methods that label faces directly (registered in mvdecor.protocols.methods): no votes for
-#: --refine to act on; those marked ``shapes_only`` need whole labelled shapes (no kxv settings).
+#: --refine to act on.
 FACE_METHODS = tuple(name for name in METHODS if name in FACE_METHOD_REGISTRY)
-SHAPES_ONLY = tuple(name for name in FACE_METHODS if FACE_METHOD_REGISTRY.get(name).shapes_only)
 
 #: Per budget: the preset, and what is changed from it (None keeps the preset's value).
 BUDGETS = {
@@ -492,8 +492,6 @@ def main(argv: list[str] | None = None) -> int:
         for category in categories:
             entry = split[category]
             for method in methods:
-                if v and method in SHAPES_ONLY:
-                    continue  # needs whole labelled shapes
                 learned = method not in FACE_METHODS  # refined by --refine
                 column = method if method == "transfer" else method + args.suffix
                 cell = dict(

@@ -161,7 +161,7 @@ deform: {num_points: 64, width: 8, iterations: 2, pairs_per_batch: 1, transfer_s
 )
 
 
-def test_3d_methods_share_the_cells_and_skip_labelled_views(tmp_path, benchmark, capsys):
+def test_3d_methods_share_the_cells_and_learn_from_labelled_views(tmp_path, benchmark, capsys):
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY_POINTS_YAML)
     work, results = tmp_path / "work", tmp_path / "results"
@@ -176,7 +176,9 @@ def test_3d_methods_share_the_cells_and_skip_labelled_views(tmp_path, benchmark,
     shapes, views = record["settings"]
     assert set(shapes["per_category"]["mug"]) == {"transfer", "scratch3d", "pointcontrast", "deform"}
     assert (work / "fewshot" / "mug" / "deformation" / "last.pt").is_file()  # one network per category
-    assert set(views["per_category"]["mug"]) == {"transfer"}  # the 3D methods need whole shapes
+    # Labelled views: the 3D methods learn from the faces they see, beside transfer.
+    assert set(views["per_category"]["mug"]) == {"transfer", "scratch3d", "pointcontrast", "deform"}
+    assert (work / "fewshot" / "mug" / "scratch3d_k1_v2_run0").is_dir()
     assert (
         checkpoint_method(work / "pretrain_pointcontrast_all" / "checkpoints" / "last.pt") == "pointcontrast"
     )

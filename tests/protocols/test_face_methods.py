@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
 from mvdecor.config import load_config
+from mvdecor.correspond.source import ViewSource
 from mvdecor.errors import ConfigError
 from mvdecor.points import pretrain_pointcontrast
 from mvdecor.protocols.fewshot import (
@@ -16,8 +19,10 @@ from mvdecor.protocols.fewshot import (
     run_fewshot,
     training_settings,
 )
+from mvdecor.protocols.methods import FaceRun, labelled_meshes
 from mvdecor.protocols.refinements import check_refinements
 from mvdecor.protocols.stages import STAGE_RECORD
+from mvdecor.train.labelled import select_labelled_views
 
 DATASET = "synthetic:categories=mug,n=3,textured=0"
 TRAIN, TEST = ["mug_0000", "mug_0001"], ["mug_0002"]
@@ -64,8 +69,37 @@ def test_scratch3d_runs_are_stages_scored_like_every_method(tmp_path):
         "cpu", {**TINY_POINTS, "points": {**TINY_POINTS["points"], "finetune_lr": 0.01}}
     )
     assert cached_fewshot(other_points, tmp_path, **cell) is None
-    with pytest.raises(ConfigError, match="needs whole labelled shapes"):
-        run_fewshot(config, DATASET, tmp_path, progress=False, views_per_shape=1, **cell)
+    # Labelled views instead of whole shapes: a cell of its own, trained on what they see.
+    sparse = run_fewshot(config, DATASET, tmp_path, progress=False, views_per_shape=1, **cell)
+    assert sparse["v"] == 1 and (tmp_path / "scratch3d_k1_v1_run0" / "checkpoints" / "last.pt").is_file()
+
+
+def test_3d_methods_learn_from_the_faces_the_labelled_views_see(tmp_path):
+    config = load_config("cpu", TINY_POINTS)
+    source = ViewSource.from_config(DATASET, config)
+    run = FaceRun(
+        config=config, source=source, labelled_shapes=TRAIN, unlabelled_shapes=TRAIN, num_classes=8,
+        views_per_shape=1, seed=3, exclude_classes=(), init="scratch3d", folder=tmp_path,
+    )  # fmt: skip
+    items = select_labelled_views(TRAIN, config.render.num_views, 1, 3)
+    for shape_id, mesh in zip(TRAIN, labelled_meshes(run), strict=True):
+        whole = source.mesh(shape_id)
+        # Naive reference: every pixel of the shape's labelled views labels the face it sees.
+        expected = np.full(whole.num_faces, -1)
+        for item in (i for i in items if i.shape_id == shape_id):
+            view = source.view(shape_id, item.view_index)
+            for row in range(view.height):
+                for col in range(view.width):
+                    face = int(view.face_ids[row, col])
+                    if face >= 0:
+                        expected[face] = whole.face_labels[face]
+        assert 0 < (expected >= 0).sum() < whole.num_faces  # one view sees part of the mug
+        np.testing.assert_array_equal(mesh.face_labels, expected)
+        np.testing.assert_array_equal(mesh.vertices, whole.vertices)
+        np.testing.assert_array_equal(mesh.faces, whole.faces)
+    # Whole labelled shapes: the meshes as they are.
+    for shape_id, mesh in zip(TRAIN, labelled_meshes(replace(run, views_per_shape=0)), strict=True):
+        np.testing.assert_array_equal(mesh.face_labels, source.mesh(shape_id).face_labels)
 
 
 def test_pointcontrast_is_named_by_its_checkpoint_and_identified_by_what_it_holds(tmp_path):
@@ -132,9 +166,12 @@ def test_a_deformation_prior_of_weight_one_gives_the_deform_methods_labels(tmp_p
     assert dprior["part_miou"]["mean"] == deform["part_miou"]["mean"]
     assert dprior["per_run"][0]["per_shape"] == deform["per_run"][0]["per_shape"]
     assert tprior["segment"]["prior_method"] == "transfer"
-    # The deformation needs whole labelled shapes.
-    with pytest.raises(ConfigError, match="deform prior needs whole labelled shapes"):
-        run_fewshot(config, DATASET, tmp_path / "views", refinements=refinements, views_per_shape=1, **cell)
+    # Labelled views: the prior carries the labels the deform method carries from the same views.
+    views = tmp_path / "views"
+    deform_views = run_fewshot(config, DATASET, views, init="deform", views_per_shape=1, **cell)
+    run_fewshot(config, DATASET, views, refinements=refinements, views_per_shape=1, **cell)
+    dprior_views = json.loads((views / "results_scratch+dprior_k1_v1.json").read_text())
+    assert dprior_views["per_run"][0]["per_shape"] == deform_views["per_run"][0]["per_shape"]
     with pytest.raises(ConfigError, match="prior_method must be one of transfer, deform"):
         check_refinements({"x": {"prior_method": "magic"}})
     with pytest.raises(ConfigError, match="transfer_prior must be a number"):

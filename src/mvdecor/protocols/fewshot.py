@@ -199,8 +199,6 @@ def run_fewshot(
     labelled_sets = draw_labelled_sets(label_sets, k, runs, seed)
     exclude = (0,) if convention == "partnet" else ()
     face_method = _face_method(init)
-    if face_method is not None and views_per_shape and FACE_METHODS.get(face_method).shapes_only:
-        raise ConfigError(None, f"the {face_method} method needs whole labelled shapes, not labelled views")
     # Face methods label faces directly: no per-view prediction, no fused votes to refine.
     variants = {} if face_method is not None else check_refinements(refinements or {})
     # Each variant of this protocol's networks is scored and filed under its own method name.

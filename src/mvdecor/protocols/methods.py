@@ -18,6 +18,11 @@ an object with ``predict(mesh) -> (face_labels, face_probabilities)``:
   best-fitting labelled shape's labels carried along it
   (:mod:`mvdecor.points.deformation`).
 
+In the labelled-view setting (``v`` labelled views per shape) every method
+learns from the labels those views show: transfer from the labelled pixels' hit
+points, the 3D methods from the faces the views see (:func:`labelled_meshes`),
+as the paper trains its 3D baselines on labelled views projected onto the mesh.
+
 Each :class:`FaceMethod` names the configuration sections that decide its
 result, so the protocol's cache (:mod:`mvdecor.protocols.stages`) re-runs a
 cell when, and only when, one of them changes.
@@ -40,6 +45,7 @@ from mvdecor.inference.refine import FacePrior
 from mvdecor.inference.transfer import LabelTransfer, reference_from_mesh, reference_from_views
 from mvdecor.protocols.stages import config_sections, finish_stage, open_stage
 from mvdecor.registry import Registry
+from mvdecor.render.views import seen_faces
 from mvdecor.train.labelled import select_labelled_views
 
 __all__ = [
@@ -52,6 +58,7 @@ __all__ = [
     "FaceRun",
     "build_transfer",
     "label_prior",
+    "labelled_meshes",
 ]
 
 #: The learning-free method: labels carried from the labelled shapes by nearest neighbour
@@ -127,14 +134,11 @@ class FaceMethod:
         The :class:`~mvdecor.config.Config` sections that decide its result.
     learned : bool
         Whether it trains anything: refinement variants and wall times apply.
-    shapes_only : bool
-        Whether it needs whole labelled shapes (no labelled-view setting).
     """
 
     build: Callable[[FaceRun], FacePredictor]
     sections: tuple[str, ...]
     learned: bool = True
-    shapes_only: bool = True
 
 
 FACE_METHODS: Registry[FaceMethod] = Registry("face method")
@@ -192,9 +196,31 @@ def _transfer(run: FaceRun) -> LabelTransfer:
 
 
 # The labelled views' cameras come from the render settings.
-FACE_METHODS.register(TRANSFER)(
-    FaceMethod(_transfer, sections=("transfer", "render"), learned=False, shapes_only=False)
-)
+FACE_METHODS.register(TRANSFER)(FaceMethod(_transfer, sections=("transfer", "render"), learned=False))
+
+
+def labelled_meshes(run: FaceRun) -> list[LabelledMesh]:
+    """The run's labelled shapes, labelled as far as the run's labels reach.
+
+    With whole labelled shapes, the meshes as they are. With ``v`` labelled
+    views per shape, the same views the 2D methods and transfer learn from
+    (:func:`~mvdecor.train.labelled.select_labelled_views` with the run's seed)
+    projected onto the mesh: a face keeps its label where one of them sees it
+    and is ``-1`` (unlabelled: ignored by the point network's loss, never
+    carried by a deformation) elsewhere. The geometry is whole either way.
+    """
+    meshes = [run.source.mesh(shape_id) for shape_id in run.labelled_shapes]
+    if run.views_per_shape <= 0:
+        return meshes
+    items = select_labelled_views(
+        run.labelled_shapes, run.config.render.num_views, run.views_per_shape, run.seed
+    )
+    partial = []
+    for shape_id, mesh in zip(run.labelled_shapes, meshes, strict=True):
+        views = [run.source.view(shape_id, item.view_index) for item in items if item.shape_id == shape_id]
+        seen = seen_faces(views, mesh.num_faces)
+        partial.append(mesh.replace(face_labels=np.where(seen, mesh.face_labels, -1)))
+    return partial
 
 
 def _point_segmenter(run: FaceRun) -> FacePredictor:
@@ -202,7 +228,7 @@ def _point_segmenter(run: FaceRun) -> FacePredictor:
 
     return train_point_segmenter(
         run.config,
-        [run.source.mesh(shape_id) for shape_id in run.labelled_shapes],
+        labelled_meshes(run),
         run.num_classes,
         init=None if run.init == SCRATCH3D else run.init,
         out=run.folder,
@@ -232,7 +258,7 @@ def _deformation_transfer(run: FaceRun) -> FacePredictor:
         finish_stage(folder, settings, {})
     return DeformationTransfer.from_checkpoint(
         folder / "last.pt",
-        [run.source.mesh(shape_id) for shape_id in run.labelled_shapes],
+        labelled_meshes(run),
         run.num_classes,
         exclude_classes=run.exclude_classes,
         combine=run.config.deform.combine,
@@ -254,13 +280,10 @@ def label_prior(method: str, run: FaceRun) -> FacePrior:
     Raises
     ------
     ConfigError
-        ``method`` is not a prior method, or needs whole labelled shapes and the
-        run has labelled views only.
+        ``method`` is not a prior method.
     """
     if method not in PRIOR_METHODS:
         raise ConfigError(
             None, f"segment.prior_method must be one of {', '.join(PRIOR_METHODS)}, got {method!r}"
         )
-    if run.views_per_shape and FACE_METHODS.get(method).shapes_only:
-        raise ConfigError(None, f"the {method} prior needs whole labelled shapes, not labelled views")
     return FACE_METHODS.get(method).build(run)

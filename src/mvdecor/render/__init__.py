@@ -3,7 +3,7 @@
 from mvdecor.render.cameras import Cameras, CameraScheme, closeup_cameras, sphere_cameras
 from mvdecor.render.raycast import embree_available, require_embree
 from mvdecor.render.renderer import Renderer, ShadingOptions
-from mvdecor.render.views import BACKGROUND_FACE_ID, RenderedView
+from mvdecor.render.views import BACKGROUND_FACE_ID, RenderedView, seen_faces
 
 __all__ = [
     "BACKGROUND_FACE_ID",
@@ -15,5 +15,6 @@ __all__ = [
     "closeup_cameras",
     "embree_available",
     "require_embree",
+    "seen_faces",
     "sphere_cameras",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,3 +81,17 @@ class RenderedView:
         mask = self.mask
         labels[mask] = np.asarray(mesh_face_labels)[self.face_ids[mask]]
         return labels
+
+
+def seen_faces(views: Sequence[RenderedView], num_faces: int) -> np.ndarray:
+    """``(F,)`` bool: the faces that at least one pixel of ``views`` sees.
+
+    Parameters
+    ----------
+    views : rendered views of one mesh
+    num_faces : ``F``, the mesh's face count
+    """
+    seen = np.zeros(num_faces, bool)
+    for view in views:
+        seen[view.face_ids[view.mask]] = True
+    return seen
