@@ -53,7 +53,10 @@ For one dataset, on one split and one set of seeds:
    ``mvdecor − scratch`` gap.
 
 Everything is resumable: re-running the same command skips finished pre-training
-and finished (category, setting, method) cells, whose runs live under WORK.
+and finished (category, setting, method) cells, whose runs live under WORK. A
+``--config`` that would pre-train another network than the finished one in WORK
+(another rate, length, backbone...) is refused by name: it needs its own WORK
+(copy split.json into it to keep the split and the draws).
 
 Budgets (``--budget``): ``cpu`` is the ``cpu`` preset, whose fine-tuning stage is
 the nearest labelled faces and trains nothing (a ``--config`` with
@@ -82,13 +85,13 @@ import os
 import platform
 import sys
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
 
 from mvdecor.cli import add_keep_checkpoints_option
-from mvdecor.config import PACKAGED_IMAGENET, load_config
+from mvdecor.config import PACKAGED_IMAGENET, Config, load_config
 from mvdecor.data.datasets import open_dataset
 from mvdecor.data.splits import load_split, make_split, save_split
 from mvdecor.evaluation.embedding import evaluate_embedding
@@ -163,6 +166,50 @@ def machine_description(device: str) -> str:
 def pretrain_folder(work: Path, method: str, scope: str) -> Path:
     """WORK/pretrain_<scope> for MvDeCor (the layout of earlier runs), WORK/pretrain_<method>_<scope> else."""
     return work / (f"pretrain_{scope}" if method == "mvdecor" else f"pretrain_{method}_{scope}")
+
+
+#: The configuration sections a finished pre-training of each method was decided by.
+PRETRAINING_SECTIONS = {
+    "mvdecor": ("model", "render", "pretrain"),
+    "densecl": ("model", "render", "pretrain"),
+    "pointcontrast": ("render", "points"),
+}
+#: Settings that do not change the network a pre-training writes (where it ran, what it logged)
+#: or that only later stages read (the point network's fine-tuning and prediction).
+INCIDENTAL_SETTINGS = ("device", "num_workers", "log_every", "checkpoint_every", "keep_snapshots",
+                       "predict_clouds")  # fmt: skip
+
+
+def changed_pretraining(run_dir: Path, config: Config, method: str) -> list[str]:
+    """What ``config`` changes from the settings the finished pre-training in ``run_dir`` used.
+
+    The benchmark reuses a finished network (``done.json``) instead of training it again, so a
+    ``--config`` that changes what it would learn (another learning rate, length, backbone...)
+    must not be scored on the old network under the new settings' name. Returns
+    ``"section.field: saved -> now"`` items; empty when the network is the one asked for.
+    """
+    saved = load_config(run_dir / "config.yaml")
+    changed = []
+    for section in PRETRAINING_SECTIONS[method]:
+        old, new = getattr(saved, section), getattr(config, section)
+        for field in fields(new):
+            name = field.name
+            if name in INCIDENTAL_SETTINGS or name.startswith("finetune_"):
+                continue
+            if getattr(old, name) != getattr(new, name):
+                changed.append(f"{section}.{name}: {getattr(old, name)!r} -> {getattr(new, name)!r}")
+    return changed
+
+
+def _refuse_changed_pretraining(
+    parser: argparse.ArgumentParser, run_dir: Path, config: Config, method: str
+) -> None:
+    changed = changed_pretraining(run_dir, config, method)
+    if changed:
+        parser.error(
+            f"{run_dir} holds a finished {method} pre-training with other settings ({'; '.join(changed)}): "
+            "give this configuration its own --work (copy split.json into it to keep the split and draws)"
+        )
 
 
 def _write_json(path: Path, record: dict) -> None:
@@ -412,7 +459,9 @@ def main(argv: list[str] | None = None) -> int:
             pool = [s for c, e in split.items() if category in (None, c) for s in e["train"]]
             train, val = split_shapes(pool, 0.1, args.seed)  # 10% for the validation loss
             done = run_dir / "done.json"
-            if not done.is_file():
+            if done.is_file():
+                _refuse_changed_pretraining(parser, run_dir, method_config, method)
+            else:
                 print(
                     f"pre-training ({method}) on {len(train)} shapes ({scope}), {pre.iterations} iterations",
                     flush=True,
@@ -435,7 +484,10 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = pretrain_folder(work, "pointcontrast", scope)
             checkpoints["pointcontrast"][scope] = run_dir / "checkpoints" / "last.pt"
             done = run_dir / "done.json"
-            if args.report_only or done.is_file():
+            if args.report_only:
+                continue
+            if done.is_file():
+                _refuse_changed_pretraining(parser, run_dir, config, "pointcontrast")
                 continue
             pool = [s for c, e in split.items() if category in (None, c) for s in e["train"]]
             print(

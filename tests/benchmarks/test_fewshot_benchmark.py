@@ -135,6 +135,15 @@ def test_transfer_column_refinements_and_suffix(tmp_path, benchmark, capsys):
     assert benchmark.main([*args, "--report-only"]) == 0
     again = json.loads((results / "tiny-paper-x.json").read_text())
     assert again["settings"][0]["per_category"]["mug"] == cells
+    # A config that would pre-train another network is not scored on the finished one.
+    other = tmp_path / "other.yaml"
+    other.write_text(TINY_YAML.replace("pretrain:\n", "pretrain:\n  lr: 0.01\n  log_every: 3\n"))
+    with pytest.raises(SystemExit):
+        benchmark.main([*args[:6], str(other), *args[7:], "--suffix=-y"])
+    error = capsys.readouterr().err
+    assert "pretrain.lr: 0.001 -> 0.01" in error and "its own --work" in error
+    assert "log_every" not in error  # where and how often it logs does not change the network
+    assert not (results / "tiny-paper-y.json").exists()
 
 
 #: The tiny config with a tiny point network and two steps of PointContrast.
@@ -183,3 +192,15 @@ def test_3d_methods_share_the_cells_and_learn_from_labelled_views(tmp_path, benc
         checkpoint_method(work / "pretrain_pointcontrast_all" / "checkpoints" / "last.pt") == "pointcontrast"
     )
     assert record["pretrain"]["pointcontrast_runs"]["all"]["iterations"] == 2
+    # Another PointContrast pre-training asked of the same folder: refused by name; the point
+    # network's fine-tuning settings are not the pre-training's.
+    other = tmp_path / "other.yaml"
+    other.write_text(
+        TINY_POINTS_YAML.replace("pretrain_iterations: 2", "pretrain_iterations: 3").replace(
+            "finetune_iterations: 3", "finetune_iterations: 4"
+        )
+    )
+    with pytest.raises(SystemExit):
+        benchmark.main([*args[:6], str(other), *args[7:], "--methods", "pointcontrast", "--suffix=-y"])
+    error = capsys.readouterr().err
+    assert "points.pretrain_iterations: 2 -> 3" in error and "finetune_iterations" not in error
