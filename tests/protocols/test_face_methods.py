@@ -72,6 +72,12 @@ def test_scratch3d_runs_are_stages_scored_like_every_method(tmp_path):
     # Labelled views instead of whole shapes: a cell of its own, trained on what they see.
     sparse = run_fewshot(config, DATASET, tmp_path, progress=False, views_per_shape=1, **cell)
     assert sparse["v"] == 1 and (tmp_path / "scratch3d_k1_v1_run0" / "checkpoints" / "last.pt").is_file()
+    # The cameras decide what labelled views label: render settings decide those cells only.
+    assert set(sparse["training"]) == {"init", "points", "render"}
+    assert cached_fewshot(config, tmp_path, views_per_shape=1, **cell) is not None
+    other_render = load_config("cpu", {**TINY_POINTS, "render": {**TINY_POINTS["render"], "segments": 5}})
+    assert cached_fewshot(other_render, tmp_path, views_per_shape=1, **cell) is None
+    assert cached_fewshot(other_render, tmp_path, **cell) is not None
 
 
 def test_3d_methods_learn_from_the_faces_the_labelled_views_see(tmp_path):

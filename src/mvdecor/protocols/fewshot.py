@@ -245,7 +245,7 @@ def run_fewshot(
                 "labelled_shapes": labelled,
                 "unlabelled_shapes": list(train_shapes),
                 "seed": run_seed,
-                "training": training_settings(config, init),
+                "training": training_settings(config, init, views_per_shape),
             }
             # A trained face method's run folder is a stage, as a fine-tuning run's is.
             if spec.learned:
@@ -381,7 +381,7 @@ def run_fewshot(
             "seed": seed,
             "repeated_draws": repeated_draws(labelled_sets),
             "segment": dataclasses.asdict(segment_of[name]),
-            "training": training_settings(config, init),
+            "training": training_settings(config, init, views_per_shape),
             "refinements": {f"{method}+{n}": dict(c) for n, c in variants.items()} if name == method else {},
             "convention": convention,
             "weighting": weighting,
@@ -542,15 +542,20 @@ def _same_training(recorded: Mapping[str, object], training: Mapping[str, object
     return without_run_place(recorded) == without_run_place(training)
 
 
-def training_settings(config: Config, init: str | Path) -> dict:
+def training_settings(config: Config, init: str | Path, views_per_shape: int = 0) -> dict:
     """What decides a few-shot run's networks: the initialisation (a checkpoint by what it holds,
     :func:`~mvdecor.protocols.stages.init_identity`) and the model, render and fine-tuning
     settings (not where or how fast they run: device and data-loader workers); for a face
-    method, the sections it names (:attr:`~mvdecor.protocols.methods.FaceMethod.sections`)."""
+    method, the sections it names (:attr:`~mvdecor.protocols.methods.FaceMethod.sections`),
+    and with labelled views (``views_per_shape > 0``) the render settings, whose cameras
+    decide what those views label."""
     face_method = _face_method(init)
-    sections = (
-        ("model", "render", "finetune") if face_method is None else FACE_METHODS.get(face_method).sections
-    )
+    if face_method is None:
+        sections = ("model", "render", "finetune")
+    else:
+        sections = FACE_METHODS.get(face_method).sections
+        if views_per_shape > 0 and "render" not in sections:
+            sections = (*sections, "render")
     return _settings_read({"init": init_identity(init), **config_sections(config, sections)})
 
 
@@ -597,7 +602,9 @@ def cached_fewshot(config: Config, out: str | Path, **kwargs: object) -> dict | 
         train_shapes=kwargs["train_shapes"],
         test_shapes=kwargs["test_shapes"],
         segment=dataclasses.asdict(config.segment),
-        training=training_settings(config, kwargs.get("init", "scratch")),
+        training=training_settings(
+            config, kwargs.get("init", "scratch"), int(kwargs.get("views_per_shape", 0))
+        ),
         seed=kwargs.get("seed", 0),
         convention=kwargs.get("convention", "shapenet"),
         weighting=kwargs.get("weighting", "area"),
