@@ -168,7 +168,9 @@ def pretrain_folder(work: Path, method: str, scope: str) -> Path:
     return work / (f"pretrain_{scope}" if method == "mvdecor" else f"pretrain_{method}_{scope}")
 
 
-#: The configuration sections a finished pre-training of each method was decided by.
+#: The configuration sections a finished pre-training of each method was decided by
+#: (PointContrast also reads the view-overlap and shape-cache settings of ``pretrain``; a change
+#: there alone is not caught).
 PRETRAINING_SECTIONS = {
     "mvdecor": ("model", "render", "pretrain"),
     "densecl": ("model", "render", "pretrain"),
@@ -196,6 +198,8 @@ def changed_pretraining(run_dir: Path, config: Config, method: str) -> list[str]
             name = field.name
             if name in INCIDENTAL_SETTINGS or name.startswith("finetune_"):
                 continue
+            if section == "pretrain" and name == "densecl" and method != "densecl":
+                continue  # DenseCL's own settings: MvDeCor never reads them
             if getattr(old, name) != getattr(new, name):
                 changed.append(f"{section}.{name}: {getattr(old, name)!r} -> {getattr(new, name)!r}")
     return changed
