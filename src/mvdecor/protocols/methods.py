@@ -45,7 +45,7 @@ from mvdecor.inference.refine import FacePrior
 from mvdecor.inference.transfer import LabelTransfer, reference_from_mesh, reference_from_views
 from mvdecor.protocols.stages import config_sections, finish_stage, open_stage
 from mvdecor.registry import Registry
-from mvdecor.render.views import seen_faces
+from mvdecor.render.views import RenderedView, seen_faces
 from mvdecor.train.labelled import select_labelled_views
 
 __all__ = [
@@ -144,6 +144,18 @@ class FaceMethod:
 FACE_METHODS: Registry[FaceMethod] = Registry("face method")
 
 
+def _labelled_views(
+    config: Config, source: ViewSource, labelled_shapes: Sequence[str], views_per_shape: int, seed: int
+) -> dict[str, list[RenderedView]]:
+    """Per labelled shape, the ``views_per_shape`` views that fine-tuning with ``seed`` labels
+    (:func:`~mvdecor.train.labelled.select_labelled_views`): what every method may learn from."""
+    items = select_labelled_views(labelled_shapes, config.render.num_views, views_per_shape, seed)
+    return {
+        shape_id: [source.view(shape_id, item.view_index) for item in items if item.shape_id == shape_id]
+        for shape_id in labelled_shapes
+    }
+
+
 def build_transfer(
     config: Config,
     source: ViewSource,
@@ -164,11 +176,12 @@ def build_transfer(
     settings = config.transfer
     references = []
     if views_per_shape > 0:
-        items = select_labelled_views(labelled_shapes, config.render.num_views, views_per_shape, seed)
+        views_of = _labelled_views(config, source, labelled_shapes, views_per_shape, seed)
         for shape_id in labelled_shapes:
-            views = [source.view(shape_id, item.view_index) for item in items if item.shape_id == shape_id]
             references.append(
-                reference_from_views(source.mesh(shape_id), views, exclude_classes=exclude_classes)
+                reference_from_views(
+                    source.mesh(shape_id), views_of[shape_id], exclude_classes=exclude_classes
+                )
             )
     else:
         for shape_id in labelled_shapes:
@@ -212,13 +225,10 @@ def labelled_meshes(run: FaceRun) -> list[LabelledMesh]:
     meshes = [run.source.mesh(shape_id) for shape_id in run.labelled_shapes]
     if run.views_per_shape <= 0:
         return meshes
-    items = select_labelled_views(
-        run.labelled_shapes, run.config.render.num_views, run.views_per_shape, run.seed
-    )
+    views_of = _labelled_views(run.config, run.source, run.labelled_shapes, run.views_per_shape, run.seed)
     partial = []
     for shape_id, mesh in zip(run.labelled_shapes, meshes, strict=True):
-        views = [run.source.view(shape_id, item.view_index) for item in items if item.shape_id == shape_id]
-        seen = seen_faces(views, mesh.num_faces)
+        seen = seen_faces(views_of[shape_id], mesh.num_faces)
         partial.append(mesh.replace(face_labels=np.where(seen, mesh.face_labels, -1)))
     return partial
 
