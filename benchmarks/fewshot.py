@@ -100,6 +100,7 @@ from mvdecor.points import pretrain_pointcontrast
 from mvdecor.protocols.fewshot import finished_fewshot, run_fewshot_cached
 from mvdecor.protocols.methods import FACE_METHODS as FACE_METHOD_REGISTRY
 from mvdecor.protocols.refinements import check_refinements
+from mvdecor.protocols.stages import RUN_PLACE_KEYS
 from mvdecor.train.data import split_shapes
 from mvdecor.train.precision import resolve_precision
 from mvdecor.train.pretrain import pretrain
@@ -178,8 +179,7 @@ PRETRAINING_SECTIONS = {
 }
 #: Settings that do not change the network a pre-training writes (where it ran, what it logged)
 #: or that only later stages read (the point network's fine-tuning and prediction).
-INCIDENTAL_SETTINGS = ("device", "num_workers", "log_every", "checkpoint_every", "keep_snapshots",
-                       "predict_clouds")  # fmt: skip
+INCIDENTAL_SETTINGS = (*RUN_PLACE_KEYS, "log_every", "checkpoint_every", "keep_snapshots", "predict_clouds")
 
 
 def changed_pretraining(run_dir: Path, config: Config, method: str) -> list[str]:
