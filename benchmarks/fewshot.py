@@ -169,13 +169,13 @@ def pretrain_folder(work: Path, method: str, scope: str) -> Path:
     return work / (f"pretrain_{scope}" if method == "mvdecor" else f"pretrain_{method}_{scope}")
 
 
-#: The configuration sections a finished pre-training of each method was decided by
-#: (PointContrast also reads the view-overlap and shape-cache settings of ``pretrain``; a change
-#: there alone is not caught).
+#: The configuration a finished pre-training of each method was decided by: whole sections, or
+#: ``section.field`` where a method reads one setting of another's section (PointContrast draws
+#: its view pairs with ``pretrain``'s overlap threshold).
 PRETRAINING_SECTIONS = {
     "mvdecor": ("model", "render", "pretrain"),
     "densecl": ("model", "render", "pretrain"),
-    "pointcontrast": ("render", "points"),
+    "pointcontrast": ("render", "points", "pretrain.overlap_threshold"),
 }
 #: Settings that do not change the network a pre-training writes (where it ran, what it logged)
 #: or that only later stages read (the point network's fine-tuning and prediction).
@@ -192,11 +192,12 @@ def changed_pretraining(run_dir: Path, config: Config, method: str) -> list[str]
     """
     saved = load_config(run_dir / "config.yaml")
     changed = []
-    for section in PRETRAINING_SECTIONS[method]:
+    for item in PRETRAINING_SECTIONS[method]:
+        section, _, only = item.partition(".")
         old, new = getattr(saved, section), getattr(config, section)
         for field in fields(new):
             name = field.name
-            if name in INCIDENTAL_SETTINGS or name.startswith("finetune_"):
+            if (only and name != only) or name in INCIDENTAL_SETTINGS or name.startswith("finetune_"):
                 continue
             if section == "pretrain" and name == "densecl" and method != "densecl":
                 continue  # DenseCL's own settings: MvDeCor never reads them

@@ -9,6 +9,7 @@ import pytest
 import torch
 from benchmark_scripts import load_benchmark
 
+from mvdecor.config import load_config
 from mvdecor.models.resnet import resnet18
 from mvdecor.train.checkpoint import load_checkpoint
 from mvdecor.train.pretrain import checkpoint_method
@@ -209,3 +210,15 @@ def test_3d_methods_share_the_cells_and_learn_from_labelled_views(tmp_path, benc
         benchmark.main([*args[:6], str(other), *args[7:], "--methods", "pointcontrast", "--suffix=-y"])
     error = capsys.readouterr().err
     assert "points.pretrain_iterations: 2 -> 3" in error and "finetune_iterations" not in error
+    # The view pairs it learns from are drawn with pre-training's overlap threshold; MvDeCor's
+    # other pre-training settings do not concern it.
+    assert (
+        benchmark.changed_pretraining(
+            work / "pretrain_pointcontrast_all", load_config(str(config)), "pointcontrast"
+        )
+        == []
+    )
+    changed = load_config(str(config), {"pretrain": {"overlap_threshold": 0.9, "lr": 0.5}})
+    assert benchmark.changed_pretraining(work / "pretrain_pointcontrast_all", changed, "pointcontrast") == [
+        f"pretrain.overlap_threshold: {load_config(str(config)).pretrain.overlap_threshold!r} -> 0.9"
+    ]
