@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import socket
 import statistics
 import sys
@@ -63,7 +62,12 @@ LOAD_JS = """(async () => {
   const t1 = performance.now();
   while (document.body.dataset.fillReady === 'false') await new Promise(resolve => setTimeout(resolve, 20));
   const t2 = performance.now();
-  const entry = performance.getEntriesByType('resource').filter(e => e.name.includes('api/meshes/' + id) && !e.name.includes('fill-graph')).pop();
+  // The resource timing entry is queued after the response: on a small mesh the page can be drawn first.
+  let entry;
+  for (let tries = 0; !entry && tries < 100; tries++) {
+    entry = performance.getEntriesByType('resource').filter(e => e.name.includes('api/meshes/' + id) && !e.name.includes('fill-graph')).pop();
+    if (!entry) await new Promise(resolve => setTimeout(resolve, 10));
+  }
   return {total_ms: t1 - t0, fill_ready_ms: t2 - t0, request_ms: entry.responseEnd - entry.startTime,
           waiting_ms: entry.responseStart - entry.requestStart, bytes: entry.encodedBodySize};
 })()"""
@@ -222,11 +226,9 @@ def main() -> int:
     parser.add_argument("--moves", type=int, default=10, help="pointer moves per brush stroke")
     parser.add_argument("--load-only", action="store_true", help="measure the load and first frame only")
     args = parser.parse_args()
-    from browser import Browser
+    from browser import Browser, find_chromium
 
-    chromium = (
-        os.environ.get("MVDECOR_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    )
+    chromium = find_chromium()
     if not chromium:
         print("chromium not found (set MVDECOR_CHROMIUM)", file=sys.stderr)
         return 1

@@ -5,9 +5,9 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 VENV="${MVDECOR_VENV:-.venv}"
 echo "[test] ruff check"
-"$VENV/bin/ruff" check src tests benchmarks
+"$VENV/bin/ruff" check src tests benchmarks scripts
 echo "[test] ruff format --check"
-"$VENV/bin/ruff" format --check src tests benchmarks
+"$VENV/bin/ruff" format --check src tests benchmarks scripts
 echo "[test] pytest"
 # The training tests write checkpoints (peak about 2 GB, see BENCHMARKS.md): say how much room
 # the temporary folder has, so a full disk shows up as the cause rather than as odd failures.

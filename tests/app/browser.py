@@ -11,10 +11,16 @@ import fcntl
 import json
 import os
 import select
+import shutil
 import subprocess
 import threading
 import time
 from pathlib import Path
+
+
+def find_chromium() -> str | None:
+    """Chromium's path: ``MVDECOR_CHROMIUM``, else ``chromium`` or ``chromium-browser`` on PATH."""
+    return os.environ.get("MVDECOR_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 class Browser:
