@@ -151,7 +151,8 @@ def build_table(rows: list[Row]) -> tuple[list[tuple[int, int]], dict[Path, dict
 
 
 def format_markdown(rows: list[Row], settings: list[tuple[int, int]]) -> str:
-    floor = next((row for row in rows if row.label == FLOOR), None)
+    # The row of transfer's own columns, whatever its label: the others are shown against it.
+    floor = next((row for row in rows if all(method == FLOOR for _, method in row.sources)), None)
     lines = [
         "Part mIoU %, mean over the categories (wall time of the runs, minutes); "
         "pre-training: minutes, once for every setting.",

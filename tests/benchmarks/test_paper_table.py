@@ -59,7 +59,7 @@ def files(tmp_path):
 def test_rows_gather_their_files_and_cells_say_their_time(script, files, tmp_path):
     two_d, three_d = files
     rows = [
-        script.parse_row(f"transfer={two_d}:transfer+{three_d}:transfer"),
+        script.parse_row(f"no learning={two_d}:transfer+{three_d}:transfer"),
         script.parse_row(f"(2D) MvDeCor={two_d}:mvdecor"),
         script.parse_row(f"(3D) PointContrast={three_d}:pointcontrast"),
     ]
