@@ -38,6 +38,8 @@ from mvdecor.fileio import atomic_path
 
 #: The learning-free method every results file holds, checked across files.
 FLOOR = "transfer"
+#: Results files round mIoU to the hundredth: figures closer than this are the same figure.
+SAME = 0.011
 #: Where a results file records a pre-training method's finished runs.
 PRETRAIN_KEYS = {"mvdecor": "runs", "densecl": "densecl_runs", "pointcontrast": "pointcontrast_runs"}
 
@@ -106,7 +108,7 @@ def check_same_draws(records: dict[Path, dict]) -> None:
                     continue
                 key = (setting_key(setting), category)
                 value = methods[FLOOR]["mean"]
-                if key in seen and abs(seen[key][0] - value) > 0.011:
+                if key in seen and abs(seen[key][0] - value) > SAME:
                     raise TableError(
                         f"{path}: {FLOOR} scores {value} on {category} at {setting_label(key[0])}, "
                         f"{seen[key][1]} scores {seen[key][0]}: not the same split and draws"
@@ -126,7 +128,7 @@ def fill_row(row: Row, records: dict[Path, dict]) -> None:
             wall = sum(c[method]["wall_s"] for c in setting["per_category"].values())
             cell = (setting["mean"][method], wall)
             key = setting_key(setting)
-            if key in row.cells and abs(row.cells[key][0] - cell[0]) > 0.011:
+            if key in row.cells and abs(row.cells[key][0] - cell[0]) > SAME:
                 raise TableError(
                     f"row {row.label!r}: {setting_label(key)} is {row.cells[key][0]} in one file "
                     f"and {cell[0]} in {path}"
