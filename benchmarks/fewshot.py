@@ -177,9 +177,17 @@ PRETRAINING_SECTIONS = {
     "densecl": ("model", "render", "pretrain"),
     "pointcontrast": ("render", "points", "pretrain.overlap_threshold"),
 }
-#: Settings that do not change the network a pre-training writes (where it ran, what it logged)
-#: or that only later stages read (the point network's fine-tuning and prediction).
-INCIDENTAL_SETTINGS = (*RUN_PLACE_KEYS, "log_every", "checkpoint_every", "keep_snapshots", "predict_clouds")
+#: Settings that do not change the network a pre-training writes (where it ran, how many meshes
+#: each loader kept cached, what it logged: item k is a function of the seed and k alone) or that
+#: only later stages read (the point network's fine-tuning and prediction).
+INCIDENTAL_SETTINGS = (
+    *RUN_PLACE_KEYS,
+    "cached_shapes",
+    "log_every",
+    "checkpoint_every",
+    "keep_snapshots",
+    "predict_clouds",
+)
 
 
 def changed_pretraining(run_dir: Path, config: Config, method: str) -> list[str]:

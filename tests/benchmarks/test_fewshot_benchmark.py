@@ -97,6 +97,15 @@ def test_densecl_and_imagenet_methods_run_on_the_same_cells(tmp_path, benchmark,
     before = (cells / "results_densecl_k1.json").stat().st_mtime_ns
     assert benchmark.main(args) == 0
     assert (cells / "results_densecl_k1.json").stat().st_mtime_ns == before
+    # A network made elsewhere, with more loader workers and a larger mesh cache, is the same
+    # network; a learning setting is not.
+    saved = str(densecl_run / "config.yaml")
+    elsewhere = load_config(saved, {"pretrain": {"num_workers": 12, "cached_shapes": 128}})
+    assert benchmark.changed_pretraining(densecl_run, elsewhere, "densecl") == []
+    other = load_config(saved, {"pretrain": {"cached_shapes": 128, "lr": 0.5}})
+    assert benchmark.changed_pretraining(densecl_run, other, "densecl") == [
+        f"pretrain.lr: {load_config(saved).pretrain.lr!r} -> 0.5"
+    ]
 
 
 def test_bad_method_lists_are_refused(tmp_path, benchmark, capsys):
