@@ -225,6 +225,17 @@ def _refuse_changed_pretraining(
         )
 
 
+def _write_done(done: Path, last: Path, wall_s: float, device: str) -> None:
+    """Mark a finished pre-training: its length, wall time and the machine it ran on."""
+    saved = torch.load(last, map_location="cpu", weights_only=False)
+    record = {
+        "wall_s": round(wall_s, 1),
+        "iterations": int(saved["step"]),
+        "machine": machine_description(device),
+    }
+    _write_json(done, record)
+
+
 def _write_json(path: Path, record: dict) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")
@@ -259,8 +270,19 @@ def format_table(record: dict) -> str:
     lines = [
         f"Dataset `{record['dataset']}`, budget `{record['budget']}` (preset `{record['preset']}`), "
         f"{record['machine']}; {record['wall_s'] / 60:.0f} min in all.",
-        "",
     ]
+    # A network pre-trained elsewhere (a GPU machine, say) and scored here: where, and how long.
+    for key, runs in (record.get("pretrain") or {}).items():
+        if key == "runs" or key.endswith("_runs"):
+            method = "mvdecor" if key == "runs" else key.removesuffix("_runs")
+            for scope, run in runs.items():
+                if run.get("machine", record["machine"]) != record["machine"]:
+                    note = f" ({run['note']})" if run.get("note") else ""
+                    lines.append(
+                        f"{method} pre-training ({scope}): {run['iterations']} steps in "
+                        f"{run['wall_s'] / 60:.1f} min on {run['machine']}{note}."
+                    )
+    lines.append("")
     gaps = gaps_of(methods)
     gap_names = [f"{a} − {b}" for a, b in gaps]
     for setting in record["settings"]:
@@ -487,10 +509,7 @@ def main(argv: list[str] | None = None) -> int:
                     split={"train": train, "val": val},
                     progress=not args.quiet,
                 )
-                saved = torch.load(last, map_location="cpu", weights_only=False)
-                _write_json(
-                    done, {"wall_s": round(time.perf_counter() - t0, 1), "iterations": int(saved["step"])}
-                )
+                _write_done(done, last, time.perf_counter() - t0, args.device)
     if "pointcontrast" in methods:
         checkpoints["pointcontrast"] = {}
         for scope, category in scopes.items():
@@ -512,10 +531,7 @@ def main(argv: list[str] | None = None) -> int:
             last = pretrain_pointcontrast(
                 config, dataset.spec, run_dir, shape_ids=pool, progress=not args.quiet
             )
-            saved = torch.load(last, map_location="cpu", weights_only=False)
-            _write_json(
-                done, {"wall_s": round(time.perf_counter() - t0, 1), "iterations": int(saved["step"])}
-            )
+            _write_done(done, last, time.perf_counter() - t0, args.device)
     scope_of = {c: "all" if args.pretrain_scope == "dataset" else c for c in categories}
     init_of = {
         **{m: {c: checkpoints[m][scope_of[c]] for c in categories} for m in checkpoints},

@@ -64,7 +64,8 @@ def test_densecl_and_imagenet_methods_run_on_the_same_cells(tmp_path, benchmark,
 
     # DenseCL pre-trained in its own folder, on the same training shapes MvDeCor would use.
     densecl_run = work / "pretrain_densecl_all"
-    assert json.loads((densecl_run / "done.json").read_text())["iterations"] == 1
+    done = json.loads((densecl_run / "done.json").read_text())
+    assert done["iterations"] == 1 and done["machine"] == benchmark.machine_description("cpu")
     assert checkpoint_method(densecl_run / "checkpoints" / "last.pt") == "densecl"
     assert not (work / "pretrain_all").exists()  # MvDeCor's folder: only for the mvdecor method
 
@@ -231,3 +232,24 @@ def test_3d_methods_share_the_cells_and_learn_from_labelled_views(tmp_path, benc
     assert benchmark.changed_pretraining(work / "pretrain_pointcontrast_all", changed, "pointcontrast") == [
         f"pretrain.overlap_threshold: {load_config(str(config)).pretrain.overlap_threshold!r} -> 0.9"
     ]
+
+
+def test_the_table_says_where_a_network_was_pre_trained_when_not_here(benchmark):
+    here, gpu = "2 cores, torch 2.13.0+cpu", "16 cores, torch 2.11.0+cu130, GPU NVIDIA H100 80GB HBM3"
+    cells = {"transfer": {"mean": 30.0, "std": 0.5}, "mvdecor": {"mean": 35.0, "std": 1.0}}
+    record = {
+        "dataset": "tiny", "budget": "cpu", "preset": "cpu", "machine": here, "wall_s": 600.0,
+        "methods": ["transfer", "mvdecor"],
+        "pretrain": {
+            "runs": {"all": {"wall_s": 366.7, "iterations": 7200, "machine": gpu}},
+            "densecl_runs": {"all": {"wall_s": 90.0, "iterations": 2400, "machine": here}},
+        },
+        "settings": [{"k": 2, "v": None, "runs": 3, "per_category": {"mug": cells},
+                      "mean": {"transfer": 30.0, "mvdecor": 35.0}}],
+    }  # fmt: skip
+    lines = benchmark.format_table(record).splitlines()
+    assert lines[1] == f"mvdecor pre-training (all): 7200 steps in 6.1 min on {gpu}." and lines[2] == ""
+    assert "| mug | 30.0 ± 0.5 | 35.0 ± 1.0 | +5.0 |" in lines
+    # Pre-trained here (or by an older benchmark, without a machine): no such line.
+    del record["pretrain"]["runs"]["all"]["machine"]
+    assert benchmark.format_table(record).splitlines()[1] == ""
