@@ -420,6 +420,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument(
+        "--no-correspondence",
+        action="store_true",
+        help="do not measure the MvDeCor network's correspondence accuracy on the test shapes now "
+        "(e.g. pre-training only, on a GPU machine: --settings '' --methods mvdecor); a later run measures it",
+    )
+    parser.add_argument(
         "--report-only",
         action="store_true",
         help="run nothing: write the table and JSON from the cells already finished in --work",
@@ -557,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
             # Written before the match threshold's key was renamed from "radius".
             if "radius" in correspondence and "match_radius" not in correspondence:
                 correspondence["match_radius"] = correspondence.pop("radius")
-        elif not args.report_only:
+        elif not (args.report_only or args.no_correspondence):
             test_shapes = [s for c in categories for s in split[c]["test"]]
             device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
             device = "cpu" if device == "auto" else device

@@ -253,3 +253,22 @@ def test_the_table_says_where_a_network_was_pre_trained_when_not_here(benchmark)
     # Pre-trained here (or by an older benchmark, without a machine): no such line.
     del record["pretrain"]["runs"]["all"]["machine"]
     assert benchmark.format_table(record).splitlines()[1] == ""
+
+
+def test_pre_training_alone_can_leave_the_correspondence_for_later(tmp_path, benchmark):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_YAML)
+    work, results = tmp_path / "work", tmp_path / "results"
+    args = [DATASET, "--name", "tiny", "--config", str(config), "--categories", "mug", "--runs", "1",
+            "--methods", "mvdecor", "--pretrain-iterations", "1", "--device", "cpu", "--test-fraction", "0.34",
+            "--work", str(work), "--results", str(results), "--quiet", "--precision", "fp32"]  # fmt: skip
+    # Pre-training only (what a GPU machine is lent for): the network, no cells, no correspondence.
+    assert benchmark.main([*args, "--settings", "", "--no-correspondence"]) == 0
+    assert (work / "pretrain_all" / "done.json").is_file()
+    assert not (work / "correspondence.json").exists() and not (work / "fewshot").exists()
+    assert json.loads((results / "tiny-cpu.json").read_text())["correspondence"] is None
+    # The next run, without the flag, measures it on the network already made.
+    assert benchmark.main([*args, "--settings", ""]) == 0
+    record = json.loads((results / "tiny-cpu.json").read_text())
+    assert set(record["correspondence"]) == {"pretrained", "random_network", "normals", "match_radius"}
+    assert json.loads((work / "correspondence.json").read_text())["checkpoint"].endswith("last.pt")
