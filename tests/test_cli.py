@@ -177,6 +177,31 @@ def test_finetune_then_segment_an_unlabelled_mesh(tmp_path, capsys):
     assert main(["segment", str(mesh), *model, "--out", str(tmp_path / "smooth"), "--smoothing", "1",
                  "--no-report"]) == 0  # fmt: skip
     capsys.readouterr()
+    # A second model as the prior (--prior-method nearest): the nearest labelled faces of the same
+    # network on the same labelled shape; at weight 1 its labels are that model's own.
+    lookup = tmp_path / "lookup"
+    assert main(["finetune", "synthetic:categories=mug,n=2,textured=0", str(lookup), "--labelled", "mug_0000",
+                 "--method", "nearest", "--device", "cpu", "--quiet", *common]) == 0  # fmt: skip
+    lookup_model = str(lookup / "checkpoints" / "last.pt")
+    assert (
+        main(["segment", str(mesh), "--model", lookup_model, "--out", str(tmp_path / "nn"), "--no-report"])
+        == 0
+    )
+    looked_up = np.loadtxt(tmp_path / "nn" / "cup.labels.txt", dtype=int)
+    assert main(["segment", str(mesh), *model, "--out", str(tmp_path / "ens"), "--prior-method", "nearest",
+                 "--prior-model", lookup_model, "--transfer-prior", "1", "--no-report"]) == 0  # fmt: skip
+    np.testing.assert_array_equal(np.loadtxt(tmp_path / "ens" / "cup.labels.txt", dtype=int), looked_up)
+    capsys.readouterr()
+    assert main(["segment", str(mesh), *model, "--out", str(tmp_path / "x"), "--prior-method", "nearest",
+                 "--transfer-prior", "0.5"]) == 1  # fmt: skip
+    assert "--prior-method nearest needs --prior-model" in capsys.readouterr().err
+    assert (
+        main(["segment", str(mesh), *model, "--out", str(tmp_path / "x"), "--prior-model", lookup_model]) == 1
+    )
+    assert "--prior-model is read only with --prior-method nearest" in capsys.readouterr().err
+    assert main(["segment", str(mesh), *model, "--out", str(tmp_path / "x"), "--prior-method", "nearest",
+                 "--prior-model", lookup_model, *refs]) == 1  # fmt: skip
+    assert "--references is not read with --prior-method nearest" in capsys.readouterr().err
     # Bad combinations and inputs: one line naming the cause, exit code 1.
     assert main(["segment", str(mesh), *model, "--out", str(tmp_path / "x"), "--transfer-prior", "0.5"]) == 1
     assert "--transfer-prior needs --references" in capsys.readouterr().err

@@ -182,3 +182,42 @@ def test_a_deformation_prior_of_weight_one_gives_the_deform_methods_labels(tmp_p
         check_refinements({"x": {"prior_method": "magic"}})
     with pytest.raises(ConfigError, match="transfer_prior must be a number"):
         check_refinements({"x": {"transfer_prior": "high"}})
+
+
+def test_a_nearest_prior_of_weight_one_gives_the_nearest_heads_labels(tmp_path):
+    # A fine-tuned network's votes mixed with the nearest labelled faces of the network it
+    # started from (segment.prior_method: nearest): at weight 1 the prior replaces the votes, so
+    # the variant scores what the nearest head scores on the same draw, seed and views.
+    overrides = {"render": TINY_POINTS["render"]}
+    network = load_config(
+        "cpu",
+        {**overrides, "finetune": {"method": "network", "iterations": 1, "ssl_weight": 0.0, "device": "cpu"}},
+    )
+    nearest = load_config("cpu", {**overrides, "finetune": {"method": "nearest", "device": "cpu"}})
+    cell = dict(train_shapes=TRAIN, test_shapes=TEST, k=1, runs=1, progress=False, keep_checkpoints="weights")
+    lookup = run_fewshot(nearest, DATASET, tmp_path / "lookup", **cell)
+    refinements = {"ens": {"transfer_prior": 1.0, "prior_method": "nearest"}, "half": {"transfer_prior": 0.5,
+                   "prior_method": "nearest"}}  # fmt: skip
+    plain = run_fewshot(network, DATASET, tmp_path, refinements=refinements, **cell)
+    ens = json.loads((tmp_path / "results_scratch+ens_k1.json").read_text())
+    half = json.loads((tmp_path / "results_scratch+half_k1.json").read_text())
+    assert ens["segment"]["prior_method"] == "nearest"
+    assert ens["per_run"][0]["per_shape"] == lookup["per_run"][0]["per_shape"]
+    # The fine-tuned network alone labels otherwise, or the test would prove nothing.
+    assert plain["per_run"][0]["per_shape"] != lookup["per_run"][0]["per_shape"]
+    assert half["part_miou"]["mean"] is not None
+    # The bank is a stage beside the run's folder, reused by a second scoring.
+    bank = tmp_path / "scratch_k1_run0_nearest-prior" / "checkpoints" / "last.pt"
+    written = bank.stat().st_mtime_ns
+    run_fewshot(network, DATASET, tmp_path, refinements={"ens": refinements["ens"]}, **cell)
+    assert bank.stat().st_mtime_ns == written
+    # Other nearest settings: a new bank.
+    other = load_config(
+        "cpu",
+        {**overrides, "finetune": {"method": "network", "iterations": 1, "ssl_weight": 0.0, "device": "cpu",
+                                   "nearest_neighbours": 3}},
+    )  # fmt: skip
+    run_fewshot(other, DATASET, tmp_path, refinements={"ens": refinements["ens"]}, **cell)
+    record = json.loads((bank.parent.parent / STAGE_RECORD).read_text())
+    assert record["settings"]["training"]["finetune"]["nearest_neighbours"] == 3
+    assert record["settings"]["training"]["finetune"]["method"] == "nearest"

@@ -144,14 +144,16 @@ def add_inference_options(parser: argparse.ArgumentParser) -> None:
         "--transfer-prior",
         dest="transfer_prior",
         type=float,
-        help="weight in [0, 1] of the label-transfer prior from the labelled shapes (0: off)",
+        help="weight in [0, 1] of the label prior (--prior-method) mixed into the votes (0: off; "
+        "0.5 averages the two)",
     )
     group.add_argument(
         "--prior-method",
         dest="prior_method",
-        choices=("transfer", "deform"),
-        help="how the prior carries the labels: transfer (nearest neighbour, default) or deform "
-        "(along a learned deformation; give --deformation)",
+        choices=("transfer", "deform", "nearest"),
+        help="how the prior carries the labels: transfer (nearest neighbour, default), deform "
+        "(along a learned deformation; give --deformation) or nearest (a second model's face labels, "
+        "e.g. the nearest labelled faces of the pre-trained network; give --prior-model)",
     )
     add_transfer_options(parser)
 

@@ -92,6 +92,69 @@ def _mesh_paths(items: Sequence[str]) -> list[Path]:
     return paths
 
 
+def _load_prior_model(args: argparse.Namespace, segmenter, segment):
+    """``--prior-method nearest``: the ``--prior-model`` segmenter as the vote's prior."""
+    from dataclasses import replace
+
+    from mvdecor.inference.segment import Segmenter, SegmenterPrior
+
+    if segment.prior_method != "nearest":
+        raise MvDecorError("--prior-model is read only with --prior-method nearest")
+    if not args.prior_model:
+        raise MvDecorError(
+            "--prior-method nearest needs --prior-model (a second model on the same labelled shapes, "
+            "e.g. `mvdecor finetune --method nearest`)"
+        )
+    if args.references:
+        raise MvDecorError(
+            "--references is not read with --prior-method nearest (--prior-model holds its labels)"
+        )
+    other = Segmenter.from_checkpoint(args.prior_model, args.device, exclude_classes=args.exclude_classes)
+    if tuple(other.label_names) != tuple(segmenter.label_names):
+        raise MvDecorError(
+            f"{args.prior_model}: the prior model's labels {list(other.label_names)} differ from the "
+            f"model's {list(segmenter.label_names)}"
+        )
+    if segment.transfer_prior <= 0:
+        print("note: --prior-model without --transfer-prior > 0 changes nothing", file=sys.stderr)
+    # The same test-time views as the model's.
+    other.config = replace(other.config, segment=segment)
+    return SegmenterPrior(other)
+
+
+def _vote_prior(args: argparse.Namespace, segmenter, segment):
+    """What ``segment --transfer-prior`` mixes into the vote, or None: a second model
+    (``--prior-method nearest``) or the ``--references`` carried by transfer or deformation."""
+    if args.deformation and segment.prior_method != "deform":
+        raise MvDecorError("--deformation is read only with --prior-method deform")
+    if segment.prior_method == "nearest" or args.prior_model:
+        return _load_prior_model(args, segmenter, segment)
+    if segment.prior_method == "deform" and not args.deformation:
+        raise MvDecorError(
+            "--prior-method deform needs --deformation (a network trained by `mvdecor deform`)"
+        )
+    if not args.references:
+        if segment.transfer_prior > 0:
+            raise MvDecorError("--transfer-prior needs --references (the labelled shapes to transfer from)")
+        return None
+    transfer, names = _load_references(
+        args.references,
+        args.reference_shapes,
+        args.exclude_classes,
+        segmenter.config,
+        deformation=args.deformation,
+        device=args.device,
+    )
+    if tuple(names) != tuple(segmenter.label_names):
+        raise MvDecorError(
+            f"{args.references}: the references' labels {list(names)} differ from the model's "
+            f"{list(segmenter.label_names)}"
+        )
+    if segment.transfer_prior <= 0:
+        print("note: --references without --transfer-prior > 0 changes nothing", file=sys.stderr)
+    return transfer
+
+
 def cmd_segment(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -107,31 +170,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     segment = replace(segmenter.config.segment, **changes["segment"])
     transfer_settings = replace(segmenter.config.transfer, **changes["transfer"])
     segmenter.config = replace(segmenter.config, segment=segment, transfer=transfer_settings)
-    transfer = None
-    if segment.prior_method == "deform" and not args.deformation:
-        raise MvDecorError(
-            "--prior-method deform needs --deformation (a network trained by `mvdecor deform`)"
-        )
-    if args.deformation and segment.prior_method != "deform":
-        raise MvDecorError("--deformation is read only with --prior-method deform")
-    if args.references:
-        transfer, names = _load_references(
-            args.references,
-            args.reference_shapes,
-            args.exclude_classes,
-            segmenter.config,
-            deformation=args.deformation,
-            device=args.device,
-        )
-        if tuple(names) != tuple(segmenter.label_names):
-            raise MvDecorError(
-                f"{args.references}: the references' labels {list(names)} differ from the model's "
-                f"{list(segmenter.label_names)}"
-            )
-        if segment.transfer_prior <= 0:
-            print("note: --references without --transfer-prior > 0 changes nothing", file=sys.stderr)
-    elif segment.transfer_prior > 0:
-        raise MvDecorError("--transfer-prior needs --references (the labelled shapes to transfer from)")
+    transfer = _vote_prior(args, segmenter, segment)
     paths = _mesh_paths(args.meshes)
     out = Path(args.out)
     from tqdm.auto import tqdm
@@ -207,6 +246,14 @@ def add_segment_parser(sub: argparse._SubParsersAction) -> None:
         "--deformation",
         metavar="NET",
         help="with --prior-method deform: the deformation network (`mvdecor deform`'s OUT/last.pt)",
+    )
+    p.add_argument(
+        "--prior-model",
+        dest="prior_model",
+        metavar="CKPT",
+        help="with --prior-method nearest: a second model of the same labels whose face labels are mixed "
+        "in (--transfer-prior 0.5 averages the two), e.g. `mvdecor finetune --method nearest` from the "
+        "pre-trained network on the same labelled shapes, beside a --method network --model",
     )
     add_inference_options(p)
     p.set_defaults(func=cmd_segment)

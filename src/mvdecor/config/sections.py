@@ -22,7 +22,7 @@ LR_SCHEDULES = ("plateau", "cosine")
 #: How fine-tuning uses the labelled views: train a head (the paper), or keep them as a bank.
 FINETUNE_METHODS = ("network", "nearest")
 #: How a segmenter's label prior carries the labelled shapes' labels (``segment.prior_method``).
-PRIOR_METHODS = ("transfer", "deform")
+PRIOR_METHODS = ("transfer", "deform", "nearest")
 #: What a nearest head's pixel embeddings are averaged over before the neighbour search.
 NEAREST_POOLINGS = ("none", "faces")
 #: What a nearest head makes of several candidate position weights: choose one, or average them.
@@ -595,17 +595,22 @@ class SegmentConfig:
         positions mirrored with it) and average the two probability maps, the
         mirrored one flipped back. False (default, the paper): one pass per view.
     transfer_prior : float
-        Weight ``w`` of a label-transfer prior (:mod:`mvdecor.inference.transfer`)
-        mixed into the fused face distributions, ``(1 - w) * votes + w * transfer``,
-        when the labelled reference shapes are known (the few-shot protocol, or
-        ``segment --references``). 0 (default, the paper) disables it.
+        Weight ``w`` of a label prior (``prior_method``; by default a label transfer,
+        :mod:`mvdecor.inference.transfer`) mixed into the fused face distributions,
+        ``(1 - w) * votes + w * prior``, when the labelled reference shapes are known
+        (the few-shot protocol, or ``segment --references`` / ``--prior-model``).
+        0 (default, the paper) disables it.
     prior_method : str
         How the prior carries the labelled shapes' labels to the faces:
         ``transfer`` (default: nearest neighbour after a bounding-box alignment,
         the ``transfer`` section) or ``deform`` (along a learned deformation of
         the best-fitting labelled shape, :mod:`mvdecor.points.deformation`; needs
         a deformation network trained on the category's shapes, the ``deform``
-        section).
+        section) or ``nearest`` (the face distributions of a second segmenter on
+        the same labelled shapes, the nearest labelled faces of the pre-trained
+        network, ``finetune.method: nearest`` with the ``nearest_*`` settings:
+        an ensemble of a fine-tuned network and the lookup its pre-training
+        allows; :class:`~mvdecor.inference.segment.SegmenterPrior`).
     smoothing : float
         Weight of the pairwise term of a Potts CRF on the mesh's face adjacency
         graph, solved by mean field (:mod:`mvdecor.inference.smoothing`), applied

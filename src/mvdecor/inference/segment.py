@@ -353,3 +353,37 @@ class Segmenter:
             views=kept_views if keep_views else None,
             vote=vote,
         )
+
+
+class SegmenterPrior:
+    """Another segmenter's face distributions as a vote's prior (``segment.prior_method: nearest``).
+
+    Mixing two segmenters of the same labels is an ensemble: with weight
+    ``segment.transfer_prior = w`` a mesh's faces get
+    ``(1 - w) * votes + w * other`` (:func:`~mvdecor.inference.refine.refine_fusion`).
+    Its use here is a fine-tuned network (``finetune.method: network``) with the
+    nearest labelled faces of its pre-trained network (``finetune.method: nearest``)
+    on the same labelled shapes: the first learns boundaries from gradient descent,
+    the second copies what the labelled faces look like, and each is right where
+    the other errs on different parts.
+
+    Parameters
+    ----------
+    segmenter : the other segmenter; its own prior and smoothing are not applied
+        (``segment.transfer_prior`` and ``segment.smoothing`` read as 0), so that
+        what it adds is its vote alone.
+    """
+
+    def __init__(self, segmenter: Segmenter) -> None:
+        self.segmenter = segmenter.with_segment(
+            replace(segmenter.config.segment, transfer_prior=0.0, smoothing=0.0)
+        )
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return self.segmenter.label_names
+
+    def face_probabilities(self, mesh: LabelledMesh) -> np.ndarray:
+        """``(F, C)`` float32: the other segmenter's fused face distributions on ``mesh``
+        (already normalised by the caller); rows of faces none of its views see are 0."""
+        return self.segmenter.segment(mesh, normalize=False).fusion.face_scores

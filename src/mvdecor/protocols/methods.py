@@ -31,19 +31,19 @@ cell when, and only when, one of them changes.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from mvdecor.config import PRIOR_METHODS, Config
+from mvdecor.config import PRIOR_METHODS, Config, finetune_settings_read
 from mvdecor.correspond.source import ViewSource
 from mvdecor.data.mesh import LabelledMesh
 from mvdecor.errors import ConfigError
 from mvdecor.inference.refine import FacePrior
 from mvdecor.inference.transfer import LabelTransfer, reference_from_mesh, reference_from_views
-from mvdecor.protocols.stages import config_sections, finish_stage, open_stage
+from mvdecor.protocols.stages import config_sections, finish_stage, init_identity, open_stage
 from mvdecor.registry import Registry
 from mvdecor.render.views import RenderedView, seen_faces
 from mvdecor.train.labelled import select_labelled_views
@@ -51,6 +51,7 @@ from mvdecor.train.labelled import select_labelled_views
 __all__ = [
     "DEFORM",
     "FACE_METHODS",
+    "NEAREST_PRIOR",
     "SCRATCH3D",
     "TRANSFER",
     "FaceMethod",
@@ -68,6 +69,9 @@ TRANSFER = "transfer"
 SCRATCH3D = "scratch3d"
 #: The paper's learned-deformation baseline. Pass it as ``init``.
 DEFORM = "deform"
+#: The prior (``segment.prior_method``) that mixes a 2D network's votes with the nearest labelled
+#: faces of the network it was fine-tuned from: not a face method (it needs a 2D network's ``init``).
+NEAREST_PRIOR = "nearest"
 
 
 class FacePredictor(Protocol):
@@ -279,6 +283,55 @@ def _deformation_transfer(run: FaceRun) -> FacePredictor:
 FACE_METHODS.register(DEFORM)(FaceMethod(_deformation_transfer, sections=("deform",)))
 
 
+def nearest_prior_folder(run_folder: Path) -> Path:
+    """Where the ``nearest`` prior of the 2D run in ``run_folder`` keeps its labelled-face bank."""
+    return run_folder.parent / f"{run_folder.name}_nearest-prior"
+
+
+def _nearest_prior(run: FaceRun) -> FacePrior:
+    """The nearest labelled faces of ``run.init`` (``finetune.method: nearest`` with the
+    config's ``nearest_*`` settings, the run's seed and labelled views), as a prior.
+
+    A stage of its own beside the run's folder (which the run empties when its
+    settings change): the bank costs seconds, but a re-run reuses it.
+    """
+    from mvdecor.inference.segment import Segmenter, SegmenterPrior  # torch: only here
+    from mvdecor.train.finetune import finetune
+
+    finetune_config = replace(
+        run.config.finetune, method="nearest", seed=run.seed, views_per_shape=run.views_per_shape
+    )
+    config = replace(run.config, finetune=finetune_config)
+    spec = run.source.dataset.spec
+    sections = config_sections(config, ("model", "render", "finetune"))
+    sections["finetune"] = finetune_settings_read(sections["finetune"])
+    settings = {
+        "dataset": spec,
+        "labelled_shapes": list(run.labelled_shapes),
+        "unlabelled_shapes": list(run.unlabelled_shapes),
+        "training": {"init": init_identity(run.init), **sections},
+    }
+    folder = nearest_prior_folder(run.folder)
+    if open_stage(folder, settings) is None:
+        result = finetune(
+            config,
+            spec,
+            folder,
+            labelled_shapes=run.labelled_shapes,
+            init=run.init,
+            unlabelled_shapes=run.unlabelled_shapes,
+            progress=run.progress,
+            report=False,
+        )
+        finish_stage(folder, settings, {"checkpoint": Path(result.model_checkpoint).name})
+    segmenter = Segmenter.from_checkpoint(
+        folder / "checkpoints" / "last.pt", exclude_classes=run.exclude_classes
+    )
+    # The protocol's test-time views, not those saved with the bank.
+    segmenter.config = replace(segmenter.config, segment=run.config.segment)
+    return SegmenterPrior(segmenter)
+
+
 def label_prior(method: str, run: FaceRun) -> FacePrior:
     """The label prior ``segment.prior_method`` names, built from the run's labelled shapes.
 
@@ -286,6 +339,10 @@ def label_prior(method: str, run: FaceRun) -> FacePrior:
     distributions a segmenter mixes into its votes (``segment.transfer_prior``).
     ``run.folder`` is the 2D method's run folder; ``deform`` trains (or reuses)
     the category's deformation network beside it, as the ``deform`` method does.
+    ``nearest``: the nearest labelled faces of the 2D method's own initial
+    network (``run.init``), in a folder beside its run's
+    (:func:`nearest_prior_folder`): the fine-tuned network and the lookup its
+    pre-training allows, averaged when the weight is 0.5.
 
     Raises
     ------
@@ -296,4 +353,6 @@ def label_prior(method: str, run: FaceRun) -> FacePrior:
         raise ConfigError(
             None, f"segment.prior_method must be one of {', '.join(PRIOR_METHODS)}, got {method!r}"
         )
+    if method == NEAREST_PRIOR:
+        return _nearest_prior(run)
     return FACE_METHODS.get(method).build(run)
