@@ -1,4 +1,4 @@
-"""The segmenter's test-time options: mirrored predictions and another image size."""
+"""The segmenter's test-time options (mirrored predictions, another image size) and another segmenter as its prior."""
 
 from __future__ import annotations
 
@@ -81,3 +81,27 @@ def test_test_time_resolution_renders_larger_views_of_the_same_cameras():
     for bad in (30, 4, -4):
         with pytest.raises(ConfigError, match=r"segment\.resolution"):
             _segmenter(resolution=bad)
+
+
+def test_a_segmenter_prior_is_the_other_segmenters_plain_vote_mixed_in():
+    from mvdecor.inference.segment import SegmenterPrior
+
+    host = _segmenter(transfer_prior=0.5)
+    other = _segmenter()  # another network of the same labels: the same one, perturbed
+    other.model.load_state_dict(
+        {
+            k: v + 0.05 * torch.randn_like(v) if v.is_floating_point() else v
+            for k, v in other.model.state_dict().items()
+        }
+    )
+    mesh = _mesh()
+    alone = other.segment(mesh, normalize=False).fusion.face_scores
+    # The other segmenter's own smoothing is not applied: what it adds is its vote alone.
+    prior = SegmenterPrior(other.with_segment(replace(other.config.segment, smoothing=1.0)))
+    np.testing.assert_array_equal(prior.face_probabilities(mesh), alone)
+    assert prior.label_names == ("a", "b", "c")
+    mixed = host.segment(mesh, normalize=False, transfer=prior).fusion
+    vote = host.segment(mesh, normalize=False).fusion.face_scores
+    seen = mixed.seen
+    np.testing.assert_allclose(mixed.face_scores[seen], 0.5 * vote[seen] + 0.5 * alone[seen], atol=1e-6)
+    assert not np.allclose(vote[seen], alone[seen], atol=1e-3)  # two different votes, or this proves nothing
