@@ -55,6 +55,7 @@ from mvdecor.protocols.stages import (
     finish_stage,
     init_identity,
     json_safe,
+    network_settings,
     open_stage,
     restate_record,
     same_settings,
@@ -551,11 +552,10 @@ def training_settings(config: Config, init: str | Path, views_per_shape: int = 0
     decide what those views label."""
     face_method = _face_method(init)
     if face_method is None:
-        sections = ("model", "render", "finetune")
-    else:
-        sections = FACE_METHODS.get(face_method).sections
-        if views_per_shape > 0 and "render" not in sections:
-            sections = (*sections, "render")
+        return network_settings(config, init)
+    sections = FACE_METHODS.get(face_method).sections
+    if views_per_shape > 0 and "render" not in sections:
+        sections = (*sections, "render")
     return _settings_read({"init": init_identity(init), **config_sections(config, sections)})
 
 

@@ -37,13 +37,13 @@ from typing import Protocol
 
 import numpy as np
 
-from mvdecor.config import PRIOR_METHODS, Config, finetune_settings_read
+from mvdecor.config import PRIOR_METHODS, Config
 from mvdecor.correspond.source import ViewSource
 from mvdecor.data.mesh import LabelledMesh
 from mvdecor.errors import ConfigError
 from mvdecor.inference.refine import FacePrior
 from mvdecor.inference.transfer import LabelTransfer, reference_from_mesh, reference_from_views
-from mvdecor.protocols.stages import config_sections, finish_stage, init_identity, open_stage
+from mvdecor.protocols.stages import config_sections, finish_stage, network_settings, open_stage
 from mvdecor.registry import Registry
 from mvdecor.render.views import RenderedView, seen_faces
 from mvdecor.train.labelled import select_labelled_views
@@ -303,16 +303,15 @@ def _nearest_prior(run: FaceRun) -> FacePrior:
     )
     config = replace(run.config, finetune=finetune_config)
     spec = run.source.dataset.spec
-    sections = config_sections(config, ("model", "render", "finetune"))
-    sections["finetune"] = finetune_settings_read(sections["finetune"])
     settings = {
         "dataset": spec,
         "labelled_shapes": list(run.labelled_shapes),
         "unlabelled_shapes": list(run.unlabelled_shapes),
-        "training": {"init": init_identity(run.init), **sections},
+        "training": network_settings(config, run.init),
     }
     folder = nearest_prior_folder(run.folder)
-    if open_stage(folder, settings) is None:
+    finished = open_stage(folder, settings)
+    if finished is None:
         result = finetune(
             config,
             spec,
@@ -323,9 +322,10 @@ def _nearest_prior(run: FaceRun) -> FacePrior:
             progress=run.progress,
             report=False,
         )
-        finish_stage(folder, settings, {"checkpoint": Path(result.model_checkpoint).name})
+        finished = {"checkpoint": Path(result.model_checkpoint).relative_to(folder).as_posix()}
+        finish_stage(folder, settings, finished)
     segmenter = Segmenter.from_checkpoint(
-        folder / "checkpoints" / "last.pt", exclude_classes=run.exclude_classes
+        folder / finished["checkpoint"], exclude_classes=run.exclude_classes
     )
     # The protocol's test-time views, not those saved with the bank.
     segmenter.config = replace(segmenter.config, segment=run.config.segment)

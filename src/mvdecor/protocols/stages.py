@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from mvdecor.config import Config
+from mvdecor.config import Config, finetune_settings_read
 from mvdecor.fileio import atomic_write_text
 
 #: The file in a stage's folder that records its settings and, once finished, its result.
@@ -93,6 +93,16 @@ def init_identity(init: str | Path) -> str | dict:
             **({"points": config} if "kind" in saved else {}),
         }
     )
+
+
+def network_settings(config: Config, init: str | Path) -> dict:
+    """What decides a 2D network made from ``init`` by ``config.finetune.method`` (fine-tuned, or
+    a bank of labelled faces): the initialisation (:func:`init_identity`) and the model, render
+    and fine-tuning settings, the latter without the entries the method never reads
+    (:func:`~mvdecor.config.finetune_settings_read`)."""
+    sections = config_sections(config, ("model", "render", "finetune"))
+    sections["finetune"] = finetune_settings_read(sections["finetune"])
+    return {"init": init_identity(init), **sections}
 
 
 #: The default of every config key where settings hold config sections: at the top
