@@ -191,7 +191,15 @@ def test_finetune_then_segment_an_unlabelled_mesh(tmp_path, capsys):
     assert main(["segment", str(mesh), *model, "--out", str(tmp_path / "ens"), "--prior-method", "nearest",
                  "--prior-model", lookup_model, "--transfer-prior", "1", "--no-report"]) == 0  # fmt: skip
     np.testing.assert_array_equal(np.loadtxt(tmp_path / "ens" / "cup.labels.txt", dtype=int), looked_up)
+    # The mesh's own prototypes on the lookup model; a trained head refuses them.
+    assert main(["segment", str(mesh), "--model", lookup_model, "--out", str(tmp_path / "proto"),
+                 "--shape-prototypes", "0.5", "--no-report"]) == 0  # fmt: skip
+    assert np.loadtxt(tmp_path / "proto" / "cup.labels.txt", dtype=int).shape == looked_up.shape
     capsys.readouterr()
+    assert (
+        main(["segment", str(mesh), *model, "--out", str(tmp_path / "x"), "--shape-prototypes", "0.5"]) == 1
+    )
+    assert "--shape-prototypes needs a model of the nearest labelled faces" in capsys.readouterr().err
     assert main(["segment", str(mesh), *model, "--out", str(tmp_path / "x"), "--prior-method", "nearest",
                  "--transfer-prior", "0.5"]) == 1  # fmt: skip
     assert "--prior-method nearest needs --prior-model" in capsys.readouterr().err

@@ -105,3 +105,58 @@ def test_a_segmenter_prior_is_the_other_segmenters_plain_vote_mixed_in():
     seen = mixed.seen
     np.testing.assert_allclose(mixed.face_scores[seen], 0.5 * vote[seen] + 0.5 * alone[seen], atol=1e-6)
     assert not np.allclose(vote[seen], alone[seen], atol=1e-3)  # two different votes, or this proves nothing
+
+
+def _pooling_segmenter(**segment) -> Segmenter:
+    """A nearest-labelled-faces network (a random embedding, a random bank) of three classes."""
+    from mvdecor.models.nearest import NearestLabelHead
+
+    config = load_config(
+        "cpu",
+        {
+            "render": {"rings": 1, "segments": 4, "resolution": 32},
+            "model": {"modalities": ["grey", "normal", "depth"]},
+            "segment": segment,
+        },
+    )
+    torch.manual_seed(0)
+    channels = len(channel_names(("grey", "normal", "depth")))
+    generator = torch.Generator().manual_seed(1)
+    head = NearestLabelHead(
+        torch.randn(60, 8, generator=generator), torch.arange(60) % 3, 3, neighbours=5, pool_faces=True
+    )
+    net = SegmentationNet(EmbeddingNet("resnet18", in_channels=channels, embed_dim=8, head="light"), 3, head)
+    stats = ChannelStats(np.zeros(channels), np.ones(channels), ("grey", "normal", "depth"))
+    return Segmenter(net, stats, config, ("a", "b", "c"))
+
+
+def test_shape_prototypes_mix_the_shapes_own_prototypes_into_a_pooling_heads_faces():
+    from mvdecor.models.nearest import shape_prototype_probabilities
+
+    plain = _pooling_segmenter()
+    assert plain.pools_faces
+    mesh = _mesh()
+    cameras = plain.cameras_for(mesh)
+    renderer = Renderer(mesh)
+    views = [renderer.render_view(cameras, i) for i in range(len(cameras))]
+    pool = plain._face_pool(views, None, mesh.num_faces)
+    seen, features, _ = pool.result()
+    bank = plain.model.head.class_probabilities(features)
+    own = shape_prototype_probabilities(features, bank, pool.counts[seen], plain.model.head.temperature)
+    for share in (0.5, 1.0):
+        mixed = plain.with_segment(replace(plain.config.segment, shape_prototypes=share))
+        got = mixed._pooled_face_probabilities(mixed._face_pool(views, None, mesh.num_faces))
+        np.testing.assert_allclose(got[seen.numpy()], ((1 - share) * bank + share * own).numpy(), atol=1e-6)
+        assert (got[np.setdiff1d(np.arange(mesh.num_faces), seen.numpy())] == 0).all()
+    assert (bank.argmax(dim=1) != own.argmax(dim=1)).any()  # the step changes labels here
+    # The whole segmentation runs with it, and a face's labels come from the mixed distributions.
+    result = _pooling_segmenter(shape_prototypes=1.0).segment(mesh, normalize=False)
+    assert (result.face_labels[seen.numpy()] == own.argmax(dim=1).numpy()).mean() > 0.95
+
+
+def test_shape_prototypes_need_a_face_pooling_head():
+    trained = _segmenter(shape_prototypes=0.5)
+    with pytest.raises(ValueError, match="shape_prototypes"):
+        trained.segment(_mesh(), normalize=False)
+    with pytest.raises(ConfigError, match=r"segment\.shape_prototypes"):
+        _segmenter(shape_prototypes=1.5)

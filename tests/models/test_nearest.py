@@ -1,4 +1,4 @@
-"""The nearest-labelled-pixel head against a per-pixel reference loop; its bank sampling."""
+"""The nearest-labelled-pixel head against a per-pixel reference loop; its bank sampling; a shape's own prototypes."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from mvdecor.models.nearest import (
     leave_one_shape_out_scores,
     pool_by_group,
     sample_bank,
+    shape_prototype_probabilities,
 )
 
 
@@ -328,3 +329,66 @@ def test_a_mask_skips_the_search_for_unwanted_pixels_and_changes_no_wanted_one(s
         trained = SegmentationNet(embedding, 4)
         assert not trained.masks_queries
         torch.testing.assert_close(trained.eval()(x, mask=big_mask), trained(x))
+
+
+def _naive_shape_prototypes(features, probabilities, weights, temperature):
+    """One face and one class at a time, from the definition."""
+    faces, classes = probabilities.shape
+    unit = [f / np.linalg.norm(f) for f in features.numpy().astype(np.float64)]
+    prototypes, present = [], []
+    for c in range(classes):
+        total = sum(float(weights[i]) * float(probabilities[i, c]) * unit[i] for i in range(faces))
+        mass = sum(float(weights[i]) * float(probabilities[i, c]) for i in range(faces))
+        present.append(mass > 0)
+        prototypes.append(total / np.linalg.norm(total) if mass > 0 else None)
+    out = np.zeros((faces, classes))
+    for i in range(faces):
+        logits = {c: float(unit[i] @ prototypes[c]) / temperature for c in range(classes) if present[c]}
+        top = max(logits.values())
+        norm = sum(np.exp(v - top) for v in logits.values())
+        for c, v in logits.items():
+            out[i, c] = np.exp(v - top) / norm
+    return out
+
+
+def test_shape_prototypes_match_a_naive_reference():
+    generator = torch.Generator().manual_seed(3)
+    features = torch.randn(40, 6, generator=generator) * 3.0
+    probabilities = torch.softmax(torch.randn(40, 4, generator=generator) * 2.0, dim=1)
+    probabilities[:, 2] = 0.0  # a class no face got: no prototype, probability 0
+    probabilities /= probabilities.sum(dim=1, keepdim=True)
+    weights = torch.rand(40, generator=generator) * 10.0
+    got = shape_prototype_probabilities(features, probabilities, weights, temperature=0.2)
+    expected = _naive_shape_prototypes(features, probabilities, weights, 0.2)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert (got[:, 2] == 0).all()
+    np.testing.assert_allclose(got.sum(dim=1).numpy(), 1.0, rtol=1e-6)
+
+
+def test_shape_prototypes_move_a_face_to_the_class_the_rest_of_its_part_got():
+    # Two parts on the test shape, each alike within itself; the bank got one face of part 0 wrong.
+    generator = torch.Generator().manual_seed(0)
+    part = torch.tensor([0] * 20 + [1] * 20)
+    centres = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    features = centres[part] + 0.1 * torch.randn(40, 3, generator=generator)
+    probabilities = torch.nn.functional.one_hot(part, 2).float() * 0.9 + 0.05
+    probabilities[3] = torch.tensor([0.1, 0.9])  # wrong, and confidently so
+    weights = torch.ones(40)
+    prototypes = shape_prototype_probabilities(features, probabilities, weights)
+    assert probabilities.argmax(dim=1)[3] == 1
+    assert (prototypes.argmax(dim=1) == part).all()
+    mixed = 0.5 * probabilities + 0.5 * prototypes  # segment.shape_prototypes: 0.5
+    assert (mixed.argmax(dim=1) == part).all()
+
+
+def test_shape_prototypes_weigh_faces_by_the_pixels_that_saw_them():
+    # One face of class 0 far from the others: with a large weight it drags class 0's prototype.
+    features = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    probabilities = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    light = shape_prototype_probabilities(features, probabilities, torch.tensor([1.0, 1.0, 1.0, 0.01]))
+    heavy = shape_prototype_probabilities(features, probabilities, torch.tensor([1.0, 1.0, 1.0, 100.0]))
+    assert light[3].argmax() == 1 and heavy[3].argmax() == 0
+    empty = shape_prototype_probabilities(features, torch.zeros(4, 2), torch.ones(4))
+    assert (empty == 0).all()
+    with pytest.raises(ValueError, match="weights"):
+        shape_prototype_probabilities(features, probabilities, torch.ones(3))

@@ -221,3 +221,20 @@ def test_a_nearest_prior_of_weight_one_gives_the_nearest_heads_labels(tmp_path):
     record = json.loads((bank.parent.parent / STAGE_RECORD).read_text())
     assert record["settings"]["training"]["finetune"]["nearest_neighbours"] == 3
     assert record["settings"]["training"]["finetune"]["method"] == "nearest"
+
+
+def test_a_shape_prototypes_variant_segments_again_and_scores_as_the_setting_itself(tmp_path):
+    # The prototypes change a face-pooling head's votes, so a variant with them segments each
+    # test shape again (same bank) and scores what a run with the setting in its config scores.
+    overrides = {"render": TINY_POINTS["render"], "finetune": {"method": "nearest", "device": "cpu"}}
+    nearest = load_config("cpu", overrides)
+    assert nearest.finetune.nearest_pooling == "faces"
+    cell = dict(train_shapes=TRAIN, test_shapes=TEST, k=1, runs=1, progress=False, keep_checkpoints="weights")
+    plain = run_fewshot(nearest, DATASET, tmp_path / "plain", refinements={"proto": {"shape_prototypes": 1.0}},
+                        **cell)  # fmt: skip
+    variant = json.loads((tmp_path / "plain" / "results_scratch+proto_k1.json").read_text())
+    direct = load_config("cpu", {**overrides, "segment": {"shape_prototypes": 1.0}})
+    alone = run_fewshot(direct, DATASET, tmp_path / "direct", **cell)
+    assert variant["segment"]["shape_prototypes"] == 1.0 and alone["segment"]["shape_prototypes"] == 1.0
+    assert variant["per_run"][0]["per_shape"] == alone["per_run"][0]["per_shape"]
+    assert variant["per_run"][0]["per_shape"] != plain["per_run"][0]["per_shape"]

@@ -141,6 +141,13 @@ def add_inference_options(parser: argparse.ArgumentParser) -> None:
         help="weight of the CRF smoothing of face labels on the mesh (0: off, the paper; e.g. 1)",
     )
     group.add_argument(
+        "--shape-prototypes",
+        dest="shape_prototypes",
+        type=float,
+        help="weight in [0, 1] of each mesh's own class prototypes in a nearest-faces model's labels "
+        "(0: off; a transductive step that moves faces to the class the rest of their part got)",
+    )
+    group.add_argument(
         "--transfer-prior",
         dest="transfer_prior",
         type=float,

@@ -59,6 +59,7 @@ SHORTCUTS: dict[str, str] = {
     "transfer_prior": "segment.transfer_prior",
     "prior_method": "segment.prior_method",
     "smoothing": "segment.smoothing",
+    "shape_prototypes": "segment.shape_prototypes",
     "test_rings": "segment.rings",
     "test_segments": "segment.segments",
     "test_resolution": "segment.resolution",

@@ -170,6 +170,11 @@ def cmd_segment(args: argparse.Namespace) -> int:
     segment = replace(segmenter.config.segment, **changes["segment"])
     transfer_settings = replace(segmenter.config.transfer, **changes["transfer"])
     segmenter.config = replace(segmenter.config, segment=segment, transfer=transfer_settings)
+    if segment.shape_prototypes > 0 and not segmenter.pools_faces:
+        raise MvDecorError(
+            f"{args.model}: --shape-prototypes needs a model of the nearest labelled faces "
+            "(`mvdecor finetune --method nearest`); this one has a trained head"
+        )
     transfer = _vote_prior(args, segmenter, segment)
     paths = _mesh_paths(args.meshes)
     out = Path(args.out)

@@ -611,6 +611,15 @@ class SegmentConfig:
         network, ``finetune.method: nearest`` with the ``nearest_*`` settings:
         an ensemble of a fine-tuned network and the lookup its pre-training
         allows; :class:`~mvdecor.inference.segment.SegmenterPrior`).
+    shape_prototypes : float
+        Weight ``w`` of the test shape's own class prototypes in a face-pooling
+        nearest head's face distributions (``finetune.method: nearest`` with
+        ``nearest_pooling: faces``): ``(1 - w) * bank + w * prototypes``, where the
+        prototypes are the mean embeddings of the shape's faces weighted by the
+        bank's answer (:func:`~mvdecor.models.nearest.shape_prototype_probabilities`).
+        A transductive step: faces the labelled shapes' bank got wrong move to
+        the class the rest of their part on this shape got. 0 (default) disables
+        it; a network with a trained head refuses a weight > 0.
     smoothing : float
         Weight of the pairwise term of a Potts CRF on the mesh's face adjacency
         graph, solved by mean field (:mod:`mvdecor.inference.smoothing`), applied
@@ -631,6 +640,7 @@ class SegmentConfig:
     flip: bool = False
     transfer_prior: float = 0.0
     prior_method: str = "transfer"
+    shape_prototypes: float = 0.0
     smoothing: float = 0.0
     smoothing_angle_degrees: float = 30.0
     smoothing_iterations: int = 10
@@ -639,7 +649,7 @@ class SegmentConfig:
         section = "segment"
         at_least(self, section, 0, "gamma", "rings", "segments", "smoothing", "smoothing_iterations")
         at_least(self, section, 1, "batch_views")
-        fraction(self, section, "transfer_prior")
+        fraction(self, section, "transfer_prior", "shape_prototypes")
         one_of(self, section, "prior_method", PRIOR_METHODS)
         positive(self, section, "smoothing_angle_degrees")
         check(

@@ -22,7 +22,7 @@ from mvdecor.inference.fusion import FaceVoter, FusionResult
 from mvdecor.inference.refine import FacePrior, refine_fusion
 from mvdecor.models.embedding import SegmentationNet
 from mvdecor.models.inputs import ChannelStats, flip_view_array, view_to_array
-from mvdecor.models.nearest import FaceEmbeddingPool, box_coordinates
+from mvdecor.models.nearest import FaceEmbeddingPool, box_coordinates, shape_prototype_probabilities
 from mvdecor.render.cameras import Cameras, shape_cameras
 from mvdecor.render.renderer import Renderer
 from mvdecor.render.views import RenderedView
@@ -179,6 +179,7 @@ class Segmenter:
         all the given views together (they must show one shape), and each pixel
         gets its face's distribution (background: uniform).
         """
+        self._check_prototypes()
         if self.pools_faces:
             faces = 1 + max((int(view.face_ids.max()) for view in views), default=-1)
             face_probs = self._pooled_face_probabilities(self._face_pool(views, box, faces))
@@ -223,13 +224,28 @@ class Segmenter:
             self._add_to_pool(pool, views[start : start + batch], box)
         return pool
 
+    def _check_prototypes(self) -> None:
+        if self.config.segment.shape_prototypes > 0 and not self.pools_faces:
+            raise ValueError(
+                "segment.shape_prototypes needs a network that labels face-pooled embeddings "
+                "(finetune.method: nearest, nearest_pooling: faces); this one has a trained head"
+            )
+
     @torch.no_grad()
     def _pooled_face_probabilities(self, pool: FaceEmbeddingPool) -> np.ndarray:
-        """``(faces, C)`` float32: the head's distribution for each seen face, zeros for the others."""
+        """``(faces, C)`` float32: the head's distribution for each seen face, zeros for the others
+        (mixed with the shape's own class prototypes' with ``segment.shape_prototypes``)."""
         seen, features, positions = pool.result()  # the pool sums on the CPU
         if positions is not None:
             positions = positions.to(self.device)
-        probs = self.model.head.class_probabilities(features.to(self.device), positions)
+        features = features.to(self.device)
+        probs = self.model.head.class_probabilities(features, positions)
+        share = self.config.segment.shape_prototypes
+        if share > 0:
+            prototypes = shape_prototype_probabilities(
+                features, probs, pool.counts[seen].to(self.device), self.model.head.temperature
+            )
+            probs = (1.0 - share) * probs + share * prototypes
         out = np.zeros((len(pool.counts), len(self.label_names)), np.float32)
         out[seen.numpy()] = probs.cpu().numpy()
         return out
@@ -265,6 +281,7 @@ class Segmenter:
             (see :func:`~mvdecor.inference.refine.refine_fusion`)
         """
         seg = self.config.segment
+        self._check_prototypes()
         if normalize:
             mesh = mesh.normalized()
         cameras = cameras if cameras is not None else self.cameras_for(mesh)

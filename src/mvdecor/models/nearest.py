@@ -31,6 +31,14 @@ views of its shape, that sees the same face (:class:`FaceEmbeddingPool`,
 of it, and the bank holds such pooled embeddings of labelled faces. A pooling
 head cannot label one view on its own; :class:`~mvdecor.inference.segment.Segmenter`
 pools a shape's views and asks :meth:`NearestLabelHead.class_probabilities`.
+
+:func:`shape_prototype_probabilities` is a transductive step on top of such a
+face-level decision: each class's prototype is the mean embedding of the test
+shape's *own* faces, weighted by how much the bank gave them that class, and
+every face is labelled again by its nearest prototype. A part of the test shape
+whose look differs from the labelled shapes' (another safe's door) is still
+alike within itself, so faces the bank got wrong are pulled to the class most
+of their part got right (``segment.shape_prototypes``).
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ __all__ = [
     "leave_one_shape_out_scores",
     "pool_by_group",
     "sample_bank",
+    "shape_prototype_probabilities",
 ]
 
 #: Similarities computed at once, at most (queries x bank entries): bounds the memory.
@@ -258,6 +267,50 @@ class FaceEmbeddingPool:
         if self.position_sums is None:
             return seen, features, None
         return seen, features, self.position_sums[seen] / self.counts[seen, None]
+
+
+def shape_prototype_probabilities(
+    features: Tensor, probabilities: Tensor, weights: Tensor, temperature: float = 0.07
+) -> Tensor:
+    """Faces labelled again by their nearest class prototype, the prototypes made from the same faces.
+
+    With ``f_i`` the unit embeddings of one shape's faces, ``p_ic`` the class
+    distributions a head gave them and ``a_i`` their weights (pixels seen), the
+    prototype of class ``c`` is ``m_c = normalise(sum_i a_i p_ic f_i)`` and
+
+        q_ic = softmax_c(cos(f_i, m_c) / T)
+
+    over the classes with some mass (``sum_i a_i p_ic > 0``); the others get 0.
+    One step of a soft k-means started from the head's answer: it corrects
+    faces that look more like the rest of their part on this shape than like
+    their nearest labelled faces.
+
+    Parameters
+    ----------
+    features : ``(F, D)`` float, the faces' embeddings (any norm; normalised here)
+    probabilities : ``(F, C)`` float, the head's class distributions of the same faces
+    weights : ``(F,)`` float >= 0, each face's weight in the prototypes (pixels that saw it)
+    temperature : ``T`` of the softmax over the prototype similarities
+
+    Returns
+    -------
+    ``(F, C)`` float32, rows summing to 1 (all zeros where no class has mass)
+    """
+    if probabilities.ndim != 2 or features.shape[:1] != probabilities.shape[:1]:
+        raise ValueError("features must be (F, D) and probabilities (F, C) of the same faces")
+    if weights.shape != features.shape[:1]:
+        raise ValueError("weights must be (F,), one per face")
+    if temperature <= 0:
+        raise ValueError("temperature must be > 0")
+    unit = F.normalize(features.float(), dim=1)
+    mass = probabilities.float() * weights.float()[:, None]  # (F, C)
+    present = mass.sum(dim=0) > 0
+    if not bool(present.any()):
+        return torch.zeros_like(mass)
+    prototypes = F.normalize(mass.T @ unit, dim=1)  # (C, D); an empty class: zeros, masked below
+    logits = (unit @ prototypes.T) / temperature
+    logits[:, ~present] = float("-inf")
+    return torch.softmax(logits, dim=1)
 
 
 def pool_by_group(features: Tensor, groups: Tensor) -> Tensor:

@@ -17,9 +17,9 @@ __all__ = ["REFINEMENT_KEYS", "check_refinements", "views_key"]
 
 
 #: The segment settings a refinement variant may change. The first five act on the fused votes
-#: only, so one segmentation of each test shape serves every variant; ``rings`` and
-#: ``segments`` (the test-time cameras) segment the shape once more per camera set, with the
-#: same network.
+#: only, so one segmentation of each test shape serves every variant; the others (the test-time
+#: cameras and images, and the prototypes of a face-pooling head, which change the votes
+#: themselves) segment the shape once more per distinct set, with the same network.
 REFINEMENT_KEYS = (
     "transfer_prior",
     "prior_method",
@@ -30,6 +30,7 @@ REFINEMENT_KEYS = (
     "segments",
     "resolution",
     "flip",
+    "shape_prototypes",
 )
 _INTEGER_REFINEMENT_KEYS = ("smoothing_iterations", "rings", "segments", "resolution")
 _BOOLEAN_REFINEMENT_KEYS = ("flip",)
@@ -38,7 +39,7 @@ _STRING_REFINEMENT_KEYS = {"prior_method": PRIOR_METHODS}
 
 def views_key(segment: SegmentConfig) -> tuple:
     """What decides a test shape's views and per-view predictions (the vote before refinement)."""
-    return (segment.rings, segment.segments, segment.resolution, segment.flip)
+    return (segment.rings, segment.segments, segment.resolution, segment.flip, segment.shape_prototypes)
 
 
 def check_refinements(
