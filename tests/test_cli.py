@@ -415,3 +415,47 @@ def test_warnings_are_one_line_without_source_lines(tmp_path, capsys):
     assert "mvdecor: warning: " in err and "material library 'missing.mtl' not found" in err, err
     assert ".py:" not in err and "warnings.warn" not in err and err.count("\n") == 1, err
     assert warnings.showwarning is shown  # restored when the command ends
+
+
+def test_finetune_nearest_prior_keeps_the_lookup_beside_the_network(tmp_path, capsys):
+    # One finetune and one segment for the averaged pair: the network's config records the prior,
+    # and segment finds the lookup in the run folder; the same as naming it by hand.
+    import numpy as np
+    import trimesh
+
+    run = tmp_path / "ft"
+    data = "synthetic:categories=mug,n=2,textured=0"
+    common = ["--preset", "cpu", "--rings", "1", "--segments", "4", "--resolution", "32", "--backbone", "resnet18",
+              "--device", "cpu", "--quiet"]  # fmt: skip
+    assert main(["finetune", data, str(run), "--labelled", "mug_0000", "--method", "network", "--iterations",
+                 "2", "--ssl-weight", "0", "--nearest-prior", *common]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "banked the nearest labelled faces of scratch as the vote's prior (weight 0.5)" in printed
+    written = yaml.safe_load((run / "config.yaml").read_text())
+    assert (written["segment"]["prior_method"], written["segment"]["transfer_prior"]) == ("nearest", 0.5)
+    lookup = run / "nearest-prior" / "checkpoints" / "last.pt"
+    assert lookup.is_file()
+    assert (
+        yaml.safe_load((run / "nearest-prior" / "config.yaml").read_text())["finetune"]["method"] == "nearest"
+    )
+    mesh = tmp_path / "cup.glb"
+    trimesh.creation.cylinder(radius=0.4, height=1.0, sections=16).export(mesh)
+    model = str(run / "checkpoints" / "last.pt")
+    outputs = {}
+    runs = {
+        "auto": ["--model", model],
+        "named": ["--model", model, "--prior-method", "nearest", "--prior-model", str(lookup), "--transfer-prior",
+                  "0.5"],
+        "prior_only": ["--model", model, "--transfer-prior", "1"],
+        "lookup": ["--model", str(lookup)],
+    }  # fmt: skip
+    for name, options in runs.items():
+        assert main(["segment", str(mesh), *options, "--out", str(tmp_path / name), "--no-report"]) == 0
+        outputs[name] = np.loadtxt(tmp_path / name / "cup.labels.txt", dtype=int)
+    np.testing.assert_array_equal(outputs["auto"], outputs["named"])
+    # At weight 1 the prior found beside the network decides alone: the lookup model's labels.
+    np.testing.assert_array_equal(outputs["prior_only"], outputs["lookup"])
+    capsys.readouterr()
+    assert main(["finetune", data, str(tmp_path / "nn"), "--labelled", "mug_0000", "--method", "nearest",
+                 "--nearest-prior", *common]) == 1  # fmt: skip
+    assert "--nearest-prior goes with --method network" in capsys.readouterr().err

@@ -8,7 +8,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from mvdecor.cli.common import add_inference_options, add_transfer_options, load_category_shapes
+from mvdecor.cli.common import (
+    add_inference_options,
+    add_transfer_options,
+    load_category_shapes,
+    nearest_prior_beside,
+)
 from mvdecor.cli.overrides import add_set_option, config_from_args, inference_overrides
 from mvdecor.errors import MvDecorError
 
@@ -93,26 +98,32 @@ def _mesh_paths(items: Sequence[str]) -> list[Path]:
 
 
 def _load_prior_model(args: argparse.Namespace, segmenter, segment):
-    """``--prior-method nearest``: the ``--prior-model`` segmenter as the vote's prior."""
+    """``--prior-method nearest``: the ``--prior-model`` segmenter as the vote's prior, by default
+    the one ``finetune --nearest-prior`` kept beside the model (:func:`nearest_prior_beside`)."""
     from dataclasses import replace
 
     from mvdecor.inference.segment import Segmenter, SegmenterPrior
 
     if segment.prior_method != "nearest":
         raise MvDecorError("--prior-model is read only with --prior-method nearest")
-    if not args.prior_model:
-        raise MvDecorError(
-            "--prior-method nearest needs --prior-model (a second model on the same labelled shapes, "
-            "e.g. `mvdecor finetune --method nearest`)"
-        )
+    prior_model = args.prior_model
+    if not prior_model:
+        beside = nearest_prior_beside(args.model)
+        if not beside.is_file():
+            raise MvDecorError(
+                "--prior-method nearest needs --prior-model (a second model on the same labelled shapes, "
+                "e.g. `mvdecor finetune --method nearest`), or a model made by `mvdecor finetune --method "
+                f"network --nearest-prior`, which keeps it beside the network (no {beside})"
+            )
+        prior_model = str(beside)
     if args.references:
         raise MvDecorError(
             "--references is not read with --prior-method nearest (--prior-model holds its labels)"
         )
-    other = Segmenter.from_checkpoint(args.prior_model, args.device, exclude_classes=args.exclude_classes)
+    other = Segmenter.from_checkpoint(prior_model, args.device, exclude_classes=args.exclude_classes)
     if tuple(other.label_names) != tuple(segmenter.label_names):
         raise MvDecorError(
-            f"{args.prior_model}: the prior model's labels {list(other.label_names)} differ from the "
+            f"{prior_model}: the prior model's labels {list(other.label_names)} differ from the "
             f"model's {list(segmenter.label_names)}"
         )
     if segment.transfer_prior <= 0:
@@ -258,7 +269,8 @@ def add_segment_parser(sub: argparse._SubParsersAction) -> None:
         metavar="CKPT",
         help="with --prior-method nearest: a second model of the same labels whose face labels are mixed "
         "in (--transfer-prior 0.5 averages the two), e.g. `mvdecor finetune --method nearest` from the "
-        "pre-trained network on the same labelled shapes, beside a --method network --model",
+        "pre-trained network on the same labelled shapes, beside a --method network --model "
+        "(default: the one `finetune --nearest-prior` kept in the model's run folder)",
     )
     add_inference_options(p)
     p.set_defaults(func=cmd_segment)

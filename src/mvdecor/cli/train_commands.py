@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from mvdecor.cli.common import (
@@ -15,6 +16,7 @@ from mvdecor.cli.common import (
     add_render_options,
     add_train_options,
     load_category_shapes,
+    nearest_prior_run,
 )
 from mvdecor.cli.overrides import add_set_option, config_from_args
 from mvdecor.errors import ConfigError, MvDecorError
@@ -118,6 +120,16 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from mvdecor.train.finetune import finetune
 
     config = config_from_args(args, train_section="finetune")
+    if args.nearest_prior:
+        if config.finetune.method != "network":
+            raise MvDecorError(
+                "--nearest-prior goes with --method network (a nearest model needs no second one)"
+            )
+        # Recorded in the model's configuration, so that `segment` averages the two by itself.
+        share = config.segment.transfer_prior or 0.5
+        config = replace(
+            config, segment=replace(config.segment, prior_method="nearest", transfer_prior=share)
+        )
     shape_ids = open_dataset(args.dataset).shape_ids()
     label_images = _parse_label_images(args.label_images, shape_ids) if args.label_images else None
     if args.labelled:
@@ -146,6 +158,27 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     shapes = (
         f"{len(labelled)} labelled shapes ({', '.join(labelled[:5])}{'...' if len(labelled) > 5 else ''})"
     )
+    if args.nearest_prior:
+        # The nearest labelled faces of the same initial network, labelled shapes and views: a
+        # model of its own, without the prior (it is the prior).
+        plain = replace(config.segment, prior_method="transfer", transfer_prior=0.0)
+        lookup = finetune(
+            replace(config, finetune=replace(config.finetune, method="nearest"), segment=plain),
+            args.dataset,
+            nearest_prior_run(args.run),
+            labelled_shapes=labelled,
+            init=args.init,
+            unlabelled_shapes=args.unlabelled,
+            label_images=label_images,
+            store=args.store,
+            resume=not args.restart,
+            progress=not args.quiet,
+            report=False,
+        )
+        print(
+            f"banked the nearest labelled faces of {args.init} as the vote's prior (weight "
+            f"{config.segment.transfer_prior:g}): {lookup.model_checkpoint}"
+        )
     if config.finetune.method == "nearest":
         done = f"banked the labelled pixels of {shapes}, no training (finetune.method nearest"
         print(
@@ -228,6 +261,14 @@ def add_finetune_parser(sub: argparse._SubParsersAction) -> None:
         dest="class_balance",
         type=float,
         help="weigh each part's pixels by frequency**-VALUE in the loss (0: off, 1: inverse frequency)",
+    )
+    p.add_argument(
+        "--nearest-prior",
+        dest="nearest_prior",
+        action="store_true",
+        help="with --method network: also bank the nearest labelled faces of the --init network in "
+        "RUN/nearest-prior, and record segment.prior_method nearest (weight 0.5 unless "
+        "segment.transfer_prior is set), so that `mvdecor segment` averages the two models' labels",
     )
     p.add_argument("--store", help="a render store of DATASET made with the same render settings")
     p.add_argument("--restart", action="store_true", help="ignore RUN/checkpoints/last.pt and start over")
