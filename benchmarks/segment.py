@@ -1,9 +1,12 @@
 """Seconds per shape for ``segment`` (render + predict + vote), split by stage.
 
 For a ~20k-face and a ~200k-face mesh, with the authors' 86 views at 256x256 and
-the ``paper`` network (ResNet-50, output stride 8), and with the ``cpu`` preset
-(24 views at 128x128, ResNet-18, output stride 16). The network's weights are
-random: speed does not depend on them. Prints peak resident memory.
+the ``paper`` network (ResNet-50, output stride 8, a trained head), and with the
+``cpu`` preset (24 views at 128x128, EfficientNet-Lite0, output stride 16) and its
+head, the nearest labelled faces: every face's embedding pooled over the views and
+looked up in a bank of ``finetune.nearest_references`` labelled faces, once per
+position weight. The weights and the bank are random: speed does not depend on
+them. Prints peak resident memory.
 
 Run: ``python benchmarks/segment.py [--device cuda] [--json OUT]``.
 """
@@ -20,18 +23,33 @@ from pathlib import Path
 
 import torch
 
-from mvdecor.config import load_config
+from mvdecor.config import Config, load_config
 from mvdecor.data.synthetic import make_shape
 from mvdecor.inference.segment import Segmenter
 from mvdecor.models.checkpoints import build_model
 from mvdecor.models.embedding import SegmentationNet
 from mvdecor.models.inputs import ChannelStats, channel_count
+from mvdecor.models.nearest import NearestLabelHead
+
+
+def nearest_head(config: Config, num_classes: int) -> NearestLabelHead:
+    """A bank the size the preset's nearest head keeps, of random embeddings, labels and box positions."""
+    ft = config.finetune
+    size, dim = ft.nearest_references, config.model.embed_dim
+    weights = sorted(set(ft.nearest_position_candidates)) or [ft.nearest_position_weight]
+    weight = tuple(weights) if ft.nearest_position_combine == "average" else weights[0]
+    return NearestLabelHead(
+        torch.randn(size, dim), torch.arange(size) % num_classes, num_classes, ft.nearest_neighbours,
+        ft.nearest_temperature, ft.nearest_stride, torch.rand(size, 3) * 2 - 1, weight,
+        ft.nearest_pooling == "faces",
+    )  # fmt: skip
 
 
 def make_segmenter(preset: str, num_classes: int, device: str) -> Segmenter:
     config = load_config(preset)
     torch.manual_seed(0)
-    model = SegmentationNet(build_model(config), num_classes)
+    head = nearest_head(config, num_classes) if config.finetune.method == "nearest" else None
+    model = SegmentationNet(build_model(config), num_classes, head=head)
     c = channel_count(config.model.modalities)
     stats = ChannelStats(mean=[0.0] * c, std=[1.0] * c)
     return Segmenter(model, stats, config, [f"part{i}" for i in range(num_classes)], device)
@@ -69,6 +87,7 @@ def main() -> None:
                     "views": segmenter.config.render.num_views,
                     "resolution": segmenter.config.render.resolution,
                     "backbone": segmenter.config.model.backbone,
+                    "head": "nearest faces" if segmenter.pools_faces else "trained",
                     "total_s": round(total, 2),
                     "render_s": round(t["render_s"], 2),
                     "predict_s": round(t["predict_s"], 2),
@@ -83,12 +102,12 @@ def main() -> None:
         f"device {args.device}; peak resident memory {peak:.0f} MiB"
     )
     print(
-        f"{'preset':<8}{'mesh':<14}{'faces':>8}{'views':>7}{'res':>5}{'total s':>9}{'render':>8}"
+        f"{'preset':<8}{'head':<15}{'mesh':<14}{'faces':>8}{'views':>7}{'res':>5}{'total s':>9}{'render':>8}"
         f"{'predict':>9}{'vote':>7}{'seen':>7}"
     )
     for r in rows:
         print(
-            f"{r['preset']:<8}{r['mesh']:<14}{r['faces']:>8}{r['views']:>7}{r['resolution']:>5}"
+            f"{r['preset']:<8}{r['head']:<15}{r['mesh']:<14}{r['faces']:>8}{r['views']:>7}{r['resolution']:>5}"
             f"{r['total_s']:>9}{r['render_s']:>8}{r['predict_s']:>9}{r['vote_s']:>7}{r['seen_faces']:>7}"
         )
     if args.json:
