@@ -123,6 +123,27 @@ def test_the_full_pipeline_pretrains_finetunes_and_segments_the_rest(client, fol
     assert sorted(m["id"] for m in client.get("/api/meshes").json()["meshes"]) == ["a", "b", "c"]
 
 
+def test_a_pipeline_that_pairs_the_network_with_the_lookup_banks_and_mixes_it(client, folder, one_thread):
+    # finetune.method network with segment.prior_method nearest: the job banks the nearest
+    # labelled faces beside the fine-tuned network and mixes them in; at weight 1 the saved
+    # labels are the lookup's own.
+    from mvdecor.app.folder import AppFolder
+    from mvdecor.inference.segment import Segmenter
+
+    overrides = {**TINY_PIPELINE, "finetune": {**TINY_PIPELINE["finetune"], "method": "network"},
+                 "segment": {"prior_method": "nearest", "transfer_prior": 1.0}}  # fmt: skip
+    reply = client.post(
+        "/api/jobs", json={"method": "pipeline", "options": {"overrides": overrides, "targets": ["b"]}}
+    )
+    assert reply.status_code == 200, reply.text
+    job = wait_for_job(client, timeout=300)
+    assert job["state"] == "done", job
+    lookup = folder / ".mvdecor-app" / "runs" / "finetune" / "nearest-prior" / "checkpoints" / "last.pt"
+    assert lookup.is_file()
+    expected = Segmenter.from_checkpoint(lookup).segment(AppFolder(folder).load_mesh("b")).face_labels
+    assert client.get("/api/meshes/b").json()["prediction"]["labels"] == expected.tolist()
+
+
 def test_two_apps_on_one_folder_do_not_run_jobs_at_once(folder):
     from fastapi.testclient import TestClient
 

@@ -426,7 +426,10 @@ def run_pipeline(
     Notes
     -----
     Painted views (``label_images/``, :mod:`mvdecor.app.views`) supervise
-    fine-tuning beside the face labels (:func:`pipeline_label_images`).
+    fine-tuning beside the face labels (:func:`pipeline_label_images`). A
+    configuration that pairs the fine-tuned network with the nearest labelled
+    faces (``segment.prior_method: nearest``) gets that bank too, and the two
+    are mixed as ``mvdecor segment`` mixes them.
     Cancelling stops pre-training or fine-tuning after the step in progress
     (with a checkpoint: a cancelled pre-training resumes in the next job),
     else between meshes. The status's ``step``/``steps`` and message follow
@@ -434,10 +437,10 @@ def run_pipeline(
     """
     from mvdecor.app.views import painted_label_images
     from mvdecor.config import load_config
-    from mvdecor.inference.segment import Segmenter
+    from mvdecor.inference.segment import Segmenter, SegmenterPrior
     from mvdecor.train.checkpoint import load_checkpoint
     from mvdecor.train.engine import TrainingCancelled
-    from mvdecor.train.finetune import finetune
+    from mvdecor.train.finetune import finetune, finetune_nearest_prior, wants_nearest_prior
     from mvdecor.train.pretrain import pretrain
 
     progress.update(message="reading the labelled meshes")
@@ -494,17 +497,34 @@ def run_pipeline(
             on_step=progress.training("fine-tuning"),
             **stop,
         )
+        lookup = None
+        if wants_nearest_prior(config):  # a configuration that pairs the network with the lookup
+            progress.update(message=f"banking the labelled pixels of {what} as the network's prior")
+            lookup = finetune_nearest_prior(
+                config,
+                spec,
+                runs / "finetune",
+                labelled_shapes=labelled,
+                init=checkpoint,
+                unlabelled_shapes=loadable,
+                label_images=label_images,
+                resume=False,
+                progress=False,
+                report=False,
+                **stop,
+            )
     except TrainingCancelled:
         raise JobCancelled from None
     progress.update(step=0, steps=0)
     if list(tuned.label_names) != names[: len(tuned.label_names)]:
         raise ConfigError(None, f"the network's labels {list(tuned.label_names)} differ from {names}")
     segmenter = Segmenter.from_checkpoint(tuned.model_checkpoint)
+    prior = None if lookup is None else SegmenterPrior(Segmenter.from_checkpoint(lookup.model_checkpoint))
     progress.update(total=len(chosen), done=0)
     for index, shape_id in enumerate(chosen):
         progress.check()
         progress.update(message=f"segmenting {shape_id}")
-        result = segmenter.segment(folder.load_mesh(shape_id))
+        result = segmenter.segment(folder.load_mesh(shape_id), transfer=prior)
         folder.save_prediction(
             shape_id,
             result.face_labels,

@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import warnings
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 from mvdecor.cli.overrides import add_set_option
 from mvdecor.config import BACKBONE_NAMES
@@ -164,20 +163,6 @@ def add_inference_options(parser: argparse.ArgumentParser) -> None:
         "e.g. the nearest labelled faces of the pre-trained network; give --prior-model)",
     )
     add_transfer_options(parser)
-
-
-#: Where ``finetune --nearest-prior`` banks the nearest labelled faces, inside the run folder.
-NEAREST_PRIOR_FOLDER = "nearest-prior"
-
-
-def nearest_prior_run(run: str | Path) -> Path:
-    """The folder of the nearest-faces model that ``finetune --nearest-prior`` makes beside a network."""
-    return Path(run) / NEAREST_PRIOR_FOLDER
-
-
-def nearest_prior_beside(model: str | Path) -> Path:
-    """The nearest-faces model made with the network ``RUN/checkpoints/*.pt`` (may not exist)."""
-    return nearest_prior_run(Path(model).parent.parent) / "checkpoints" / "last.pt"
 
 
 def add_transfer_options(parser: argparse.ArgumentParser) -> None:

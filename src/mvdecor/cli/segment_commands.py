@@ -8,12 +8,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from mvdecor.cli.common import (
-    add_inference_options,
-    add_transfer_options,
-    load_category_shapes,
-    nearest_prior_beside,
-)
+from mvdecor.cli.common import add_inference_options, add_transfer_options, load_category_shapes
 from mvdecor.cli.overrides import add_set_option, config_from_args, inference_overrides
 from mvdecor.errors import MvDecorError
 
@@ -103,6 +98,7 @@ def _load_prior_model(args: argparse.Namespace, segmenter, segment):
     from dataclasses import replace
 
     from mvdecor.inference.segment import Segmenter, SegmenterPrior
+    from mvdecor.train.finetune import nearest_prior_beside
 
     if segment.prior_method != "nearest":
         raise MvDecorError("--prior-model is read only with --prior-method nearest")

@@ -16,7 +16,6 @@ from mvdecor.cli.common import (
     add_render_options,
     add_train_options,
     load_category_shapes,
-    nearest_prior_run,
 )
 from mvdecor.cli.overrides import add_set_option, config_from_args
 from mvdecor.errors import ConfigError, MvDecorError
@@ -117,7 +116,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     import numpy as np
 
     from mvdecor.data.datasets import open_dataset
-    from mvdecor.train.finetune import finetune
+    from mvdecor.train.finetune import finetune, finetune_nearest_prior, wants_nearest_prior
 
     config = config_from_args(args, train_section="finetune")
     if args.nearest_prior:
@@ -158,14 +157,13 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     shapes = (
         f"{len(labelled)} labelled shapes ({', '.join(labelled[:5])}{'...' if len(labelled) > 5 else ''})"
     )
-    if args.nearest_prior:
-        # The nearest labelled faces of the same initial network, labelled shapes and views: a
-        # model of its own, without the prior (it is the prior).
-        plain = replace(config.segment, prior_method="transfer", transfer_prior=0.0)
-        lookup = finetune(
-            replace(config, finetune=replace(config.finetune, method="nearest"), segment=plain),
+    if wants_nearest_prior(config):
+        # The nearest labelled faces of the same initial network, labelled shapes and views
+        # (--nearest-prior, or a configuration that asks for the pair).
+        lookup = finetune_nearest_prior(
+            config,
             args.dataset,
-            nearest_prior_run(args.run),
+            args.run,
             labelled_shapes=labelled,
             init=args.init,
             unlabelled_shapes=args.unlabelled,

@@ -500,6 +500,40 @@ def finetune(
     )
 
 
+#: Where the nearest labelled faces paired with a fine-tuned network live, inside its run folder.
+NEAREST_PRIOR_FOLDER = "nearest-prior"
+
+
+def nearest_prior_run(run_dir: str | Path) -> Path:
+    """The run folder of the nearest-faces model paired with the network of ``run_dir``."""
+    return Path(run_dir) / NEAREST_PRIOR_FOLDER
+
+
+def nearest_prior_beside(model: str | Path) -> Path:
+    """The nearest-faces model paired with the network ``RUN/checkpoints/*.pt`` (may not exist)."""
+    return nearest_prior_run(Path(model).parent.parent) / "checkpoints" / "last.pt"
+
+
+def wants_nearest_prior(config: Config) -> bool:
+    """Whether a run of ``config`` pairs a fine-tuned network with the nearest labelled faces
+    (``finetune.method: network``, ``segment.prior_method: nearest``, a prior weight > 0)."""
+    seg = config.segment
+    return config.finetune.method == "network" and seg.prior_method == "nearest" and seg.transfer_prior > 0
+
+
+def finetune_nearest_prior(config: Config, dataset: str, run_dir: str | Path, **kwargs) -> FinetuneResult:
+    """The nearest labelled faces of the same initial network, labelled shapes and views as the
+    network fine-tuned in ``run_dir``, banked in :func:`nearest_prior_run` (seconds).
+
+    ``kwargs`` are :func:`finetune`'s (the network run's own). The bank is a model of its own,
+    without the prior (it is the prior): ``segment.prior_method`` reads ``transfer`` and
+    ``transfer_prior`` 0 in its configuration.
+    """
+    plain = replace(config.segment, prior_method="transfer", transfer_prior=0.0)
+    lookup = replace(config, finetune=replace(config.finetune, method="nearest"), segment=plain)
+    return finetune(lookup, dataset, nearest_prior_run(run_dir), **kwargs)
+
+
 def _network_entries(config: Config, stats: ChannelStats, names: Sequence[str]) -> dict:
     """A fine-tuned network's checkpoint entries besides its weights (see ``NETWORK_ENTRIES``)."""
     return {
