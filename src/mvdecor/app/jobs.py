@@ -483,10 +483,8 @@ def run_pipeline(
         # The cpu preset's nearest head trains nothing: it banks the labelled pixels in seconds.
         verb = "banking the labelled pixels of" if config.finetune.method == "nearest" else "fine-tuning on"
         progress.update(message=f"{verb} {what}", step=0, steps=0)
-        tuned = finetune(
-            config,
-            spec,
-            runs / "finetune",
+        # The labelled data and run options of the network and of its lookup, when paired.
+        common = dict(
             labelled_shapes=labelled,
             init=checkpoint,
             unlabelled_shapes=loadable,
@@ -494,25 +492,13 @@ def run_pipeline(
             resume=False,
             progress=False,
             report=False,
-            on_step=progress.training("fine-tuning"),
             **stop,
         )
+        tuned = finetune(config, spec, runs / "finetune", on_step=progress.training("fine-tuning"), **common)
         lookup = None
         if wants_nearest_prior(config):  # a configuration that pairs the network with the lookup
             progress.update(message=f"banking the labelled pixels of {what} as the network's prior")
-            lookup = finetune_nearest_prior(
-                config,
-                spec,
-                runs / "finetune",
-                labelled_shapes=labelled,
-                init=checkpoint,
-                unlabelled_shapes=loadable,
-                label_images=label_images,
-                resume=False,
-                progress=False,
-                report=False,
-                **stop,
-            )
+            lookup = finetune_nearest_prior(config, spec, runs / "finetune", **common)
     except TrainingCancelled:
         raise JobCancelled from None
     progress.update(step=0, steps=0)
