@@ -165,14 +165,17 @@ class NearestLabelHead(nn.Module):
         chunk = max(1, _CHUNK_ELEMENTS // len(bank))
         for start in range(0, len(queries), chunk):
             cosine = queries[start : start + chunk] @ bank.T
+            if self.needs_positions:
+                # -w |q - b|^2 = w (2 q.b - |b|^2) - w |q|^2; the last term is the same for all of a
+                # query's candidates, so neither the top k nor their softmax depends on it. The
+                # bracket is shared by every weight: one fused pass per weight on top of it.
+                closeness = torch.addmm(bank_squares, query_positions[start : start + chunk], bank_positions.T,
+                                        beta=-1.0, alpha=2.0)  # fmt: skip
+                similarity = torch.empty_like(cosine)
             for w in self.position_weights:
-                similarity = cosine
                 if w > 0:
-                    # -w |q - b|^2 = 2w q.b - w |b|^2 - w |q|^2; the last term is the same for all
-                    # of a query's candidates, so neither the top k nor their softmax depends on it.
-                    scaled = 2.0 * w * query_positions[start : start + chunk]
-                    similarity = cosine + (scaled @ bank_positions.T - w * bank_squares)
-                top, index = similarity.topk(k, dim=1)
+                    torch.add(cosine, closeness, alpha=w, out=similarity)
+                top, index = (similarity if w > 0 else cosine).topk(k, dim=1)
                 weights = torch.softmax(top / self.temperature, dim=1)
                 out[start : start + chunk].scatter_add_(1, self.bank_labels[index], weights * share)
         return out
