@@ -11,7 +11,9 @@ when each stage message first appeared, and how many meshes got a prediction.
 pre-training (``--pretrain-iterations``; the preset's 2,400 by default, about an
 hour on 2 cores), the preset's fine-tuning stage, then segmenting the unlabelled
 meshes. ``--jobs 2`` times a second job on the same folder after the first (the
-pipeline's second reuses the pre-trained network, as a user's next round does). Run::
+pipeline's second reuses the pre-trained network, as a user's next round does).
+``--pair``: the fine-tuned network averaged with its nearest labelled faces instead of the
+preset's adaptation. Run::
 
     .venv/bin/python benchmarks/app_segment_rest.py --method transfer
     .venv/bin/python benchmarks/app_segment_rest.py --method pipeline [--pretrain-iterations 200]
@@ -92,6 +94,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=6 * 3600, help="seconds before giving up")
     parser.add_argument(
+        "--pair",
+        action="store_true",
+        help="fine-tune the network and mix in its nearest labelled faces (finetune.method network, "
+        "segment.prior_method nearest at 0.5) instead of the preset's own adaptation",
+    )
+    parser.add_argument(
         "--jobs",
         type=int,
         default=1,
@@ -107,8 +115,14 @@ def main() -> int:
     options: dict = {}
     if args.method == "pipeline":
         options["preset"] = args.preset
+        overrides: dict = {}
         if args.pretrain_iterations is not None:
-            options["overrides"] = {"pretrain": {"iterations": args.pretrain_iterations}}
+            overrides["pretrain"] = {"iterations": args.pretrain_iterations}
+        if args.pair:
+            overrides["finetune"] = {"method": "network"}
+            overrides["segment"] = {"prior_method": "nearest", "transfer_prior": 0.5}
+        if overrides:
+            options["overrides"] = overrides
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "shapes"
         folder.mkdir()
