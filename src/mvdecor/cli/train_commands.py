@@ -211,7 +211,8 @@ def add_finetune_parser(sub: argparse._SubParsersAction) -> None:
             "at random (seeded); --views-per-shape V labels only V views of each (the sparse setting); "
             "--label-images DIR uses your own label PNGs (one class index per pixel, 255 = unlabelled) "
             "for views rendered with the preset's cameras (`mvdecor views`). Writes RUN/checkpoints/"
-            "last.pt for `mvdecor segment`; re-running resumes."
+            "last.pt for `mvdecor segment`; re-running resumes. --method network --nearest-prior also "
+            "banks the nearest labelled faces in RUN/nearest-prior, which segment then averages in."
         ),
     )
     p.add_argument("dataset", help="dataset spec or folder (labels and label names from it)")
