@@ -142,10 +142,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             )
         rng = np.random.default_rng(config.finetune.seed)
         labelled = sorted(rng.choice(shape_ids, size=args.k, replace=False).tolist())
-    result = finetune(
-        config,
-        args.dataset,
-        args.run,
+    # The labelled data and run options of the network and, when paired, of its lookup.
+    common = dict(
         labelled_shapes=labelled,
         init=args.init,
         unlabelled_shapes=args.unlabelled,
@@ -154,25 +152,14 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         resume=not args.restart,
         progress=not args.quiet,
     )
+    result = finetune(config, args.dataset, args.run, **common)
     shapes = (
         f"{len(labelled)} labelled shapes ({', '.join(labelled[:5])}{'...' if len(labelled) > 5 else ''})"
     )
     if wants_nearest_prior(config):
         # The nearest labelled faces of the same initial network, labelled shapes and views
         # (--nearest-prior, or a configuration that asks for the pair).
-        lookup = finetune_nearest_prior(
-            config,
-            args.dataset,
-            args.run,
-            labelled_shapes=labelled,
-            init=args.init,
-            unlabelled_shapes=args.unlabelled,
-            label_images=label_images,
-            store=args.store,
-            resume=not args.restart,
-            progress=not args.quiet,
-            report=False,
-        )
+        lookup = finetune_nearest_prior(config, args.dataset, args.run, report=False, **common)
         print(
             f"banked the nearest labelled faces of {args.init} as the vote's prior (weight "
             f"{config.segment.transfer_prior:g}): {lookup.model_checkpoint}"

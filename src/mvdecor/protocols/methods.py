@@ -296,12 +296,12 @@ def _nearest_prior(run: FaceRun) -> FacePrior:
     settings change): the bank costs seconds, but a re-run reuses it.
     """
     from mvdecor.inference.segment import Segmenter, SegmenterPrior  # torch: only here
-    from mvdecor.train.finetune import finetune
+    from mvdecor.train.finetune import finetune, nearest_prior_config
 
-    finetune_config = replace(
-        run.config.finetune, method="nearest", seed=run.seed, views_per_shape=run.views_per_shape
+    lookup = nearest_prior_config(run.config)
+    config = replace(
+        lookup, finetune=replace(lookup.finetune, seed=run.seed, views_per_shape=run.views_per_shape)
     )
-    config = replace(run.config, finetune=finetune_config)
     spec = run.source.dataset.spec
     settings = {
         "dataset": spec,

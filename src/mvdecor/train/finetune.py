@@ -521,17 +521,22 @@ def wants_nearest_prior(config: Config) -> bool:
     return config.finetune.method == "network" and seg.prior_method == "nearest" and seg.transfer_prior > 0
 
 
+def nearest_prior_config(config: Config) -> Config:
+    """The configuration of the nearest labelled faces paired with a network run of ``config``:
+    ``finetune.method: nearest`` with the same ``nearest_*`` settings, and without the prior (it
+    is the prior): ``segment.prior_method`` reads ``transfer`` and ``transfer_prior`` 0."""
+    plain = replace(config.segment, prior_method="transfer", transfer_prior=0.0)
+    return replace(config, finetune=replace(config.finetune, method="nearest"), segment=plain)
+
+
 def finetune_nearest_prior(config: Config, dataset: str, run_dir: str | Path, **kwargs) -> FinetuneResult:
     """The nearest labelled faces of the same initial network, labelled shapes and views as the
     network fine-tuned in ``run_dir``, banked in :func:`nearest_prior_run` (seconds).
 
-    ``kwargs`` are :func:`finetune`'s (the network run's own). The bank is a model of its own,
-    without the prior (it is the prior): ``segment.prior_method`` reads ``transfer`` and
-    ``transfer_prior`` 0 in its configuration.
+    ``kwargs`` are :func:`finetune`'s (the network run's own); the bank's configuration is
+    :func:`nearest_prior_config`.
     """
-    plain = replace(config.segment, prior_method="transfer", transfer_prior=0.0)
-    lookup = replace(config, finetune=replace(config.finetune, method="nearest"), segment=plain)
-    return finetune(lookup, dataset, nearest_prior_run(run_dir), **kwargs)
+    return finetune(nearest_prior_config(config), dataset, nearest_prior_run(run_dir), **kwargs)
 
 
 def _network_entries(config: Config, stats: ChannelStats, names: Sequence[str]) -> dict:
