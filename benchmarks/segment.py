@@ -2,11 +2,14 @@
 
 For a ~20k-face and a ~200k-face mesh, with the authors' 86 views at 256x256 and
 the ``paper`` network (ResNet-50, output stride 8, a trained head), and with the
-``cpu`` preset (24 views at 128x128, EfficientNet-Lite0, output stride 16) and its
-head, the nearest labelled faces: every face's embedding pooled over the views and
-looked up in a bank of ``finetune.nearest_references`` labelled faces, once per
-position weight. The weights and the bank are random: speed does not depend on
-them. Prints peak resident memory.
+``cpu`` preset (24 views at 128x128, EfficientNet-Lite0, output stride 16) and what
+it segments with: a fine-tuned network (a trained head) whose votes are averaged
+with its lookup, the nearest labelled faces (every face's embedding pooled over the
+views and looked up in a bank of ``finetune.nearest_references`` labelled faces,
+once per position weight). The lookup segments the mesh once more, on its own views:
+the ``prior`` column is all of it, which is also what the lookup alone costs
+(``finetune --method nearest``, the labelling app's). The weights and the bank are
+random: speed does not depend on them. Prints peak resident memory.
 
 Run: ``python benchmarks/segment.py [--device cuda] [--json OUT]``.
 """
@@ -25,11 +28,12 @@ import torch
 
 from mvdecor.config import Config, load_config
 from mvdecor.data.synthetic import make_shape
-from mvdecor.inference.segment import Segmenter
+from mvdecor.inference.segment import Segmenter, SegmenterPrior
 from mvdecor.models.checkpoints import build_model
 from mvdecor.models.embedding import SegmentationNet
 from mvdecor.models.inputs import ChannelStats, channel_count
 from mvdecor.models.nearest import NearestLabelHead
+from mvdecor.train.finetune import nearest_prior_config, wants_nearest_prior
 
 
 def nearest_head(config: Config, num_classes: int) -> NearestLabelHead:
@@ -45,14 +49,23 @@ def nearest_head(config: Config, num_classes: int) -> NearestLabelHead:
     )  # fmt: skip
 
 
-def make_segmenter(preset: str, num_classes: int, device: str) -> Segmenter:
-    config = load_config(preset)
-    torch.manual_seed(0)
+def _segmenter(config: Config, num_classes: int, device: str) -> Segmenter:
+    """A segmenter of ``config``'s network and head (random weights; a random bank for ``nearest``)."""
     head = nearest_head(config, num_classes) if config.finetune.method == "nearest" else None
     model = SegmentationNet(build_model(config), num_classes, head=head)
     c = channel_count(config.model.modalities)
     stats = ChannelStats(mean=[0.0] * c, std=[1.0] * c)
     return Segmenter(model, stats, config, [f"part{i}" for i in range(num_classes)], device)
+
+
+def make_segmenter(preset: str, num_classes: int, device: str) -> tuple[Segmenter, SegmenterPrior | None]:
+    """The segmenter a run of ``preset`` gives, and the lookup paired with it (None when unpaired)."""
+    config = load_config(preset)
+    torch.manual_seed(0)
+    segmenter = _segmenter(config, num_classes, device)
+    if not wants_nearest_prior(config):
+        return segmenter, None
+    return segmenter, SegmenterPrior(_segmenter(nearest_prior_config(config), num_classes, device))
 
 
 def main() -> None:
@@ -69,14 +82,14 @@ def main() -> None:
     }
     rows = []
     for preset in args.presets:
-        segmenter = make_segmenter(preset, 8, args.device)
+        segmenter, prior = make_segmenter(preset, 8, args.device)
         if preset == "paper" and args.device == "cpu":
             segmenter.config = replace(
                 segmenter.config, segment=replace(segmenter.config.segment, batch_views=4)
             )
         for label, mesh in meshes.items():
             start = time.perf_counter()
-            result = segmenter.segment(mesh)
+            result = segmenter.segment(mesh, transfer=prior)
             total = time.perf_counter() - start
             t = result.timings
             rows.append(
@@ -87,11 +100,13 @@ def main() -> None:
                     "views": segmenter.config.render.num_views,
                     "resolution": segmenter.config.render.resolution,
                     "backbone": segmenter.config.model.backbone,
-                    "head": "nearest faces" if segmenter.pools_faces else "trained",
+                    "head": ("nearest faces" if segmenter.pools_faces else "trained")
+                    + (" + lookup" if prior is not None else ""),
                     "total_s": round(total, 2),
                     "render_s": round(t["render_s"], 2),
                     "predict_s": round(t["predict_s"], 2),
                     "vote_s": round(t["vote_s"], 2),
+                    "prior_s": round(t.get("refine_s", 0.0), 2),  # the lookup's segmentation, mixing
                     "seen_faces": round(float(result.fusion.seen.mean()), 3),
                 }
             )
@@ -102,13 +117,13 @@ def main() -> None:
         f"device {args.device}; peak resident memory {peak:.0f} MiB"
     )
     print(
-        f"{'preset':<8}{'head':<15}{'mesh':<14}{'faces':>8}{'views':>7}{'res':>5}{'total s':>9}{'render':>8}"
-        f"{'predict':>9}{'vote':>7}{'seen':>7}"
+        f"{'preset':<8}{'head':<17}{'mesh':<14}{'faces':>8}{'views':>7}{'res':>5}{'total s':>9}{'render':>8}"
+        f"{'predict':>9}{'vote':>7}{'prior':>7}{'seen':>7}"
     )
     for r in rows:
         print(
-            f"{r['preset']:<8}{r['head']:<15}{r['mesh']:<14}{r['faces']:>8}{r['views']:>7}{r['resolution']:>5}"
-            f"{r['total_s']:>9}{r['render_s']:>8}{r['predict_s']:>9}{r['vote_s']:>7}{r['seen_faces']:>7}"
+            f"{r['preset']:<8}{r['head']:<17}{r['mesh']:<14}{r['faces']:>8}{r['views']:>7}{r['resolution']:>5}"
+            f"{r['total_s']:>9}{r['render_s']:>8}{r['predict_s']:>9}{r['vote_s']:>7}{r['prior_s']:>7}{r['seen_faces']:>7}"
         )
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "peak_rss_mib": peak}, indent=2) + "\n")

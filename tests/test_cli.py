@@ -128,9 +128,11 @@ def test_finetune_then_segment_an_unlabelled_mesh(tmp_path, capsys):
         "--backbone",
         "resnet18",
     ]
+    # The network alone (segment.transfer_prior=0), not the cpu preset's pair with its lookup.
     code = main(["finetune", "synthetic:categories=mug,n=2,textured=0", str(run), "--labelled", "mug_0000",
                  "--method", "network", "--iterations", "2", "--ssl-weight", "0", "--device", "cpu", "--quiet",
-                 *common, "--set", "finetune.lr=0.0005", "--set", "finetune.lr_decay_every=7"])  # fmt: skip
+                 *common, "--set", "finetune.lr=0.0005", "--set", "finetune.lr_decay_every=7",
+                 "--set", "segment.transfer_prior=0"])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     assert "fine-tuned on 1 labelled shapes" in capsys.readouterr().out
     # --set reaches the configuration written next to the result, as do the shortcut options.
@@ -203,15 +205,15 @@ def test_finetune_then_segment_an_unlabelled_mesh(tmp_path, capsys):
     assert main(["segment", str(mesh), *model, "--out", str(tmp_path / "x"), "--prior-method", "nearest",
                  "--transfer-prior", "0.5"]) == 1  # fmt: skip
     assert "--prior-method nearest needs --prior-model" in capsys.readouterr().err
-    assert (
-        main(["segment", str(mesh), *model, "--out", str(tmp_path / "x"), "--prior-model", lookup_model]) == 1
-    )
+    assert main(["segment", str(mesh), *model, "--out", str(tmp_path / "x"), "--prior-method", "transfer",
+                 "--prior-model", lookup_model]) == 1  # fmt: skip
     assert "--prior-model is read only with --prior-method nearest" in capsys.readouterr().err
     assert main(["segment", str(mesh), *model, "--out", str(tmp_path / "x"), "--prior-method", "nearest",
                  "--prior-model", lookup_model, *refs]) == 1  # fmt: skip
     assert "--references is not read with --prior-method nearest" in capsys.readouterr().err
     # Bad combinations and inputs: one line naming the cause, exit code 1.
-    assert main(["segment", str(mesh), *model, "--out", str(tmp_path / "x"), "--transfer-prior", "0.5"]) == 1
+    assert main(["segment", str(mesh), *model, "--out", str(tmp_path / "x"), "--transfer-prior", "0.5",
+                 "--prior-method", "transfer"]) == 1  # fmt: skip
     assert "--transfer-prior needs --references" in capsys.readouterr().err
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -418,8 +420,8 @@ def test_warnings_are_one_line_without_source_lines(tmp_path, capsys):
 
 
 def test_finetune_nearest_prior_keeps_the_lookup_beside_the_network(tmp_path, capsys):
-    # One finetune and one segment for the averaged pair: the network's config records the prior,
-    # and segment finds the lookup in the run folder; the same as naming it by hand.
+    # One finetune and one segment for the averaged pair (the cpu preset's): the network's config
+    # records the prior, and segment finds the lookup in the run folder; the same as naming it by hand.
     import numpy as np
     import trimesh
 
@@ -427,8 +429,8 @@ def test_finetune_nearest_prior_keeps_the_lookup_beside_the_network(tmp_path, ca
     data = "synthetic:categories=mug,n=2,textured=0"
     common = ["--preset", "cpu", "--rings", "1", "--segments", "4", "--resolution", "32", "--backbone", "resnet18",
               "--device", "cpu", "--quiet"]  # fmt: skip
-    assert main(["finetune", data, str(run), "--labelled", "mug_0000", "--method", "network", "--iterations",
-                 "2", "--ssl-weight", "0", "--nearest-prior", *common]) == 0  # fmt: skip
+    assert main(["finetune", data, str(run), "--labelled", "mug_0000", "--iterations", "2", "--ssl-weight",
+                 "0", *common]) == 0  # fmt: skip
     printed = capsys.readouterr().out
     assert "banked the nearest labelled faces of scratch as the vote's prior (weight 0.5)" in printed
     written = yaml.safe_load((run / "config.yaml").read_text())
@@ -455,6 +457,13 @@ def test_finetune_nearest_prior_keeps_the_lookup_beside_the_network(tmp_path, ca
     np.testing.assert_array_equal(outputs["auto"], outputs["named"])
     # At weight 1 the prior found beside the network decides alone: the lookup model's labels.
     np.testing.assert_array_equal(outputs["prior_only"], outputs["lookup"])
+    # A configuration without the pair (as the paper preset's) gets it with --nearest-prior.
+    alone = ["--set", "segment.prior_method=transfer", "--set", "segment.transfer_prior=0"]
+    assert main(["finetune", data, str(tmp_path / "flag"), "--labelled", "mug_0000", "--iterations", "1",
+                 "--ssl-weight", "0", *common, *alone, "--nearest-prior"]) == 0  # fmt: skip
+    written = yaml.safe_load((tmp_path / "flag" / "config.yaml").read_text())
+    assert (written["segment"]["prior_method"], written["segment"]["transfer_prior"]) == ("nearest", 0.5)
+    assert (tmp_path / "flag" / "nearest-prior" / "checkpoints" / "last.pt").is_file()
     capsys.readouterr()
     assert main(["finetune", data, str(tmp_path / "nn"), "--labelled", "mug_0000", "--method", "nearest",
                  "--nearest-prior", *common]) == 1  # fmt: skip

@@ -22,6 +22,7 @@ from PIL import Image
 from mvdecor import demo
 from mvdecor.cli import main
 from mvdecor.demo import run_demo
+from mvdecor.demo.report import lookup_of as report_lookup
 from mvdecor.errors import ConfigError
 from mvdecor.inference.segment import Segmenter
 from mvdecor.train.checkpoint import NETWORK_ENTRIES, load_checkpoint
@@ -120,8 +121,8 @@ def _check_transfer(summary: dict, out: Path) -> None:
 
 def test_demo_compares_mvdecor_with_scratch_and_transfer(tmp_path, segmented):
     out = tmp_path / "demo"
-    # The cpu preset's nearest labelled faces; the scratch-only test below fine-tunes, so that both
-    # adaptation paths are covered.
+    # The cpu preset's pair: each network fine-tuned, then averaged with its nearest labelled faces
+    # (the lookup alone is covered by the test without pre-training below).
     settings = TINY
     report = run_demo(out, pretrain_iterations=1, **settings)
     assert report == out / "report.md" and report.is_file()
@@ -134,11 +135,10 @@ def test_demo_compares_mvdecor_with_scratch_and_transfer(tmp_path, segmented):
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["preset"] == "cpu" and config["render"]["resolution"] == 64
     assert config["pretrain"]["iterations"] == 1 and config["pretrain"]["val_pairs"] == 2
-    # Nearest labelled faces with the preset's settings, weighing positions (k = 1: w as given).
-    assert config["finetune"]["method"] == "nearest" and config["finetune"]["nearest_position_weight"] == 1.0
-    assert (
-        config["finetune"]["nearest_pooling"] == "faces" and summary["settings"]["nearest_pooling"] == "faces"
-    )
+    # Fine-tuning, paired with the nearest labelled faces of the preset's settings (k = 1: w as given).
+    assert config["finetune"]["method"] == "network" and config["finetune"]["nearest_position_weight"] == 1.0
+    assert (config["segment"]["prior_method"], config["segment"]["transfer_prior"]) == ("nearest", 0.5)
+    assert (summary["settings"]["prior_method"], summary["settings"]["transfer_prior"]) == ("nearest", 0.5)
     assert json.loads((out / "split.json").read_text())["categories"] == summary["split"]
 
     stage = summary["pretraining"]
@@ -176,14 +176,17 @@ def test_demo_compares_mvdecor_with_scratch_and_transfer(tmp_path, segmented):
     assert len(list((out / "pictures").glob("*.png"))) == 6
 
     text = report.read_text()
-    assert "## MvDeCor against its ImageNet weights, a network not pre-trained (scratch)" in text
+    assert "## MvDeCor against its ImageNet weights, training from scratch" in text
     assert "## Pre-training" in text
-    assert (
-        "with no training (`finetune.method: nearest`)" in text
-        and "no fine-tuning (nearest labelled faces)" in text
-    )
-    assert "each face of a test shape, its pixels' embeddings averaged over all the views" in text
-    assert "Networks with their banks of labelled pixels" in text and "fine-tuned" not in text.lower()
+    assert "were fine-tuned on the same k = 1 labelled training shape" in text
+    assert "fused face distributions were then averaged with those of the nearest labelled faces" in text
+    assert "1 fine-tuning step (then averaged with the nearest labelled faces)" in text
+    assert "Fine-tuned networks and their lookups" in text and "--prior-model LOOKUP" in text
+    for category in ("chair", "table"):
+        for method in learned:
+            lookup = report_lookup(summary["fewshot"][category][method]["checkpoint"])
+            assert f"lookup `{lookup}`" in text and (out / lookup).is_file()
+            assert load_checkpoint(out / lookup)["head"] == "nearest"
     assert "| chair |" in text and "| table |" in text and "| **mean** |" in text
     assert "part mIoU MvDeCor" in text and "part mIoU scratch" in text and "part mIoU ImageNet" in text
     assert "its pre-training started from the encoder's ImageNet weights" in text
@@ -200,9 +203,9 @@ def test_demo_compares_mvdecor_with_scratch_and_transfer(tmp_path, segmented):
     for shape_id in test_shapes:
         assert f"pictures/predictions/{shape_id}.png" in text
 
-    # Each test shape was segmented once per network, inside the few-shot runs (transfer has none); the
-    # exports, pictures and reports reuse the labels those runs scored and saved.
-    assert Counter(segmented) == Counter(test_shapes * 3)
+    # Each test shape was segmented twice per network (the network, its lookup), inside the few-shot
+    # runs (transfer has none); the exports, pictures and reports reuse the labels those runs saved.
+    assert Counter(segmented) == Counter(test_shapes * 6)
     for category in ("chair", "table"):
         for method in learned:
             run = summary["fewshot"][category][method]
@@ -218,7 +221,9 @@ def test_demo_compares_mvdecor_with_scratch_and_transfer(tmp_path, segmented):
                   for pair in ("same_shape", "two_shapes") for net in ("pretrained", "random")}  # fmt: skip
     vote_shape = summary["split"]["chair"]["test"][0]
     votes = {f"pictures/vote_weights/{vote_shape}_{m}.png" for m in learned}
-    curves = {"pictures/curves/pretrain.png"}  # nearest labelled pixels train nothing: no fine-tuning curves
+    curves = {"pictures/curves/pretrain.png"} | {
+        f"pictures/curves/finetune_{c}_{m}.png" for c in ("chair", "table") for m in learned
+    }
     predictions = {f"pictures/predictions/{s}.png" for s in test_shapes}
     shapes = {f"pictures/{r['shape']}.png" for r in summary["shapes_detail"]}
     assert pictures == embeddings | votes | curves | predictions | shapes
@@ -238,7 +243,7 @@ def test_demo_compares_mvdecor_with_scratch_and_transfer(tmp_path, segmented):
     assert again["reused_stages"] == ["pretrain", "correspondence"] + [
         f"fine-tune {c}/{m}" for c in ("chair", "table") for m in (*learned, "transfer")
     ]
-    assert Counter(segmented) == Counter(test_shapes * 3)
+    assert Counter(segmented) == Counter(test_shapes * 6)
     for category, runs in summary["fewshot"].items():
         for method, run in runs.items():
             assert not run["reused"] and again["fewshot"][category][method] == dict(run, reused=True)
@@ -247,10 +252,8 @@ def test_demo_compares_mvdecor_with_scratch_and_transfer(tmp_path, segmented):
 
 def test_demo_without_pretraining_runs_scratch_only_and_resumes(tmp_path):
     out = tmp_path / "demo"
-    # Keeping only the networks' weights: the report and a re-run need nothing else. Fine-tuning as
-    # the paper does (the cpu preset's nearest head trains nothing), so that a training run is resumed.
-    tiny_network = {**TINY_CONFIG, "finetune": {"method": "network"}}
-    settings = dict(TINY, categories=("mug",), keep_checkpoints="weights", config_overrides=tiny_network)
+    # Keeping only the networks' weights: the report and a re-run need nothing else.
+    settings = dict(TINY, categories=("mug",), keep_checkpoints="weights")
     run_demo(out, pretrain_iterations=0, **settings)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["methods"] == ["scratch", "transfer"] and summary["pretraining"] is None
@@ -261,7 +264,8 @@ def test_demo_without_pretraining_runs_scratch_only_and_resumes(tmp_path):
     assert not (out / "pretrain").exists()
     text = (out / "report.md").read_text()
     assert "## Training from scratch" in text and "MvDeCor" not in text.split("## Predictions")[0]
-    assert "Fine-tuned networks" in text and "1 fine-tuning step," in text
+    assert "Fine-tuned networks and their lookups" in text
+    assert "1 fine-tuning step (then averaged with the nearest labelled faces)," in text
     shape_id = next(iter(summary["predictions"]))
     assert (out / "segmentations" / "scratch" / f"{shape_id}.glb").is_file()
     pictures = _check_pictures(out)
@@ -286,6 +290,27 @@ def test_demo_without_pretraining_runs_scratch_only_and_resumes(tmp_path):
         again["fewshot"]["mug"]["scratch"]["part_miou"] == summary["fewshot"]["mug"]["scratch"]["part_miou"]
     )
     assert _check_pictures(out) == pictures
+
+
+def test_demo_with_the_lookup_alone_reports_no_fine_tuning(tmp_path):
+    out = tmp_path / "demo"
+    lookup_alone = {**TINY_CONFIG, "finetune": {"method": "nearest"}}
+    run_demo(out, pretrain_iterations=0, **dict(TINY, categories=("mug",), config_overrides=lookup_alone))
+    summary = json.loads((out / "summary.json").read_text())
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    # The lookup is not paired with itself: the preset's prior reads as none.
+    assert config["finetune"]["method"] == "nearest" and config["segment"]["transfer_prior"] == 0.0
+    assert (
+        summary["settings"]["finetune_method"] == "nearest"
+        and summary["settings"]["nearest_pooling"] == "faces"
+    )
+    checkpoint = out / summary["fewshot"]["mug"]["scratch"]["checkpoint"]
+    assert load_checkpoint(checkpoint)["head"] == "nearest"
+    text = (out / "report.md").read_text()
+    assert "with no training (`finetune.method: nearest`)" in text
+    assert "no fine-tuning (nearest labelled faces)" in text and "lookup `" not in text
+    assert "Networks with their banks of labelled pixels" in text and "fine-tuned" not in text.lower()
+    assert not any(p.startswith("pictures/curves/") for p in _check_pictures(out))
 
 
 def test_demo_command_passes_keep_checkpoints_and_names_both_reports(tmp_path, monkeypatch, capsys):

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+import yaml
 from app_helpers import TWO_BOX_LABELS, wait_for_job
 
 from mvdecor.data.datasets import FolderDataset
@@ -116,6 +117,10 @@ def test_the_full_pipeline_pretrains_finetunes_and_segments_the_rest(client, fol
     assert job["state"] == "done", job
     assert job["predicted"] == ["b"]
     assert (folder / ".mvdecor-app" / "runs" / "pretrain" / "checkpoints" / "last.pt").is_file()
+    # On the cpu preset the app keeps to the lookup alone (seconds a round), not the preset's pair.
+    runs = folder / ".mvdecor-app" / "runs" / "finetune"
+    assert yaml.safe_load((runs / "config.yaml").read_text())["finetune"]["method"] == "nearest"
+    assert not (runs / "nearest-prior").exists()
     prediction = client.get("/api/meshes/b").json()["prediction"]
     assert prediction["info"]["method"] == "pipeline" and len(prediction["labels"]) == 24
     assert set(prediction["labels"]) <= {0, 1}

@@ -126,7 +126,8 @@ def test_transfer_column_refinements_and_suffix(tmp_path, benchmark, capsys):
     args = [DATASET, "--name", "tiny", "--budget", "paper", "--config", str(config), "--categories", "mug",
             "--settings", "1", "--runs", "1", "--methods", "transfer,mvdecor,scratch", "--pretrain-iterations",
             "1", "--finetune-iterations", "1", "--device", "cpu", "--test-fraction", "0.34", "--work", str(work),
-            "--results", str(results), "--quiet", "--refine", "prior=transfer_prior:1", "--suffix=-x"]  # fmt: skip
+            "--results", str(results), "--quiet", "--refine", "prior=transfer_prior:1,prior_method:transfer",
+            "--suffix=-x"]  # fmt: skip
     assert benchmark.main(args) == 0
     table = capsys.readouterr().out
     columns = ["transfer", "mvdecor-x", "scratch-x", "mvdecor-x+prior", "scratch-x+prior"]
@@ -136,7 +137,8 @@ def test_transfer_column_refinements_and_suffix(tmp_path, benchmark, capsys):
     # The suffix names the results file too, so runs with other configs keep theirs.
     assert sorted(p.name for p in results.iterdir()) == ["tiny-paper-x.json", "tiny-paper-x.md"]
     record = json.loads((results / "tiny-paper-x.json").read_text())
-    assert record["methods"] == columns and record["refinements"] == {"prior": {"transfer_prior": 1.0}}
+    assert record["methods"] == columns
+    assert record["refinements"] == {"prior": {"transfer_prior": 1.0, "prior_method": "transfer"}}
     cells = record["settings"][0]["per_category"]["mug"]
     # A prior of weight 1 is the transfer itself, whatever the network.
     assert cells["mvdecor-x+prior"]["mean"] == cells["scratch-x+prior"]["mean"] == cells["transfer"]["mean"]

@@ -154,7 +154,9 @@ def test_a_deformation_prior_of_weight_one_gives_the_deform_methods_labels(tmp_p
     config = load_config(
         "cpu",
         {**TINY_POINTS, "deform": TINY_DEFORM, "finetune": {"method": "network", "iterations": 1, "ssl_weight": 0.0,
-                                                             "device": "cpu"}},
+                                                             "device": "cpu"},
+         # The network alone (the preset pairs it with its lookup); the variants name their prior.
+         "segment": {"prior_method": "transfer", "transfer_prior": 0.0}},
     )  # fmt: skip
     cell = dict(train_shapes=TRAIN, test_shapes=TEST, k=1, runs=1, progress=False, keep_checkpoints="weights")
     deform = run_fewshot(config, DATASET, tmp_path, init="deform", **cell)

@@ -12,7 +12,7 @@ from mvdecor.cli import main
 from mvdecor.config import load_config
 from mvdecor.data.synthetic import CATEGORIES
 from mvdecor.errors import ConfigError
-from mvdecor.inference.segment import Segmenter
+from mvdecor.inference.segment import Segmenter, SegmenterPrior
 from mvdecor.inference.transfer import LabelTransfer, reference_from_mesh
 from mvdecor.protocols import fewshot
 from mvdecor.protocols.fewshot import (
@@ -81,13 +81,17 @@ def test_results_are_filed_under_the_method_that_wrote_the_checkpoint(tmp_path):
 #: A few-shot setting small enough for seconds: 2 + 1 x 4 = 6 views of 32x32, 1 fine-tuning step.
 TINY_FEWSHOT_CONFIG = {
     "render": {"rings": 1, "segments": 4, "resolution": 32},
-    # The trained head, whose runs these tests resume and refine (the cpu preset's nearest head trains nothing).
+    # The trained head, whose runs these tests resume and refine, alone (the cpu preset pairs it with
+    # the nearest labelled faces of its initial network: the first test below keeps the pair).
     "finetune": {"method": "network", "iterations": 1, "ssl_weight": 0.0, "device": "cpu"},
+    "segment": {"prior_method": "transfer", "transfer_prior": 0.0},
 }
 
 
 def test_runs_save_the_labels_they_scored_and_record_their_files(tmp_path):
-    config = load_config("cpu", TINY_FEWSHOT_CONFIG)
+    # The preset's pair: the fine-tuned network averaged with its lookup, banked beside the run.
+    pair = {"prior_method": "nearest", "transfer_prior": 0.5}
+    config = load_config("cpu", {**TINY_FEWSHOT_CONFIG, "segment": pair})
     dataset = "synthetic:categories=mug,n=3,textured=0"
     out = tmp_path / "fs"
     summary = run_fewshot(
@@ -107,8 +111,13 @@ def test_runs_save_the_labels_they_scored_and_record_their_files(tmp_path):
         assert list(saved) == summary["test_shapes"] == list(run["per_shape"])
         assert abs(run["shape_miou"] - sum(run["per_shape"].values()) / len(run["per_shape"])) < 1e-12
         segmenter = Segmenter.from_checkpoint(checkpoint)
+        lookup = out / f"scratch_k1_run{run['run']}_nearest-prior" / "checkpoints" / "last.pt"
+        prior = SegmenterPrior(Segmenter.from_checkpoint(lookup))
+        assert segmenter.config.segment.prior_method == "nearest" and not segmenter.pools_faces
         for shape_id, prediction in saved.items():
-            again = segmenter.segment(source.mesh(shape_id), normalize=False)
+            again = segmenter.segment(source.mesh(shape_id), normalize=False, transfer=prior)
+            alone = segmenter.segment(source.mesh(shape_id), normalize=False)
+            assert not np.allclose(alone.face_confidence, again.face_confidence)  # the lookup counts
             assert prediction.face_labels.dtype == np.int64
             np.testing.assert_array_equal(prediction.face_labels, again.face_labels)
             np.testing.assert_allclose(

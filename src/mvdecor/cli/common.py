@@ -158,9 +158,9 @@ def add_inference_options(parser: argparse.ArgumentParser) -> None:
         "--prior-method",
         dest="prior_method",
         choices=("transfer", "deform", "nearest"),
-        help="how the prior carries the labels: transfer (nearest neighbour, default), deform "
-        "(along a learned deformation; give --deformation) or nearest (a second model's face labels, "
-        "e.g. the nearest labelled faces of the pre-trained network; give --prior-model)",
+        help="how the prior carries the labels: transfer (nearest neighbour; the paper preset's), "
+        "deform (along a learned deformation; give --deformation) or nearest (a second model's face "
+        "labels, e.g. the nearest labelled faces of the pre-trained network; the cpu preset's)",
     )
     add_transfer_options(parser)
 

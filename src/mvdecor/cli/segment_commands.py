@@ -134,7 +134,7 @@ def _vote_prior(args: argparse.Namespace, segmenter, segment):
     (``--prior-method nearest``) or the ``--references`` carried by transfer or deformation."""
     if args.deformation and segment.prior_method != "deform":
         raise MvDecorError("--deformation is read only with --prior-method deform")
-    if segment.prior_method == "nearest" or args.prior_model:
+    if args.prior_model or (segment.prior_method == "nearest" and segment.transfer_prior > 0):
         return _load_prior_model(args, segmenter, segment)
     if segment.prior_method == "deform" and not args.deformation:
         raise MvDecorError(
@@ -175,6 +175,10 @@ def cmd_segment(args: argparse.Namespace) -> int:
     # The command line's inference settings over the model's own.
     changes = inference_overrides(args)
     segment = replace(segmenter.config.segment, **changes["segment"])
+    if args.references and "prior_method" not in changes["segment"] and segment.prior_method == "nearest":
+        # References name the prior's labels: a network paired with its lookup takes them by transfer
+        # instead (as a model of another preset does; --prior-method deform carries them otherwise).
+        segment = replace(segment, prior_method="transfer")
     transfer_settings = replace(segmenter.config.transfer, **changes["transfer"])
     segmenter.config = replace(segmenter.config, segment=segment, transfer=transfer_settings)
     if segment.shape_prototypes > 0 and not segmenter.pools_faces:
@@ -249,7 +253,8 @@ def add_segment_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--references",
         metavar="DATASET",
-        help="labelled shapes (a dataset spec or folder) for --transfer-prior: the few you fine-tuned on",
+        help="labelled shapes (a dataset spec or folder) for --transfer-prior: the few you fine-tuned on "
+        "(without --prior-method they are carried by transfer, also for a model paired with its lookup)",
     )
     p.add_argument(
         "--reference-shapes", dest="reference_shapes", nargs="+", metavar="ID", help="only these shapes of it"

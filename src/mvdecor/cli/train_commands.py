@@ -189,17 +189,20 @@ def add_finetune_parser(sub: argparse._SubParsersAction) -> None:
         help="adapt a network to a few labelled shapes or views (nearest labelled faces, or fine-tuning)",
         description=(
             "Adapt the embedding network to a few labelled shapes or views, as finetune.method says "
-            "(--method). nearest (the cpu preset's default): no training; each face (its pixels' "
-            "embeddings pooled over all views) takes the labels of its nearest labelled faces in the "
-            "embedding (and, with finetune.nearest_position_weight, in the shapes' bounding boxes), "
-            "from a bank kept in the checkpoint; seconds. network (the paper preset's default, paper "
-            "section 3.2): fine-tune the network with a segmentation head (BN, ReLU, 3x3 conv) by cross-entropy over the foreground pixels of "
-            "labelled views, plus lambda x InfoNCE on unlabelled shapes. Labelled shapes: --labelled IDS, or --k K drawn "
+            "(--method). network (the default of both presets, paper section 3.2): fine-tune the network "
+            "with a segmentation head (BN, ReLU, 3x3 conv) by cross-entropy over the foreground pixels of "
+            "labelled views, plus lambda x InfoNCE on unlabelled shapes; the cpu preset also banks the "
+            "nearest labelled faces of the --init network in RUN/nearest-prior (seconds), and segment "
+            "averages the two models' labels (segment.prior_method nearest, transfer_prior 0.5). nearest: "
+            "that lookup alone, no training; each face (its pixels' embeddings pooled over all views) "
+            "takes the labels of its nearest labelled faces in the embedding (and, with "
+            "finetune.nearest_position_weight, in the shapes' bounding boxes), from a bank kept in the "
+            "checkpoint; seconds. Labelled shapes: --labelled IDS, or --k K drawn "
             "at random (seeded); --views-per-shape V labels only V views of each (the sparse setting); "
             "--label-images DIR uses your own label PNGs (one class index per pixel, 255 = unlabelled) "
             "for views rendered with the preset's cameras (`mvdecor views`). Writes RUN/checkpoints/"
-            "last.pt for `mvdecor segment`; re-running resumes. --method network --nearest-prior also "
-            "banks the nearest labelled faces in RUN/nearest-prior, which segment then averages in."
+            "last.pt for `mvdecor segment`; re-running resumes. --nearest-prior asks for the pair with "
+            "another configuration (e.g. --preset paper); --set segment.transfer_prior=0 for the network alone."
         ),
     )
     p.add_argument("dataset", help="dataset spec or folder (labels and label names from it)")
@@ -214,8 +217,8 @@ def add_finetune_parser(sub: argparse._SubParsersAction) -> None:
         "--method",
         dest="finetune_method",
         choices=("nearest", "network"),
-        help="nearest (no training: nearest labelled faces in the embedding) or network (fine-tuning, "
-        "the paper's) (default: the preset's finetune.method: nearest in cpu, network in paper)",
+        help="network (fine-tuning, the paper's; in the cpu preset paired with the lookup) or nearest "
+        "(the lookup alone, no training: nearest labelled faces in the embedding) (default: network)",
     )
     add_modalities_option(p)
     add_imagenet_checkpoint_option(p)

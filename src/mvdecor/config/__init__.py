@@ -74,6 +74,7 @@ __all__ = [
     "render_config_from_dict",
     "render_config_to_dict",
     "upgrade_config_dict",
+    "without_self_pairing",
 ]
 
 
@@ -327,7 +328,24 @@ def _load_config(
         overrides = upgrade_config_dict(overrides, overrides_source, warn=True)
         overrides.pop("preset", None)
         config = _build(Config, _merge_layers(data, overrides), "", overrides_source)
-    return dataclasses.replace(config, preset=name)
+    return without_self_pairing(dataclasses.replace(config, preset=name))
+
+
+def without_self_pairing(config: Config) -> Config:
+    """``config``, with a lookup's pairing dropped where there is no network to pair it with.
+
+    ``segment.prior_method: nearest`` averages a fine-tuned network's votes with the
+    nearest labelled faces of the network it started from (the ``cpu`` preset's pair).
+    A model that *is* those nearest labelled faces (``finetune.method: nearest``) would
+    be averaged with itself, which changes no label and doubles the work, so there the
+    setting reads as no prior (``prior_method: transfer``, ``transfer_prior: 0``).
+    A second model given explicitly (``segment --prior-model``) is still mixed in.
+    """
+    seg = config.segment
+    if config.finetune.method == "nearest" and seg.prior_method == "nearest" and seg.transfer_prior > 0:
+        plain = dataclasses.replace(seg, prior_method="transfer", transfer_prior=0.0)
+        return dataclasses.replace(config, segment=plain)
+    return config
 
 
 def _merge_layers(lower: dict[str, Any], upper: dict[str, Any]) -> dict[str, Any]:

@@ -18,9 +18,10 @@ folder:
    (``model.imagenet_checkpoint``, as in the ``cpu`` preset): those weights
    without the pre-training ("imagenet"),
    with the same labelled draw and seed, as the preset's ``finetune.method``
-   says (``nearest``, the ``cpu`` preset's: the nearest labelled faces in the
-   embedding, no training; ``network``, the ``paper`` preset's: fine-tuning,
-   as the paper does),
+   says (``network``: fine-tuning, as the paper does, and in the ``cpu``
+   preset each fine-tuned network's labels averaged with those of the nearest
+   labelled faces of the network it started from, ``segment.prior_method:
+   nearest``; ``nearest``: that lookup alone, no training),
    segment the held-out shapes with both and
    score them: fused 3D part and shape mIoU, per-view 2D pixel mIoU
    (``fewshot/``; each run saves its fused face labels in ``predictions.npz``);
@@ -340,6 +341,8 @@ def run_demo(
             "pretrain_pairs_per_batch": config.pretrain.pairs_per_batch,
             "finetune_method": config.finetune.method,
             "nearest_pooling": config.finetune.nearest_pooling,
+            "prior_method": config.segment.prior_method,
+            "transfer_prior": config.segment.transfer_prior,
             "finetune_iterations": config.finetune.iterations,
             "finetune_views_per_batch": config.finetune.views_per_batch,
             "ssl_weight": config.finetune.ssl_weight,

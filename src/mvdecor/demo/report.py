@@ -31,11 +31,46 @@ def _nearest_units(settings: Mapping[str, Any]) -> str:
     return "faces" if settings.get("nearest_pooling", "none") == "faces" else "pixels"
 
 
+def _paired(settings: Mapping[str, Any]) -> bool:
+    """Whether each fine-tuned network was averaged with the nearest labelled faces of the network
+    it started from (``segment.prior_method: nearest``, the ``cpu`` preset's pair).
+
+    Summaries written before the prior was recorded used none.
+    """
+    return (
+        not _nearest(settings)
+        and settings.get("prior_method") == "nearest"
+        and settings.get("transfer_prior", 0.0) > 0
+    )
+
+
+def _pair_words(settings: Mapping[str, Any]) -> str:
+    """The sentence that says how a fine-tuned network's labels were averaged with its lookup."""
+    weight = settings["transfer_prior"]
+    share = "averaged" if weight == 0.5 else f"mixed (weight {weight:g} for the lookup)"
+    return (
+        f" Each network's fused face distributions were then {share} with those of the nearest labelled "
+        "faces of the network it started from, on the same labelled shapes and with no training (a bank "
+        "of the labelled views' faces, each face of a test shape pooled over its views; "
+        "`segment.prior_method: nearest`): the `cpu` preset's pair, scored as one method."
+    )
+
+
 def _adaptation_steps(settings: Mapping[str, Any]) -> str:
     """What each network did with the labelled shapes, as a noun phrase of the budget sentence."""
     if _nearest(settings):
         return f"no fine-tuning (nearest labelled {_nearest_units(settings)})"
-    return _n(settings["finetune_iterations"], "fine-tuning step")
+    steps = _n(settings["finetune_iterations"], "fine-tuning step")
+    return steps + (" (then averaged with the nearest labelled faces)" if _paired(settings) else "")
+
+
+def lookup_of(checkpoint: str) -> str:
+    """The nearest labelled faces paired with the fine-tuned network ``checkpoint`` (a path inside
+    the demo folder), where the few-shot protocol banks them beside the run's folder."""
+    from mvdecor.protocols.methods import nearest_prior_folder
+
+    run_folder = Path(checkpoint).parent.parent
+    return (nearest_prior_folder(run_folder) / "checkpoints" / "last.pt").as_posix()
 
 
 # ---------------------------------------------------------------- html report
@@ -112,6 +147,7 @@ def _html_report(summary: dict, out: Path, pictures: Sequence[Picture], meshes: 
         adapted = (
             f"per category {settings['finetune_iterations']} fine-tuning steps on k = {settings['k']} "
             "labelled shapes"
+            + (" (each network then averaged with its nearest labelled faces)" if _paired(settings) else "")
         )
     if summary["verdict"] is not None:
         description += (
@@ -370,6 +406,7 @@ def _results_section(summary: dict) -> list[str]:
             f"all categories (**MvDeCor**{_imagenet_start(methods)}), one from random weights "
             f"(**scratch**){_imagenet_column(methods)}. Each segmented the held-out test shapes (per-view "
             "predictions fused onto the faces by entropy-weighted voting) and was scored there."
+            + (_pair_words(settings) if _paired(settings) else "")
         )
     elif _nearest(settings):
         intro = (
@@ -385,6 +422,7 @@ def _results_section(summary: dict) -> list[str]:
             "scratch: per "
             f"category one network was fine-tuned from random weights on k = {_n(k, 'labelled training shape')} "
             f"for {_n(settings['finetune_iterations'], 'step')} and scored on the held-out test shapes."
+            + (_pair_words(settings).replace("Each network's", "Its") if _paired(settings) else "")
         )
     intro += " Beside the networks, " + _TRANSFER_WORDS
     header = "| category | test shapes |"
@@ -441,12 +479,20 @@ def _results_section(summary: dict) -> list[str]:
     lines.append("")
     for category, runs in fewshot.items():
         lines.append(f"- {category}: {', '.join(runs[methods[0]]['labelled_shapes'])}")
-    kind = "Networks with their banks of labelled pixels" if _nearest(settings) else "Fine-tuned networks"
-    lines += ["", f"{kind} (use them with `mvdecor segment MESH --model CKPT --out DIR`):", ""]
+    paired = _paired(settings)
+    if _nearest(settings):
+        kind, usage = "Networks with their banks of labelled pixels", "--model CKPT"
+    elif paired:
+        kind, usage = "Fine-tuned networks and their lookups", "--model CKPT --prior-model LOOKUP"
+    else:
+        kind, usage = "Fine-tuned networks", "--model CKPT"
+    lines += ["", f"{kind} (use them with `mvdecor segment MESH {usage} --out DIR`):", ""]
     for category, runs in fewshot.items():
         for method in methods:
-            if runs[method]["checkpoint"]:  # not transfer, which has no network
-                lines.append(f"- {category}, {METHOD_TITLES[method]}: `{runs[method]['checkpoint']}`")
+            checkpoint = runs[method]["checkpoint"]
+            if checkpoint:  # not transfer, which has no network
+                lookup = f"; lookup `{lookup_of(checkpoint)}`" if paired else ""
+                lines.append(f"- {category}, {METHOD_TITLES[method]}: `{checkpoint}`{lookup}")
     lines.append("")
     return lines
 

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from mvdecor.config import PACKAGED_IMAGENET, Config
+from mvdecor.config import PACKAGED_IMAGENET, Config, without_self_pairing
 from mvdecor.errors import ConfigError
 from mvdecor.fileio import remove_stale_temporaries
 from mvdecor.models.checkpoints import build_model, load_embedding
@@ -212,7 +212,8 @@ def finetune(
     device = resolve_device(config.finetune.device)
     # "auto" becomes what this device runs, so config.yaml and the checkpoint say which.
     cfg = replace(config.finetune, precision=resolve_precision(config.finetune.precision, device))
-    config = replace(config, finetune=cfg)
+    # A nearest-faces run saves no pairing with itself (see without_self_pairing).
+    config = without_self_pairing(replace(config, finetune=cfg))
     run_dir = Path(run_dir)
     last_path = run_dir / "checkpoints" / "last.pt"
     remove_stale_temporaries(last_path.parent)
