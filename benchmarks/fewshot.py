@@ -59,9 +59,10 @@ and finished (category, setting, method) cells, whose runs live under WORK. A
 (copy split.json into it to keep the split and the draws).
 
 Budgets (``--budget``): ``cpu`` is the ``cpu`` preset, whose fine-tuning stage is
-the nearest labelled faces and trains nothing (a ``--config`` with
-``finetune.method: network`` gets a short fine-tuning, see ``BUDGETS``), sized so
-a few categories finish in about an hour on 2 cores;
+a short fine-tuning (100 steps, see ``BUDGETS``) averaged with the nearest labelled
+faces of the network it started from (a ``--config`` with ``finetune.method:
+nearest`` keeps that lookup alone, which trains nothing), sized so a few
+categories finish in about an hour on 2 cores;
 ``paper`` is the ``paper`` preset with its own iteration counts, for a GPU.
 ``--config YAML`` starts from a config file instead of the budget's preset (the
 budget's changes still apply where it makes any).
@@ -115,10 +116,10 @@ FACE_METHODS = tuple(name for name in METHODS if name in FACE_METHOD_REGISTRY)
 #: Per budget: the preset, and what is changed from it (None keeps the preset's value).
 BUDGETS = {
     # The cpu preset's 2,400 pre-training steps with the light head (55 min for the five
-    # PartNet-Mobility categories on 2 cores with native bf16, BENCHMARKS.md) and its nearest
-    # labelled faces; under finetune.method network, 100 fine-tuning steps of 4 views, without
-    # the lambda = 1e-3 InfoNCE regulariser (its extra view pair per step costs half a step and
-    # moves the loss by ~0.5%).
+    # PartNet-Mobility categories on 2 cores with native bf16, BENCHMARKS.md) and its fine-tuning:
+    # 100 steps of 4 views, without the lambda = 1e-3 InfoNCE regulariser (its extra view pair per
+    # step costs half a step and moves the loss by ~0.5%). Repeated here (the preset holds the same
+    # since session 29) so that every --config is fine-tuned with the budget's settings.
     "cpu": {
         "preset": "cpu",
         "pretrain_iterations": None,  # the preset's 2,400
