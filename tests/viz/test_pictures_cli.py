@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from argparse import Namespace
 from dataclasses import replace
 
 import numpy as np
@@ -11,7 +12,7 @@ from PIL import Image
 from mvdecor.cli import main
 from mvdecor.config import load_config
 from mvdecor.data.datasets import open_dataset
-from mvdecor.train.finetune import finetune
+from mvdecor.train.finetune import finetune, finetune_nearest_prior
 from mvdecor.train.pretrain import pretrain
 
 DATASET = "synthetic:categories=mug,n=2,textured=0"
@@ -122,7 +123,7 @@ def test_embeddings_command_writes_fig3_for_two_shapes_and_for_a_mesh(runs, tmp_
     assert "no shape 'nope'" in capsys.readouterr().err
 
 
-def test_segmentation_command_writes_labels_and_vote_weights(runs, tmp_path):
+def test_segmentation_command_writes_labels_and_vote_weights(runs, tmp_path, capsys):
     _, _, fine_ckpt = runs
     mesh = open_dataset(DATASET).load("mug_0001")
     off, labels = tmp_path / "mug_0001.off", tmp_path / "mug_0001.txt"
@@ -137,3 +138,44 @@ def test_segmentation_command_writes_labels_and_vote_weights(runs, tmp_path):
     assert code == 0
     assert png_size(out / "mug_0001.labels.png")[0] >= 3 * 128  # colour | ground truth | prediction
     assert png_size(out / "mug_0001.vote_weights.png")[0] >= 3 * 128  # three views
+    # The cpu preset pairs the network with its lookup: without one beside it, the network alone.
+    assert "no lookup beside the model" in capsys.readouterr().err
+
+
+def test_segmentation_pictures_of_a_paired_model_use_its_lookup(runs, tmp_path, capsys):
+    import shutil
+
+    from mvdecor.cli.pictures import _paired_lookup
+    from mvdecor.inference.segment import Segmenter
+
+    root, _, fine_ckpt = runs
+    # A copy of the network's run folder, so that the lookup banked beside it stays in this test.
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    model = shutil.copy(fine_ckpt, run / "checkpoints" / "last.pt")
+    segmenter = Segmenter.from_checkpoint(model)
+    args = Namespace(model=str(model), device="cpu", exclude_classes=[])
+    assert _paired_lookup(segmenter, args) is None  # nothing banked beside it yet
+    config = load_config(str(root / "finetune" / "config.yaml"))
+    finetune_nearest_prior(config, DATASET, run, labelled_shapes=["mug_0000"], progress=False)
+    lookup = _paired_lookup(segmenter, args)
+    assert lookup is not None and lookup.segmenter.pools_faces
+    # At weight 1 the pair's labels are the lookup's own.
+    mesh = open_dataset(DATASET).load("mug_0001")
+    segmenter.config = replace(
+        segmenter.config, segment=replace(segmenter.config.segment, transfer_prior=1.0)
+    )
+    np.testing.assert_array_equal(
+        segmenter.segment(mesh, transfer=_paired_lookup(segmenter, args)).face_labels,
+        lookup.segmenter.segment(mesh).face_labels,
+    )
+    off = tmp_path / "mug_0001.off"
+    lines = [f"OFF\n{mesh.num_vertices} {mesh.num_faces} 0"]
+    lines += [" ".join(f"{x:.6f}" for x in v) for v in mesh.vertices]
+    lines += [f"3 {a} {b} {c}" for a, b, c in mesh.faces]
+    off.write_text("\n".join(lines) + "\n")
+    capsys.readouterr()
+    pictures = ["pictures", "segmentation", str(off), "--model", str(model), "--out", str(tmp_path / "pics")]
+    assert main([*pictures, "--views", "2"]) == 0
+    assert "no lookup beside" not in capsys.readouterr().err
+    assert (tmp_path / "pics" / "mug_0001.labels.png").is_file()

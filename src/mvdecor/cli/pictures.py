@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 from mvdecor.cli.common import load_mesh_arg
@@ -105,6 +107,24 @@ def cmd_pictures_embeddings(args: argparse.Namespace) -> int:
     return 0
 
 
+def _paired_lookup(segmenter, args: argparse.Namespace):
+    """The lookup a model averages its labels with, as ``mvdecor segment`` finds it (the ``cpu``
+    preset's pair: ``RUN/nearest-prior/`` beside the network), or None for a model alone."""
+    from mvdecor.inference.segment import Segmenter, SegmenterPrior
+    from mvdecor.train.finetune import nearest_prior_beside
+
+    segment = segmenter.config.segment
+    if segment.prior_method != "nearest" or segment.transfer_prior <= 0:
+        return None
+    beside = nearest_prior_beside(args.model)
+    if not beside.is_file():
+        print(f"note: no lookup beside the model ({beside}): the network's labels alone", file=sys.stderr)
+        return None
+    lookup = Segmenter.from_checkpoint(beside, args.device, exclude_classes=args.exclude_classes)
+    lookup.config = replace(lookup.config, segment=segment)  # the model's test-time views
+    return SegmenterPrior(lookup)
+
+
 def cmd_pictures_segmentation(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -114,7 +134,8 @@ def cmd_pictures_segmentation(args: argparse.Namespace) -> int:
 
     segmenter = Segmenter.from_checkpoint(args.model, args.device, exclude_classes=args.exclude_classes)
     mesh = load_mesh_arg(args).normalized()
-    result = segmenter.segment(mesh, normalize=False)
+    lookup = _paired_lookup(segmenter, args)
+    result = segmenter.segment(mesh, normalize=False, transfer=lookup)
     cameras = segmenter.cameras_for(mesh)
     # Evenly spread views, skipping the first and last (the poles of the camera sphere).
     first, last = (1, len(cameras) - 2) if len(cameras) > 2 else (0, len(cameras) - 1)
@@ -123,7 +144,9 @@ def cmd_pictures_segmentation(args: argparse.Namespace) -> int:
     views = [renderer.render_view(cameras, i) for i in picks]
     names = segmenter.label_names
     columns = {"ground truth": mesh.face_labels} if mesh.has_labels else {}
-    columns["prediction (fused)"] = result.face_labels
+    columns["prediction (fused)" if lookup is None else "prediction (fused, with its lookup)"] = (
+        result.face_labels
+    )
     out = Path(args.out)
     labels_png = save_image(
         part_labels_sheet(
@@ -226,8 +249,9 @@ def add_pictures_command(sub) -> None:
         help="predicted against ground-truth parts from several views, and the vote's view weights",
         description=(
             "Segment MESH with a fine-tuned model and write OUT/<name>.labels.png (colour | ground "
-            "truth, when the mesh has labels | fused prediction, from --views views, with a legend "
-            "of part names) and OUT/<name>.vote_weights.png (per view: predicted labels, per-pixel "
+            "truth, when the mesh has labels | fused prediction, averaged with the model's lookup "
+            "when the cpu preset kept one beside it, as `mvdecor segment` does; from --views views, "
+            "with a legend of part names) and OUT/<name>.vote_weights.png (per view: predicted labels, per-pixel "
             "normalised entropy, and the view's weight (1 - mean entropy)^gamma in the vote)."
         ),
     )
