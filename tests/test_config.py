@@ -11,6 +11,7 @@ from mvdecor.config import (
     load_config,
     render_config_from_dict,
     render_config_to_dict,
+    without_self_pairing,
 )
 from mvdecor.errors import ConfigError
 from mvdecor.render.cameras import CameraScheme
@@ -235,3 +236,20 @@ def test_a_config_file_may_start_from_another_file_and_a_run_config_loads_on_its
     (tmp_path / "other.yaml").write_text("preset: child.yaml\nrender:\n  resolution: 96\n")
     with pytest.raises(ConfigError, match=r"loop \(child\.yaml -> other\.yaml -> child\.yaml\)"):
         load_config(str(child))
+
+
+def test_the_cpu_preset_pairs_a_network_with_its_lookup_and_never_a_lookup_with_itself():
+    cpu = load_config("cpu")
+    assert cpu.finetune.method == "network" and (cpu.finetune.iterations, cpu.finetune.ssl_weight) == (
+        100,
+        0.0,
+    )
+    assert (cpu.segment.prior_method, cpu.segment.transfer_prior) == ("nearest", 0.5)
+    lookup = load_config("cpu", {"finetune": {"method": "nearest"}})
+    assert (lookup.segment.prior_method, lookup.segment.transfer_prior) == ("transfer", 0.0)
+    # Only the self-pairing is dropped: another prior of a lookup model, and the paper preset, stay.
+    deform = load_config("cpu", {"finetune": {"method": "nearest"}, "segment": {"prior_method": "deform"}})
+    assert (deform.segment.prior_method, deform.segment.transfer_prior) == ("deform", 0.5)
+    paper = load_config("paper")
+    assert paper.finetune.method == "network" and paper.segment.transfer_prior == 0.0
+    assert without_self_pairing(cpu) is cpu
