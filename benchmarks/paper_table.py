@@ -7,6 +7,7 @@ method, one column per setting, each cell the mean part mIoU over the categories
 wall time of its runs, and each row's pre-training time.
 
 A row is ``LABEL=FILE:METHOD[+FILE:METHOD...]``: the method's column in each results file
+(a refinement's column, ``mvdecor+ens``, keeps its ``+``)
 (``benchmarks/fewshot.py`` JSON), the files' settings merged. Two files giving the same
 setting of a row must agree to the hundredth.
 
@@ -78,7 +79,15 @@ def parse_row(text: str) -> Row:
     if not sep or not label.strip() or not rest:
         raise TableError(f"row {text!r}: expected LABEL=FILE:METHOD[+FILE:METHOD...]")
     sources = []
-    for item in rest.split("+"):
+    # A method's name may hold "+" itself (a refinement's column, "mvdecor+ens"): a piece with no
+    # ":" continues the previous source's method.
+    items: list[str] = []
+    for piece in rest.split("+"):
+        if items and ":" not in piece:
+            items[-1] += "+" + piece
+        else:
+            items.append(piece)
+    for item in items:
         path, sep, method = item.rpartition(":")
         if not sep or not path or not method:
             raise TableError(f"row {label!r}: {item!r} is not FILE:METHOD")

@@ -106,3 +106,14 @@ def test_bad_rows_and_files_are_named(script, files, tmp_path, capsys):
     )
     assert "absent.json: no such results file" in capsys.readouterr().err
     assert not (tmp_path / "t-paper-table.md").exists()
+
+
+def test_a_refinement_column_keeps_its_plus_sign(script, files):
+    two_d, three_d = files
+    row = script.parse_row(f"pair={two_d}:mvdecor+ens+{three_d}:pointcontrast+smooth")
+    assert [(str(path), method) for path, method in row.sources] == [
+        (str(two_d), "mvdecor+ens"),
+        (str(three_d), "pointcontrast+smooth"),
+    ]
+    with pytest.raises(script.TableError, match="is not FILE:METHOD"):
+        script.parse_row("x=+ens")
