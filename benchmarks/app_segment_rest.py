@@ -9,11 +9,12 @@ when each stage message first appeared, and how many meshes got a prediction.
 
 ``--method transfer``: the learning-free answer (seconds). ``--method pipeline``:
 pre-training (``--pretrain-iterations``; the preset's 2,400 by default, about an
-hour on 2 cores), the preset's fine-tuning stage, then segmenting the unlabelled
+hour on 2 cores), the app's adaptation (on the ``cpu`` preset the nearest labelled
+faces alone, ``mvdecor.app.jobs.APP_CPU_OVERRIDES``), then segmenting the unlabelled
 meshes. ``--jobs 2`` times a second job on the same folder after the first (the
 pipeline's second reuses the pre-trained network, as a user's next round does).
-``--pair``: the fine-tuned network averaged with its nearest labelled faces instead of the
-preset's adaptation. Run::
+``--pair``: the fine-tuned network averaged with its nearest labelled faces (the ``cpu``
+preset's pair) instead of the lookup alone, which the app keeps on the ``cpu`` preset. Run::
 
     .venv/bin/python benchmarks/app_segment_rest.py --method transfer
     .venv/bin/python benchmarks/app_segment_rest.py --method pipeline [--pretrain-iterations 200]
@@ -97,7 +98,7 @@ def main() -> int:
         "--pair",
         action="store_true",
         help="fine-tune the network and mix in its nearest labelled faces (finetune.method network, "
-        "segment.prior_method nearest at 0.5) instead of the preset's own adaptation",
+        "segment.prior_method nearest at 0.5: the cpu preset's pair) instead of the app's lookup alone",
     )
     parser.add_argument(
         "--jobs",

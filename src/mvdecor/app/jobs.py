@@ -52,9 +52,9 @@ __all__ = [
 #: The "segment the rest" methods.
 METHODS = ("transfer", "pipeline")
 #: What the pipeline job changes in the ``cpu`` preset unless its ``overrides`` say otherwise: the
-#: nearest labelled faces alone, no training (the preset pairs them with a fine-tuned network,
-#: 158 s instead of 9 s for a later round on 10 meshes and 2 cores, measured with 300 fine-tuning
-#: steps, for −0.5 to +1.8 points of part mIoU in the few-shot benchmarks).
+#: nearest labelled faces alone, no training (the preset pairs them with a fine-tuned network:
+#: 36.5 s instead of 7.3 s for a later round on 10 meshes and 2 cores, for −0.5 to +1.8 points
+#: of part mIoU in the few-shot benchmarks; BENCHMARKS.md, "Segment the rest").
 APP_CPU_OVERRIDES: dict[str, Any] = {"finetune": {"method": "nearest"}}
 #: Where the pipeline's training runs go, inside the folder.
 RUNS_DIR = ".mvdecor-app/runs"
