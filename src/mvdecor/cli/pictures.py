@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from mvdecor.cli.common import load_mesh_arg
@@ -110,7 +109,7 @@ def cmd_pictures_embeddings(args: argparse.Namespace) -> int:
 def _paired_lookup(segmenter, args: argparse.Namespace):
     """The lookup a model averages its labels with, as ``mvdecor segment`` finds it (the ``cpu``
     preset's pair: ``RUN/nearest-prior/`` beside the network), or None for a model alone."""
-    from mvdecor.inference.segment import Segmenter, SegmenterPrior
+    from mvdecor.inference.segment import SegmenterPrior
     from mvdecor.train.finetune import nearest_prior_beside
 
     segment = segmenter.config.segment
@@ -120,9 +119,8 @@ def _paired_lookup(segmenter, args: argparse.Namespace):
     if not beside.is_file():
         print(f"note: no lookup beside the model ({beside}): the network's labels alone", file=sys.stderr)
         return None
-    lookup = Segmenter.from_checkpoint(beside, args.device, exclude_classes=args.exclude_classes)
-    lookup.config = replace(lookup.config, segment=segment)  # the model's test-time views
-    return SegmenterPrior(lookup)
+    # The model's test-time views.
+    return SegmenterPrior.from_checkpoint(beside, segment, args.device, args.exclude_classes)
 
 
 def cmd_pictures_segmentation(args: argparse.Namespace) -> int:

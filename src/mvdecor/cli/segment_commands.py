@@ -95,9 +95,7 @@ def _mesh_paths(items: Sequence[str]) -> list[Path]:
 def _load_prior_model(args: argparse.Namespace, segmenter, segment):
     """``--prior-method nearest``: the ``--prior-model`` segmenter as the vote's prior, by default
     the one ``finetune --nearest-prior`` kept beside the model (:func:`nearest_prior_beside`)."""
-    from dataclasses import replace
-
-    from mvdecor.inference.segment import Segmenter, SegmenterPrior
+    from mvdecor.inference.segment import SegmenterPrior
     from mvdecor.train.finetune import nearest_prior_beside
 
     if segment.prior_method != "nearest":
@@ -116,17 +114,16 @@ def _load_prior_model(args: argparse.Namespace, segmenter, segment):
         raise MvDecorError(
             "--references is not read with --prior-method nearest (--prior-model holds its labels)"
         )
-    other = Segmenter.from_checkpoint(prior_model, args.device, exclude_classes=args.exclude_classes)
-    if tuple(other.label_names) != tuple(segmenter.label_names):
+    # The same test-time views as the model's.
+    prior = SegmenterPrior.from_checkpoint(prior_model, segment, args.device, args.exclude_classes)
+    if tuple(prior.label_names) != tuple(segmenter.label_names):
         raise MvDecorError(
-            f"{prior_model}: the prior model's labels {list(other.label_names)} differ from the "
+            f"{prior_model}: the prior model's labels {list(prior.label_names)} differ from the "
             f"model's {list(segmenter.label_names)}"
         )
     if segment.transfer_prior <= 0:
         print("note: --prior-model without --transfer-prior > 0 changes nothing", file=sys.stderr)
-    # The same test-time views as the model's.
-    other.config = replace(other.config, segment=segment)
-    return SegmenterPrior(other)
+    return prior
 
 
 def _vote_prior(args: argparse.Namespace, segmenter, segment):

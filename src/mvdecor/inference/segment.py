@@ -396,6 +396,18 @@ class SegmenterPrior:
             replace(segmenter.config.segment, transfer_prior=0.0, smoothing=0.0)
         )
 
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        segment: SegmentConfig,
+        device: str | torch.device = "cpu",
+        exclude_classes: Sequence[int] = (),
+    ) -> SegmenterPrior:
+        """The model saved at ``path`` as a prior, segmenting with ``segment``: the inference
+        settings (test-time views) of the model it is mixed into."""
+        return cls(Segmenter.from_checkpoint(path, device, exclude_classes).with_segment(segment))
+
     @property
     def label_names(self) -> tuple[str, ...]:
         return self.segmenter.label_names
