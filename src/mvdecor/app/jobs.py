@@ -14,7 +14,9 @@ Methods:
   neighbour transfer of :mod:`mvdecor.inference.transfer` from every mesh with
   user labels (after per-axis box alignment). The confidence of a face is the
   share of its ``neighbours`` nearest reference points that agree with its label.
-- ``pipeline`` (:func:`run_pipeline`, minutes to hours on a CPU): pre-train an
+- ``pipeline`` (:func:`run_pipeline`; on 2 CPU cores about 25 minutes for the
+  first round, which pre-trains, and seconds for later rounds, which reuse the
+  network; BENCHMARKS.md, "Segment the rest"): pre-train an
   embedding network on every mesh of the folder when none exists yet, fine-tune
   it on the labelled meshes and painted views, and segment the others (``cpu``
   preset, or a config file; ``overrides`` shrink it, e.g. for a test). On the
