@@ -119,7 +119,8 @@ BUDGETS = {
     # PartNet-Mobility categories on 2 cores with native bf16, BENCHMARKS.md) and its fine-tuning:
     # 100 steps of 4 views, without the lambda = 1e-3 InfoNCE regulariser (its extra view pair per
     # step costs half a step and moves the loss by ~0.5%). Repeated here (the preset holds the same
-    # since session 29) so that every --config is fine-tuned with the budget's settings.
+    # since session 29) so that every --config is fine-tuned with the budget's settings
+    # (--finetune-iterations and --ssl-weight change them).
     "cpu": {
         "preset": "cpu",
         "pretrain_iterations": None,  # the preset's 2,400
@@ -388,6 +389,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pretrain-iterations", type=int, help="override the budget's pre-training length")
     parser.add_argument("--finetune-iterations", type=int, help="override the budget's fine-tuning length")
     parser.add_argument(
+        "--ssl-weight",
+        type=float,
+        metavar="LAMBDA",
+        help="override the budget's weight of the self-supervised regulariser during fine-tuning "
+        "(cpu: 0; the paper's is 1e-3)",
+    )
+    parser.add_argument(
         "--convention",
         choices=("partnet", "shapenet"),
         help="scoring rules (default: partnet when every category's label 0 is 'other', else shapenet)",
@@ -479,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     ft = replace(
         ft,
         iterations=args.finetune_iterations or budget["finetune_iterations"] or ft.iterations,
-        ssl_weight=ft.ssl_weight if budget["ssl_weight"] is None else budget["ssl_weight"],
+        ssl_weight=next(w for w in (args.ssl_weight, budget["ssl_weight"], ft.ssl_weight) if w is not None),
         precision=precision or ft.precision,
         device=args.device,
     )

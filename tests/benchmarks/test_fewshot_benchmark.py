@@ -127,7 +127,7 @@ def test_transfer_column_refinements_and_suffix(tmp_path, benchmark, capsys):
             "--settings", "1", "--runs", "1", "--methods", "transfer,mvdecor,scratch", "--pretrain-iterations",
             "1", "--finetune-iterations", "1", "--device", "cpu", "--test-fraction", "0.34", "--work", str(work),
             "--results", str(results), "--quiet", "--refine", "prior=transfer_prior:1,prior_method:transfer",
-            "--suffix=-x"]  # fmt: skip
+            "--suffix=-x", "--ssl-weight", "0.5"]  # fmt: skip
     assert benchmark.main(args) == 0
     table = capsys.readouterr().out
     columns = ["transfer", "mvdecor-x", "scratch-x", "mvdecor-x+prior", "scratch-x+prior"]
@@ -138,6 +138,10 @@ def test_transfer_column_refinements_and_suffix(tmp_path, benchmark, capsys):
     assert sorted(p.name for p in results.iterdir()) == ["tiny-paper-x.json", "tiny-paper-x.md"]
     record = json.loads((results / "tiny-paper-x.json").read_text())
     assert record["methods"] == columns
+    # --ssl-weight overrides the config's lambda (0 in the tiny config) for every fine-tuning run.
+    assert record["finetune"]["ssl_weight"] == 0.5
+    run_config = (work / "fewshot" / "mug" / "mvdecor-x_k1_run0" / "config.yaml").read_text()
+    assert "ssl_weight: 0.5" in run_config
     assert record["refinements"] == {"prior": {"transfer_prior": 1.0, "prior_method": "transfer"}}
     cells = record["settings"][0]["per_category"]["mug"]
     # A prior of weight 1 is the transfer itself, whatever the network.
