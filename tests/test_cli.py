@@ -455,8 +455,37 @@ def test_finetune_nearest_prior_keeps_the_lookup_beside_the_network(tmp_path, ca
         assert main(["segment", str(mesh), *options, "--out", str(tmp_path / name), "--no-report"]) == 0
         outputs[name] = np.loadtxt(tmp_path / name / "cup.labels.txt", dtype=int)
     np.testing.assert_array_equal(outputs["auto"], outputs["named"])
+    # Weighting by certainty is the fixed average where both sources are equally decided; here it runs.
+    assert main(["segment", str(mesh), "--model", model, "--prior-weighting", "certainty", "--out",
+                 str(tmp_path / "certain"), "--no-report"]) == 0  # fmt: skip
+    certain = np.loadtxt(tmp_path / "certain" / "cup.labels.txt", dtype=int)
+    assert certain.shape == outputs["auto"].shape and certain.min() >= 0
     # At weight 1 the prior found beside the network decides alone: the lookup model's labels.
     np.testing.assert_array_equal(outputs["prior_only"], outputs["lookup"])
+    # Label transfer from --references as a third voter beside the pair; its errors name the cause.
+    refs = ["--references", data, "--reference-shapes", "mug_0000"]
+    thirds = tmp_path / "thirds"
+    assert main(["segment", str(mesh), "--model", model, *refs, "--transfer-vote", "equal", "--out", str(thirds),
+                 "--no-report"]) == 0  # fmt: skip
+    voted = np.loadtxt(thirds / "cup.labels.txt", dtype=int)
+    assert voted.shape == outputs["auto"].shape and voted.min() >= 0
+    capsys.readouterr()
+    assert (
+        main(["segment", str(mesh), "--model", model, "--transfer-vote", "equal", "--out", str(thirds)]) == 1
+    )
+    assert "--transfer-vote equal needs --references" in capsys.readouterr().err
+    # A model whose configuration asks for the protocol's leave-one-out choice: segment cannot make it.
+    assert main(["finetune", data, str(tmp_path / "auto"), "--labelled", "mug_0000", "--iterations", "1",
+                 "--ssl-weight", "0", *common, "--set", "segment.transfer_vote=auto"]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["segment", str(mesh), "--model", str(tmp_path / "auto" / "checkpoints" / "last.pt"), "--out",
+                 str(thirds)]) == 1  # fmt: skip
+    assert "transfer_vote auto is decided by the few-shot protocol" in capsys.readouterr().err
+    # Self-training: the banked lookup pseudo-labels the unlabelled shape before the network trains.
+    assert main(["finetune", data, str(tmp_path / "self"), "--labelled", "mug_0000", "--iterations", "1",
+                 "--ssl-weight", "0", *common, "--set", "finetune.pseudo_shapes=1"]) == 0  # fmt: skip
+    assert json.loads((tmp_path / "self" / "run.json").read_text())["pseudo_labelled_shapes"] == ["mug_0001"]
+    assert (tmp_path / "self" / "nearest-prior" / "checkpoints" / "last.pt").is_file()
     # A configuration without the pair (as the paper preset's) gets it with --nearest-prior.
     alone = ["--set", "segment.prior_method=transfer", "--set", "segment.transfer_prior=0"]
     assert main(["finetune", data, str(tmp_path / "flag"), "--labelled", "mug_0000", "--iterations", "1",

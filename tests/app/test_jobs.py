@@ -6,7 +6,6 @@ import threading
 import time
 
 import numpy as np
-import pytest
 import yaml
 from app_helpers import TWO_BOX_LABELS, wait_for_job
 
@@ -95,17 +94,6 @@ TINY_PIPELINE = {
     "finetune": {"iterations": 2, "views_per_batch": 2, "checkpoint_every": 2, "log_every": 1,
                  "num_workers": 0, "device": "cpu", "ssl_weight": 0.0},
 }  # fmt: skip
-
-
-@pytest.fixture
-def one_thread():
-    """Torch on one thread: on 2 busy cores the tiny run is faster without oversubscription."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_the_full_pipeline_pretrains_finetunes_and_segments_the_rest(client, folder, one_thread):

@@ -7,7 +7,13 @@ import pytest
 
 from mvdecor.data.mesh import LabelledMesh
 from mvdecor.inference.fusion import FaceVoter
-from mvdecor.inference.refine import refine_fusion, welded
+from mvdecor.inference.refine import (
+    TRANSFER_VOTE_SHARE,
+    TransferVoter,
+    refine_fusion,
+    transfer_vote_of,
+    welded,
+)
 
 
 def _strip(num_quads: int = 6) -> LabelledMesh:
@@ -62,6 +68,67 @@ def test_excluded_classes_stay_out_of_a_prior():
     prior = np.tile([1.0, 0.0, 1.0], (12, 1))  # votes for the excluded class 0 are dropped
     refined = refine_fusion(fusion, mesh, prior=prior, prior_weight=0.5, exclude_classes=(0,))
     assert (refined.face_scores[:, 0] == 0).all() and (refined.face_labels == 2).all()
+
+
+def test_a_transfer_vote_makes_equal_thirds_with_a_prior_of_weight_one_half():
+    mesh = _strip()
+    rng = np.random.default_rng(0)
+    votes, lookup, transfer = (rng.dirichlet(np.ones(3), size=12) for _ in range(3))
+    fusion = _fusion(votes, np.ones(12, bool))
+    refined = refine_fusion(fusion, mesh, prior=lookup, prior_weight=0.5, transfer_vote=3 * transfer)
+    # Naive reference: the three sources averaged, each normalised first.
+    thirds = (fusion.face_scores + lookup + transfer) / 3
+    np.testing.assert_allclose(refined.face_scores, thirds, rtol=1e-5)
+    assert abs(TRANSFER_VOTE_SHARE - 1 / 3) < 1e-12
+    # Without the prior's weight the vote still joins: (2/3) votes + (1/3) transfer.
+    alone = refine_fusion(fusion, mesh, transfer_vote=transfer)
+    np.testing.assert_allclose(alone.face_scores, (2 * fusion.face_scores + transfer) / 3, rtol=1e-5)
+    with pytest.raises(ValueError, match="transfer_vote has shape"):
+        refine_fusion(fusion, mesh, transfer_vote=transfer[:5])
+
+
+def test_certainty_weighting_lets_the_more_decided_source_count_more():
+    mesh = _strip()
+    rng = np.random.default_rng(1)
+    votes, prior = rng.dirichlet(np.ones(3), size=12), rng.dirichlet(np.ones(3), size=12)
+    votes[0], prior[0] = [1.0, 0.0, 0.0], [1 / 3, 1 / 3, 1 / 3]  # decided votes against a flat prior
+    fusion = _fusion(votes, np.ones(12, bool))
+    refined = refine_fusion(fusion, mesh, prior=prior, prior_weight=0.5, prior_weighting="certainty")
+
+    def certainty(row):  # naive: 1 - H / log C
+        return 1 - sum(-p * np.log(p) for p in row if p > 0) / np.log(3)
+
+    for face in range(12):
+        a, b = 0.5 * certainty(fusion.face_scores[face]), 0.5 * certainty(prior[face])
+        expected = (a * fusion.face_scores[face] + b * prior[face]) / (a + b)
+        np.testing.assert_allclose(refined.face_scores[face], expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(refined.face_scores[0], [1.0, 0.0, 0.0], atol=1e-6)
+    # Neither decided: the fixed mix.
+    flat = _fusion(np.full((12, 3), 1 / 3), np.ones(12, bool))
+    both = refine_fusion(
+        flat, mesh, prior=np.full((12, 3), 1.0), prior_weight=0.5, prior_weighting="certainty"
+    )
+    np.testing.assert_allclose(both.face_scores, 1 / 3, rtol=1e-6)
+    with pytest.raises(ValueError, match="prior_weighting"):
+        refine_fusion(fusion, mesh, prior=prior, prior_weight=0.5, prior_weighting="loudest")
+
+
+def test_a_transfer_voter_brings_its_transfer_only_when_it_joined():
+    mesh = _strip()
+
+    class Constant:
+        def __init__(self, row):
+            self.row = np.asarray(row, np.float32)
+
+        def face_probabilities(self, mesh):
+            return np.tile(self.row, (mesh.num_faces, 1))
+
+    lookup, transfer = Constant([1.0, 0.0]), Constant([0.0, 1.0])
+    joined, out = TransferVoter(lookup, transfer, {"joined": True}), TransferVoter(lookup, None)
+    assert joined.joined and not out.joined
+    np.testing.assert_array_equal(joined.face_probabilities(mesh), lookup.face_probabilities(mesh))
+    np.testing.assert_array_equal(transfer_vote_of(joined, mesh), transfer.face_probabilities(mesh))
+    assert transfer_vote_of(out, mesh) is None and transfer_vote_of(lookup, mesh) is None
 
 
 def test_smoothing_relabels_an_isolated_face_on_a_flat_strip():

@@ -7,7 +7,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
 from mvdecor.config import load_config
 from mvdecor.correspond.source import ViewSource
@@ -24,6 +23,8 @@ from mvdecor.protocols.refinements import check_refinements
 from mvdecor.protocols.stages import STAGE_RECORD
 from mvdecor.train.labelled import select_labelled_views
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 DATASET = "synthetic:categories=mug,n=3,textured=0"
 TRAIN, TEST = ["mug_0000", "mug_0001"], ["mug_0002"]
 #: Tiny point network and short runs: seconds on one core.
@@ -38,14 +39,6 @@ TINY_POINTS = {
 }  # fmt: skip
 TINY_DEFORM = {"num_points": 64, "width": 8, "iterations": 2, "pairs_per_batch": 1, "transfer_samples": 200,
                "device": "cpu"}  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_scratch3d_runs_are_stages_scored_like_every_method(tmp_path):

@@ -162,6 +162,21 @@ def add_inference_options(parser: argparse.ArgumentParser) -> None:
         "deform (along a learned deformation; give --deformation) or nearest (a second model's face "
         "labels, e.g. the nearest labelled faces of the pre-trained network; the cpu preset's)",
     )
+    group.add_argument(
+        "--prior-weighting",
+        dest="prior_weighting",
+        choices=("fixed", "certainty"),
+        help="fixed: every face mixes the prior at --transfer-prior (default); certainty: per face, "
+        "the more decided of the votes and the prior counts more (1 - entropy / log C)",
+    )
+    group.add_argument(
+        "--transfer-vote",
+        dest="transfer_vote",
+        choices=("off", "equal"),
+        help="with --prior-method nearest: equal makes label transfer from --references a third voter, "
+        "the network, its lookup and transfer in equal thirds at --transfer-prior 0.5 (off: the pair "
+        "alone, the default)",
+    )
     add_transfer_options(parser)
 
 

@@ -58,6 +58,8 @@ SHORTCUTS: dict[str, str] = {
     "method": "segment.method",
     "transfer_prior": "segment.transfer_prior",
     "prior_method": "segment.prior_method",
+    "transfer_vote": "segment.transfer_vote",
+    "prior_weighting": "segment.prior_weighting",
     "smoothing": "segment.smoothing",
     "shape_prototypes": "segment.shape_prototypes",
     "test_rings": "segment.rings",

@@ -110,9 +110,10 @@ def _load_prior_model(args: argparse.Namespace, segmenter, segment):
                 f"network --nearest-prior`, which keeps it beside the network (no {beside})"
             )
         prior_model = str(beside)
-    if args.references:
+    if args.references and segment.transfer_vote == "off":
         raise MvDecorError(
-            "--references is not read with --prior-method nearest (--prior-model holds its labels)"
+            "--references is not read with --prior-method nearest (--prior-model holds its labels) "
+            "unless --transfer-vote equal makes them a third voter"
         )
     # The same test-time views as the model's.
     prior = SegmenterPrior.from_checkpoint(prior_model, segment, args.device, args.exclude_classes)
@@ -121,9 +122,23 @@ def _load_prior_model(args: argparse.Namespace, segmenter, segment):
             f"{prior_model}: the prior model's labels {list(prior.label_names)} differ from the "
             f"model's {list(segmenter.label_names)}"
         )
-    if segment.transfer_prior <= 0:
+    if segment.transfer_prior <= 0 and segment.transfer_vote == "off":
         print("note: --prior-model without --transfer-prior > 0 changes nothing", file=sys.stderr)
-    return prior
+    if segment.transfer_vote == "off":
+        return prior
+    from mvdecor.inference.refine import TransferVoter
+
+    if not args.references:
+        raise MvDecorError("--transfer-vote equal needs --references (the labelled shapes to transfer from)")
+    transfer, names = _load_references(
+        args.references, args.reference_shapes, args.exclude_classes, segmenter.config, device=args.device
+    )
+    if tuple(names) != tuple(segmenter.label_names):
+        raise MvDecorError(
+            f"{args.references}: the references' labels {list(names)} differ from the model's "
+            f"{list(segmenter.label_names)}"
+        )
+    return TransferVoter(prior, transfer, {"joined": True, "reason": "--transfer-vote equal"})
 
 
 def _vote_prior(args: argparse.Namespace, segmenter, segment):
@@ -131,7 +146,9 @@ def _vote_prior(args: argparse.Namespace, segmenter, segment):
     (``--prior-method nearest``) or the ``--references`` carried by transfer or deformation."""
     if args.deformation and segment.prior_method != "deform":
         raise MvDecorError("--deformation is read only with --prior-method deform")
-    if args.prior_model or (segment.prior_method == "nearest" and segment.transfer_prior > 0):
+    if args.prior_model or (
+        segment.prior_method == "nearest" and (segment.transfer_prior > 0 or segment.transfer_vote != "off")
+    ):
         return _load_prior_model(args, segmenter, segment)
     if segment.prior_method == "deform" and not args.deformation:
         raise MvDecorError(
@@ -172,7 +189,17 @@ def cmd_segment(args: argparse.Namespace) -> int:
     # The command line's inference settings over the model's own.
     changes = inference_overrides(args)
     segment = replace(segmenter.config.segment, **changes["segment"])
-    if args.references and "prior_method" not in changes["segment"] and segment.prior_method == "nearest":
+    if segment.transfer_vote == "auto":
+        raise MvDecorError(
+            f"{args.model}: segment.transfer_vote auto is decided by the few-shot protocol from its "
+            "labelled shapes; give --transfer-vote equal (with --references) or off"
+        )
+    if (
+        args.references
+        and "prior_method" not in changes["segment"]
+        and segment.prior_method == "nearest"
+        and segment.transfer_vote == "off"
+    ):
         # References name the prior's labels: a network paired with its lookup takes them by transfer
         # instead (as a model of another preset does; --prior-method deform carries them otherwise).
         segment = replace(segment, prior_method="transfer")

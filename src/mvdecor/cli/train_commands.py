@@ -152,14 +152,20 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         resume=not args.restart,
         progress=not args.quiet,
     )
-    result = finetune(config, args.dataset, args.run, **common)
+    lookup = None
+    if wants_nearest_prior(config) or (config.finetune.method == "network" and config.finetune.pseudo_shapes):
+        # The nearest labelled faces of the same initial network, labelled shapes and views
+        # (--nearest-prior, or a configuration that asks for the pair), banked first: self-training
+        # (finetune.pseudo_shapes) pseudo-labels the unlabelled shapes with them.
+        lookup = finetune_nearest_prior(config, args.dataset, args.run, report=False, **common)
+    pseudo_labeller = None
+    if lookup is not None and config.finetune.method == "network" and config.finetune.pseudo_shapes:
+        pseudo_labeller = _lookup_labeller(lookup.model_checkpoint, config, args)
+    result = finetune(config, args.dataset, args.run, pseudo_labeller=pseudo_labeller, **common)
     shapes = (
         f"{len(labelled)} labelled shapes ({', '.join(labelled[:5])}{'...' if len(labelled) > 5 else ''})"
     )
-    if wants_nearest_prior(config):
-        # The nearest labelled faces of the same initial network, labelled shapes and views
-        # (--nearest-prior, or a configuration that asks for the pair).
-        lookup = finetune_nearest_prior(config, args.dataset, args.run, report=False, **common)
+    if lookup is not None and wants_nearest_prior(config):
         print(
             f"banked the nearest labelled faces of {args.init} as the vote's prior (weight "
             f"{config.segment.transfer_prior:g}): {lookup.model_checkpoint}"
@@ -180,6 +186,22 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def _lookup_labeller(checkpoint: str | Path, config, args: argparse.Namespace):
+    """Self-training's pseudo-labeller for ``mvdecor finetune``: the banked lookup segmenting a
+    shape of the dataset with the run's test-time views (``shape_id -> (labels, confidence)``)."""
+    from mvdecor.correspond.source import ViewSource
+    from mvdecor.inference.segment import Segmenter
+
+    segmenter = Segmenter.from_checkpoint(checkpoint)
+    source = ViewSource.from_config(args.dataset, config, store=args.store)
+
+    def label(shape_id: str):
+        fusion = segmenter.segment(source.mesh(shape_id), normalize=False).fusion
+        return fusion.face_labels, fusion.face_confidence
+
+    return label
 
 
 def add_finetune_parser(sub: argparse._SubParsersAction) -> None:

@@ -34,6 +34,8 @@ from mvdecor.config.sections import (
     PRECISIONS,
     PRESETS,
     PRIOR_METHODS,
+    PRIOR_WEIGHTINGS,
+    TRANSFER_VOTES,
     DenseCLConfig,
     FinetuneConfig,
     ModelConfig,
@@ -57,6 +59,8 @@ __all__ = [
     "PRECISIONS",
     "PRESETS",
     "PRIOR_METHODS",
+    "PRIOR_WEIGHTINGS",
+    "TRANSFER_VOTES",
     "Config",
     "DeformConfig",
     "DenseCLConfig",
@@ -338,12 +342,17 @@ def without_self_pairing(config: Config) -> Config:
     nearest labelled faces of the network it started from (the ``cpu`` preset's pair).
     A model that *is* those nearest labelled faces (``finetune.method: nearest``) would
     be averaged with itself, which changes no label and doubles the work, so there the
-    setting reads as no prior (``prior_method: transfer``, ``transfer_prior: 0``).
-    A second model given explicitly (``segment --prior-model``) is still mixed in.
+    setting reads as no prior (``prior_method: transfer``, ``transfer_prior: 0``, and no
+    ``transfer_vote``, which joins a pair). A second model given explicitly
+    (``segment --prior-model``) is still mixed in.
     """
     seg = config.segment
-    if config.finetune.method == "nearest" and seg.prior_method == "nearest" and seg.transfer_prior > 0:
-        plain = dataclasses.replace(seg, prior_method="transfer", transfer_prior=0.0)
+    if (
+        config.finetune.method == "nearest"
+        and seg.prior_method == "nearest"
+        and (seg.transfer_prior > 0 or seg.transfer_vote != "off")
+    ):
+        plain = dataclasses.replace(seg, prior_method="transfer", transfer_prior=0.0, transfer_vote="off")
         return dataclasses.replace(config, segment=plain)
     return config
 

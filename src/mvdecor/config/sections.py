@@ -23,6 +23,10 @@ LR_SCHEDULES = ("plateau", "cosine")
 FINETUNE_METHODS = ("network", "nearest")
 #: How a segmenter's label prior carries the labelled shapes' labels (``segment.prior_method``).
 PRIOR_METHODS = ("transfer", "deform", "nearest")
+#: How a prior's weight is spread over the faces (``segment.prior_weighting``).
+PRIOR_WEIGHTINGS = ("fixed", "certainty")
+#: Whether label transfer joins a ``nearest`` prior's pair as a third voter (``segment.transfer_vote``).
+TRANSFER_VOTES = ("off", "equal", "auto")
 #: What a nearest head's pixel embeddings are averaged over before the neighbour search.
 NEAREST_POOLINGS = ("none", "faces")
 #: What a nearest head makes of several candidate position weights: choose one, or average them.
@@ -473,6 +477,20 @@ class FinetuneConfig:
         pixel's surface point in the shape's normalised frame). A pre-trained
         network keeps its own inputs and gets zero-initialised filters for these;
         ``scratch`` simply has them from the start. Empty (default): the paper's inputs.
+    pseudo_shapes : int
+        Self-training: this many of the run's unlabelled shapes (drawn with
+        ``seed`` among those not labelled) join the labelled views with the
+        labels a pseudo-labeller gives their faces: in the few-shot protocol the
+        nearest labelled faces of the initial network (the lookup the ``cpu``
+        preset pairs with the network), so a scratch run gets its own random
+        network's. Their views carry the shapes' variety into the 100 steps that
+        otherwise see one or two shapes. 0 (default, the paper): off.
+    pseudo_keep : float
+        Fraction of each pseudo-labelled shape's faces kept (the most confident
+        ones); the rest are unlabelled, ignored by the loss (0.5).
+    pseudo_share : float
+        Probability that a drawn training view is a pseudo-labelled one rather
+        than a labelled one (0.5).
     val_views : int
         Labelled views of each labelled shape held out of training to choose
         the network (0, default, the paper: none). Every ``val_every`` steps
@@ -515,6 +533,9 @@ class FinetuneConfig:
     freeze_backbone_bn: bool = False
     views_per_shape: int = 0
     add_modalities: tuple[str, ...] = ()
+    pseudo_shapes: int = 0
+    pseudo_keep: float = 0.5
+    pseudo_share: float = 0.5
     val_views: int = 0
     val_every: int = 25
     patience: int = 0
@@ -542,8 +563,8 @@ class FinetuneConfig:
         at_least(self, section, 0, "val_views", "patience")
         at_least(self, section, 1, "ssl_pairs_per_batch", "checkpoint_every", "log_every")
         at_least(self, section, 0, "encoder_lr_scale", "ssl_weight", "views_per_shape", "num_workers")
-        at_least(self, section, 0, "head_warmup", "class_balance")
-        fraction(self, section, "flip_prob")
+        at_least(self, section, 0, "head_warmup", "class_balance", "pseudo_shapes")
+        fraction(self, section, "flip_prob", "pseudo_keep", "pseudo_share")
         positive(self, section, "lr")
         check(section, "lr_decay", self.lr_decay, 0 < self.lr_decay <= 1, "in (0, 1]")
         one_of(self, section, "precision", PRECISIONS)
@@ -611,6 +632,26 @@ class SegmentConfig:
         network, ``finetune.method: nearest`` with the ``nearest_*`` settings:
         an ensemble of a fine-tuned network and the lookup its pre-training
         allows; :class:`~mvdecor.inference.segment.SegmenterPrior`).
+    prior_weighting : str
+        ``fixed`` (default): every face mixes the prior at ``transfer_prior``;
+        ``certainty``: each face's weights ``1 - w`` and ``w`` are scaled by how
+        decided the votes and the prior are on it (``1 - H / log C``), so where
+        one source is sure and the other is not, the sure one counts more; the
+        fusion of views applies the same principle (a view's weight falls with
+        its entropy) to the two sources (:func:`~mvdecor.inference.refine.refine_fusion`).
+    transfer_vote : str
+        Whether label transfer from the labelled shapes (the ``transfer`` section)
+        joins a ``nearest`` prior's pair as a third voter, faces then getting
+        ``(2/3) * ((1 - w) * votes + w * lookup) + (1/3) * transfer`` (equal
+        thirds at ``w = 0.5``): ``off`` (default: the pair alone), ``equal``
+        (always), or ``auto`` (the labelled shapes decide, leaving each out in
+        turn: transfer joins when, carried from the others, it labels the
+        left-out shapes better than the lookup does; with one labelled shape
+        there is nothing to leave out and it stays off;
+        :func:`~mvdecor.protocols.methods.choose_transfer_vote`). Needs
+        ``prior_method: nearest``. Transfer is strong where a category's shapes
+        share a layout after a box alignment and weak where they do not, so
+        neither fixed choice suits every category.
     shape_prototypes : float
         Weight ``w`` of the test shape's own class prototypes in a face-pooling
         nearest head's face distributions (``finetune.method: nearest`` with
@@ -642,6 +683,8 @@ class SegmentConfig:
     flip: bool = False
     transfer_prior: float = 0.0
     prior_method: str = "transfer"
+    prior_weighting: str = "fixed"
+    transfer_vote: str = "off"
     shape_prototypes: float = 0.0
     smoothing: float = 0.0
     smoothing_angle_degrees: float = 30.0
@@ -653,6 +696,15 @@ class SegmentConfig:
         at_least(self, section, 1, "batch_views")
         fraction(self, section, "transfer_prior", "shape_prototypes")
         one_of(self, section, "prior_method", PRIOR_METHODS)
+        one_of(self, section, "transfer_vote", TRANSFER_VOTES)
+        one_of(self, section, "prior_weighting", PRIOR_WEIGHTINGS)
+        check(
+            section,
+            "transfer_vote",
+            self.transfer_vote,
+            self.transfer_vote == "off" or self.prior_method == "nearest",
+            "off unless prior_method is nearest (transfer joins the network and its lookup)",
+        )
         positive(self, section, "smoothing_angle_degrees")
         check(
             section,

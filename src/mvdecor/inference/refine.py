@@ -27,11 +27,23 @@ from typing import Protocol
 
 import numpy as np
 
+from mvdecor.config import PRIOR_WEIGHTINGS
 from mvdecor.data.mesh import LabelledMesh
 from mvdecor.inference.fusion import FusionResult
 from mvdecor.inference.smoothing import smooth_face_probabilities
 
-__all__ = ["FacePrior", "refine_fusion", "welded"]
+__all__ = [
+    "PRIOR_WEIGHTINGS",
+    "TRANSFER_VOTE_SHARE",
+    "FacePrior",
+    "TransferVoter",
+    "refine_fusion",
+    "transfer_vote_of",
+    "welded",
+]
+
+#: The share of label transfer when it joins a pair as a third voter (``segment.transfer_vote``).
+TRANSFER_VOTE_SHARE = 1.0 / 3.0
 
 
 class FacePrior(Protocol):
@@ -40,6 +52,45 @@ class FacePrior(Protocol):
     def face_probabilities(self, mesh: LabelledMesh) -> np.ndarray:
         """``(F, C)`` float: each face's label distribution (rows sum to 1)."""
         ...
+
+
+class TransferVoter:
+    """A prior with label transfer as a third voter beside it (``segment.transfer_vote``).
+
+    The prior (a fine-tuned network's lookup, :class:`~mvdecor.inference.segment.SegmenterPrior`)
+    is mixed into the votes with weight ``w`` as any prior is; when transfer
+    joins, the result is then mixed with transfer's face distributions at
+    :data:`TRANSFER_VOTE_SHARE` (:func:`refine_fusion`'s ``transfer_vote``).
+
+    Parameters
+    ----------
+    prior : the prior transfer joins
+    transfer : the label transfer from the same labelled shapes, or None when it
+        does not join (``auto`` decided against it)
+    decision : why it joins or not (``auto``'s leave-one-out scores), for the record
+    """
+
+    def __init__(self, prior: FacePrior, transfer: FacePrior | None, decision: dict | None = None) -> None:
+        self.prior = prior
+        self.transfer = transfer
+        self.decision = dict(decision or {})
+
+    @property
+    def joined(self) -> bool:
+        return self.transfer is not None
+
+    def face_probabilities(self, mesh: LabelledMesh) -> np.ndarray:
+        """The prior's ``(F, C)`` face distributions."""
+        return self.prior.face_probabilities(mesh)
+
+    def vote_probabilities(self, mesh: LabelledMesh) -> np.ndarray | None:
+        """Transfer's ``(F, C)`` face distributions when it joins, else None."""
+        return None if self.transfer is None else self.transfer.face_probabilities(mesh)
+
+
+def transfer_vote_of(prior: FacePrior | None, mesh: LabelledMesh) -> np.ndarray | None:
+    """Transfer's face distributions on ``mesh`` when ``prior`` brings it as a third voter, else None."""
+    return prior.vote_probabilities(mesh) if isinstance(prior, TransferVoter) else None
 
 
 def welded(mesh: LabelledMesh, decimals: int = 6) -> tuple[np.ndarray, np.ndarray]:
@@ -65,6 +116,8 @@ def refine_fusion(
     smoothing_angle_degrees: float = 30.0,
     smoothing_iterations: int = 10,
     exclude_classes: Sequence[int] = (),
+    transfer_vote: np.ndarray | None = None,
+    prior_weighting: str = "fixed",
 ) -> FusionResult:
     """``fusion`` with a transfer prior mixed in and/or CRF smoothing applied.
 
@@ -79,6 +132,16 @@ def refine_fusion(
     smoothing_angle_degrees, smoothing_iterations : see
         :func:`~mvdecor.inference.smoothing.smooth_face_probabilities`
     exclude_classes : classes never predicted (their columns stay 0)
+    transfer_vote : (F, C) float, optional
+        A third voter's distributions (label transfer, ``segment.transfer_vote``),
+        mixed in at :data:`TRANSFER_VOTE_SHARE` after the prior:
+        ``(1 - s) * ((1 - w) * votes + w * prior) + s * transfer_vote``, before smoothing.
+
+    prior_weighting : ``fixed`` (default): every face mixes at ``w``; ``certainty``:
+        each face's two weights ``(1 - w)`` and ``w`` are scaled by the certainty of
+        the votes' and the prior's distributions on it, ``1 - H / log C`` over the
+        allowed classes, so the more decided of the two counts more (a face where
+        neither is decided mixes at ``w``)
 
     Returns
     -------
@@ -89,14 +152,18 @@ def refine_fusion(
         with no evidence at all filled from the nearest face with some;
         ``face_confidence`` the winning score for seen faces and 0 for unseen
         ones, as in the vote; ``seen``, ``view_weights`` and ``method`` are the
-        vote's. Returned unchanged when both weights are 0.
+        vote's. Returned unchanged when both weights are 0 and no transfer vote is given.
     """
     if not 0.0 <= prior_weight <= 1.0:
         raise ValueError(f"prior_weight must be in [0, 1], got {prior_weight}")
+    if prior_weighting not in PRIOR_WEIGHTINGS:
+        raise ValueError(
+            f"prior_weighting must be one of {', '.join(PRIOR_WEIGHTINGS)}, got {prior_weighting!r}"
+        )
     if smoothing < 0:
         raise ValueError(f"smoothing must be non-negative, got {smoothing}")
     use_prior = prior is not None and prior_weight > 0
-    if not use_prior and smoothing == 0:
+    if not use_prior and smoothing == 0 and transfer_vote is None:
         return fusion
     num_faces, num_classes = fusion.face_scores.shape
     allowed = np.ones(num_classes, bool)
@@ -104,13 +171,22 @@ def refine_fusion(
     scores = fusion.face_scores.astype(np.float64)
     scores[:, ~allowed] = 0.0
     if use_prior:
-        prior = np.asarray(prior, np.float64)
-        if prior.shape != (num_faces, num_classes):
-            raise ValueError(f"prior has shape {prior.shape}, expected ({num_faces}, {num_classes})")
-        prior = np.where(allowed, prior, 0.0)
-        total = prior.sum(axis=1, keepdims=True)
-        prior = np.divide(prior, total, out=np.zeros_like(prior), where=total > 0)
-        scores = (1.0 - prior_weight) * scores + prior_weight * prior
+        prior = _distributions(prior, allowed, num_faces, "prior")
+        if prior_weighting == "certainty":
+            votes = _distributions(scores, allowed, num_faces, "votes")
+            vote_share = (1.0 - prior_weight) * _certainty(votes, allowed)
+            prior_share = prior_weight * _certainty(prior, allowed)
+            total = vote_share + prior_share
+            undecided = total <= 0
+            vote_share[undecided], prior_share[undecided] = 1.0 - prior_weight, prior_weight
+            total[undecided] = 1.0
+            scores = (vote_share[:, None] * votes + prior_share[:, None] * prior) / total[:, None]
+        else:
+            scores = (1.0 - prior_weight) * scores + prior_weight * prior
+    if transfer_vote is not None:
+        scores = (1.0 - TRANSFER_VOTE_SHARE) * scores + TRANSFER_VOTE_SHARE * _distributions(
+            transfer_vote, allowed, num_faces, "transfer_vote"
+        )
     if smoothing > 0:
         vertices, faces = welded(mesh)
         scores = smooth_face_probabilities(
@@ -149,3 +225,26 @@ def refine_fusion(
         view_weights=fusion.view_weights.copy(),
         method=fusion.method,
     )
+
+
+def _distributions(values: np.ndarray, allowed: np.ndarray, num_faces: int, name: str) -> np.ndarray:
+    """``values`` as (F, C) float64 rows summing to 1 over the allowed classes (all-zero rows stay 0)."""
+    values = np.asarray(values, np.float64)
+    if values.shape != (num_faces, len(allowed)):
+        raise ValueError(f"{name} has shape {values.shape}, expected ({num_faces}, {len(allowed)})")
+    values = np.where(allowed, values, 0.0)
+    total = values.sum(axis=1, keepdims=True)
+    return np.divide(values, total, out=np.zeros_like(values), where=total > 0)
+
+
+def _certainty(distributions: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """``(F,)``: ``1 - H / log C`` of each row over the allowed classes (1: one-hot, 0: uniform or empty)."""
+    count = int(allowed.sum())
+    if count < 2:
+        return np.ones(len(distributions))
+    rows = distributions[:, allowed]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        entropy = -np.where(rows > 0, rows * np.log(rows), 0.0).sum(axis=1)
+    certainty = 1.0 - entropy / np.log(count)
+    certainty[rows.sum(axis=1) <= 0] = 0.0
+    return np.clip(certainty, 0.0, 1.0)

@@ -37,12 +37,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mvdecor.config import Config, finetune_settings_read
+from mvdecor.config import Config, SegmentConfig, finetune_settings_read
 from mvdecor.correspond.source import ViewSource
 from mvdecor.errors import ConfigError
 from mvdecor.evaluation.segmentation import SegmentationEvaluator, pixel_miou
 from mvdecor.fileio import atomic_write_text
-from mvdecor.inference.refine import refine_fusion
+from mvdecor.inference.refine import refine_fusion, transfer_vote_of
 from mvdecor.inference.segment import Segmenter
 from mvdecor.models.checkpoints import CheckpointError, checkpoint_method
 from mvdecor.protocols.methods import FACE_METHODS, FaceRun, label_prior
@@ -207,10 +207,10 @@ def run_fewshot(
         f"{method}+{name}": replace(config.segment, **changes) for name, changes in variants.items()
     }
     # The label priors the variants mix in, by how they carry labels (built once per run).
-    prior_methods = (
+    prior_keys = (
         set()
         if face_method is not None
-        else {seg.prior_method for seg in segment_of.values() if seg.transfer_prior > 0}
+        else {_prior_key(seg) for seg in segment_of.values() if _prior_key(seg) is not None}
     )
     start = time.perf_counter()
     per_run: dict[str, list[dict]] = {name: [] for name in segment_of}
@@ -230,7 +230,7 @@ def run_fewshot(
             folder=out / tag,
             progress=progress,
         )
-        priors = {name: label_prior(name, face_run) for name in sorted(prior_methods)}
+        priors = {key: label_prior(key[0], face_run, key[1]) for key in sorted(prior_keys)}
         evaluators = {
             name: SegmentationEvaluator(names, convention=convention, weighting=weighting, seed=seed)
             for name in segment_of
@@ -281,6 +281,7 @@ def run_fewshot(
                 init=init,
                 unlabelled_shapes=list(train_shapes),
                 progress=progress,
+                pseudo_labeller=_pseudo_labeller(priors, face_run) if config.finetune.pseudo_shapes else None,
             )
             # The network held-out views chose (best.pt), else the last one.
             checkpoint = Path(result.model_checkpoint).relative_to(out).as_posix()
@@ -297,7 +298,7 @@ def run_fewshot(
             for shape_id in test_shapes:
                 mesh = source.mesh(shape_id)
                 seg = segmenter.segment(
-                    mesh, keep_views=True, normalize=False, transfer=priors.get(config.segment.prior_method)
+                    mesh, keep_views=True, normalize=False, transfer=priors.get(_prior_key(config.segment))
                 )
                 prior_of: dict[str, np.ndarray] = {}  # each prior's face distributions on this mesh
                 # The unrefined vote of each test-time view set (a variant may change it).
@@ -306,10 +307,14 @@ def run_fewshot(
                     if name == method:
                         fusion = seg.fusion
                     else:
+                        key = _prior_key(segment)
                         use_prior = segment.transfer_prior > 0
-                        if use_prior and segment.prior_method not in prior_of:
-                            label_source = priors[segment.prior_method]
-                            prior_of[segment.prior_method] = label_source.face_probabilities(mesh)
+                        if key is not None and key not in prior_of:
+                            label_source = priors[key]
+                            prior_of[key] = (
+                                label_source.face_probabilities(mesh),
+                                transfer_vote_of(label_source, mesh),
+                            )
                         view_set = views_key(segment)
                         if view_set not in votes:
                             variant = segmenter.with_segment(replace(segment, smoothing=0.0))
@@ -317,8 +322,10 @@ def run_fewshot(
                         fusion = refine_fusion(
                             votes[view_set],
                             mesh,
-                            prior=prior_of[segment.prior_method] if use_prior else None,
+                            prior=prior_of[key][0] if use_prior else None,
                             prior_weight=segment.transfer_prior,
+                            prior_weighting=segment.prior_weighting,
+                            transfer_vote=prior_of[key][1] if key is not None else None,
                             smoothing=segment.smoothing,
                             smoothing_angle_degrees=segment.smoothing_angle_degrees,
                             smoothing_iterations=segment.smoothing_iterations,
@@ -571,6 +578,26 @@ def _run_settings_read(settings: dict) -> dict:
     if isinstance(settings.get("training"), dict):
         return {**settings, "training": _settings_read(settings["training"])}
     return settings
+
+
+def _pseudo_labeller(priors: Mapping[tuple[str, str], object], run: FaceRun):
+    """Self-training's pseudo-labeller (``finetune.pseudo_shapes``): the nearest labelled faces of
+    the run's initial network (the pair's lookup, built once per run), segmenting a shape as the
+    protocol segments a test shape."""
+    lookup = priors.get(("nearest", "off")) or label_prior("nearest", run)
+
+    def label(shape_id: str) -> tuple[np.ndarray, np.ndarray]:
+        fusion = lookup.segmenter.segment(run.source.mesh(shape_id), normalize=False).fusion
+        return fusion.face_labels, fusion.face_confidence
+
+    return label
+
+
+def _prior_key(segment: SegmentConfig) -> tuple[str, str] | None:
+    """``(prior_method, transfer_vote)`` of the label prior ``segment`` mixes in, or None (none)."""
+    if segment.transfer_prior > 0 or segment.transfer_vote != "off":
+        return segment.prior_method, segment.transfer_vote
+    return None
 
 
 def _face_method(init: str | Path) -> str | None:

@@ -30,6 +30,7 @@ cell when, and only when, one of them changes.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,11 +38,11 @@ from typing import Protocol
 
 import numpy as np
 
-from mvdecor.config import PRIOR_METHODS, Config
+from mvdecor.config import PRIOR_METHODS, TRANSFER_VOTES, Config
 from mvdecor.correspond.source import ViewSource
 from mvdecor.data.mesh import LabelledMesh
 from mvdecor.errors import ConfigError
-from mvdecor.inference.refine import FacePrior
+from mvdecor.inference.refine import FacePrior, TransferVoter
 from mvdecor.inference.transfer import LabelTransfer, reference_from_mesh, reference_from_views
 from mvdecor.protocols.stages import config_sections, finish_stage, network_settings, open_stage
 from mvdecor.registry import Registry
@@ -58,6 +59,7 @@ __all__ = [
     "FacePredictor",
     "FaceRun",
     "build_transfer",
+    "choose_transfer_vote",
     "label_prior",
     "labelled_meshes",
 ]
@@ -332,7 +334,103 @@ def _nearest_prior(run: FaceRun) -> FacePrior:
     return SegmenterPrior(segmenter)
 
 
-def label_prior(method: str, run: FaceRun) -> FacePrior:
+def _part_miou(gt: np.ndarray, predicted: np.ndarray, areas: np.ndarray, exclude: Sequence[int]) -> float:
+    """Area-weighted mean IoU over the parts ``gt`` labels: one shape's score, for the
+    leave-one-out choice only. Faces labelled ``-1`` or with an excluded class as their truth
+    weigh nothing (PartNet's rule for its "other"), as in the protocol's evaluator."""
+    keep = (gt >= 0) & ~np.isin(gt, list(exclude))
+    ious = []
+    for part in np.unique(gt[keep]):
+        truth, guess = keep & (gt == part), keep & (predicted == part)
+        ious.append(areas[truth & guess].sum() / max(areas[truth | guess].sum(), 1e-12))
+    return float(np.mean(ious)) if ious else float("nan")
+
+
+def _argmax_allowed(probabilities: np.ndarray, exclude: Sequence[int]) -> np.ndarray:
+    """Each face's most likely allowed class; ``-1`` where a row has no evidence (no view saw it)."""
+    scores = np.array(probabilities, np.float64)
+    scores[:, list(exclude)] = -1.0
+    labels = scores.argmax(axis=1)
+    labels[np.asarray(probabilities).sum(axis=1) <= 0] = -1
+    return labels
+
+
+def choose_transfer_vote(run: FaceRun) -> dict:
+    """Whether label transfer joins the run's pair (``segment.transfer_vote: auto``), by leaving
+    each labelled shape out in turn.
+
+    Each of the ``k`` labelled shapes is labelled from the other ``k - 1`` twice:
+    by transfer and by the lookup (the nearest labelled faces of ``run.init``,
+    a bank of the others in a folder of its own beside the run's). Transfer
+    joins when its part mIoU, summed over the left-out shapes (on the faces the
+    run's labels reach: all of them, or those its ``v`` labelled views see), is
+    above the lookup's. The fine-tuned network cannot be left out this way
+    (it was trained on every labelled shape), so the lookup stands in for the
+    learned side. With one labelled shape there is nothing to leave out: transfer
+    stays out.
+
+    Returns
+    -------
+    dict
+        ``joined`` (bool), ``transfer`` and ``lookup`` (summed part mIoU, or None
+        with one labelled shape), ``folds`` (per left-out shape: its id and both
+        scores) and ``reason``.
+    """
+    shapes = list(run.labelled_shapes)
+    if len(shapes) < 2:
+        return {
+            "joined": False,
+            "transfer": None,
+            "lookup": None,
+            "folds": [],
+            "reason": "one labelled shape: nothing to leave out",
+        }
+    targets = labelled_meshes(run)
+    folds = []
+    for index, (shape_id, target) in enumerate(zip(shapes, targets, strict=True)):
+        others = shapes[:index] + shapes[index + 1 :]
+        fold = replace(
+            run, labelled_shapes=others, folder=run.folder.parent / f"{run.folder.name}_loo{index}"
+        )
+        areas = target.face_areas()
+        transfer = _transfer(fold).face_probabilities(target)
+        lookup = _nearest_prior(fold).face_probabilities(target)
+        folds.append(
+            {
+                "left_out": shape_id,
+                "transfer": _part_miou(
+                    target.face_labels,
+                    _argmax_allowed(transfer, run.exclude_classes),
+                    areas,
+                    run.exclude_classes,
+                ),
+                "lookup": _part_miou(
+                    target.face_labels,
+                    _argmax_allowed(lookup, run.exclude_classes),
+                    areas,
+                    run.exclude_classes,
+                ),
+            }
+        )
+    transfer_score = float(np.nansum([fold["transfer"] for fold in folds]))
+    lookup_score = float(np.nansum([fold["lookup"] for fold in folds]))
+    joined = transfer_score > lookup_score
+    return {
+        "joined": joined,
+        "transfer": transfer_score,
+        "lookup": lookup_score,
+        "folds": folds,
+        "reason": "transfer labels the left-out shapes "
+        + ("better than the lookup" if joined else "no better than the lookup"),
+    }
+
+
+def transfer_vote_record(run_folder: Path) -> Path:
+    """Where the protocol files the ``auto`` choice of the 2D run in ``run_folder`` (a JSON)."""
+    return run_folder.parent / f"{run_folder.name}_transfer-vote.json"
+
+
+def label_prior(method: str, run: FaceRun, transfer_vote: str = "off") -> FacePrior:
     """The label prior ``segment.prior_method`` names, built from the run's labelled shapes.
 
     ``transfer`` or ``deform``: the face method of that name, whose face
@@ -342,17 +440,38 @@ def label_prior(method: str, run: FaceRun) -> FacePrior:
     ``nearest``: the nearest labelled faces of the 2D method's own initial
     network (``run.init``), in a folder beside its run's
     (:func:`nearest_prior_folder`): the fine-tuned network and the lookup its
-    pre-training allows, averaged when the weight is 0.5.
+    pre-training allows, averaged when the weight is 0.5. With ``transfer_vote``
+    ``equal`` or ``auto`` (``segment.transfer_vote``) the lookup comes as a
+    :class:`~mvdecor.inference.refine.TransferVoter` that brings label transfer
+    as a third voter (always, or when :func:`choose_transfer_vote` says so; the
+    choice is filed beside the run's folder, :func:`transfer_vote_record`).
 
     Raises
     ------
     ConfigError
-        ``method`` is not a prior method.
+        ``method`` is not a prior method, or ``transfer_vote`` is not ``off`` for
+        another method than ``nearest``.
     """
     if method not in PRIOR_METHODS:
         raise ConfigError(
             None, f"segment.prior_method must be one of {', '.join(PRIOR_METHODS)}, got {method!r}"
         )
-    if method == NEAREST_PRIOR:
-        return _nearest_prior(run)
-    return FACE_METHODS.get(method).build(run)
+    if transfer_vote not in TRANSFER_VOTES:
+        raise ConfigError(
+            None, f"segment.transfer_vote must be one of {', '.join(TRANSFER_VOTES)}, got {transfer_vote!r}"
+        )
+    if transfer_vote != "off" and method != NEAREST_PRIOR:
+        raise ConfigError(None, f"segment.transfer_vote {transfer_vote!r} needs prior_method nearest")
+    if method != NEAREST_PRIOR:
+        return FACE_METHODS.get(method).build(run)
+    lookup = _nearest_prior(run)
+    if transfer_vote == "off":
+        return lookup
+    if transfer_vote == "equal":
+        decision = {"joined": True, "reason": "segment.transfer_vote: equal"}
+    else:
+        decision = choose_transfer_vote(run)
+        record = transfer_vote_record(run.folder)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(decision, indent=2) + "\n")
+    return TransferVoter(lookup, _transfer(run) if decision["joined"] else None, decision)

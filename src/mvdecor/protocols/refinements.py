@@ -10,19 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from mvdecor.config import PRIOR_METHODS, SegmentConfig
+from mvdecor.config import PRIOR_METHODS, PRIOR_WEIGHTINGS, TRANSFER_VOTES, SegmentConfig
 from mvdecor.errors import ConfigError
 
 __all__ = ["REFINEMENT_KEYS", "check_refinements", "views_key"]
 
 
-#: The segment settings a refinement variant may change. The first five act on the fused votes
+#: The segment settings a refinement variant may change. The first seven act on the fused votes
 #: only, so one segmentation of each test shape serves every variant; the others (the test-time
 #: cameras and images, and the prototypes of a face-pooling head, which change the votes
 #: themselves) segment the shape once more per distinct set, with the same network.
 REFINEMENT_KEYS = (
     "transfer_prior",
     "prior_method",
+    "transfer_vote",
+    "prior_weighting",
     "smoothing",
     "smoothing_angle_degrees",
     "smoothing_iterations",
@@ -34,7 +36,11 @@ REFINEMENT_KEYS = (
 )
 _INTEGER_REFINEMENT_KEYS = ("smoothing_iterations", "rings", "segments", "resolution")
 _BOOLEAN_REFINEMENT_KEYS = ("flip",)
-_STRING_REFINEMENT_KEYS = {"prior_method": PRIOR_METHODS}
+_STRING_REFINEMENT_KEYS = {
+    "prior_method": PRIOR_METHODS,
+    "transfer_vote": TRANSFER_VOTES,
+    "prior_weighting": PRIOR_WEIGHTINGS,
+}
 
 
 def views_key(segment: SegmentConfig) -> tuple:

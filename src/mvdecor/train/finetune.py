@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from mvdecor.config import PACKAGED_IMAGENET, Config, without_self_pairing
+from mvdecor.config import PACKAGED_IMAGENET, Config, FinetuneConfig, without_self_pairing
 from mvdecor.errors import ConfigError
 from mvdecor.fileio import remove_stale_temporaries
 from mvdecor.models.checkpoints import build_model, load_embedding
@@ -187,6 +187,7 @@ def finetune(
     report: bool = True,
     should_stop: Callable[[], bool] | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    pseudo_labeller: Callable[[str], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> FinetuneResult:
     """Fine-tune on a few labelled shapes (or labelled views) of ``dataset``.
 
@@ -208,6 +209,9 @@ def finetune(
     should_stop : asked after every step; True stops the run with a checkpoint, as
         Ctrl-C does, and raises :class:`~mvdecor.train.engine.TrainingCancelled`
     on_step : called with ``(step, total)`` after every step (a caller's own progress)
+    pseudo_labeller : with ``finetune.pseudo_shapes > 0``: ``shape_id -> (face_labels (F,)
+        int64, face_confidence (F,) float)`` for an unlabelled shape of ``dataset``
+        (:func:`pseudo_face_labels` keeps its most confident faces); required then
     """
     device = resolve_device(config.finetune.device)
     # "auto" becomes what this device runs, so config.yaml and the checkpoint say which.
@@ -312,8 +316,20 @@ def finetune(
                 f"cannot continue to {cfg.iterations} steps; use a new run folder",
             )
 
+    pseudo_items, pseudo_labels = _pseudo_labelled_views(
+        cfg, source, labelled_shapes, unlabelled_shapes, config.render.num_views, pseudo_labeller
+    )
     views = LabelledViewDataset(
-        source, items, config.model.modalities, stats, num_classes, cfg.seed, cfg.flip_prob
+        source,
+        items,
+        config.model.modalities,
+        stats,
+        num_classes,
+        cfg.seed,
+        cfg.flip_prob,
+        pseudo_items=pseudo_items,
+        face_labels=pseudo_labels,
+        pseudo_share=cfg.pseudo_share,
     )
     class_weights = None
     if cfg.class_balance > 0:
@@ -331,6 +347,7 @@ def finetune(
         device,
         held_out_views=len(val_items),
         unlabelled_shapes=unlabelled if cfg.ssl_weight > 0 else [],
+        **({"pseudo_labelled_shapes": sorted(pseudo_labels)} if pseudo_labels else {}),
         **({"class_weights": class_weights.tolist()} if class_weights is not None else {}),
     )
 
@@ -502,6 +519,54 @@ def finetune(
 
 
 #: Where the nearest labelled faces paired with a fine-tuned network live, inside its run folder.
+def pseudo_face_labels(face_labels: np.ndarray, face_confidence: np.ndarray, keep: float) -> np.ndarray:
+    """``(F,)`` int64: ``face_labels`` with all but the ``keep`` most confident fraction of the
+    labelled faces set to ``-1`` (unlabelled). Ties at the threshold are kept."""
+    labels = np.asarray(face_labels, np.int64).copy()
+    labelled = labels >= 0
+    if keep <= 0 or not labelled.any():
+        labels[:] = -1
+        return labels
+    threshold = np.quantile(np.asarray(face_confidence, np.float64)[labelled], 1.0 - keep)
+    labels[np.asarray(face_confidence) < threshold] = -1
+    return labels
+
+
+def _pseudo_labelled_views(
+    cfg: FinetuneConfig,
+    source: ViewSource,
+    labelled_shapes: Sequence[str],
+    unlabelled_shapes: Sequence[str] | None,
+    num_views: int,
+    labeller: Callable[[str], tuple[np.ndarray, np.ndarray]] | None,
+) -> tuple[list[LabelledView], dict[str, np.ndarray]]:
+    """Self-training (``finetune.pseudo_shapes``): every view of ``pseudo_shapes`` unlabelled
+    shapes, drawn with the run's seed, and their faces' pseudo-labels."""
+    if cfg.pseudo_shapes <= 0:
+        return [], {}
+    if labeller is None:
+        raise ConfigError(
+            None,
+            "finetune.pseudo_shapes needs a pseudo-labeller (the few-shot protocol gives the nearest "
+            "labelled faces of the initial network); set it to 0 here",
+        )
+    pool = sorted(
+        set(unlabelled_shapes if unlabelled_shapes is not None else source.shape_ids()) - set(labelled_shapes)
+    )
+    rng = np.random.default_rng([cfg.seed, 11])
+    chosen = (
+        sorted(rng.choice(pool, size=min(cfg.pseudo_shapes, len(pool)), replace=False).tolist())
+        if pool
+        else []
+    )
+    labels = {}
+    for shape_id in chosen:
+        face_labels, confidence = labeller(shape_id)
+        labels[shape_id] = pseudo_face_labels(face_labels, confidence, cfg.pseudo_keep)
+    items = [LabelledView(shape_id, view, None) for shape_id in chosen for view in range(num_views)]
+    return items, labels
+
+
 NEAREST_PRIOR_FOLDER = "nearest-prior"
 
 
@@ -526,8 +591,10 @@ def nearest_prior_config(config: Config) -> Config:
     """The configuration of the nearest labelled faces paired with a network run of ``config``:
     ``finetune.method: nearest`` with the same ``nearest_*`` settings, and without the prior (it
     is the prior): ``segment.prior_method`` reads ``transfer`` and ``transfer_prior`` 0."""
-    plain = replace(config.segment, prior_method="transfer", transfer_prior=0.0)
-    return replace(config, finetune=replace(config.finetune, method="nearest"), segment=plain)
+    plain = replace(config.segment, prior_method="transfer", transfer_prior=0.0, transfer_vote="off")
+    return replace(
+        config, finetune=replace(config.finetune, method="nearest", pseudo_shapes=0), segment=plain
+    )
 
 
 def finetune_nearest_prior(config: Config, dataset: str, run_dir: str | Path, **kwargs) -> FinetuneResult:

@@ -9,7 +9,7 @@ for fine-tuning and for the nearest-pixel head's bank.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,6 +95,11 @@ class LabelledViewDataset(torch.utils.data.Dataset):
     int64 (``-1``: background or unlabelled, ignored by the loss). With
     ``flip_prob > 0`` the view and its labels are mirrored left to right with
     that probability (:func:`~mvdecor.models.inputs.flip_view_array`).
+
+    ``pseudo_items`` (self-training, ``finetune.pseudo_shapes``) are views of
+    unlabelled shapes labelled by ``face_labels`` (shape id -> ``(F,)`` int64,
+    ``-1`` unlabelled) instead of their meshes' labels; an item is drawn from them
+    with probability ``pseudo_share``, from ``items`` otherwise.
     """
 
     def __init__(
@@ -106,6 +111,10 @@ class LabelledViewDataset(torch.utils.data.Dataset):
         num_classes: int,
         seed: int = 0,
         flip_prob: float = 0.0,
+        *,
+        pseudo_items: Sequence[LabelledView] = (),
+        face_labels: Mapping[str, np.ndarray] | None = None,
+        pseudo_share: float = 0.5,
     ) -> None:
         if not items:
             raise ConfigError(None, "no labelled views to fine-tune on")
@@ -113,6 +122,12 @@ class LabelledViewDataset(torch.utils.data.Dataset):
         self.modalities, self.stats = tuple(modalities), stats
         self.num_classes, self.seed = int(num_classes), int(seed)
         self.flip_prob = float(flip_prob)
+        self.pseudo_items = list(pseudo_items)
+        self.face_labels = dict(face_labels or {})
+        self.pseudo_share = float(pseudo_share)
+        missing = sorted({item.shape_id for item in self.pseudo_items} - set(self.face_labels))
+        if missing:
+            raise ConfigError(None, f"pseudo-labelled views without face labels: {missing[:5]}")
 
     def __len__(self) -> int:
         return 10**12
@@ -120,6 +135,8 @@ class LabelledViewDataset(torch.utils.data.Dataset):
     def labels(self, item: LabelledView, view) -> np.ndarray:
         if item.label_image is not None:
             labels = read_label_image(item.label_image, (view.height, view.width), self.num_classes)
+        elif item.shape_id in self.face_labels:
+            labels = view.face_labels(self.face_labels[item.shape_id])
         else:
             mesh = self.source.mesh(item.shape_id)
             if mesh.face_labels is None:
@@ -184,7 +201,11 @@ class LabelledViewDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng([self.seed, int(index)])
-        item = self.items[int(rng.integers(len(self.items)))]
+        # Drawn only with pseudo-labelled views, so runs without them keep their exact draws.
+        pool = self.items
+        if self.pseudo_items and rng.random() < self.pseudo_share:
+            pool = self.pseudo_items
+        item = pool[int(rng.integers(len(pool)))]
         return self.example(item, rng)
 
     def example(self, item: LabelledView, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:

@@ -1,0 +1,117 @@
+"""Label transfer as a third voter beside a fine-tuned network and its lookup (``segment.transfer_vote``)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mvdecor.config import load_config
+from mvdecor.correspond.source import ViewSource
+from mvdecor.errors import ConfigError
+from mvdecor.protocols.fewshot import run_fewshot
+from mvdecor.protocols.methods import (
+    FaceRun,
+    build_transfer,
+    choose_transfer_vote,
+    label_prior,
+    transfer_vote_record,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+DATASET = "synthetic:categories=mug,n=3,textured=0"
+TRAIN, TEST = ["mug_0000", "mug_0001"], ["mug_0002"]
+TINY = {"render": {"rings": 1, "segments": 4, "resolution": 32}}
+PAIR = {"transfer_prior": 0.5, "prior_method": "nearest"}
+
+
+def _network_config():
+    finetune = {"method": "network", "iterations": 1, "ssl_weight": 0.0, "device": "cpu"}
+    return load_config("cpu", {**TINY, "finetune": finetune})
+
+
+def _part_miou(gt, predicted, areas):
+    """Naive per-shape part mIoU, area-weighted, under the PartNet rule: faces whose truth is
+    class 0 are left out (the synthetic mugs' 0 is their body, excluded as PartNet's "other")."""
+    ious = []
+    for part in sorted(set(gt.tolist()) - {0}):
+        pairs = [(g, p, a) for g, p, a in zip(gt, predicted, areas, strict=True) if g != 0]
+        inter = sum(a for g, p, a in pairs if g == part and p == part)
+        union = sum(a for g, p, a in pairs if g == part or p == part)
+        ious.append(inter / union)
+    return float(np.mean(ious))
+
+
+def test_transfer_vote_needs_the_nearest_prior():
+    with pytest.raises(ConfigError, match="transfer_vote"):
+        load_config("cpu", {"segment": {"prior_method": "transfer", "transfer_vote": "auto"}})
+    with pytest.raises(ConfigError, match="transfer_vote"):
+        load_config("cpu", {"segment": {"transfer_vote": "sometimes"}})
+    assert load_config("cpu").segment.transfer_vote == "off"
+
+
+def test_auto_leaves_each_labelled_shape_out_and_scores_both_sources(tmp_path):
+    config = _network_config()
+    source = ViewSource.from_config(DATASET, config)
+    run = FaceRun(config=config, source=source, labelled_shapes=list(TRAIN), unlabelled_shapes=list(TRAIN),
+                  num_classes=len(source.dataset.label_names), views_per_shape=0, seed=0, exclude_classes=(0,),
+                  init="scratch", folder=tmp_path / "scratch_k2_run0", progress=False)  # fmt: skip
+    decision = choose_transfer_vote(run)
+    assert [fold["left_out"] for fold in decision["folds"]] == TRAIN
+    # Transfer's score is what carrying the other shape's labels gives, computed here naively.
+    for fold, other in zip(decision["folds"], TRAIN[::-1], strict=True):
+        target = source.mesh(fold["left_out"])
+        transfer = build_transfer(config, source, [other], run.num_classes, exclude_classes=(0,))
+        probs = transfer.face_probabilities(target)
+        probs[:, 0] = -1
+        expected = _part_miou(target.face_labels, probs.argmax(axis=1), target.face_areas())
+        assert fold["transfer"] == pytest.approx(expected)
+        assert 0.0 <= fold["lookup"] <= 1.0
+    assert decision["transfer"] == pytest.approx(sum(f["transfer"] for f in decision["folds"]))
+    assert decision["joined"] == (decision["transfer"] > decision["lookup"])
+    # Each fold's lookup is a bank of the other shape, beside the run's folder.
+    for index in range(2):
+        assert (tmp_path / f"scratch_k2_run0_loo{index}_nearest-prior" / "checkpoints" / "last.pt").exists()
+    # One labelled shape: nothing to leave out, transfer stays out.
+    single = FaceRun(**{**run.__dict__, "labelled_shapes": TRAIN[:1]})
+    assert choose_transfer_vote(single) == {
+        "joined": False, "transfer": None, "lookup": None, "folds": [],
+        "reason": "one labelled shape: nothing to leave out",
+    }  # fmt: skip
+    prior = label_prior("nearest", single, "auto")
+    assert not prior.joined and json.loads(transfer_vote_record(single.folder).read_text())["joined"] is False
+    assert label_prior("nearest", single, "equal").joined
+    with pytest.raises(ConfigError, match="needs prior_method nearest"):
+        label_prior("transfer", single, "equal")
+
+
+def test_the_protocol_scores_auto_as_the_pair_or_the_thirds_it_chose(tmp_path):
+    config = _network_config()
+    variants = {
+        "pair": PAIR,
+        "auto": {**PAIR, "transfer_vote": "auto"},
+        "thirds": {**PAIR, "transfer_vote": "equal"},
+    }
+    cell = dict(train_shapes=TRAIN, test_shapes=TEST, runs=1, progress=False, keep_checkpoints="weights")
+    run_fewshot(config, DATASET, tmp_path, k=2, refinements=variants, **cell)
+    scores = {
+        name: json.loads((tmp_path / f"results_scratch+{name}_k2.json").read_text())["per_run"][0][
+            "per_shape"
+        ]
+        for name in variants
+    }
+    decision = json.loads(transfer_vote_record(tmp_path / "scratch_k2_run0").read_text())
+    assert scores["auto"] == scores["thirds" if decision["joined"] else "pair"]
+    # The thirds are another segmentation than the pair, or this would prove nothing.
+    assert scores["thirds"] != scores["pair"]
+    # At k = 1 auto keeps the pair.
+    run_fewshot(config, DATASET, tmp_path, k=1, refinements=variants, **cell)
+    k1 = {
+        name: json.loads((tmp_path / f"results_scratch+{name}_k1.json").read_text())["per_run"][0][
+            "per_shape"
+        ]
+        for name in variants
+    }
+    assert k1["auto"] == k1["pair"]
