@@ -92,6 +92,25 @@ def _mesh_paths(items: Sequence[str]) -> list[Path]:
     return paths
 
 
+def _model_references(args: argparse.Namespace, segmenter, deformation: str | None = None):
+    """The ``--references`` as a label transfer (or deformation) for ``segmenter``'s model; their
+    labels must be the model's."""
+    transfer, names = _load_references(
+        args.references,
+        args.reference_shapes,
+        args.exclude_classes,
+        segmenter.config,
+        deformation=deformation,
+        device=args.device,
+    )
+    if tuple(names) != tuple(segmenter.label_names):
+        raise MvDecorError(
+            f"{args.references}: the references' labels {list(names)} differ from the model's "
+            f"{list(segmenter.label_names)}"
+        )
+    return transfer
+
+
 def _load_prior_model(args: argparse.Namespace, segmenter, segment):
     """``--prior-method nearest``: the ``--prior-model`` segmenter as the vote's prior, by default
     the one ``finetune --nearest-prior`` kept beside the model (:func:`nearest_prior_beside`)."""
@@ -130,14 +149,7 @@ def _load_prior_model(args: argparse.Namespace, segmenter, segment):
 
     if not args.references:
         raise MvDecorError("--transfer-vote equal needs --references (the labelled shapes to transfer from)")
-    transfer, names = _load_references(
-        args.references, args.reference_shapes, args.exclude_classes, segmenter.config, device=args.device
-    )
-    if tuple(names) != tuple(segmenter.label_names):
-        raise MvDecorError(
-            f"{args.references}: the references' labels {list(names)} differ from the model's "
-            f"{list(segmenter.label_names)}"
-        )
+    transfer = _model_references(args, segmenter)
     return TransferVoter(prior, transfer, {"joined": True, "reason": "--transfer-vote equal"})
 
 
@@ -158,19 +170,7 @@ def _vote_prior(args: argparse.Namespace, segmenter, segment):
         if segment.transfer_prior > 0:
             raise MvDecorError("--transfer-prior needs --references (the labelled shapes to transfer from)")
         return None
-    transfer, names = _load_references(
-        args.references,
-        args.reference_shapes,
-        args.exclude_classes,
-        segmenter.config,
-        deformation=args.deformation,
-        device=args.device,
-    )
-    if tuple(names) != tuple(segmenter.label_names):
-        raise MvDecorError(
-            f"{args.references}: the references' labels {list(names)} differ from the model's "
-            f"{list(segmenter.label_names)}"
-        )
+    transfer = _model_references(args, segmenter, deformation=args.deformation)
     if segment.transfer_prior <= 0:
         print("note: --references without --transfer-prior > 0 changes nothing", file=sys.stderr)
     return transfer

@@ -192,16 +192,10 @@ def _lookup_labeller(checkpoint: str | Path, config, args: argparse.Namespace):
     """Self-training's pseudo-labeller for ``mvdecor finetune``: the banked lookup segmenting a
     shape of the dataset with the run's test-time views (``shape_id -> (labels, confidence)``)."""
     from mvdecor.correspond.source import ViewSource
-    from mvdecor.inference.segment import Segmenter
+    from mvdecor.inference.segment import Segmenter, shape_labeller
 
-    segmenter = Segmenter.from_checkpoint(checkpoint)
     source = ViewSource.from_config(args.dataset, config, store=args.store)
-
-    def label(shape_id: str):
-        fusion = segmenter.segment(source.mesh(shape_id), normalize=False).fusion
-        return fusion.face_labels, fusion.face_confidence
-
-    return label
+    return shape_labeller(Segmenter.from_checkpoint(checkpoint), source.mesh)
 
 
 def add_finetune_parser(sub: argparse._SubParsersAction) -> None:

@@ -29,7 +29,7 @@ import numpy as np
 
 from mvdecor.config import PRIOR_WEIGHTINGS
 from mvdecor.data.mesh import LabelledMesh
-from mvdecor.inference.fusion import FusionResult
+from mvdecor.inference.fusion import FusionResult, normalized_entropy
 from mvdecor.inference.smoothing import smooth_face_probabilities
 
 __all__ = [
@@ -239,12 +239,8 @@ def _distributions(values: np.ndarray, allowed: np.ndarray, num_faces: int, name
 
 def _certainty(distributions: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     """``(F,)``: ``1 - H / log C`` of each row over the allowed classes (1: one-hot, 0: uniform or empty)."""
-    count = int(allowed.sum())
-    if count < 2:
-        return np.ones(len(distributions))
     rows = distributions[:, allowed]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        entropy = -np.where(rows > 0, rows * np.log(rows), 0.0).sum(axis=1)
-    certainty = 1.0 - entropy / np.log(count)
+    # One allowed class carries no uncertainty: normalized_entropy gives 0, a certainty of 1.
+    certainty = 1.0 - normalized_entropy(rows, axis=-1)
     certainty[rows.sum(axis=1) <= 0] = 0.0
-    return np.clip(certainty, 0.0, 1.0)
+    return certainty

@@ -8,7 +8,7 @@ it (channel statistics, the camera scheme it was trained with, label names).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -373,6 +373,20 @@ class Segmenter:
             views=kept_views if keep_views else None,
             vote=vote,
         )
+
+
+def shape_labeller(
+    segmenter: Segmenter, mesh_of: Callable[[str], LabelledMesh]
+) -> Callable[[str], tuple[np.ndarray, np.ndarray]]:
+    """``shape_id -> (face_labels (F,) int64, face_confidence (F,) float32)``: ``segmenter`` on
+    ``mesh_of(shape_id)``, a mesh already normalised (a view source's), as a pseudo-labeller
+    (``finetune.pseudo_shapes``)."""
+
+    def label(shape_id: str) -> tuple[np.ndarray, np.ndarray]:
+        fusion = segmenter.segment(mesh_of(shape_id), normalize=False).fusion
+        return fusion.face_labels, fusion.face_confidence
+
+    return label
 
 
 class SegmenterPrior:

@@ -43,7 +43,7 @@ from mvdecor.errors import ConfigError
 from mvdecor.evaluation.segmentation import SegmentationEvaluator, pixel_miou
 from mvdecor.fileio import atomic_write_text
 from mvdecor.inference.refine import refine_fusion, transfer_vote_of
-from mvdecor.inference.segment import Segmenter
+from mvdecor.inference.segment import Segmenter, shape_labeller
 from mvdecor.models.checkpoints import CheckpointError, checkpoint_method
 from mvdecor.protocols.methods import FACE_METHODS, FaceRun, label_prior
 from mvdecor.protocols.predictions import ShapePrediction, predictions_file, save_predictions
@@ -210,7 +210,7 @@ def run_fewshot(
     prior_keys = (
         set()
         if face_method is not None
-        else {_prior_key(seg) for seg in segment_of.values() if _prior_key(seg) is not None}
+        else {key for seg in segment_of.values() if (key := _prior_key(seg)) is not None}
     )
     start = time.perf_counter()
     per_run: dict[str, list[dict]] = {name: [] for name in segment_of}
@@ -300,7 +300,8 @@ def run_fewshot(
                 seg = segmenter.segment(
                     mesh, keep_views=True, normalize=False, transfer=priors.get(_prior_key(config.segment))
                 )
-                prior_of: dict[str, np.ndarray] = {}  # each prior's face distributions on this mesh
+                # Each prior's face distributions on this mesh, and transfer's when it votes beside it.
+                prior_of: dict[tuple[str, str], tuple[np.ndarray, np.ndarray | None]] = {}
                 # The unrefined vote of each test-time view set (a variant may change it).
                 votes = {views_key(config.segment): seg.vote}
                 for name, segment in segment_of.items():
@@ -585,12 +586,7 @@ def _pseudo_labeller(priors: Mapping[tuple[str, str], object], run: FaceRun):
     the run's initial network (the pair's lookup, built once per run), segmenting a shape as the
     protocol segments a test shape."""
     lookup = priors.get(("nearest", "off")) or label_prior("nearest", run)
-
-    def label(shape_id: str) -> tuple[np.ndarray, np.ndarray]:
-        fusion = lookup.segmenter.segment(run.source.mesh(shape_id), normalize=False).fusion
-        return fusion.face_labels, fusion.face_confidence
-
-    return label
+    return shape_labeller(lookup.segmenter, run.source.mesh)
 
 
 def _prior_key(segment: SegmentConfig) -> tuple[str, str] | None:
