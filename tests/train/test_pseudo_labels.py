@@ -76,6 +76,11 @@ def test_finetune_needs_a_pseudo_labeller_when_asked_to_self_train(tmp_path):
     assert asked == [TRAIN[1]]  # the one unlabelled shape that is not labelled
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["pseudo_labelled_shapes"] == [TRAIN[1]]
+    # Opened again once finished (to be scored): no training, so no second pseudo-labelling.
+    finetune(config, DATASET, tmp_path / "run", labelled_shapes=TRAIN[:1], unlabelled_shapes=TRAIN,
+             pseudo_labeller=labeller, progress=False, report=False)  # fmt: skip
+    assert asked == [TRAIN[1]]
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["pseudo_labelled_shapes"] == [TRAIN[1]]
 
 
 def test_the_protocol_pseudo_labels_with_the_initial_networks_lookup(tmp_path):

@@ -316,8 +316,10 @@ def finetune(
                 f"cannot continue to {cfg.iterations} steps; use a new run folder",
             )
 
-    pseudo_items, pseudo_labels = _pseudo_labelled_views(
-        cfg, source, labelled_shapes, unlabelled_shapes, config.render.num_views, pseudo_labeller
+    # A finished run, opened again to be scored, trains no more: its shapes are not pseudo-labelled again.
+    trains = step < cfg.iterations and not validation["stopped"]
+    pseudo_shapes, pseudo_items, pseudo_labels = _pseudo_labelled_views(
+        cfg, source, labelled_shapes, unlabelled_shapes, config.render.num_views, pseudo_labeller, trains
     )
     views = LabelledViewDataset(
         source,
@@ -347,7 +349,7 @@ def finetune(
         device,
         held_out_views=len(val_items),
         unlabelled_shapes=unlabelled if cfg.ssl_weight > 0 else [],
-        **({"pseudo_labelled_shapes": sorted(pseudo_labels)} if pseudo_labels else {}),
+        **({"pseudo_labelled_shapes": pseudo_shapes} if pseudo_shapes else {}),
         **({"class_weights": class_weights.tolist()} if class_weights is not None else {}),
     )
 
@@ -539,11 +541,12 @@ def _pseudo_labelled_views(
     unlabelled_shapes: Sequence[str] | None,
     num_views: int,
     labeller: Callable[[str], tuple[np.ndarray, np.ndarray]] | None,
-) -> tuple[list[LabelledView], dict[str, np.ndarray]]:
-    """Self-training (``finetune.pseudo_shapes``): every view of ``pseudo_shapes`` unlabelled
-    shapes, drawn with the run's seed, and their faces' pseudo-labels."""
+    label: bool = True,
+) -> tuple[list[str], list[LabelledView], dict[str, np.ndarray]]:
+    """Self-training (``finetune.pseudo_shapes``): ``pseudo_shapes`` unlabelled shapes drawn with
+    the run's seed, and, when ``label``, every view of them and their faces' pseudo-labels."""
     if cfg.pseudo_shapes <= 0:
-        return [], {}
+        return [], [], {}
     if labeller is None:
         raise ConfigError(
             None,
@@ -559,12 +562,14 @@ def _pseudo_labelled_views(
         if pool
         else []
     )
+    if not label:
+        return chosen, [], {}
     labels = {}
     for shape_id in chosen:
         face_labels, confidence = labeller(shape_id)
         labels[shape_id] = pseudo_face_labels(face_labels, confidence, cfg.pseudo_keep)
     items = [LabelledView(shape_id, view, None) for shape_id in chosen for view in range(num_views)]
-    return items, labels
+    return chosen, items, labels
 
 
 NEAREST_PRIOR_FOLDER = "nearest-prior"
