@@ -115,3 +115,27 @@ def test_the_protocol_scores_auto_as_the_pair_or_the_thirds_it_chose(tmp_path):
         for name in variants
     }
     assert k1["auto"] == k1["pair"]
+
+
+def test_self_training_reuses_the_transfer_voters_lookup(monkeypatch):
+    from mvdecor.inference.refine import TransferVoter
+    from mvdecor.protocols import fewshot
+
+    class Lookup:
+        segmenter = object()
+
+    lookup = Lookup()
+    used = []
+    monkeypatch.setattr(fewshot, "shape_labeller", lambda segmenter, mesh_of: used.append(segmenter))
+
+    def load_again(*args, **kwargs):
+        raise AssertionError("the lookup was loaded a second time")
+
+    monkeypatch.setattr(fewshot, "label_prior", load_again)
+    run = type("Run", (), {"source": type("Source", (), {"mesh": None})()})()
+    fewshot._pseudo_labeller({("nearest", "auto"): TransferVoter(lookup, None)}, run)
+    fewshot._pseudo_labeller({("nearest", "off"): lookup}, run)
+    assert used == [lookup.segmenter, lookup.segmenter]
+    # With no lookup among the run's priors, self-training loads its own.
+    with pytest.raises(AssertionError, match="second time"):
+        fewshot._pseudo_labeller({("transfer", "off"): object()}, run)

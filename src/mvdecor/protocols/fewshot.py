@@ -42,7 +42,7 @@ from mvdecor.correspond.source import ViewSource
 from mvdecor.errors import ConfigError
 from mvdecor.evaluation.segmentation import SegmentationEvaluator, pixel_miou
 from mvdecor.fileio import atomic_write_text
-from mvdecor.inference.refine import refine_fusion, transfer_vote_of
+from mvdecor.inference.refine import TransferVoter, refine_fusion, transfer_vote_of
 from mvdecor.inference.segment import Segmenter, shape_labeller
 from mvdecor.models.checkpoints import CheckpointError, checkpoint_method
 from mvdecor.protocols.methods import FACE_METHODS, FaceRun, label_prior
@@ -585,7 +585,10 @@ def _pseudo_labeller(priors: Mapping[tuple[str, str], object], run: FaceRun):
     """Self-training's pseudo-labeller (``finetune.pseudo_shapes``): the nearest labelled faces of
     the run's initial network (the pair's lookup, built once per run), segmenting a shape as the
     protocol segments a test shape."""
-    lookup = priors.get(("nearest", "off")) or label_prior("nearest", run)
+    lookup = priors.get(("nearest", "off"))
+    if lookup is None:  # a transfer vote's lookup is the same one: reuse it rather than load it again
+        voter = next((p for (method, _), p in priors.items() if method == "nearest"), None)
+        lookup = voter.prior if isinstance(voter, TransferVoter) else label_prior("nearest", run)
     return shape_labeller(lookup.segmenter, run.source.mesh)
 
 
