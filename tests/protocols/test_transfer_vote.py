@@ -117,25 +117,20 @@ def test_the_protocol_scores_auto_as_the_pair_or_the_thirds_it_chose(tmp_path):
     assert k1["auto"] == k1["pair"]
 
 
-def test_self_training_reuses_the_transfer_voters_lookup(monkeypatch):
-    from mvdecor.inference.refine import TransferVoter
-    from mvdecor.protocols import fewshot
+def test_one_lookup_per_run_serves_the_pair_its_transfer_votes_and_self_training(tmp_path, monkeypatch):
+    from mvdecor.protocols import methods
 
-    class Lookup:
-        segmenter = object()
-
-    lookup = Lookup()
-    used = []
-    monkeypatch.setattr(fewshot, "shape_labeller", lambda segmenter, mesh_of: used.append(segmenter))
-
-    def load_again(*args, **kwargs):
-        raise AssertionError("the lookup was loaded a second time")
-
-    monkeypatch.setattr(fewshot, "label_prior", load_again)
-    run = type("Run", (), {"source": type("Source", (), {"mesh": None})()})()
-    fewshot._pseudo_labeller({("nearest", "auto"): TransferVoter(lookup, None)}, run)
-    fewshot._pseudo_labeller({("nearest", "off"): lookup}, run)
-    assert used == [lookup.segmenter, lookup.segmenter]
-    # With no lookup among the run's priors, self-training loads its own.
-    with pytest.raises(AssertionError, match="second time"):
-        fewshot._pseudo_labeller({("transfer", "off"): object()}, run)
+    loads = []
+    load = methods._nearest_prior
+    monkeypatch.setattr(methods, "_nearest_prior", lambda run: loads.append(run.folder.name) or load(run))
+    finetune = {"method": "network", "iterations": 1, "ssl_weight": 0.0, "device": "cpu", "pseudo_shapes": 1}
+    config = load_config("cpu", {**TINY, "finetune": finetune, "segment": PAIR})
+    variants = {"thirds": {**PAIR, "transfer_vote": "equal"}}
+    cell = dict(train_shapes=TRAIN, test_shapes=TEST, runs=1, progress=False, keep_checkpoints="weights")
+    run_fewshot(config, DATASET, tmp_path, k=1, refinements=variants, **cell)
+    assert loads == ["scratch_k1_run0"]
+    # The thirds were scored, with the same lookup the pair used.
+    assert (tmp_path / "results_scratch+thirds_k1.json").exists()
+    record = json.loads((tmp_path / "scratch_k1_run0" / "run.json").read_text())
+    # Self-training labelled the unlabelled shape, with that lookup (no load of its own).
+    assert record["pseudo_labelled_shapes"] == sorted(set(TRAIN) - set(record["labelled_shapes"]))

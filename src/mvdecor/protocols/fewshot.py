@@ -42,10 +42,10 @@ from mvdecor.correspond.source import ViewSource
 from mvdecor.errors import ConfigError
 from mvdecor.evaluation.segmentation import SegmentationEvaluator, pixel_miou
 from mvdecor.fileio import atomic_write_text
-from mvdecor.inference.refine import TransferVoter, refine_fusion, transfer_vote_of
+from mvdecor.inference.refine import refine_fusion, transfer_vote_of
 from mvdecor.inference.segment import Segmenter, shape_labeller
 from mvdecor.models.checkpoints import CheckpointError, checkpoint_method
-from mvdecor.protocols.methods import FACE_METHODS, FaceRun, label_prior
+from mvdecor.protocols.methods import FACE_METHODS, NEAREST_PRIOR, FaceRun, label_prior
 from mvdecor.protocols.predictions import ShapePrediction, predictions_file, save_predictions
 from mvdecor.protocols.refinements import check_refinements, views_key
 from mvdecor.protocols.stages import (
@@ -212,6 +212,8 @@ def run_fewshot(
         if face_method is not None
         else {key for seg in segment_of.values() if (key := _prior_key(seg)) is not None}
     )
+    if face_method is None and config.finetune.pseudo_shapes:
+        prior_keys.add((NEAREST_PRIOR, "off"))  # self-training's labeller: the pair's lookup
     start = time.perf_counter()
     per_run: dict[str, list[dict]] = {name: [] for name in segment_of}
     for run, labelled in enumerate(labelled_sets):
@@ -230,7 +232,7 @@ def run_fewshot(
             folder=out / tag,
             progress=progress,
         )
-        priors = {key: label_prior(key[0], face_run, key[1]) for key in sorted(prior_keys)}
+        priors = _run_priors(prior_keys, face_run)
         evaluators = {
             name: SegmentationEvaluator(names, convention=convention, weighting=weighting, seed=seed)
             for name in segment_of
@@ -281,7 +283,11 @@ def run_fewshot(
                 init=init,
                 unlabelled_shapes=list(train_shapes),
                 progress=progress,
-                pseudo_labeller=_pseudo_labeller(priors, face_run) if config.finetune.pseudo_shapes else None,
+                pseudo_labeller=(
+                    shape_labeller(priors[NEAREST_PRIOR, "off"].segmenter, source.mesh)
+                    if config.finetune.pseudo_shapes
+                    else None
+                ),
             )
             # The network held-out views chose (best.pt), else the last one.
             checkpoint = Path(result.model_checkpoint).relative_to(out).as_posix()
@@ -581,15 +587,12 @@ def _run_settings_read(settings: dict) -> dict:
     return settings
 
 
-def _pseudo_labeller(priors: Mapping[tuple[str, str], object], run: FaceRun):
-    """Self-training's pseudo-labeller (``finetune.pseudo_shapes``): the nearest labelled faces of
-    the run's initial network (the pair's lookup, built once per run), segmenting a shape as the
-    protocol segments a test shape."""
-    lookup = priors.get(("nearest", "off"))
-    if lookup is None:  # a transfer vote's lookup is the same one: reuse it rather than load it again
-        voter = next((p for (method, _), p in priors.items() if method == "nearest"), None)
-        lookup = voter.prior if isinstance(voter, TransferVoter) else label_prior("nearest", run)
-    return shape_labeller(lookup.segmenter, run.source.mesh)
+def _run_priors(keys: set[tuple[str, str]], run: FaceRun) -> dict[tuple[str, str], object]:
+    """The label prior of each ``(prior_method, transfer_vote)`` key for one run, each built once.
+    The run's ``nearest`` lookup is loaded once and shared: the pair, every transfer vote beside
+    it and self-training's pseudo-labeller (``finetune.pseudo_shapes``) use the same one."""
+    lookup = label_prior(NEAREST_PRIOR, run) if any(method == NEAREST_PRIOR for method, _ in keys) else None
+    return {(method, vote): label_prior(method, run, vote, lookup=lookup) for method, vote in sorted(keys)}
 
 
 def _prior_key(segment: SegmentConfig) -> tuple[str, str] | None:

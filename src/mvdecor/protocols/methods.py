@@ -430,7 +430,9 @@ def transfer_vote_record(run_folder: Path) -> Path:
     return run_folder.parent / f"{run_folder.name}_transfer-vote.json"
 
 
-def label_prior(method: str, run: FaceRun, transfer_vote: str = "off") -> FacePrior:
+def label_prior(
+    method: str, run: FaceRun, transfer_vote: str = "off", lookup: FacePrior | None = None
+) -> FacePrior:
     """The label prior ``segment.prior_method`` names, built from the run's labelled shapes.
 
     ``transfer`` or ``deform``: the face method of that name, whose face
@@ -445,6 +447,8 @@ def label_prior(method: str, run: FaceRun, transfer_vote: str = "off") -> FacePr
     :class:`~mvdecor.inference.refine.TransferVoter` that brings label transfer
     as a third voter (always, or when :func:`choose_transfer_vote` says so; the
     choice is filed beside the run's folder, :func:`transfer_vote_record`).
+    ``lookup``: the run's ``nearest`` lookup when already built, shared rather than
+    loaded again (ignored for the other methods).
 
     Raises
     ------
@@ -464,7 +468,7 @@ def label_prior(method: str, run: FaceRun, transfer_vote: str = "off") -> FacePr
         raise ConfigError(None, f"segment.transfer_vote {transfer_vote!r} needs prior_method nearest")
     if method != NEAREST_PRIOR:
         return FACE_METHODS.get(method).build(run)
-    lookup = _nearest_prior(run)
+    lookup = _nearest_prior(run) if lookup is None else lookup
     if transfer_vote == "off":
         return lookup
     if transfer_vote == "equal":
