@@ -52,6 +52,7 @@ SHORTCUTS: dict[str, str] = {
     "encoder_lr_scale": "finetune.encoder_lr_scale",
     "head_warmup": "finetune.head_warmup",
     "flip_prob": "finetune.flip_prob",
+    "stretch": "finetune.stretch",
     "class_balance": "finetune.class_balance",
     "add_modalities": "finetune.add_modalities",
     # inference on the mesh

@@ -262,6 +262,13 @@ def add_finetune_parser(sub: argparse._SubParsersAction) -> None:
         help="probability of mirroring a labelled view (augmentation; 0: off)",
     )
     p.add_argument(
+        "--stretch",
+        dest="stretch",
+        type=float,
+        help="render half the labelled views again with their shape scaled by exp(U(-VALUE, VALUE)) "
+        "per axis (proportion augmentation; 0: off, 0.3: factors 0.74-1.35)",
+    )
+    p.add_argument(
         "--class-balance",
         dest="class_balance",
         type=float,

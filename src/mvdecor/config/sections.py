@@ -453,6 +453,17 @@ class FinetuneConfig:
         Probability that a labelled view is mirrored left to right (with its
         labels; world-space normals and positions mirrored across the camera's
         vertical plane). 0 (default, the paper): no augmentation.
+    stretch : float
+        Proportion augmentation: with probability ``stretch_prob`` a drawn
+        labelled view is rendered again from its camera with its shape scaled
+        along each axis by ``exp(u)``, ``u ~ U(-stretch, stretch)`` per axis (then
+        normalised into the unit sphere again), labelled by the faces the
+        original view labels (faces it does not see stay unlabelled, so a sparse
+        labelled view gives away nothing more). One or two labelled shapes then
+        stand for a category whose shapes differ in proportions. 0 (default, the
+        paper): off; 0.3 scales each axis by 0.74-1.35.
+    stretch_prob : float
+        Probability that a drawn view is stretched when ``stretch > 0`` (0.5).
     class_balance : float
         Weights of the cross-entropy's classes: ``frequency ** -class_balance``,
         from the training views' labelled pixels (written to ``run.json``). 0
@@ -526,6 +537,8 @@ class FinetuneConfig:
     encoder_lr_scale: float = 1.0
     head_warmup: int = 0
     flip_prob: float = 0.0
+    stretch: float = 0.0
+    stretch_prob: float = 0.5
     class_balance: float = 0.0
     ssl_weight: float = 1e-3
     ssl_pairs_per_batch: int = 2
@@ -563,8 +576,8 @@ class FinetuneConfig:
         at_least(self, section, 0, "val_views", "patience")
         at_least(self, section, 1, "ssl_pairs_per_batch", "checkpoint_every", "log_every")
         at_least(self, section, 0, "encoder_lr_scale", "ssl_weight", "views_per_shape", "num_workers")
-        at_least(self, section, 0, "head_warmup", "class_balance", "pseudo_shapes")
-        fraction(self, section, "flip_prob", "pseudo_keep", "pseudo_share")
+        at_least(self, section, 0, "head_warmup", "class_balance", "pseudo_shapes", "stretch")
+        fraction(self, section, "flip_prob", "stretch_prob", "pseudo_keep", "pseudo_share")
         positive(self, section, "lr")
         check(section, "lr_decay", self.lr_decay, 0 < self.lr_decay <= 1, "in (0, 1]")
         one_of(self, section, "precision", PRECISIONS)

@@ -332,6 +332,8 @@ def finetune(
         pseudo_items=pseudo_items,
         face_labels=pseudo_labels,
         pseudo_share=cfg.pseudo_share,
+        stretch=cfg.stretch,
+        stretch_prob=cfg.stretch_prob,
     )
     class_weights = None
     if cfg.class_balance > 0:

@@ -19,6 +19,8 @@ import torch
 from mvdecor.errors import ConfigError, LabelError
 from mvdecor.models.inputs import ChannelStats, flip_view_array, view_to_array
 from mvdecor.models.nearest import box_coordinates
+from mvdecor.render.renderer import Renderer
+from mvdecor.render.views import RenderedView
 from mvdecor.train.data import ViewSource
 
 #: Value of a label image pixel that carries no label.
@@ -94,7 +96,10 @@ class LabelledViewDataset(torch.utils.data.Dataset):
     Returns dicts with ``inputs`` ``(C, H, W)`` float32 and ``labels`` ``(H, W)``
     int64 (``-1``: background or unlabelled, ignored by the loss). With
     ``flip_prob > 0`` the view and its labels are mirrored left to right with
-    that probability (:func:`~mvdecor.models.inputs.flip_view_array`).
+    that probability (:func:`~mvdecor.models.inputs.flip_view_array`). With
+    ``stretch > 0`` a drawn view is, with probability ``stretch_prob``, first
+    rendered again from its camera with its shape stretched axis by axis
+    (:meth:`stretched`); a flip applies after it.
 
     ``pseudo_items`` (self-training, ``finetune.pseudo_shapes``) are views of
     unlabelled shapes labelled by ``face_labels`` (shape id -> ``(F,)`` int64,
@@ -115,6 +120,8 @@ class LabelledViewDataset(torch.utils.data.Dataset):
         pseudo_items: Sequence[LabelledView] = (),
         face_labels: Mapping[str, np.ndarray] | None = None,
         pseudo_share: float = 0.5,
+        stretch: float = 0.0,
+        stretch_prob: float = 0.5,
     ) -> None:
         if not items:
             raise ConfigError(None, "no labelled views to fine-tune on")
@@ -125,6 +132,7 @@ class LabelledViewDataset(torch.utils.data.Dataset):
         self.pseudo_items = list(pseudo_items)
         self.face_labels = dict(face_labels or {})
         self.pseudo_share = float(pseudo_share)
+        self.stretch, self.stretch_prob = float(stretch), float(stretch_prob)
         missing = sorted({item.shape_id for item in self.pseudo_items} - set(self.face_labels))
         if missing:
             raise ConfigError(None, f"pseudo-labelled views without face labels: {missing[:5]}")
@@ -211,8 +219,11 @@ class LabelledViewDataset(torch.utils.data.Dataset):
     def example(self, item: LabelledView, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
         """``item`` as an example; mirrored with ``flip_prob`` when ``rng`` is given, never without."""
         view = self.source.view(item.shape_id, item.view_index)
-        array, mask, labels = view_to_array(view, self.modalities), view.mask, self.labels(item, view)
+        labels = self.labels(item, view)
         # Drawn only when augmenting, so runs without it keep their exact draws.
+        if rng is not None and self.stretch > 0 and rng.random() < self.stretch_prob:
+            view, labels = self.stretched(item, view, labels, rng.uniform(-self.stretch, self.stretch, 3))
+        array, mask = view_to_array(view, self.modalities), view.mask
         if rng is not None and self.flip_prob > 0 and rng.random() < self.flip_prob:
             camera = view.camera
             array, mask = flip_view_array(
@@ -222,6 +233,30 @@ class LabelledViewDataset(torch.utils.data.Dataset):
         if self.stats is not None:
             array = self.stats.normalize(array, mask)
         return {"inputs": np.ascontiguousarray(array, np.float32), "labels": labels}
+
+    def stretched(
+        self, item: LabelledView, view: RenderedView, labels: np.ndarray, log_scales: np.ndarray
+    ) -> tuple[RenderedView, np.ndarray]:
+        """``item``'s view rendered again with its shape scaled by ``exp(log_scales)`` per axis.
+
+        The scaled shape is normalised into the unit sphere again and seen from
+        the same camera. Its pixels take the labels of the faces they see, each
+        face labelled as in ``view`` (``labels``, ``(H, W)`` int64, ``-1``
+        unlabelled; a face whose pixels disagree takes one of their labels);
+        faces ``view`` does not label stay ``-1``, so a sparse labelled view
+        lends no labels beyond its own.
+
+        Returns
+        -------
+        ``(view, labels)``: the new view and its ``(H, W)`` int64 labels.
+        """
+        mesh = self.source.mesh(item.shape_id)
+        scaled = mesh.replace(vertices=mesh.vertices * np.exp(log_scales), normalization=None).normalized()
+        new_view = Renderer(scaled).render_view(self.source.cameras(item.shape_id), item.view_index)
+        face_labels = np.full(mesh.num_faces, -1, np.int64)
+        labelled = labels >= 0
+        face_labels[view.face_ids[labelled]] = labels[labelled]
+        return new_view, new_view.face_labels(face_labels)
 
 
 def collate_views(items: Sequence[dict[str, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
