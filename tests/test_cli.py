@@ -469,6 +469,11 @@ def test_finetune_nearest_prior_keeps_the_lookup_beside_the_network(tmp_path, ca
                  "--no-report"]) == 0  # fmt: skip
     voted = np.loadtxt(thirds / "cup.labels.txt", dtype=int)
     assert voted.shape == outputs["auto"].shape and voted.min() >= 0
+    # near: transfer's third fades with the distance to the references; far wider than the mesh, the thirds.
+    wide = tmp_path / "near"
+    assert main(["segment", str(mesh), "--model", model, *refs, "--transfer-vote", "near", "--transfer-vote-radius",
+                 "1000", "--out", str(wide), "--no-report"]) == 0  # fmt: skip
+    np.testing.assert_array_equal(np.loadtxt(wide / "cup.labels.txt", dtype=int), voted)
     capsys.readouterr()
     assert (
         main(["segment", str(mesh), "--model", model, "--transfer-vote", "equal", "--out", str(thirds)]) == 1

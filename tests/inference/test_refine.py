@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -127,8 +129,49 @@ def test_a_transfer_voter_brings_its_transfer_only_when_it_joined():
     joined, out = TransferVoter(lookup, transfer, {"joined": True}), TransferVoter(lookup, None)
     assert joined.joined and not out.joined
     np.testing.assert_array_equal(joined.face_probabilities(mesh), lookup.face_probabilities(mesh))
-    np.testing.assert_array_equal(transfer_vote_of(joined, mesh), transfer.face_probabilities(mesh))
+    probabilities, share = transfer_vote_of(joined, mesh)
+    np.testing.assert_array_equal(probabilities, transfer.face_probabilities(mesh))
+    assert share == TRANSFER_VOTE_SHARE
     assert transfer_vote_of(out, mesh) is None and transfer_vote_of(lookup, mesh) is None
+
+
+def test_a_near_transfer_vote_fades_with_the_distance_to_the_labelled_surface():
+    from mvdecor.config import SegmentConfig
+    from mvdecor.inference.transfer import LabelTransfer, align_points, reference_from_mesh
+
+    flat = _strip()
+    lifted = flat.vertices.copy()
+    lifted[:, 2] = 0.3 * np.sin(lifted[:, 0] * 3.0)
+    reference_mesh = flat.replace(vertices=lifted)  # a strip with ridges
+    reference = reference_from_mesh(reference_mesh.with_labels(np.arange(12) % 2), samples=200, seed=0)
+    transfer = LabelTransfer([reference], num_classes=2)
+    lookup = TransferVoter(None, transfer, {"joined": True})
+    # The same strip: every face centroid is a reference point, so transfer keeps its whole third.
+    assert transfer.nearest_distances(reference_mesh) == pytest.approx(np.zeros(12), abs=1e-12)
+    near = SegmentConfig(prior_method="nearest", transfer_vote="near", transfer_vote_radius=0.05)
+    _, share = transfer_vote_of(lookup, reference_mesh, near)
+    np.testing.assert_allclose(share, np.full(12, TRANSFER_VOTE_SHARE))
+    # The flat strip, box-aligned, lies in the ridged one's middle plane: near it where the
+    # ridges cross that plane, away from it at their crests.
+    _, share = transfer_vote_of(lookup, flat, near)
+    # Naive reference: brute-force distances from each aligned centroid to every reference point.
+    aligned = align_points(flat.triangles.mean(axis=1), flat.bounds(), (reference.box_min, reference.box_max))
+    distances = np.sqrt(((aligned[:, None, :] - reference.points[None]) ** 2).sum(axis=2)).min(axis=1)
+    np.testing.assert_allclose(share, TRANSFER_VOTE_SHARE * np.exp(-((distances / 0.05) ** 2)), rtol=1e-9)
+    assert share.min() < 0.1 * TRANSFER_VOTE_SHARE and share.max() > 0.5 * TRANSFER_VOTE_SHARE
+    # equal keeps the fixed third whatever the distances.
+    assert transfer_vote_of(lookup, flat, replace(near, transfer_vote="equal"))[1] == TRANSFER_VOTE_SHARE
+    # refine_fusion mixes face by face at those shares.
+    rng = np.random.default_rng(2)
+    votes, third = rng.dirichlet(np.ones(2), size=12), rng.dirichlet(np.ones(2), size=12)
+    fusion = _fusion(votes, np.ones(12, bool))
+    mixed = refine_fusion(fusion, flat, transfer_vote=third, transfer_vote_share=share)
+    expected = (1 - share[:, None]) * fusion.face_scores + share[:, None] * third
+    np.testing.assert_allclose(mixed.face_scores, expected / expected.sum(axis=1, keepdims=True), rtol=1e-5)
+    with pytest.raises(ValueError, match="transfer_vote_share must be"):
+        refine_fusion(fusion, flat, transfer_vote=third, transfer_vote_share=share[:5])
+    with pytest.raises(ValueError, match="transfer_vote_share must lie"):
+        refine_fusion(fusion, flat, transfer_vote=third, transfer_vote_share=1.5)
 
 
 def test_smoothing_relabels_an_isolated_face_on_a_flat_strip():

@@ -93,6 +93,11 @@ def test_the_protocol_scores_auto_as_the_pair_or_the_thirds_it_chose(tmp_path):
         "pair": PAIR,
         "auto": {**PAIR, "transfer_vote": "auto"},
         "thirds": {**PAIR, "transfer_vote": "equal"},
+        # near: transfer's third fades with distance; far beyond every distance it is the thirds,
+        # far below them the pair, and in between something else.
+        "nearwide": {**PAIR, "transfer_vote": "near", "transfer_vote_radius": 1e3},
+        "nearnarrow": {**PAIR, "transfer_vote": "near", "transfer_vote_radius": 1e-9},
+        "near": {**PAIR, "transfer_vote": "near"},
     }
     cell = dict(train_shapes=TRAIN, test_shapes=TEST, runs=1, progress=False, keep_checkpoints="weights")
     run_fewshot(config, DATASET, tmp_path, k=2, refinements=variants, **cell)
@@ -106,6 +111,7 @@ def test_the_protocol_scores_auto_as_the_pair_or_the_thirds_it_chose(tmp_path):
     assert scores["auto"] == scores["thirds" if decision["joined"] else "pair"]
     # The thirds are another segmentation than the pair, or this would prove nothing.
     assert scores["thirds"] != scores["pair"]
+    assert scores["nearwide"] == scores["thirds"] and scores["nearnarrow"] == scores["pair"]
     # At k = 1 auto keeps the pair.
     run_fewshot(config, DATASET, tmp_path, k=1, refinements=variants, **cell)
     k1 = {

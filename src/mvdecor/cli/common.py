@@ -172,10 +172,18 @@ def add_inference_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--transfer-vote",
         dest="transfer_vote",
-        choices=("off", "equal"),
+        choices=("off", "equal", "near"),
         help="with --prior-method nearest: equal makes label transfer from --references a third voter, "
-        "the network, its lookup and transfer in equal thirds at --transfer-prior 0.5 (off: the pair "
-        "alone, the default)",
+        "the network, its lookup and transfer in equal thirds at --transfer-prior 0.5; near gives "
+        "transfer its third only where the mesh, box-aligned, lies on a reference's surface, "
+        "less the farther it lies (off: the pair alone, the default)",
+    )
+    group.add_argument(
+        "--transfer-vote-radius",
+        dest="transfer_vote_radius",
+        type=float,
+        help="with --transfer-vote near: the distance (unit-sphere units) at which transfer's "
+        "share falls to 1/e of its third (default 0.05)",
     )
     add_transfer_options(parser)
 

@@ -60,6 +60,7 @@ SHORTCUTS: dict[str, str] = {
     "transfer_prior": "segment.transfer_prior",
     "prior_method": "segment.prior_method",
     "transfer_vote": "segment.transfer_vote",
+    "transfer_vote_radius": "segment.transfer_vote_radius",
     "prior_weighting": "segment.prior_weighting",
     "smoothing": "segment.smoothing",
     "shape_prototypes": "segment.shape_prototypes",

@@ -26,7 +26,7 @@ PRIOR_METHODS = ("transfer", "deform", "nearest")
 #: How a prior's weight is spread over the faces (``segment.prior_weighting``).
 PRIOR_WEIGHTINGS = ("fixed", "certainty")
 #: Whether label transfer joins a ``nearest`` prior's pair as a third voter (``segment.transfer_vote``).
-TRANSFER_VOTES = ("off", "equal", "auto")
+TRANSFER_VOTES = ("off", "equal", "auto", "near")
 #: What a nearest head's pixel embeddings are averaged over before the neighbour search.
 NEAREST_POOLINGS = ("none", "faces")
 #: What a nearest head makes of several candidate position weights: choose one, or average them.
@@ -661,10 +661,19 @@ class SegmentConfig:
         turn: transfer joins when, carried from the others, it labels the
         left-out shapes better than the lookup does; with one labelled shape
         there is nothing to leave out and it stays off;
-        :func:`~mvdecor.protocols.methods.choose_transfer_vote`). Needs
+        :func:`~mvdecor.protocols.methods.choose_transfer_vote`), or ``near``
+        (always, but face by face: transfer's share ``(1/3) exp(-(d / r)^2)``
+        falls with the distance ``d`` from the face's box-aligned centroid to
+        the nearest labelled surface point, ``r`` = ``transfer_vote_radius``: it
+        speaks where the test shape's surface lies on a labelled shape's after
+        the alignment, and falls silent where their layouts part). Needs
         ``prior_method: nearest``. Transfer is strong where a category's shapes
         share a layout after a box alignment and weak where they do not, so
         neither fixed choice suits every category.
+    transfer_vote_radius : float
+        ``r`` of the ``near`` transfer vote, in the units of the labelled shape
+        normalised into the unit sphere (0.05: a face 0.05 away from every
+        labelled point gets transfer at 1/e of its full third).
     shape_prototypes : float
         Weight ``w`` of the test shape's own class prototypes in a face-pooling
         nearest head's face distributions (``finetune.method: nearest`` with
@@ -698,6 +707,7 @@ class SegmentConfig:
     prior_method: str = "transfer"
     prior_weighting: str = "fixed"
     transfer_vote: str = "off"
+    transfer_vote_radius: float = 0.05
     shape_prototypes: float = 0.0
     smoothing: float = 0.0
     smoothing_angle_degrees: float = 30.0
@@ -718,7 +728,7 @@ class SegmentConfig:
             self.transfer_vote == "off" or self.prior_method == "nearest",
             "off unless prior_method is nearest (transfer joins the network and its lookup)",
         )
-        positive(self, section, "smoothing_angle_degrees")
+        positive(self, section, "smoothing_angle_degrees", "transfer_vote_radius")
         check(
             section,
             "resolution",

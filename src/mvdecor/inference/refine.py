@@ -27,7 +27,7 @@ from typing import Protocol
 
 import numpy as np
 
-from mvdecor.config import PRIOR_WEIGHTINGS
+from mvdecor.config import PRIOR_WEIGHTINGS, SegmentConfig
 from mvdecor.data.mesh import LabelledMesh
 from mvdecor.inference.fusion import FusionResult, normalized_entropy
 from mvdecor.inference.smoothing import smooth_face_probabilities
@@ -60,7 +60,9 @@ class TransferVoter:
     The prior (a fine-tuned network's lookup, :class:`~mvdecor.inference.segment.SegmenterPrior`)
     is mixed into the votes with weight ``w`` as any prior is; when transfer
     joins, the result is then mixed with transfer's face distributions at
-    :data:`TRANSFER_VOTE_SHARE` (:func:`refine_fusion`'s ``transfer_vote``).
+    :data:`TRANSFER_VOTE_SHARE`, or face by face at a share that falls with the
+    face's distance to the labelled surface (``near``, :meth:`vote_shares`;
+    :func:`refine_fusion`'s ``transfer_vote`` and ``transfer_vote_share``).
 
     Parameters
     ----------
@@ -87,10 +89,33 @@ class TransferVoter:
         """Transfer's ``(F, C)`` face distributions when it joins, else None."""
         return None if self.transfer is None else self.transfer.face_probabilities(mesh)
 
+    def vote_shares(self, mesh: LabelledMesh, radius: float = 0.0) -> float | np.ndarray:
+        """Transfer's share of each face's vote when it joins (0 when it does not).
 
-def transfer_vote_of(prior: FacePrior | None, mesh: LabelledMesh) -> np.ndarray | None:
-    """Transfer's face distributions on ``mesh`` when ``prior`` brings it as a third voter, else None."""
-    return prior.vote_probabilities(mesh) if isinstance(prior, TransferVoter) else None
+        ``radius`` 0: :data:`TRANSFER_VOTE_SHARE` everywhere (``equal``, ``auto``);
+        ``r > 0`` (``near``): ``(F,)`` float64, ``TRANSFER_VOTE_SHARE * exp(-(d / r)^2)``
+        with ``d`` the distance from the face's box-aligned centroid to the
+        nearest labelled point (:meth:`~mvdecor.inference.transfer.LabelTransfer.nearest_distances`).
+        """
+        if self.transfer is None:
+            return 0.0
+        if radius <= 0:
+            return TRANSFER_VOTE_SHARE
+        distances = self.transfer.nearest_distances(mesh)  # type: ignore[attr-defined]
+        return TRANSFER_VOTE_SHARE * np.exp(-((np.asarray(distances, np.float64) / radius) ** 2))
+
+
+def transfer_vote_of(
+    prior: FacePrior | None, mesh: LabelledMesh, segment: SegmentConfig | None = None
+) -> tuple[np.ndarray, float | np.ndarray] | None:
+    """``(transfer's (F, C) face distributions, its share: a float or (F,))`` on ``mesh`` when
+    ``prior`` brings transfer as a third voter, else None. The share is ``segment``'s:
+    face by face with ``transfer_vote: near``, :data:`TRANSFER_VOTE_SHARE` otherwise."""
+    if not isinstance(prior, TransferVoter) or not prior.joined:
+        return None
+    near = segment is not None and segment.transfer_vote == "near"
+    radius = segment.transfer_vote_radius if near else 0.0
+    return prior.vote_probabilities(mesh), prior.vote_shares(mesh, radius)
 
 
 def welded(mesh: LabelledMesh, decimals: int = 6) -> tuple[np.ndarray, np.ndarray]:
@@ -118,6 +143,7 @@ def refine_fusion(
     exclude_classes: Sequence[int] = (),
     transfer_vote: np.ndarray | None = None,
     prior_weighting: str = "fixed",
+    transfer_vote_share: float | np.ndarray = TRANSFER_VOTE_SHARE,
 ) -> FusionResult:
     """``fusion`` with a transfer prior mixed in and/or CRF smoothing applied.
 
@@ -134,8 +160,10 @@ def refine_fusion(
     exclude_classes : classes never predicted (their columns stay 0)
     transfer_vote : (F, C) float, optional
         A third voter's distributions (label transfer, ``segment.transfer_vote``),
-        mixed in at :data:`TRANSFER_VOTE_SHARE` after the prior:
+        mixed in at ``s`` (``transfer_vote_share``) after the prior:
         ``(1 - s) * ((1 - w) * votes + w * prior) + s * transfer_vote``, before smoothing.
+    transfer_vote_share : ``s`` in ``[0, 1]``, one for every face or ``(F,)``, one per
+        face (:data:`TRANSFER_VOTE_SHARE` by default; see :func:`transfer_vote_of`)
 
     prior_weighting : ``fixed`` (default): every face mixes at ``w``; ``certainty``:
         each face's two weights ``(1 - w)`` and ``w`` are scaled by the certainty of
@@ -184,7 +212,13 @@ def refine_fusion(
         else:
             scores = (1.0 - prior_weight) * scores + prior_weight * prior
     if transfer_vote is not None:
-        scores = (1.0 - TRANSFER_VOTE_SHARE) * scores + TRANSFER_VOTE_SHARE * _distributions(
+        share = np.asarray(transfer_vote_share, np.float64)
+        if share.ndim > 1 or (share.ndim == 1 and share.shape != (num_faces,)):
+            raise ValueError(f"transfer_vote_share must be a number or ({num_faces},), got {share.shape}")
+        if share.size and not (share.min() >= 0.0 and share.max() <= 1.0):
+            raise ValueError("transfer_vote_share must lie in [0, 1]")
+        share = share.reshape(-1, 1) if share.ndim else share
+        scores = (1.0 - share) * scores + share * _distributions(
             transfer_vote, allowed, num_faces, "transfer_vote"
         )
     if smoothing > 0:

@@ -319,3 +319,8 @@ class LabelTransfer:
     def face_labels(self, mesh: LabelledMesh) -> np.ndarray:
         """``(F,)`` int64: each face's transferred label (see :meth:`predict`)."""
         return self.predict(mesh)[0]
+
+    def nearest_distances(self, mesh: LabelledMesh) -> np.ndarray:
+        """``(F,)`` float64: from each face centroid, aligned as :meth:`predict` aligns it, to the
+        nearest reference point (in the reference's units; over every reference)."""
+        return self._matches(mesh)[0][:, 0]

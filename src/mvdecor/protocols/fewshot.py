@@ -306,8 +306,9 @@ def run_fewshot(
                 seg = segmenter.segment(
                     mesh, keep_views=True, normalize=False, transfer=priors.get(_prior_key(config.segment))
                 )
-                # Each prior's face distributions on this mesh, and transfer's when it votes beside it.
-                prior_of: dict[tuple[str, str], tuple[np.ndarray, np.ndarray | None]] = {}
+                # Each prior's face distributions on this mesh, and transfer's (with its shares) when
+                # it votes beside it; keyed by the prior and the vote's radius.
+                prior_of: dict[tuple, tuple[np.ndarray, tuple | None]] = {}
                 # The unrefined vote of each test-time view set (a variant may change it).
                 votes = {views_key(config.segment): seg.vote}
                 for name, segment in segment_of.items():
@@ -316,12 +317,14 @@ def run_fewshot(
                     else:
                         key = _prior_key(segment)
                         use_prior = segment.transfer_prior > 0
-                        if key is not None and key not in prior_of:
+                        mix = None if key is None else (*key, segment.transfer_vote_radius)
+                        if mix is not None and mix not in prior_of:
                             label_source = priors[key]
-                            prior_of[key] = (
+                            prior_of[mix] = (
                                 label_source.face_probabilities(mesh),
-                                transfer_vote_of(label_source, mesh),
+                                transfer_vote_of(label_source, mesh, segment),
                             )
+                        third = prior_of[mix][1] if mix is not None else None
                         view_set = views_key(segment)
                         if view_set not in votes:
                             variant = segmenter.with_segment(replace(segment, smoothing=0.0))
@@ -329,10 +332,11 @@ def run_fewshot(
                         fusion = refine_fusion(
                             votes[view_set],
                             mesh,
-                            prior=prior_of[key][0] if use_prior else None,
+                            prior=prior_of[mix][0] if use_prior else None,
                             prior_weight=segment.transfer_prior,
                             prior_weighting=segment.prior_weighting,
-                            transfer_vote=prior_of[key][1] if key is not None else None,
+                            transfer_vote=third[0] if third is not None else None,
+                            transfer_vote_share=third[1] if third is not None else 0.0,
                             smoothing=segment.smoothing,
                             smoothing_angle_degrees=segment.smoothing_angle_degrees,
                             smoothing_iterations=segment.smoothing_iterations,

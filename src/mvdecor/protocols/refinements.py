@@ -16,7 +16,7 @@ from mvdecor.errors import ConfigError
 __all__ = ["REFINEMENT_KEYS", "check_refinements", "views_key"]
 
 
-#: The segment settings a refinement variant may change. The first seven act on the fused votes
+#: The segment settings a refinement variant may change. The first eight act on the fused votes
 #: only, so one segmentation of each test shape serves every variant; the others (the test-time
 #: cameras and images, and the prototypes of a face-pooling head, which change the votes
 #: themselves) segment the shape once more per distinct set, with the same network.
@@ -24,6 +24,7 @@ REFINEMENT_KEYS = (
     "transfer_prior",
     "prior_method",
     "transfer_vote",
+    "transfer_vote_radius",
     "prior_weighting",
     "smoothing",
     "smoothing_angle_degrees",
