@@ -10,6 +10,7 @@ import pytest
 from mvdecor.config import load_config
 from mvdecor.correspond.source import ViewSource
 from mvdecor.errors import ConfigError
+from mvdecor.inference.segment import SegmenterPrior
 from mvdecor.protocols.fewshot import run_fewshot
 from mvdecor.protocols.methods import (
     FaceRun,
@@ -131,10 +132,19 @@ def test_one_lookup_per_run_serves_the_pair_its_transfer_votes_and_self_training
     monkeypatch.setattr(methods, "_nearest_prior", lambda run: loads.append(run.folder.name) or load(run))
     finetune = {"method": "network", "iterations": 1, "ssl_weight": 0.0, "device": "cpu", "pseudo_shapes": 1}
     config = load_config("cpu", {**TINY, "finetune": finetune, "segment": PAIR})
-    variants = {"thirds": {**PAIR, "transfer_vote": "equal"}}
+    segmented = []
+    face_probabilities = SegmenterPrior.face_probabilities
+    monkeypatch.setattr(
+        SegmenterPrior,
+        "face_probabilities",
+        lambda self, mesh: segmented.append(mesh.name) or face_probabilities(self, mesh),
+    )
+    variants = {"thirds": {**PAIR, "transfer_vote": "equal"}, "near": {**PAIR, "transfer_vote": "near"}}
     cell = dict(train_shapes=TRAIN, test_shapes=TEST, runs=1, progress=False, keep_checkpoints="weights")
     run_fewshot(config, DATASET, tmp_path, k=1, refinements=variants, **cell)
     assert loads == ["scratch_k1_run0"]
+    # The lookup segments each test shape twice: for the pair's own vote, and once for every variant.
+    assert sorted(segmented) == sorted(2 * TEST)
     # The thirds were scored, with the same lookup the pair used.
     assert (tmp_path / "results_scratch+thirds_k1.json").exists()
     record = json.loads((tmp_path / "scratch_k1_run0" / "run.json").read_text())

@@ -42,7 +42,7 @@ from mvdecor.correspond.source import ViewSource
 from mvdecor.errors import ConfigError
 from mvdecor.evaluation.segmentation import SegmentationEvaluator, pixel_miou
 from mvdecor.fileio import atomic_write_text
-from mvdecor.inference.refine import refine_fusion, transfer_vote_of
+from mvdecor.inference.refine import TransferVoter, refine_fusion, transfer_vote_of
 from mvdecor.inference.segment import Segmenter, shape_labeller
 from mvdecor.models.checkpoints import CheckpointError, checkpoint_method
 from mvdecor.protocols.methods import FACE_METHODS, NEAREST_PRIOR, FaceRun, label_prior
@@ -306,9 +306,11 @@ def run_fewshot(
                 seg = segmenter.segment(
                     mesh, keep_views=True, normalize=False, transfer=priors.get(_prior_key(config.segment))
                 )
-                # Each prior's face distributions on this mesh, and transfer's (with its shares) when
-                # it votes beside it; keyed by the prior and the vote's radius.
-                prior_of: dict[tuple, tuple[np.ndarray, tuple | None]] = {}
+                # Each prior's face distributions on this mesh, once per prior object (the run's one
+                # lookup segments the mesh once, whichever transfer votes wrap it), and transfer's with
+                # its shares when it votes beside it (per vote and radius).
+                prior_of: dict[int, np.ndarray] = {}
+                third_of: dict[tuple[str, str, float], tuple | None] = {}
                 # The unrefined vote of each test-time view set (a variant may change it).
                 votes = {views_key(config.segment): seg.vote}
                 for name, segment in segment_of.items():
@@ -317,14 +319,17 @@ def run_fewshot(
                     else:
                         key = _prior_key(segment)
                         use_prior = segment.transfer_prior > 0
-                        mix = None if key is None else (*key, segment.transfer_vote_radius)
-                        if mix is not None and mix not in prior_of:
-                            label_source = priors[key]
-                            prior_of[mix] = (
-                                label_source.face_probabilities(mesh),
-                                transfer_vote_of(label_source, mesh, segment),
-                            )
-                        third = prior_of[mix][1] if mix is not None else None
+                        third = None
+                        if key is not None:
+                            source_prior = priors[key]
+                            if isinstance(source_prior, TransferVoter):
+                                source_prior = source_prior.prior  # its face distributions are the lookup's
+                            if id(source_prior) not in prior_of:
+                                prior_of[id(source_prior)] = source_prior.face_probabilities(mesh)
+                            mix = (*key, segment.transfer_vote_radius)
+                            if mix not in third_of:
+                                third_of[mix] = transfer_vote_of(priors[key], mesh, segment)
+                            third = third_of[mix]
                         view_set = views_key(segment)
                         if view_set not in votes:
                             variant = segmenter.with_segment(replace(segment, smoothing=0.0))
@@ -332,7 +337,7 @@ def run_fewshot(
                         fusion = refine_fusion(
                             votes[view_set],
                             mesh,
-                            prior=prior_of[mix][0] if use_prior else None,
+                            prior=prior_of[id(source_prior)] if use_prior else None,
                             prior_weight=segment.transfer_prior,
                             prior_weighting=segment.prior_weighting,
                             transfer_vote=third[0] if third is not None else None,
