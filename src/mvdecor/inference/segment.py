@@ -349,7 +349,8 @@ class Segmenter:
         timings["vote_s"] += time.perf_counter() - t0
         use_prior = transfer is not None and seg.transfer_prior > 0
         third_vote = transfer_vote_of(transfer, mesh, seg) if transfer is not None else None
-        if seg.smoothing > 0 or use_prior or third_vote is not None:
+        vote, vote_share = third_vote if third_vote is not None else (None, 0.0)
+        if seg.smoothing > 0 or use_prior or vote is not None:
             t0 = time.perf_counter()
             fusion = refine_fusion(
                 fusion,
@@ -357,8 +358,8 @@ class Segmenter:
                 prior=transfer.face_probabilities(mesh) if use_prior else None,
                 prior_weight=seg.transfer_prior if use_prior else 0.0,
                 prior_weighting=seg.prior_weighting,
-                transfer_vote=third_vote[0] if third_vote is not None else None,
-                transfer_vote_share=third_vote[1] if third_vote is not None else 0.0,
+                transfer_vote=vote,
+                transfer_vote_share=vote_share,
                 smoothing=seg.smoothing,
                 smoothing_angle_degrees=seg.smoothing_angle_degrees,
                 smoothing_iterations=seg.smoothing_iterations,

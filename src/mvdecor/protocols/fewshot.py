@@ -319,17 +319,24 @@ def run_fewshot(
                     else:
                         key = _prior_key(segment)
                         use_prior = segment.transfer_prior > 0
-                        third = None
+                        prior_probabilities, third = None, None
                         if key is not None:
-                            source_prior = priors[key]
-                            if isinstance(source_prior, TransferVoter):
-                                source_prior = source_prior.prior  # its face distributions are the lookup's
-                            if id(source_prior) not in prior_of:
-                                prior_of[id(source_prior)] = source_prior.face_probabilities(mesh)
+                            label_source = priors[key]
+                            # A transfer vote's face distributions are those of the lookup it wraps.
+                            base = (
+                                label_source.prior
+                                if isinstance(label_source, TransferVoter)
+                                else label_source
+                            )
+                            if use_prior:  # the lookup segments the mesh only for a variant that mixes it in
+                                if id(base) not in prior_of:
+                                    prior_of[id(base)] = base.face_probabilities(mesh)
+                                prior_probabilities = prior_of[id(base)]
                             mix = (*key, segment.transfer_vote_radius)
                             if mix not in third_of:
-                                third_of[mix] = transfer_vote_of(priors[key], mesh, segment)
+                                third_of[mix] = transfer_vote_of(label_source, mesh, segment)
                             third = third_of[mix]
+                        vote, vote_share = third if third is not None else (None, 0.0)
                         view_set = views_key(segment)
                         if view_set not in votes:
                             variant = segmenter.with_segment(replace(segment, smoothing=0.0))
@@ -337,11 +344,11 @@ def run_fewshot(
                         fusion = refine_fusion(
                             votes[view_set],
                             mesh,
-                            prior=prior_of[id(source_prior)] if use_prior else None,
+                            prior=prior_probabilities,
                             prior_weight=segment.transfer_prior,
                             prior_weighting=segment.prior_weighting,
-                            transfer_vote=third[0] if third is not None else None,
-                            transfer_vote_share=third[1] if third is not None else 0.0,
+                            transfer_vote=vote,
+                            transfer_vote_share=vote_share,
                             smoothing=segment.smoothing,
                             smoothing_angle_degrees=segment.smoothing_angle_degrees,
                             smoothing_iterations=segment.smoothing_iterations,
