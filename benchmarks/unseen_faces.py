@@ -14,9 +14,12 @@ a face with confidence 0 was unseen) and reports, per category and over its runs
   nearest seen face (how much of the unseen faces' error the fill adds, rather
   than inherits from wrong seen faces);
 - part mIoU as predicted, with the unseen faces labelled by label transfer
-  instead (when the folder holds transfer's predictions for the same runs), and
-  with every seen face given its true label and the same fill (the ceiling of
-  a perfect classifier of the seen faces).
+  instead (when the folder holds transfer's predictions for the same runs), with
+  only the unseen faces far from every seen one labelled by transfer (the rule
+  of ``segment.transfer_vote: unseen``, :func:`~mvdecor.inference.refine.far_unseen_faces`
+  at ``--far-distance``; a pair's predictions become exactly what that option
+  gives), and with every seen face given its true label and the same fill (the
+  ceiling of a perfect classifier of the seen faces).
 
 Nothing is segmented again; it needs only the dataset (to read the meshes) and
 the work folder. Example::
@@ -38,10 +41,11 @@ from scipy.spatial import cKDTree
 
 from mvdecor.data import open_dataset
 from mvdecor.evaluation.segmentation import SegmentationEvaluator
+from mvdecor.inference.refine import far_unseen_faces
 from mvdecor.protocols.predictions import PREDICTIONS_FILE, load_predictions, predictions_file
 
 #: Part mIoU columns, in order.
-VARIANTS = ("as predicted", "unseen by transfer", "seen faces true")
+VARIANTS = ("as predicted", "unseen by transfer", "far unseen by transfer", "seen faces true")
 
 
 def nearest_seen_fill(centroids: np.ndarray, seen: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -55,12 +59,20 @@ def nearest_seen_fill(centroids: np.ndarray, seen: np.ndarray, labels: np.ndarra
 
 
 def category_figures(
-    dataset, folder: Path, tag: str, transfer: str, k: int, runs: int, convention: str, variant: str = ""
+    dataset,
+    folder: Path,
+    tag: str,
+    transfer: str,
+    k: int,
+    runs: int,
+    convention: str,
+    variant: str = "",
+    far_distance: float = 0.01,
 ) -> dict:
     """The figures of one category's runs (see the module docstring); fractions in [0, 1].
 
     ``variant``: a refinement variant's predictions (``predictions_<variant>.npz``) instead of
-    the run's own.
+    the run's own. ``far_distance``: :func:`far_unseen_faces`' distance.
     """
     names = dataset.label_names_of(folder.name)
     sums = dict.fromkeys(("area", "unseen", "seen_ok", "unseen_ok", "fill_ok"), 0.0)
@@ -91,6 +103,9 @@ def category_figures(
             if transferred is not None:
                 mixed = np.where(seen, prediction.face_labels, transferred[shape_id].face_labels)
                 evaluators["unseen by transfer"].process(mesh, None, mixed, shape_id=shape_id)
+                far = far_unseen_faces(mesh, seen, far_distance)
+                mixed = np.where(far, transferred[shape_id].face_labels, prediction.face_labels)
+                evaluators["far unseen by transfer"].process(mesh, None, mixed, shape_id=shape_id)
         for name, evaluator in evaluators.items():
             result = evaluator.evaluate()
             if result["num_shapes"]:
@@ -128,6 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--categories", default="", help="A+B+...; default: every category folder with runs")
     parser.add_argument("--convention", default="partnet", choices=("partnet", "shapenet"))
+    parser.add_argument(
+        "--far-distance",
+        type=float,
+        default=0.01,
+        help="the 'far unseen' column: an unseen face farther than this share of the mesh's "
+        "bounding-box diagonal from every seen face takes transfer's label (segment.unseen_transfer_distance)",
+    )
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", module="mvdecor.data")  # the loader's notes on skipped pieces
     dataset = open_dataset(args.dataset)
@@ -157,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             args.runs,
             args.convention,
             args.variant,
+            args.far_distance,
         )
         for name in VARIANTS:
             means[name].append(figures[name])

@@ -474,6 +474,11 @@ def test_finetune_nearest_prior_keeps_the_lookup_beside_the_network(tmp_path, ca
     assert main(["segment", str(mesh), "--model", model, *refs, "--transfer-vote", "near", "--transfer-vote-radius",
                  "1000", "--out", str(wide), "--no-report"]) == 0  # fmt: skip
     np.testing.assert_array_equal(np.loadtxt(wide / "cup.labels.txt", dtype=int), voted)
+    # unseen: transfer labels only unseen faces far from every seen one; none lies farther than the mesh.
+    hidden = tmp_path / "unseen"
+    assert main(["segment", str(mesh), "--model", model, *refs, "--transfer-vote", "unseen",
+                 "--unseen-transfer-distance", "1000", "--out", str(hidden), "--no-report"]) == 0  # fmt: skip
+    np.testing.assert_array_equal(np.loadtxt(hidden / "cup.labels.txt", dtype=int), outputs["auto"])
     capsys.readouterr()
     assert (
         main(["segment", str(mesh), "--model", model, "--transfer-vote", "equal", "--out", str(thirds)]) == 1

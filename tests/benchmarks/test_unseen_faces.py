@@ -52,6 +52,18 @@ def test_figures_split_the_errors_between_seen_and_unseen_faces(tmp_path, script
     assert figures["seen_accuracy"] == pytest.approx(1) and figures["unseen_accuracy"] == 0
     assert 0.5 < figures["fill_accuracy"] <= 1
     assert figures["as predicted"] < 1 and figures["unseen by transfer"] < figures["seen faces true"]
+
+    # Only the unseen faces far from every seen one by transfer: none at a huge distance, all at 0.
+    # (A variant right on its unseen faces, so that transfer's wrong labels there show.)
+    save_predictions(folder / "net_k1_run0" / "predictions_hidden_right.npz",
+                     {**right, shapes[0]: ShapePrediction(mesh.face_labels, confidence)})  # fmt: skip
+
+    def far(distance):
+        args = (dataset, folder, "net", "transfer", 1, 1, "partnet", "hidden_right", distance)
+        return script.category_figures(*args)
+
+    assert far(1e3)["far unseen by transfer"] == far(1e3)["as predicted"] == 1
+    assert far(0.0)["far unseen by transfer"] == far(0.0)["unseen by transfer"] < 1
     # A refinement variant's predictions are read in place of the run's own.
     save_predictions(folder / "net_k1_run0" / "predictions_all_right.npz", right)
     variant = script.category_figures(dataset, folder, "net", "transfer", 1, 1, "partnet", "all_right")

@@ -12,6 +12,7 @@ from mvdecor.inference.fusion import FaceVoter
 from mvdecor.inference.refine import (
     TRANSFER_VOTE_SHARE,
     TransferVoter,
+    far_unseen_faces,
     refine_fusion,
     transfer_vote_of,
     welded,
@@ -172,6 +173,91 @@ def test_a_near_transfer_vote_fades_with_the_distance_to_the_labelled_surface():
         refine_fusion(fusion, flat, transfer_vote=third, transfer_vote_share=share[:5])
     with pytest.raises(ValueError, match="transfer_vote_share must lie"):
         refine_fusion(fusion, flat, transfer_vote=third, transfer_vote_share=1.5)
+
+
+def _two_strips(gap: float) -> LabelledMesh:
+    """Two parallel 12-triangle strips, the second ``gap`` above the first (z)."""
+    strip = _strip()
+    lifted = strip.vertices + np.array([0.0, 0.0, gap])
+    return LabelledMesh(
+        np.concatenate([strip.vertices, lifted]), np.concatenate([strip.faces, strip.faces + 14])
+    )
+
+
+def test_far_unseen_faces_against_brute_force_distances():
+    rng = np.random.default_rng(3)
+    mesh = LabelledMesh(rng.normal(size=(60, 3)), rng.integers(0, 60, size=(40, 3)))
+    seen = rng.random(40) < 0.5
+    centroids = mesh.triangles.mean(axis=1)
+    diagonal = np.linalg.norm(mesh.vertices.max(axis=0) - mesh.vertices.min(axis=0))
+    gaps = np.sqrt(((centroids[:, None] - centroids[None, seen]) ** 2).sum(axis=2)).min(axis=1)
+    for distance in (0.0, 0.05, 0.2):
+        np.testing.assert_array_equal(
+            far_unseen_faces(mesh, seen, distance), ~seen & (gaps > distance * diagonal)
+        )
+    assert far_unseen_faces(mesh, seen, 0.05).any() and not far_unseen_faces(mesh, seen, 10.0).any()
+    # Nothing seen, or everything: no face is far from a seen one.
+    assert not far_unseen_faces(mesh, np.zeros(40, bool), 0.0).any()
+    assert not far_unseen_faces(mesh, np.ones(40, bool), 0.0).any()
+    with pytest.raises(ValueError, match="seen has shape"):
+        far_unseen_faces(mesh, seen[:5], 0.1)
+
+
+def test_an_unseen_transfer_vote_labels_only_the_unseen_faces_far_from_every_seen_one():
+    from mvdecor.config import SegmentConfig
+
+    class Constant:
+        def __init__(self, row):
+            self.row = np.asarray(row, np.float32)
+
+        def face_probabilities(self, mesh):
+            return np.tile(self.row, (mesh.num_faces, 1))
+
+    # The lower strip is seen; of the upper one (1.0 above it; the diagonal is about 6.2),
+    # nothing. At 0.1 of the diagonal the upper strip is far: transfer labels it.
+    mesh = _two_strips(1.0)
+    seen = np.arange(24) < 12
+    voter = TransferVoter(Constant([1.0, 0.0, 0.0]), Constant([0.0, 0.0, 1.0]), {"joined": True})
+    unseen = SegmentConfig(prior_method="nearest", transfer_vote="unseen", unseen_transfer_distance=0.1)
+    probabilities, share = transfer_vote_of(voter, mesh, unseen, seen)
+    np.testing.assert_array_equal(share, (~seen).astype(np.float64))
+    fusion = _fusion(np.tile([0.1, 0.9, 0.0], (24, 1)), seen)
+    refined = refine_fusion(fusion, mesh, prior=voter.face_probabilities(mesh), prior_weight=0.5,
+                            transfer_vote=probabilities, transfer_vote_share=share)  # fmt: skip
+    assert (refined.face_labels[:12] == 0).all()  # seen: the pair's 0.55 for class 0, transfer silent
+    assert (refined.face_labels[12:] == 2).all()  # far and unseen: transfer's
+    np.testing.assert_allclose(refined.face_scores[12:], np.tile([0.0, 0.0, 1.0], (12, 1)))
+    # At a distance above the gap the upper strip is the back of a panel: it follows the seen faces.
+    near = replace(unseen, unseen_transfer_distance=0.5)
+    probabilities, share = transfer_vote_of(voter, mesh, near, seen)
+    assert not share.any()
+    refined = refine_fusion(fusion, mesh, prior=voter.face_probabilities(mesh), prior_weight=0.5,
+                            transfer_vote=probabilities, transfer_vote_share=share)  # fmt: skip
+    assert (refined.face_labels == 0).all()
+    with pytest.raises(ValueError, match="seen faces"):
+        transfer_vote_of(voter, mesh, unseen)
+
+
+def test_faces_with_no_evidence_follow_the_nearest_seen_face_with_some():
+    # Three rows of faces: seen (class 0) at z = 0, unseen and labelled by transfer (class 2) at
+    # z = 2, unseen with no evidence at z = 1.4, nearer the transferred row than the seen one: it
+    # still follows the seen faces, as the back of a panel follows its front.
+    strip = _strip()
+    rows = [strip.vertices + np.array([0.0, 0.0, z]) for z in (0.0, 2.0, 1.4)]
+    mesh = LabelledMesh(np.concatenate(rows), np.concatenate([strip.faces + 14 * i for i in range(3)]))
+    seen = np.arange(36) < 12
+    fusion = _fusion(np.tile([0.9, 0.1, 0.0], (36, 1)), seen)
+    third = np.tile([0.0, 0.0, 1.0], (36, 1))
+    share = np.where((np.arange(36) >= 12) & (np.arange(36) < 24), 1.0, 0.0)
+    refined = refine_fusion(fusion, mesh, transfer_vote=third, transfer_vote_share=share)
+    assert (refined.face_labels[:12] == 0).all() and (refined.face_labels[12:24] == 2).all()
+    assert (refined.face_labels[24:] == 0).all()
+    # With no seen face having evidence (they voted for an excluded class), the nearest face with some decides.
+    excluded = _fusion(np.tile([0.0, 1.0, 0.0], (36, 1)), seen)
+    refined = refine_fusion(
+        excluded, mesh, transfer_vote=third, transfer_vote_share=share, exclude_classes=[1]
+    )
+    assert (refined.face_labels == 2).all()
 
 
 def test_smoothing_relabels_an_isolated_face_on_a_flat_strip():

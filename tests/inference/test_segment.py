@@ -160,3 +160,55 @@ def test_shape_prototypes_need_a_face_pooling_head():
         trained.segment(_mesh(), normalize=False)
     with pytest.raises(ConfigError, match=r"segment\.shape_prototypes"):
         _segmenter(shape_prototypes=1.5)
+
+
+def _box(center, half: float) -> tuple[np.ndarray, np.ndarray]:
+    """A closed cube's 8 corners and 12 outward triangles."""
+    corners = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], np.float64)
+    quads = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
+    faces = [tri for a, b, c, d in quads for tri in ((a, b, c), (a, c, d))]
+    return np.asarray(center) + half * corners, np.asarray(faces)
+
+
+def test_an_unseen_transfer_vote_labels_the_part_inside_a_closed_object():
+    """A small cube inside a closed one: no view sees it, and the faces of the outer cube are far
+    from it, so transfer labels it; the outer cube keeps the pair's labels, and the result's
+    ``vote`` is the vote before any of that."""
+    from mvdecor.data.mesh import LabelledMesh
+    from mvdecor.inference.refine import TransferVoter
+    from mvdecor.inference.segment import SegmenterPrior
+
+    outer_vertices, outer_faces = _box((0.0, 0.0, 0.0), 0.6)
+    inner_vertices, inner_faces = _box((0.1, 0.0, 0.0), 0.15)
+    mesh = LabelledMesh(
+        np.concatenate([outer_vertices, inner_vertices]), np.concatenate([outer_faces, inner_faces + 8])
+    )
+
+    host = _segmenter(transfer_prior=0.5, prior_method="nearest", transfer_vote="unseen")
+    lookup = SegmenterPrior(_segmenter())
+    plain = host.with_segment(replace(host.config.segment, transfer_vote="off"))
+    pair = plain.segment(mesh, normalize=False, transfer=lookup)
+    inside = np.arange(mesh.num_faces) >= 12
+    # The pair alone fills the inner cube from the nearest seen faces; transfer says another class.
+    centroids = mesh.triangles.mean(axis=1)
+    nearest = np.linalg.norm(centroids[inside][:, None] - centroids[~inside][None], axis=2).argmin(axis=1)
+    np.testing.assert_array_equal(pair.face_labels[inside], pair.face_labels[~inside][nearest])
+    other = sorted({0, 1, 2} - set(pair.face_labels[inside].tolist()))[0]
+
+    class Transfer:  # every face: the other class
+        def face_probabilities(self, mesh):
+            return np.tile(np.eye(3, dtype=np.float32)[other], (mesh.num_faces, 1))
+
+    result = host.segment(mesh, normalize=False, transfer=TransferVoter(lookup, Transfer(), {"joined": True}))
+    assert result.fusion.seen[~inside].all() and not result.fusion.seen[inside].any()
+    assert (result.face_labels[inside] == other).all()
+    # Outside, the pair alone: the vote and the lookup mixed at 0.5 (the same random network).
+    np.testing.assert_array_equal(result.face_labels[~inside], pair.face_labels[~inside])
+    np.testing.assert_allclose(
+        result.fusion.face_scores[~inside], pair.fusion.face_scores[~inside], atol=1e-6
+    )
+    # ``vote`` is the views' vote before the lookup and transfer were mixed in.
+    alone = _segmenter().segment(mesh, normalize=False).fusion
+    np.testing.assert_array_equal(result.vote.face_scores, alone.face_scores)
+    np.testing.assert_array_equal(pair.vote.face_scores, alone.face_scores)
+    assert not np.array_equal(result.fusion.face_scores, result.vote.face_scores)

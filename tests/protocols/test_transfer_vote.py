@@ -19,6 +19,7 @@ from mvdecor.protocols.methods import (
     label_prior,
     transfer_vote_record,
 )
+from mvdecor.protocols.predictions import load_predictions, predictions_file
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -99,6 +100,9 @@ def test_the_protocol_scores_auto_as_the_pair_or_the_thirds_it_chose(tmp_path):
         "nearwide": {**PAIR, "transfer_vote": "near", "transfer_vote_radius": 1e3},
         "nearnarrow": {**PAIR, "transfer_vote": "near", "transfer_vote_radius": 1e-9},
         "near": {**PAIR, "transfer_vote": "near"},
+        # unseen: transfer labels the unseen faces farther than the distance from every seen one.
+        "unseenall": {**PAIR, "transfer_vote": "unseen", "unseen_transfer_distance": 0.0},
+        "unseennone": {**PAIR, "transfer_vote": "unseen", "unseen_transfer_distance": 1e3},
     }
     cell = dict(train_shapes=TRAIN, test_shapes=TEST, runs=1, progress=False, keep_checkpoints="weights")
     run_fewshot(config, DATASET, tmp_path, k=2, refinements=variants, **cell)
@@ -113,6 +117,17 @@ def test_the_protocol_scores_auto_as_the_pair_or_the_thirds_it_chose(tmp_path):
     # The thirds are another segmentation than the pair, or this would prove nothing.
     assert scores["thirds"] != scores["pair"]
     assert scores["nearwide"] == scores["thirds"] and scores["nearnarrow"] == scores["pair"]
+    assert scores["unseennone"] == scores["pair"]
+    # unseen at distance 0: the pair's labels on every seen face, transfer's on the unseen ones.
+    run = tmp_path / "scratch_k2_run0"
+    pair = load_predictions(run / predictions_file("pair"))["mug_0002"]
+    unseen = load_predictions(run / predictions_file("unseenall"))["mug_0002"]
+    thirds = load_predictions(run / predictions_file("thirds"))["mug_0002"]
+    hidden = pair.face_confidence == 0
+    assert hidden.any() and not hidden.all()
+    np.testing.assert_array_equal(unseen.face_labels[~hidden], pair.face_labels[~hidden])
+    # The thirds give unseen faces transfer's labels too (nothing else votes there).
+    np.testing.assert_array_equal(unseen.face_labels[hidden], thirds.face_labels[hidden])
     # At k = 1 auto keeps the pair.
     run_fewshot(config, DATASET, tmp_path, k=1, refinements=variants, **cell)
     k1 = {

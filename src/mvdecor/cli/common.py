@@ -172,11 +172,12 @@ def add_inference_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--transfer-vote",
         dest="transfer_vote",
-        choices=("off", "equal", "near"),
+        choices=("off", "equal", "near", "unseen"),
         help="with --prior-method nearest: equal makes label transfer from --references a third voter, "
         "the network, its lookup and transfer in equal thirds at --transfer-prior 0.5; near gives "
         "transfer its third only where the mesh, box-aligned, lies on a reference's surface, "
-        "less the farther it lies (off: the pair alone, the default)",
+        "less the farther it lies; unseen lets transfer label only the faces no view sees that lie "
+        "far from every seen face, such as parts inside a closed object (off: the pair alone, the default)",
     )
     group.add_argument(
         "--transfer-vote-radius",
@@ -184,6 +185,13 @@ def add_inference_options(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="with --transfer-vote near: the distance (unit-sphere units) at which transfer's "
         "share falls to 1/e of its third (default 0.05)",
+    )
+    group.add_argument(
+        "--unseen-transfer-distance",
+        dest="unseen_transfer_distance",
+        type=float,
+        help="with --transfer-vote unseen: how far from every seen face (a share of the mesh's "
+        "bounding-box diagonal) an unseen face must lie for transfer to label it (default 0.01)",
     )
     add_transfer_options(parser)
 

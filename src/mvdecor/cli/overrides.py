@@ -61,6 +61,7 @@ SHORTCUTS: dict[str, str] = {
     "prior_method": "segment.prior_method",
     "transfer_vote": "segment.transfer_vote",
     "transfer_vote_radius": "segment.transfer_vote_radius",
+    "unseen_transfer_distance": "segment.unseen_transfer_distance",
     "prior_weighting": "segment.prior_weighting",
     "smoothing": "segment.smoothing",
     "shape_prototypes": "segment.shape_prototypes",

@@ -132,7 +132,7 @@ def _load_prior_model(args: argparse.Namespace, segmenter, segment):
     if args.references and segment.transfer_vote == "off":
         raise MvDecorError(
             "--references is not read with --prior-method nearest (--prior-model holds its labels) "
-            "unless --transfer-vote equal or near makes them a third voter"
+            "unless --transfer-vote equal, near or unseen makes them a third voter"
         )
     # The same test-time views as the model's.
     prior = SegmenterPrior.from_checkpoint(prior_model, segment, args.device, args.exclude_classes)
@@ -196,7 +196,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     if segment.transfer_vote == "auto":
         raise MvDecorError(
             f"{args.model}: segment.transfer_vote auto is decided by the few-shot protocol from its "
-            "labelled shapes; give --transfer-vote equal or near (with --references), or off"
+            "labelled shapes; give --transfer-vote equal, near or unseen (with --references), or off"
         )
     if (
         args.references

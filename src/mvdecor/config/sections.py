@@ -26,7 +26,7 @@ PRIOR_METHODS = ("transfer", "deform", "nearest")
 #: How a prior's weight is spread over the faces (``segment.prior_weighting``).
 PRIOR_WEIGHTINGS = ("fixed", "certainty")
 #: Whether label transfer joins a ``nearest`` prior's pair as a third voter (``segment.transfer_vote``).
-TRANSFER_VOTES = ("off", "equal", "auto", "near")
+TRANSFER_VOTES = ("off", "equal", "auto", "near", "unseen")
 #: What a nearest head's pixel embeddings are averaged over before the neighbour search.
 NEAREST_POOLINGS = ("none", "faces")
 #: What a nearest head makes of several candidate position weights: choose one, or average them.
@@ -666,7 +666,13 @@ class SegmentConfig:
         falls with the distance ``d`` from the face's box-aligned centroid to
         the nearest labelled surface point, ``r`` = ``transfer_vote_radius``: it
         speaks where the test shape's surface lies on a labelled shape's after
-        the alignment, and falls silent where their layouts part). Needs
+        the alignment, and falls silent where their layouts part), or ``unseen``
+        (only on the faces no test view sees that lie farther than
+        ``unseen_transfer_distance`` from every face one sees: parts inside a
+        closed object, such as an oven's tray, which the nearest seen face would
+        label as the walls around them; everywhere else the pair decides alone,
+        and an unseen face near a seen one, such as the back of a thin panel,
+        still takes the label of the nearest seen face). Needs
         ``prior_method: nearest``. Transfer is strong where a category's shapes
         share a layout after a box alignment and weak where they do not, so
         neither fixed choice suits every category.
@@ -674,6 +680,11 @@ class SegmentConfig:
         ``r`` of the ``near`` transfer vote, in the units of the labelled shape
         normalised into the unit sphere (0.05: a face 0.05 away from every
         labelled point gets transfer at 1/e of its full third).
+    unseen_transfer_distance : float
+        With ``transfer_vote: unseen``: how far (as a share of the mesh's
+        bounding-box diagonal, between face centroids) an unseen face must lie
+        from every seen face for transfer to label it (0.01; the back of a thin
+        panel lies well within it).
     shape_prototypes : float
         Weight ``w`` of the test shape's own class prototypes in a face-pooling
         nearest head's face distributions (``finetune.method: nearest`` with
@@ -708,6 +719,7 @@ class SegmentConfig:
     prior_weighting: str = "fixed"
     transfer_vote: str = "off"
     transfer_vote_radius: float = 0.05
+    unseen_transfer_distance: float = 0.01
     shape_prototypes: float = 0.0
     smoothing: float = 0.0
     smoothing_angle_degrees: float = 30.0
@@ -729,6 +741,7 @@ class SegmentConfig:
             "off unless prior_method is nearest (transfer joins the network and its lookup)",
         )
         positive(self, section, "smoothing_angle_degrees", "transfer_vote_radius")
+        at_least(self, section, 0, "unseen_transfer_distance")
         check(
             section,
             "resolution",

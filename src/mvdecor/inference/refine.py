@@ -37,7 +37,9 @@ __all__ = [
     "TRANSFER_VOTE_SHARE",
     "FacePrior",
     "TransferVoter",
+    "far_unseen_faces",
     "refine_fusion",
+    "refine_with",
     "transfer_vote_of",
     "welded",
 ]
@@ -105,16 +107,51 @@ class TransferVoter:
         return TRANSFER_VOTE_SHARE * np.exp(-((np.asarray(distances, np.float64) / radius) ** 2))
 
 
+def far_unseen_faces(mesh: LabelledMesh, seen: np.ndarray, distance: float) -> np.ndarray:
+    """``(F,)`` bool: the faces no view saw whose centroid lies farther than ``distance`` times
+    the mesh's bounding-box diagonal from the centroid of every seen face.
+
+    The fusion labels an unseen face from the nearest seen one, which is right for the
+    back of a thin panel (a hair's breadth behind a seen face) and wrong for a part
+    inside a closed object (an oven's tray), which lies far from every seen face.
+    With no seen face or no unseen face, none is far.
+    """
+    seen = np.asarray(seen, bool)
+    if seen.shape != (mesh.num_faces,):
+        raise ValueError(f"seen has shape {seen.shape}, expected ({mesh.num_faces},)")
+    far = np.zeros(mesh.num_faces, bool)
+    if seen.all() or not seen.any():
+        return far
+    from scipy.spatial import cKDTree
+
+    centroids = mesh.triangles.mean(axis=1)
+    lower, upper = mesh.vertices.min(axis=0), mesh.vertices.max(axis=0)
+    diagonal = float(np.linalg.norm(upper - lower))
+    gaps, _ = cKDTree(centroids[seen]).query(centroids[~seen], k=1)
+    far[~seen] = gaps > distance * diagonal
+    return far
+
+
 def transfer_vote_of(
-    prior: FacePrior | None, mesh: LabelledMesh, segment: SegmentConfig | None = None
+    prior: FacePrior | None,
+    mesh: LabelledMesh,
+    segment: SegmentConfig | None = None,
+    seen: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float | np.ndarray] | None:
     """``(transfer's (F, C) face distributions, its share: a float or (F,))`` on ``mesh`` when
     ``prior`` brings transfer as a third voter, else None. The share is ``segment``'s:
-    face by face with ``transfer_vote: near``, :data:`TRANSFER_VOTE_SHARE` otherwise."""
+    face by face with ``transfer_vote: near``; with ``unseen``, 1 on the faces
+    :func:`far_unseen_faces` finds (``seen``: the vote's ``(F,)`` bool, required then) and
+    0 elsewhere; :data:`TRANSFER_VOTE_SHARE` otherwise."""
     if not isinstance(prior, TransferVoter) or not prior.joined:
         return None
-    near = segment is not None and segment.transfer_vote == "near"
-    radius = segment.transfer_vote_radius if near else 0.0
+    mode = "equal" if segment is None else segment.transfer_vote
+    if mode == "unseen":
+        if seen is None:
+            raise ValueError("transfer_vote unseen needs the vote's seen faces")
+        far = far_unseen_faces(mesh, seen, segment.unseen_transfer_distance)  # type: ignore[union-attr]
+        return prior.vote_probabilities(mesh), far.astype(np.float64)
+    radius = segment.transfer_vote_radius if mode == "near" else 0.0  # type: ignore[union-attr]
     return prior.vote_probabilities(mesh), prior.vote_shares(mesh, radius)
 
 
@@ -177,7 +214,8 @@ def refine_fusion(
         ``face_scores`` are the refined distributions (rows sum to 1 wherever
         the votes, the prior or the smoothing gave evidence, also for faces no
         view saw); ``face_labels`` their argmax over the allowed classes, faces
-        with no evidence at all filled from the nearest face with some;
+        with no evidence at all filled from the nearest seen face with some
+        (the nearest face with some when no seen face has any);
         ``face_confidence`` the winning score for seen faces and 0 for unseen
         ones, as in the vote; ``seen``, ``view_weights`` and ``method`` are the
         vote's. Returned unchanged when both weights are 0 and no transfer vote is given.
@@ -242,7 +280,10 @@ def refine_fusion(
         from scipy.spatial import cKDTree
 
         centroids = mesh.triangles.mean(axis=1)
-        have = np.flatnonzero(evidence)
+        # From the nearest seen face where one has evidence: an unseen face near a seen one (the
+        # back of a panel) follows it, not an unseen face transfer labelled (``transfer_vote: unseen``).
+        seen_with_evidence = evidence & fusion.seen
+        have = np.flatnonzero(seen_with_evidence if seen_with_evidence.any() else evidence)
         _, nearest = cKDTree(centroids[have]).query(centroids[~evidence], k=1)
         labels[~evidence] = labels[have[nearest]]
     scores32 = scores.astype(np.float32)
@@ -258,6 +299,33 @@ def refine_fusion(
         seen=fusion.seen.copy(),
         view_weights=fusion.view_weights.copy(),
         method=fusion.method,
+    )
+
+
+def refine_with(
+    fusion: FusionResult,
+    mesh: LabelledMesh,
+    segment: SegmentConfig,
+    *,
+    prior: np.ndarray | None = None,
+    transfer_vote: np.ndarray | None = None,
+    transfer_vote_share: float | np.ndarray = TRANSFER_VOTE_SHARE,
+    exclude_classes: Sequence[int] = (),
+) -> FusionResult:
+    """:func:`refine_fusion` with ``segment``'s prior weight (when ``prior`` is given),
+    prior weighting and smoothing: the refinement a segmenter with those settings applies."""
+    return refine_fusion(
+        fusion,
+        mesh,
+        prior=prior,
+        prior_weight=segment.transfer_prior if prior is not None else 0.0,
+        prior_weighting=segment.prior_weighting,
+        transfer_vote=transfer_vote,
+        transfer_vote_share=transfer_vote_share,
+        smoothing=segment.smoothing,
+        smoothing_angle_degrees=segment.smoothing_angle_degrees,
+        smoothing_iterations=segment.smoothing_iterations,
+        exclude_classes=exclude_classes,
     )
 
 

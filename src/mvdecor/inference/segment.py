@@ -19,7 +19,7 @@ from mvdecor.config import Config, SegmentConfig
 from mvdecor.data.mesh import LabelledMesh
 from mvdecor.errors import InvalidMeshError
 from mvdecor.inference.fusion import FaceVoter, FusionResult
-from mvdecor.inference.refine import FacePrior, refine_fusion, transfer_vote_of
+from mvdecor.inference.refine import FacePrior, refine_with, transfer_vote_of
 from mvdecor.models.embedding import SegmentationNet
 from mvdecor.models.inputs import ChannelStats, flip_view_array, view_to_array
 from mvdecor.models.nearest import FaceEmbeddingPool, box_coordinates, shape_prototype_probabilities
@@ -348,21 +348,18 @@ class Segmenter:
             ) from None
         timings["vote_s"] += time.perf_counter() - t0
         use_prior = transfer is not None and seg.transfer_prior > 0
-        third_vote = transfer_vote_of(transfer, mesh, seg) if transfer is not None else None
-        vote, vote_share = third_vote if third_vote is not None else (None, 0.0)
-        if seg.smoothing > 0 or use_prior or vote is not None:
+        third_vote = transfer_vote_of(transfer, mesh, seg, vote.seen) if transfer is not None else None
+        # Not ``vote``: that name holds the unrefined vote the result reports.
+        third, third_share = third_vote if third_vote is not None else (None, 0.0)
+        if seg.smoothing > 0 or use_prior or third is not None:
             t0 = time.perf_counter()
-            fusion = refine_fusion(
+            fusion = refine_with(
                 fusion,
                 mesh,
+                seg,
                 prior=transfer.face_probabilities(mesh) if use_prior else None,
-                prior_weight=seg.transfer_prior if use_prior else 0.0,
-                prior_weighting=seg.prior_weighting,
-                transfer_vote=vote,
-                transfer_vote_share=vote_share,
-                smoothing=seg.smoothing,
-                smoothing_angle_degrees=seg.smoothing_angle_degrees,
-                smoothing_iterations=seg.smoothing_iterations,
+                transfer_vote=third,
+                transfer_vote_share=third_share,
                 exclude_classes=self.exclude_classes,
             )
             timings["refine_s"] = time.perf_counter() - t0

@@ -37,17 +37,16 @@ from pathlib import Path
 
 import numpy as np
 
-from mvdecor.config import Config, SegmentConfig, finetune_settings_read
+from mvdecor.config import Config, finetune_settings_read
 from mvdecor.correspond.source import ViewSource
 from mvdecor.errors import ConfigError
 from mvdecor.evaluation.segmentation import SegmentationEvaluator, pixel_miou
 from mvdecor.fileio import atomic_write_text
-from mvdecor.inference.refine import TransferVoter, refine_fusion, transfer_vote_of
 from mvdecor.inference.segment import Segmenter, shape_labeller
 from mvdecor.models.checkpoints import CheckpointError, checkpoint_method
 from mvdecor.protocols.methods import FACE_METHODS, NEAREST_PRIOR, FaceRun, label_prior
 from mvdecor.protocols.predictions import ShapePrediction, predictions_file, save_predictions
-from mvdecor.protocols.refinements import check_refinements, views_key
+from mvdecor.protocols.refinements import check_refinements, prior_key, score_variants
 from mvdecor.protocols.stages import (
     RUN_PLACE_KEYS,
     SETTINGS_DEFAULTS,
@@ -210,7 +209,7 @@ def run_fewshot(
     prior_keys = (
         set()
         if face_method is not None
-        else {key for seg in segment_of.values() if (key := _prior_key(seg)) is not None}
+        else {key for seg in segment_of.values() if (key := prior_key(seg)) is not None}
     )
     if face_method is None and config.finetune.pseudo_shapes:
         prior_keys.add((NEAREST_PRIOR, "off"))  # self-training's labeller: the pair's lookup
@@ -304,56 +303,12 @@ def run_fewshot(
             for shape_id in test_shapes:
                 mesh = source.mesh(shape_id)
                 seg = segmenter.segment(
-                    mesh, keep_views=True, normalize=False, transfer=priors.get(_prior_key(config.segment))
+                    mesh, keep_views=True, normalize=False, transfer=priors.get(prior_key(config.segment))
                 )
-                # Each prior's face distributions on this mesh, once per prior object (the run's one
-                # lookup segments the mesh once, whichever transfer votes wrap it), and transfer's with
-                # its shares when it votes beside it (per vote and radius).
-                prior_of: dict[int, np.ndarray] = {}
-                third_of: dict[tuple[str, str, float], tuple | None] = {}
-                # The unrefined vote of each test-time view set (a variant may change it).
-                votes = {views_key(config.segment): seg.vote}
-                for name, segment in segment_of.items():
-                    if name == method:
-                        fusion = seg.fusion
-                    else:
-                        key = _prior_key(segment)
-                        use_prior = segment.transfer_prior > 0
-                        prior_probabilities, third = None, None
-                        if key is not None:
-                            label_source = priors[key]
-                            # A transfer vote's face distributions are those of the lookup it wraps.
-                            base = (
-                                label_source.prior
-                                if isinstance(label_source, TransferVoter)
-                                else label_source
-                            )
-                            if use_prior:  # the lookup segments the mesh only for a variant that mixes it in
-                                if id(base) not in prior_of:
-                                    prior_of[id(base)] = base.face_probabilities(mesh)
-                                prior_probabilities = prior_of[id(base)]
-                            mix = (*key, segment.transfer_vote_radius)
-                            if mix not in third_of:
-                                third_of[mix] = transfer_vote_of(label_source, mesh, segment)
-                            third = third_of[mix]
-                        vote, vote_share = third if third is not None else (None, 0.0)
-                        view_set = views_key(segment)
-                        if view_set not in votes:
-                            variant = segmenter.with_segment(replace(segment, smoothing=0.0))
-                            votes[view_set] = variant.segment(mesh, normalize=False).vote
-                        fusion = refine_fusion(
-                            votes[view_set],
-                            mesh,
-                            prior=prior_probabilities,
-                            prior_weight=segment.transfer_prior,
-                            prior_weighting=segment.prior_weighting,
-                            transfer_vote=vote,
-                            transfer_vote_share=vote_share,
-                            smoothing=segment.smoothing,
-                            smoothing_angle_degrees=segment.smoothing_angle_degrees,
-                            smoothing_iterations=segment.smoothing_iterations,
-                            exclude_classes=exclude,
-                        )
+                others = {name: segment for name, segment in segment_of.items() if name != method}
+                fusions = {method: seg.fusion, **score_variants(segmenter, seg, others, priors, exclude)}
+                for name in segment_of:
+                    fusion = fusions[name]
                     evaluators[name].process(mesh, mesh.face_labels, fusion.face_labels, shape_id=shape_id)
                     predictions[name][shape_id] = ShapePrediction(fusion.face_labels, fusion.face_confidence)
                 for view, pred in zip(seg.views, seg.view_predictions, strict=True):
@@ -609,13 +564,6 @@ def _run_priors(keys: set[tuple[str, str]], run: FaceRun) -> dict[tuple[str, str
     it and self-training's pseudo-labeller (``finetune.pseudo_shapes``) use the same one."""
     lookup = label_prior(NEAREST_PRIOR, run) if any(method == NEAREST_PRIOR for method, _ in keys) else None
     return {(method, vote): label_prior(method, run, vote, lookup=lookup) for method, vote in sorted(keys)}
-
-
-def _prior_key(segment: SegmentConfig) -> tuple[str, str] | None:
-    """``(prior_method, transfer_vote)`` of the label prior ``segment`` mixes in, or None (none)."""
-    if segment.transfer_prior > 0 or segment.transfer_vote != "off":
-        return segment.prior_method, segment.transfer_vote
-    return None
 
 
 def _face_method(init: str | Path) -> str | None:

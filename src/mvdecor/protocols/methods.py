@@ -443,9 +443,10 @@ def label_prior(
     network (``run.init``), in a folder beside its run's
     (:func:`nearest_prior_folder`): the fine-tuned network and the lookup its
     pre-training allows, averaged when the weight is 0.5. With ``transfer_vote``
-    ``equal``, ``near`` or ``auto`` (``segment.transfer_vote``) the lookup comes as a
+    ``equal``, ``near``, ``unseen`` or ``auto`` (``segment.transfer_vote``) the lookup comes as a
     :class:`~mvdecor.inference.refine.TransferVoter` that brings label transfer
-    as a third voter (always, always with per-face shares, or when
+    as a third voter (always, always with per-face shares, on the faces far from
+    every seen one, or when
     :func:`choose_transfer_vote` says so; the choice is filed beside the run's
     folder, :func:`transfer_vote_record`).
     ``lookup``: the run's ``nearest`` lookup when already built, shared rather than
@@ -472,7 +473,7 @@ def label_prior(
     lookup = _nearest_prior(run) if lookup is None else lookup
     if transfer_vote == "off":
         return lookup
-    if transfer_vote in ("equal", "near"):  # near: always, each face's share set when it is refined
+    if transfer_vote != "auto":  # near, unseen: always, each face's share set when it is refined
         decision = {"joined": True, "reason": f"segment.transfer_vote: {transfer_vote}"}
     else:
         decision = choose_transfer_vote(run)
