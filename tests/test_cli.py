@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -479,11 +480,24 @@ def test_finetune_nearest_prior_keeps_the_lookup_beside_the_network(tmp_path, ca
     assert main(["segment", str(mesh), "--model", model, *refs, "--transfer-vote", "unseen",
                  "--unseen-transfer-distance", "1000", "--out", str(hidden), "--no-report"]) == 0  # fmt: skip
     np.testing.assert_array_equal(np.loadtxt(hidden / "cup.labels.txt", dtype=int), outputs["auto"])
+    # Without --references, the shapes the model was fine-tuned on (its run.json names them).
+    own = tmp_path / "own_references"
+    assert main(["segment", str(mesh), "--model", model, "--transfer-vote", "equal", "--out", str(own),
+                 "--no-report"]) == 0  # fmt: skip
+    np.testing.assert_array_equal(np.loadtxt(own / "cup.labels.txt", dtype=int), voted)
+    # A model without its run folder: nothing names them.
+    alone = tmp_path / "alone" / "checkpoints"
+    alone.mkdir(parents=True)
+    shutil.copy(model, alone / "last.pt")
+    shutil.copytree(run / "nearest-prior", alone.parent / "nearest-prior")
     capsys.readouterr()
     assert (
-        main(["segment", str(mesh), "--model", model, "--transfer-vote", "equal", "--out", str(thirds)]) == 1
-    )
-    assert "--transfer-vote equal needs --references" in capsys.readouterr().err
+        main(["segment", str(mesh), "--model", str(alone / "last.pt"), "--transfer-vote", "equal", "--out",
+              str(tmp_path / "none")]) == 1
+    )  # fmt: skip
+    error = capsys.readouterr().err
+    assert "--transfer-vote equal needs --references" in error and "run.json" in error
+    assert not (tmp_path / "none").exists()
     # A model whose configuration asks for the protocol's leave-one-out choice: segment cannot make it.
     assert main(["finetune", data, str(tmp_path / "auto"), "--labelled", "mug_0000", "--iterations", "1",
                  "--ssl-weight", "0", *common, "--set", "segment.transfer_vote=auto"]) == 0  # fmt: skip

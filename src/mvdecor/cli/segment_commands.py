@@ -111,6 +111,39 @@ def _model_references(args: argparse.Namespace, segmenter, deformation: str | No
     return transfer
 
 
+def _run_references(args: argparse.Namespace, segmenter, segment):
+    """The label transfer from the shapes the model was fine-tuned on, read from its run's
+    ``run.json`` (``RUN/checkpoints/*.pt`` → ``RUN/run.json``): a transfer vote's default
+    ``--references`` for a model ``finetune`` made."""
+    import json
+
+    run_file = Path(args.model).parent.parent / "run.json"
+    needs = (
+        f"--transfer-vote {segment.transfer_vote} needs --references (the labelled shapes to transfer "
+        "from), or a model made by `mvdecor finetune`, whose run.json names them"
+    )
+    try:
+        record = json.loads(run_file.read_text())
+    except (OSError, ValueError):
+        raise MvDecorError(f"{needs} (no readable {run_file})") from None
+    spec, shapes = record.get("dataset"), record.get("labelled_shapes")
+    if not isinstance(spec, str) or not shapes:
+        raise MvDecorError(f"{needs} ({run_file} names no dataset and labelled shapes)")
+    try:
+        transfer, names = _load_references(spec, shapes, args.exclude_classes, segmenter.config)
+    except MvDecorError as error:
+        raise MvDecorError(
+            f"{run_file}: the labelled shapes the model was fine-tuned on cannot be read ({error}); "
+            "give --references"
+        ) from None
+    if tuple(names) != tuple(segmenter.label_names):
+        raise MvDecorError(
+            f"{run_file}: the labelled shapes' labels {list(names)} differ from the model's "
+            f"{list(segmenter.label_names)}"
+        )
+    return transfer
+
+
 def _load_prior_model(args: argparse.Namespace, segmenter, segment):
     """``--prior-method nearest``: the ``--prior-model`` segmenter as the vote's prior, by default
     the one ``finetune --nearest-prior`` kept beside the model (:func:`nearest_prior_beside`)."""
@@ -147,11 +180,10 @@ def _load_prior_model(args: argparse.Namespace, segmenter, segment):
         return prior
     from mvdecor.inference.refine import TransferVoter
 
-    if not args.references:
-        raise MvDecorError(
-            f"--transfer-vote {segment.transfer_vote} needs --references (the labelled shapes to transfer from)"
-        )
-    transfer = _model_references(args, segmenter)
+    if args.references:
+        transfer = _model_references(args, segmenter)
+    else:
+        transfer = _run_references(args, segmenter, segment)
     return TransferVoter(
         prior, transfer, {"joined": True, "reason": f"--transfer-vote {segment.transfer_vote}"}
     )
@@ -282,7 +314,8 @@ def add_segment_parser(sub: argparse._SubParsersAction) -> None:
         "--references",
         metavar="DATASET",
         help="labelled shapes (a dataset spec or folder) for --transfer-prior: the few you fine-tuned on "
-        "(without --prior-method they are carried by transfer, also for a model paired with its lookup)",
+        "(without --prior-method they are carried by transfer, also for a model paired with its lookup); "
+        "for --transfer-vote, by default the shapes named in the model's run.json",
     )
     p.add_argument(
         "--reference-shapes", dest="reference_shapes", nargs="+", metavar="ID", help="only these shapes of it"
