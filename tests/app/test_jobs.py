@@ -213,3 +213,31 @@ def test_cancel_stops_pre_training_within_a_step_with_a_checkpoint(client, folde
     assert seen["step"] <= saved["step"] <= seen["step"] + 3  # stopped within a few steps
     assert _unfinished(saved)  # so the next job trains on from there instead of using it as it is
     assert not (folder / "predictions").exists()
+
+
+def test_a_paired_pipeline_brings_label_transfer_as_the_configuration_asks(folder):
+    # segment.transfer_vote with the pair: transfer from the folder's labelled meshes joins the
+    # lookup, as `mvdecor segment --transfer-vote` makes it join.
+    import pytest
+
+    from mvdecor.app.folder import AppFolder
+    from mvdecor.app.jobs import _reference_mesh, _with_transfer_vote
+    from mvdecor.config import load_config
+    from mvdecor.errors import ConfigError
+    from mvdecor.inference.refine import TransferVoter
+
+    app_folder = AppFolder(folder)
+    lookup = object()  # stands in for the network's lookup, which is only carried
+    names = list(app_folder.label_set()["names"])
+    config = load_config("cpu", {"segment": {"transfer_vote": "unseen"}})
+    voter = _with_transfer_vote(app_folder, config, lookup, ["a"], names)
+    assert isinstance(voter, TransferVoter) and voter.joined and voter.prior is lookup
+    # Transfer between identical meshes reproduces the labels.
+    labelled = _reference_mesh(app_folder, "a")
+    carried = voter.vote_probabilities(labelled).argmax(axis=1)
+    np.testing.assert_array_equal(carried, labelled.face_labels)
+    assert not _with_transfer_vote(app_folder, config, lookup, [], names).joined  # painted views only
+    with pytest.raises(ConfigError, match="auto"):
+        _with_transfer_vote(
+            app_folder, load_config("cpu", {"segment": {"transfer_vote": "auto"}}), lookup, ["a"], names
+        )

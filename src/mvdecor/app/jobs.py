@@ -520,6 +520,8 @@ def run_pipeline(
         raise ConfigError(None, f"the network's labels {list(tuned.label_names)} differ from {names}")
     segmenter = Segmenter.from_checkpoint(tuned.model_checkpoint)
     prior = None if lookup is None else SegmenterPrior(Segmenter.from_checkpoint(lookup.model_checkpoint))
+    if prior is not None and config.segment.transfer_vote != "off":
+        prior = _with_transfer_vote(folder, config, prior, references, names)
     progress.update(total=len(chosen), done=0)
     for index, shape_id in enumerate(chosen):
         progress.check()
@@ -540,6 +542,29 @@ def run_pipeline(
         progress.predicted(shape_id)
         progress.update(done=index + 1)
     progress.update(message="finished")
+
+
+def _with_transfer_vote(folder: AppFolder, config, prior, references: Sequence[str], names: Sequence[str]):
+    """The pair's lookup with label transfer from the labelled meshes as a third voter, as
+    ``segment.transfer_vote`` asks (``mvdecor segment --transfer-vote``); with painted views
+    only there is no labelled mesh to transfer from, and the pair votes alone."""
+    from mvdecor.inference.refine import TransferVoter
+    from mvdecor.inference.transfer import LabelTransfer, reference_from_mesh
+
+    vote = config.segment.transfer_vote
+    if vote == "auto":
+        raise ConfigError(
+            None, "segment.transfer_vote auto is decided by the few-shot protocol; use equal, near or unseen"
+        )
+    if not references:
+        return TransferVoter(prior, None, {"joined": False, "reason": "no labelled mesh to transfer from"})
+    settings = config.transfer
+    refs = [
+        reference_from_mesh(_reference_mesh(folder, shape_id), samples=settings.samples)
+        for shape_id in references
+    ]
+    transfer = LabelTransfer(refs, max(len(names), 1), align=settings.align, neighbours=settings.neighbours)
+    return TransferVoter(prior, transfer, {"joined": True, "reason": f"segment.transfer_vote: {vote}"})
 
 
 def _unfinished(saved: dict) -> bool:

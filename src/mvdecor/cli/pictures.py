@@ -120,7 +120,21 @@ def _paired_lookup(segmenter, args: argparse.Namespace):
         print(f"note: no lookup beside the model ({beside}): the network's labels alone", file=sys.stderr)
         return None
     # The model's test-time views.
-    return SegmenterPrior.from_checkpoint(beside, segment, args.device, args.exclude_classes)
+    lookup = SegmenterPrior.from_checkpoint(beside, segment, args.device, args.exclude_classes)
+    if segment.transfer_vote == "off":
+        return lookup
+    if segment.transfer_vote == "auto":
+        raise MvDecorError(
+            f"{args.model}: segment.transfer_vote auto is decided by the few-shot protocol from its labelled shapes"
+        )
+    from mvdecor.cli.segment_commands import transfer_from_run
+    from mvdecor.inference.refine import TransferVoter
+
+    # Label transfer from the shapes the model was fine-tuned on, as `mvdecor segment` adds it.
+    transfer = transfer_from_run(args, segmenter, segment)
+    return TransferVoter(
+        lookup, transfer, {"joined": True, "reason": f"segment.transfer_vote: {segment.transfer_vote}"}
+    )
 
 
 def cmd_pictures_segmentation(args: argparse.Namespace) -> int:

@@ -111,7 +111,7 @@ def _model_references(args: argparse.Namespace, segmenter, deformation: str | No
     return transfer
 
 
-def _run_references(args: argparse.Namespace, segmenter, segment):
+def transfer_from_run(args: argparse.Namespace, segmenter, segment):
     """The label transfer from the shapes the model was fine-tuned on, read from its run's
     ``run.json`` (``RUN/checkpoints/*.pt`` → ``RUN/run.json``): a transfer vote's default
     ``--references`` for a model ``finetune`` made."""
@@ -183,7 +183,7 @@ def _load_prior_model(args: argparse.Namespace, segmenter, segment):
     if args.references:
         transfer = _model_references(args, segmenter)
     else:
-        transfer = _run_references(args, segmenter, segment)
+        transfer = transfer_from_run(args, segmenter, segment)
     return TransferVoter(
         prior, transfer, {"joined": True, "reason": f"--transfer-vote {segment.transfer_vote}"}
     )
