@@ -68,19 +68,22 @@ def category_figures(
     convention: str,
     variant: str = "",
     far_distance: float = 0.01,
+    views: int = 0,
 ) -> dict:
     """The figures of one category's runs (see the module docstring); fractions in [0, 1].
 
     ``variant``: a refinement variant's predictions (``predictions_<variant>.npz``) instead of
-    the run's own. ``far_distance``: :func:`far_unseen_faces`' distance.
+    the run's own. ``far_distance``: :func:`far_unseen_faces`' distance. ``views``: the
+    setting's labelled views per shape (``k2_v3`` folders), 0 for whole shapes.
     """
     names = dataset.label_names_of(folder.name)
     sums = dict.fromkeys(("area", "unseen", "seen_ok", "unseen_ok", "fill_ok"), 0.0)
     scores: dict[str, list[float]] = {name: [] for name in VARIANTS}
     meshes: dict = {}
     for run in range(runs):
-        predicted = load_predictions(folder / f"{tag}_k{k}_run{run}" / predictions_file(variant))
-        transfer_file = folder / f"{transfer}_k{k}_run{run}" / PREDICTIONS_FILE
+        setting = f"k{k}_v{views}" if views else f"k{k}"
+        predicted = load_predictions(folder / f"{tag}_{setting}_run{run}" / predictions_file(variant))
+        transfer_file = folder / f"{transfer}_{setting}_run{run}" / PREDICTIONS_FILE
         transferred = load_predictions(transfer_file) if transfer_file.is_file() else None
         evaluators = {name: SegmentationEvaluator(names, convention=convention) for name in VARIANTS}
         for shape_id, prediction in predicted.items():
@@ -140,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         help="a refinement variant of the runs (fewshot.py --refine NAME=...): read its predictions",
     )
     parser.add_argument("--k", type=int, required=True, help="labelled shapes of the setting")
+    parser.add_argument(
+        "--views", type=int, default=0, help="labelled views per shape of the setting (0: all)"
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--categories", default="", help="A+B+...; default: every category folder with runs")
     parser.add_argument("--convention", default="partnet", choices=("partnet", "shapenet"))
@@ -157,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         categories = args.categories.split("+")
     else:
         categories = sorted(
-            p.name for p in args.work.iterdir() if (p / f"{args.tag}_k{args.k}_run0").is_dir()
+            p.name
+            for p in args.work.iterdir()
+            if (p / (f"{args.tag}_k{args.k}" + (f"_v{args.views}" if args.views else "") + "_run0")).is_dir()
         )
     header = [
         "category",
@@ -180,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             args.convention,
             args.variant,
             args.far_distance,
+            args.views,
         )
         for name in VARIANTS:
             means[name].append(figures[name])

@@ -498,6 +498,23 @@ def test_finetune_nearest_prior_keeps_the_lookup_beside_the_network(tmp_path, ca
     error = capsys.readouterr().err
     assert "--transfer-vote equal needs --references" in error and "run.json" in error
     assert not (tmp_path / "none").exists()
+    # A configuration that asks for a transfer vote: finetune keeps the references with the model,
+    # and segment reads them there, with the dataset gone from where run.json says it is.
+    kept_run = tmp_path / "kept"
+    assert main(["finetune", data, str(kept_run), "--labelled", "mug_0000", "--iterations", "1", "--ssl-weight",
+                 "0", *common, "--set", "segment.transfer_vote=equal"]) == 0  # fmt: skip
+    assert "kept the labelled shapes for label transfer's vote" in capsys.readouterr().out
+    assert (kept_run / "transfer-references.npz").is_file()
+    kept_model = str(kept_run / "checkpoints" / "last.pt")
+    named = tmp_path / "named_references"
+    assert main(["segment", str(mesh), "--model", kept_model, *refs, "--out", str(named), "--no-report"]) == 0
+    record = json.loads((kept_run / "run.json").read_text())
+    (kept_run / "run.json").write_text(json.dumps({**record, "dataset": str(tmp_path / "gone")}))
+    from_kept = tmp_path / "kept_references"
+    assert main(["segment", str(mesh), "--model", kept_model, "--out", str(from_kept), "--no-report"]) == 0
+    np.testing.assert_array_equal(
+        np.loadtxt(from_kept / "cup.labels.txt", dtype=int), np.loadtxt(named / "cup.labels.txt", dtype=int)
+    )
     # A model whose configuration asks for the protocol's leave-one-out choice: segment cannot make it.
     assert main(["finetune", data, str(tmp_path / "auto"), "--labelled", "mug_0000", "--iterations", "1",
                  "--ssl-weight", "0", *common, "--set", "segment.transfer_vote=auto"]) == 0  # fmt: skip

@@ -68,6 +68,11 @@ def test_figures_split_the_errors_between_seen_and_unseen_faces(tmp_path, script
     save_predictions(folder / "net_k1_run0" / "predictions_all_right.npz", right)
     variant = script.category_figures(dataset, folder, "net", "transfer", 1, 1, "partnet", "all_right")
     assert variant["unseen_share"] == 0 and variant["as predicted"] == 1
+    # A setting of labelled views (k2_v3-style folders) is read from its own folders.
+    save_predictions(folder / "net_k1_v2_run0" / "predictions.npz", right)
+    save_predictions(folder / "transfer_k1_v2_run0" / "predictions.npz", wrong)
+    views = script.category_figures(dataset, folder, "net", "transfer", 1, 1, "partnet", views=2)
+    assert views["as predicted"] == 1 and views["unseen_share"] == 0
     assert script.main([DATASET, "--work", str(tmp_path), "--tag", "net", "--k", "1", "--runs", "1"]) == 0
     table = capsys.readouterr().out
     assert table.startswith("| category | unseen area %") and "| mug |" in table and "**mean**" in table

@@ -134,3 +134,32 @@ def test_neighbour_vote_matches_a_naive_loop():
             best = counts.max()
             assert got == next(label for label in labels[row] if counts[label] == best)
         assert voted.dtype == labels.dtype and probs.dtype == np.float32
+
+
+def test_saved_references_load_back_and_transfer_the_same_labels(chair, tmp_path):
+    from mvdecor.errors import FileError
+    from mvdecor.inference.transfer import load_references, save_references
+
+    references = [
+        reference_from_mesh(chair, samples=500, seed=0),
+        reference_from_mesh(chair, samples=300, seed=1),
+    ]
+    path = save_references(tmp_path / "references.npz", references)
+    loaded = load_references(path)
+    assert [r.name for r in loaded] == [r.name for r in references]
+    for got, want in zip(loaded, references, strict=True):
+        np.testing.assert_array_equal(got.points, want.points)
+        np.testing.assert_array_equal(got.labels, want.labels)
+        np.testing.assert_array_equal(got.box_min, want.box_min)
+        np.testing.assert_array_equal(got.box_max, want.box_max)
+    classes = int(chair.face_labels.max()) + 1
+    np.testing.assert_array_equal(
+        LabelTransfer(loaded, classes).face_probabilities(chair),
+        LabelTransfer(references, classes).face_probabilities(chair),
+    )
+    # Excluded classes' points are left out on loading, as reference_from_mesh leaves them out.
+    dropped = load_references(path, exclude_classes=[1])[0]
+    assert 1 not in dropped.labels and len(dropped.labels) == int((references[0].labels != 1).sum())
+    (tmp_path / "bad.npz").write_bytes(b"not an npz")
+    with pytest.raises(FileError, match=r"bad\.npz: not a file of transfer references"):
+        load_references(tmp_path / "bad.npz")

@@ -60,15 +60,37 @@ def _load_references(
             device=device,
         )
         return transfer, names
-    from mvdecor.inference.transfer import LabelTransfer, reference_from_mesh
+    from mvdecor.inference.transfer import LabelTransfer
 
-    references = [
-        reference_from_mesh(mesh, samples=config.transfer.samples, exclude_classes=exclude) for mesh in meshes
-    ]
     transfer = LabelTransfer(
-        references, len(names), align=config.transfer.align, neighbours=config.transfer.neighbours
+        transfer_references(meshes, config, exclude),
+        len(names),
+        align=config.transfer.align,
+        neighbours=config.transfer.neighbours,
     )
     return transfer, names
+
+
+#: Where ``finetune`` keeps the labelled shapes' transfer references beside a model that asks
+#: for a transfer vote (``RUN/transfer-references.npz``).
+TRANSFER_REFERENCES_FILE = "transfer-references.npz"
+
+
+def transfer_references(meshes, config, exclude: Sequence[int] = ()):
+    """The labelled ``meshes`` as label transfer's references (the ``transfer`` section's samples)."""
+    from mvdecor.inference.transfer import reference_from_mesh
+
+    return [
+        reference_from_mesh(mesh, samples=config.transfer.samples, exclude_classes=exclude) for mesh in meshes
+    ]
+
+
+def save_run_references(run_dir: str | Path, spec: str, shape_ids: Sequence[str], config) -> Path:
+    """Keep the labelled shapes ``shape_ids`` of ``spec`` as transfer references in ``run_dir``."""
+    from mvdecor.inference.transfer import save_references
+
+    meshes, _ = _load_reference_meshes(spec, shape_ids)
+    return save_references(Path(run_dir) / TRANSFER_REFERENCES_FILE, transfer_references(meshes, config))
 
 
 def _mesh_paths(items: Sequence[str]) -> list[Path]:
@@ -112,12 +134,25 @@ def _model_references(args: argparse.Namespace, segmenter, deformation: str | No
 
 
 def transfer_from_run(args: argparse.Namespace, segmenter, segment):
-    """The label transfer from the shapes the model was fine-tuned on, read from its run's
-    ``run.json`` (``RUN/checkpoints/*.pt`` → ``RUN/run.json``): a transfer vote's default
-    ``--references`` for a model ``finetune`` made."""
+    """The label transfer from the shapes the model was fine-tuned on: the references ``finetune``
+    kept beside it (``RUN/transfer-references.npz``, :func:`save_run_references`), else the
+    shapes its ``run.json`` names, read from their dataset (``RUN/checkpoints/*.pt`` →
+    ``RUN/run.json``): a transfer vote's default ``--references`` for a model ``finetune`` made."""
     import json
 
-    run_file = Path(args.model).parent.parent / "run.json"
+    from mvdecor.inference.transfer import LabelTransfer, load_references
+
+    run_dir = Path(args.model).parent.parent
+    kept = run_dir / TRANSFER_REFERENCES_FILE
+    if kept.is_file():  # finetune kept them: no dataset needed
+        settings = segmenter.config.transfer
+        return LabelTransfer(
+            load_references(kept, args.exclude_classes),
+            len(segmenter.label_names),
+            align=settings.align,
+            neighbours=settings.neighbours,
+        )
+    run_file = run_dir / "run.json"
     needs = (
         f"--transfer-vote {segment.transfer_vote} needs --references (the labelled shapes to transfer "
         "from), or a model made by `mvdecor finetune`, whose run.json names them"

@@ -162,6 +162,13 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     if lookup is not None and config.finetune.method == "network" and config.finetune.pseudo_shapes:
         pseudo_labeller = _lookup_labeller(lookup.model_checkpoint, config, args)
     result = finetune(config, args.dataset, args.run, pseudo_labeller=pseudo_labeller, **common)
+    if lookup is not None and wants_nearest_prior(config) and config.segment.transfer_vote != "off":
+        # Transfer votes beside the pair: its references kept with the model, so that `segment`
+        # needs neither --references nor the dataset.
+        from mvdecor.cli.segment_commands import save_run_references
+
+        kept = save_run_references(args.run, args.dataset, labelled, config)
+        print(f"kept the labelled shapes for label transfer's vote (segment.transfer_vote): {kept}")
     shapes = (
         f"{len(labelled)} labelled shapes ({', '.join(labelled[:5])}{'...' if len(labelled) > 5 else ''})"
     )

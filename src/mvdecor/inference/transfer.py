@@ -36,12 +36,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy.spatial import cKDTree
 
 from mvdecor.data.mesh import LabelledMesh
-from mvdecor.errors import ConfigError, LabelError
+from mvdecor.errors import ConfigError, FileError, LabelError
+from mvdecor.fileio import atomic_path
 from mvdecor.render.views import RenderedView
 
 __all__ = [
@@ -49,9 +51,11 @@ __all__ = [
     "LabelTransfer",
     "TransferReference",
     "align_points",
+    "load_references",
     "neighbour_vote",
     "reference_from_mesh",
     "reference_from_views",
+    "save_references",
 ]
 
 #: The alignments :class:`LabelTransfer` knows.
@@ -186,6 +190,48 @@ def reference_from_views(
         hi,
         mesh.name,
     )
+
+
+def save_references(path: str | Path, references: Sequence[TransferReference]) -> Path:
+    """Write ``references`` to ``path`` (an ``.npz``: ``points_<i>``, ``labels_<i>``,
+    ``box_<i>`` (2, 3) and ``names``), atomically; returns ``path``.
+
+    A fine-tuned model's run keeps its labelled shapes this way, so that label
+    transfer from them needs no dataset at segmentation time.
+    """
+    arrays: dict[str, np.ndarray] = {"names": np.asarray([r.name for r in references], dtype=str)}
+    for index, reference in enumerate(references):
+        arrays[f"points_{index}"] = reference.points
+        arrays[f"labels_{index}"] = reference.labels
+        arrays[f"box_{index}"] = np.stack([reference.box_min, reference.box_max])
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, **arrays)
+    return Path(path)
+
+
+def load_references(path: str | Path, exclude_classes: Sequence[int] = ()) -> list[TransferReference]:
+    """The references :func:`save_references` wrote, without the points of ``exclude_classes``.
+
+    Raises
+    ------
+    FileError
+        ``path`` cannot be read as such a file.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            names = [str(name) for name in data["names"]]
+            references = []
+            for index, name in enumerate(names):
+                labels = data[f"labels_{index}"].astype(np.int64)
+                keep = _keep(labels, exclude_classes)
+                box = data[f"box_{index}"].astype(np.float64)
+                points = data[f"points_{index}"].astype(np.float64)[keep]
+                references.append(TransferReference(points, labels[keep], box[0], box[1], name))
+    except (OSError, KeyError, ValueError) as error:
+        raise FileError(path, f"not a file of transfer references ({error})") from None
+    if not references:
+        raise FileError(path, "holds no transfer reference")
+    return references
 
 
 def align_points(
