@@ -507,7 +507,8 @@ def test_finetune_nearest_prior_keeps_the_lookup_beside_the_network(tmp_path, ca
     assert (kept_run / "transfer-references.npz").is_file()
     kept_model = str(kept_run / "checkpoints" / "last.pt")
     named = tmp_path / "named_references"
-    assert main(["segment", str(mesh), "--model", kept_model, *refs, "--out", str(named), "--no-report"]) == 0
+    assert main(["segment", str(mesh), "--model", kept_model, *refs, "--transfer-vote", "equal", "--out",
+                 str(named), "--no-report"]) == 0  # fmt: skip
     record = json.loads((kept_run / "run.json").read_text())
     (kept_run / "run.json").write_text(json.dumps({**record, "dataset": str(tmp_path / "gone")}))
     from_kept = tmp_path / "kept_references"

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 DATASET = "synthetic:categories=mug,n=3,textured=0"
 TRAIN, TEST = ["mug_0000", "mug_0001"], ["mug_0002"]
 TINY = {"render": {"rings": 1, "segments": 4, "resolution": 32}}
-PAIR = {"transfer_prior": 0.5, "prior_method": "nearest"}
+PAIR = {"transfer_prior": 0.5, "prior_method": "nearest", "transfer_vote": "off"}
 
 
 def _network_config():
@@ -46,12 +46,12 @@ def _part_miou(gt, predicted, areas):
     return float(np.mean(ious))
 
 
-def test_transfer_vote_needs_the_nearest_prior():
-    with pytest.raises(ConfigError, match="transfer_vote"):
-        load_config("cpu", {"segment": {"prior_method": "transfer", "transfer_vote": "auto"}})
+def test_transfer_vote_names_a_known_vote():
     with pytest.raises(ConfigError, match="transfer_vote"):
         load_config("cpu", {"segment": {"transfer_vote": "sometimes"}})
-    assert load_config("cpu").segment.transfer_vote == "off"
+    # It acts on a nearest pair only; with another prior it is read and plays no part.
+    assert load_config("cpu", {"segment": {"prior_method": "transfer"}}).segment.transfer_vote == "unseen"
+    assert load_config("paper").segment.transfer_vote == "off"
 
 
 def test_auto_leaves_each_labelled_shape_out_and_scores_both_sources(tmp_path):
@@ -85,8 +85,8 @@ def test_auto_leaves_each_labelled_shape_out_and_scores_both_sources(tmp_path):
     prior = label_prior("nearest", single, "auto")
     assert not prior.joined and json.loads(transfer_vote_record(single.folder).read_text())["joined"] is False
     assert label_prior("nearest", single, "equal").joined
-    with pytest.raises(ConfigError, match="needs prior_method nearest"):
-        label_prior("transfer", single, "equal")
+    # Beside another prior than the pair's lookup, transfer does not vote: that prior alone.
+    assert type(label_prior("transfer", single, "equal")).__name__ == "LabelTransfer"
 
 
 def test_the_protocol_scores_auto_as_the_pair_or_the_thirds_it_chose(tmp_path):

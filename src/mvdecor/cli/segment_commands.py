@@ -197,10 +197,11 @@ def _load_prior_model(args: argparse.Namespace, segmenter, segment):
                 f"network --nearest-prior`, which keeps it beside the network (no {beside})"
             )
         prior_model = str(beside)
-    if args.references and segment.transfer_vote == "off":
+    if args.references and (segment.transfer_vote == "off" or segment.transfer_prior <= 0):
         raise MvDecorError(
             "--references is not read with --prior-method nearest (--prior-model holds its labels) "
-            "unless --transfer-vote equal, near or unseen makes them a third voter"
+            "unless --transfer-vote equal, near or unseen makes them a third voter beside the pair "
+            "(--transfer-prior > 0)"
         )
     # The same test-time views as the model's.
     prior = SegmenterPrior.from_checkpoint(prior_model, segment, args.device, args.exclude_classes)
@@ -209,9 +210,9 @@ def _load_prior_model(args: argparse.Namespace, segmenter, segment):
             f"{prior_model}: the prior model's labels {list(prior.label_names)} differ from the "
             f"model's {list(segmenter.label_names)}"
         )
-    if segment.transfer_prior <= 0 and segment.transfer_vote == "off":
+    if segment.transfer_prior <= 0:
         print("note: --prior-model without --transfer-prior > 0 changes nothing", file=sys.stderr)
-    if segment.transfer_vote == "off":
+    if segment.transfer_vote == "off" or segment.transfer_prior <= 0:  # transfer votes beside a pair only
         return prior
     from mvdecor.inference.refine import TransferVoter
 
@@ -229,9 +230,7 @@ def _vote_prior(args: argparse.Namespace, segmenter, segment):
     (``--prior-method nearest``) or the ``--references`` carried by transfer or deformation."""
     if args.deformation and segment.prior_method != "deform":
         raise MvDecorError("--deformation is read only with --prior-method deform")
-    if args.prior_model or (
-        segment.prior_method == "nearest" and (segment.transfer_prior > 0 or segment.transfer_vote != "off")
-    ):
+    if args.prior_model or (segment.prior_method == "nearest" and segment.transfer_prior > 0):
         return _load_prior_model(args, segmenter, segment)
     if segment.prior_method == "deform" and not args.deformation:
         raise MvDecorError(
@@ -269,10 +268,11 @@ def cmd_segment(args: argparse.Namespace) -> int:
         args.references
         and "prior_method" not in changes["segment"]
         and segment.prior_method == "nearest"
-        and segment.transfer_vote == "off"
+        and "transfer_vote" not in changes["segment"]
     ):
         # References name the prior's labels: a network paired with its lookup takes them by transfer
-        # instead (as a model of another preset does; --prior-method deform carries them otherwise).
+        # instead (as a model of another preset does; --prior-method deform carries them otherwise),
+        # unless --transfer-vote makes them the pair's third voter.
         segment = replace(segment, prior_method="transfer")
     transfer_settings = replace(segmenter.config.transfer, **changes["transfer"])
     segmenter.config = replace(segmenter.config, segment=segment, transfer=transfer_settings)

@@ -672,8 +672,9 @@ class SegmentConfig:
         closed object, such as an oven's tray, which the nearest seen face would
         label as the walls around them; everywhere else the pair decides alone,
         and an unseen face near a seen one, such as the back of a thin panel,
-        still takes the label of the nearest seen face). Needs
-        ``prior_method: nearest``. Transfer is strong where a category's shapes
+        still takes the label of the nearest seen face). It acts on a pair only
+        (``prior_method: nearest`` at ``transfer_prior > 0``) and plays no part
+        otherwise. Transfer is strong where a category's shapes
         share a layout after a box alignment and weak where they do not, so
         neither fixed choice suits every category.
     transfer_vote_radius : float
@@ -733,13 +734,6 @@ class SegmentConfig:
         one_of(self, section, "prior_method", PRIOR_METHODS)
         one_of(self, section, "transfer_vote", TRANSFER_VOTES)
         one_of(self, section, "prior_weighting", PRIOR_WEIGHTINGS)
-        check(
-            section,
-            "transfer_vote",
-            self.transfer_vote,
-            self.transfer_vote == "off" or self.prior_method == "nearest",
-            "off unless prior_method is nearest (transfer joins the network and its lookup)",
-        )
         positive(self, section, "smoothing_angle_degrees", "transfer_vote_radius")
         at_least(self, section, 0, "unseen_transfer_distance")
         check(

@@ -348,7 +348,8 @@ class Segmenter:
             ) from None
         timings["vote_s"] += time.perf_counter() - t0
         use_prior = transfer is not None and seg.transfer_prior > 0
-        third_vote = transfer_vote_of(transfer, mesh, seg, vote.seen) if transfer is not None else None
+        # Transfer votes beside a pair only (a prior of weight > 0).
+        third_vote = transfer_vote_of(transfer, mesh, seg, vote.seen) if use_prior else None
         # Not ``vote``: that name holds the unrefined vote the result reports.
         third, third_share = third_vote if third_vote is not None else (None, 0.0)
         if seg.smoothing > 0 or use_prior or third is not None:

@@ -455,8 +455,8 @@ def label_prior(
     Raises
     ------
     ConfigError
-        ``method`` is not a prior method, or ``transfer_vote`` is not ``off`` for
-        another method than ``nearest``.
+        ``method`` is not a prior method, or ``transfer_vote`` not a transfer vote
+        (it plays no part with another method than ``nearest``).
     """
     if method not in PRIOR_METHODS:
         raise ConfigError(
@@ -466,9 +466,7 @@ def label_prior(
         raise ConfigError(
             None, f"segment.transfer_vote must be one of {', '.join(TRANSFER_VOTES)}, got {transfer_vote!r}"
         )
-    if transfer_vote != "off" and method != NEAREST_PRIOR:
-        raise ConfigError(None, f"segment.transfer_vote {transfer_vote!r} needs prior_method nearest")
-    if method != NEAREST_PRIOR:
+    if method != NEAREST_PRIOR:  # transfer votes beside a pair only
         return FACE_METHODS.get(method).build(run)
     lookup = _nearest_prior(run) if lookup is None else lookup
     if transfer_vote == "off":

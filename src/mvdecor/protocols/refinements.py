@@ -55,10 +55,14 @@ _STRING_REFINEMENT_KEYS = {
 
 
 def prior_key(segment: SegmentConfig) -> tuple[str, str] | None:
-    """``(prior_method, transfer_vote)`` of the label prior ``segment`` mixes in, or None (none)."""
-    if segment.transfer_prior > 0 or segment.transfer_vote != "off":
-        return segment.prior_method, segment.transfer_vote
-    return None
+    """``(prior_method, transfer_vote)`` of the label prior ``segment`` mixes in, or None (none).
+
+    Transfer votes beside a pair only: with a weight of 0 there is no prior and no vote, and
+    beside another prior than ``nearest`` the vote reads ``off``.
+    """
+    if segment.transfer_prior <= 0:
+        return None
+    return segment.prior_method, segment.transfer_vote if segment.prior_method == "nearest" else "off"
 
 
 def score_variants(
