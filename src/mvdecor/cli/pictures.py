@@ -130,8 +130,13 @@ def _paired_lookup(segmenter, args: argparse.Namespace):
     from mvdecor.cli.segment_commands import transfer_from_run
     from mvdecor.inference.refine import TransferVoter
 
-    # Label transfer from the shapes the model was fine-tuned on, as `mvdecor segment` adds it.
-    transfer = transfer_from_run(args, segmenter, segment)
+    # Label transfer from the shapes the model was fine-tuned on, as `mvdecor segment` adds it; a
+    # picture can do without it (a note says so), as it does without a lookup.
+    try:
+        transfer = transfer_from_run(args, segmenter, segment)
+    except MvDecorError as error:
+        print(f"note: {error}: the pair's labels without transfer's vote", file=sys.stderr)
+        return lookup
     return TransferVoter(
         lookup, transfer, {"joined": True, "reason": f"segment.transfer_vote: {segment.transfer_vote}"}
     )
