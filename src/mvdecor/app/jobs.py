@@ -294,6 +294,19 @@ def _reference_mesh(folder: AppFolder, shape_id: str):
     return mesh.with_labels(labels).normalized()
 
 
+def _folder_references(folder: AppFolder, shape_ids: Sequence[str], samples: int, check=None) -> list:
+    """The folder's labelled meshes ``shape_ids`` as label transfer's references (``check``,
+    when given, runs before each: a job's cancellation point)."""
+    from mvdecor.inference.transfer import reference_from_mesh
+
+    refs = []
+    for shape_id in shape_ids:
+        if check is not None:
+            check()
+        refs.append(reference_from_mesh(_reference_mesh(folder, shape_id), samples=samples))
+    return refs
+
+
 # ---------------------------------------------------------------- transfer
 def run_transfer(
     folder: AppFolder,
@@ -316,15 +329,12 @@ def run_transfer(
     samples : surface samples per reference (beside its face centroids)
     align : ``box`` or ``none`` (see :class:`~mvdecor.inference.transfer.LabelTransfer`)
     """
-    from mvdecor.inference.transfer import LabelTransfer, reference_from_mesh
+    from mvdecor.inference.transfer import LabelTransfer
 
     progress.update(message="reading the labelled meshes")
     references, chosen, names = _labelled_and_targets(folder, targets)
     progress.update(total=len(chosen), done=0)
-    refs = []
-    for shape_id in references:
-        progress.check()
-        refs.append(reference_from_mesh(_reference_mesh(folder, shape_id), samples=samples))
+    refs = _folder_references(folder, references, samples, progress.check)
     transfer = LabelTransfer(refs, max(len(names), 1), align=align, neighbours=neighbours)
     for index, shape_id in enumerate(chosen):
         progress.check()
@@ -549,7 +559,7 @@ def _with_transfer_vote(folder: AppFolder, config, prior, references: Sequence[s
     ``segment.transfer_vote`` asks (``mvdecor segment --transfer-vote``); with painted views
     only there is no labelled mesh to transfer from, and the pair votes alone."""
     from mvdecor.inference.refine import TransferVoter
-    from mvdecor.inference.transfer import LabelTransfer, reference_from_mesh
+    from mvdecor.inference.transfer import LabelTransfer
 
     vote = config.segment.transfer_vote
     if vote == "auto":
@@ -559,10 +569,7 @@ def _with_transfer_vote(folder: AppFolder, config, prior, references: Sequence[s
     if not references:
         return TransferVoter(prior, None, {"joined": False, "reason": "no labelled mesh to transfer from"})
     settings = config.transfer
-    refs = [
-        reference_from_mesh(_reference_mesh(folder, shape_id), samples=settings.samples)
-        for shape_id in references
-    ]
+    refs = _folder_references(folder, references, settings.samples)
     transfer = LabelTransfer(refs, max(len(names), 1), align=settings.align, neighbours=settings.neighbours)
     return TransferVoter(prior, transfer, {"joined": True, "reason": f"segment.transfer_vote: {vote}"})
 
