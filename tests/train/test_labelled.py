@@ -120,3 +120,110 @@ def test_finetune_stretches_the_views_it_trains_on(tmp_path, monkeypatch):
     assert run.step == 2
     assert len(calls) == 4  # every view of both steps
     assert all(np.abs(scales).max() <= 0.3 and scales.shape == (3,) for scales in calls)
+
+
+# ----------------------------------------------------------- finetune.spread_labels
+
+
+def _brute_force_fill(mesh, labels: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Each unseen face given the label of the labelled face whose centroid is nearest, by a full scan."""
+    centroids = mesh.triangles.mean(axis=1)
+    known = np.flatnonzero(labels >= 0)
+    out = labels.copy()
+    for face in np.flatnonzero(~seen):
+        gaps = np.linalg.norm(centroids[known] - centroids[face], axis=1)
+        out[face] = labels[known[np.argmin(gaps)]]
+    return out
+
+
+def test_spread_labels_give_the_seen_faces_their_views_labels(chair_views):
+    from mvdecor.render.views import seen_faces
+    from mvdecor.train.labelled import spread_view_labels
+
+    source, items, modalities = chair_views
+    labelled = [items[0], items[5]]
+    views = LabelledViewDataset(source, labelled, modalities, None, 5)
+    spread_items, face_labels = spread_view_labels(views, labelled, len(items), fill=False)
+    mesh = source.mesh(SHAPE)
+    seen = seen_faces([source.view(SHAPE, item.view_index) for item in labelled], mesh.num_faces)
+    assert 0 < seen.sum() < mesh.num_faces  # two views see part of the chair, not all of it
+    np.testing.assert_array_equal(face_labels[SHAPE][seen], mesh.face_labels[seen])
+    assert (face_labels[SHAPE][~seen] == -1).all()
+    # Every camera of the shape is now a labelled view, labelled through those faces only.
+    assert [item.view_index for item in spread_items] == list(range(len(items)))
+    spread = LabelledViewDataset(source, spread_items, modalities, None, 5, face_labels=face_labels)
+    other = source.view(SHAPE, 3)
+    other_labels = spread.labels(spread_items[3], other)
+    on_seen = other.mask & seen[np.maximum(other.face_ids, 0)]
+    assert on_seen.any() and (other.mask & ~on_seen).any()
+    np.testing.assert_array_equal(other_labels[on_seen], mesh.face_labels[other.face_ids[on_seen]])
+    assert (other_labels[~on_seen] == -1).all()
+
+
+def test_spread_labels_fill_the_unseen_faces_from_the_nearest_labelled_face(chair_views):
+    from mvdecor.render.views import seen_faces
+    from mvdecor.train.labelled import spread_view_labels
+
+    source, items, modalities = chair_views
+    labelled = [items[1]]
+    views = LabelledViewDataset(source, labelled, modalities, None, 5)
+    spread_items, face_labels = spread_view_labels(
+        views, labelled, len(items), fill=True, exclude=[items[4], items[7]]
+    )
+    mesh = source.mesh(SHAPE)
+    seen = seen_faces([source.view(SHAPE, items[1].view_index)], mesh.num_faces)
+    truth_on_seen = np.where(seen, mesh.face_labels, -1)
+    np.testing.assert_array_equal(face_labels[SHAPE], _brute_force_fill(mesh, truth_on_seen, seen))
+    assert (face_labels[SHAPE] >= 0).all()
+    assert [item.view_index for item in spread_items] == [v for v in range(len(items)) if v not in (4, 7)]
+
+
+def test_spread_labels_keep_what_a_painted_view_leaves_unlabelled(chair_views, tmp_path):
+    from PIL import Image
+
+    from mvdecor.train.labelled import LabelledView, spread_view_labels
+
+    source, items, modalities = chair_views
+    view = source.view(SHAPE, items[0].view_index)
+    truth = view.face_labels(source.mesh(SHAPE).face_labels)
+    painted = np.where(truth >= 0, truth, 255).astype(np.uint8)
+    painted[:, : painted.shape[1] // 2] = 255  # the user painted the right half only
+    path = tmp_path / "view_0.png"
+    Image.fromarray(painted, mode="L").save(path)
+    item = LabelledView(SHAPE, items[0].view_index, path)
+    views = LabelledViewDataset(source, [item], modalities, None, 5)
+    _, face_labels = spread_view_labels(views, [item], len(items), fill=False)
+    painted_faces = np.unique(view.face_ids[painted != 255])
+    labelled_faces = np.flatnonzero(face_labels[SHAPE] >= 0)
+    np.testing.assert_array_equal(labelled_faces, painted_faces)
+    np.testing.assert_array_equal(
+        face_labels[SHAPE][labelled_faces], source.mesh(SHAPE).face_labels[labelled_faces]
+    )
+
+
+def test_spread_labels_setting_is_checked():
+    with pytest.raises(ConfigError, match="spread_labels"):
+        replace(tiny_config().finetune, spread_labels="everywhere")
+
+
+@pytest.mark.parametrize("method", ["network", "nearest"])
+def test_finetune_spreads_two_labelled_views_over_every_view(tmp_path, method):
+    import json
+
+    from mvdecor.train.finetune import finetune
+
+    config = tiny_config()
+    base = replace(config.finetune, method=method, iterations=2, views_per_batch=2, num_workers=0,
+                   device="cpu", ssl_weight=0.0, views_per_shape=2)  # fmt: skip
+    records = {}
+    for mode in ("off", "fill"):
+        cfg = replace(config, finetune=replace(base, spread_labels=mode))
+        finetune(cfg, CHAIRS, tmp_path / mode, labelled_shapes=[SHAPE], progress=False)
+        records[mode] = json.loads((tmp_path / mode / "run.json").read_text())
+    views = ViewSource(CHAIRS, config.render).num_views(SHAPE)
+    assert records["off"]["labelled_views"] == 2
+    assert records["fill"]["labelled_views"] == views
+    if method == "network":
+        assert records["fill"]["spread_labels"] == {"from_views": 2}
+    else:  # the bank holds the spread views' pixels
+        assert records["fill"]["bank_pixels"] > records["off"]["bank_pixels"]

@@ -48,6 +48,7 @@ SHORTCUTS: dict[str, str] = {
     "pretrain_method": "pretrain.method",
     "finetune_method": "finetune.method",
     "views_per_shape": "finetune.views_per_shape",
+    "spread_labels": "finetune.spread_labels",
     "ssl_weight": "finetune.ssl_weight",
     "encoder_lr_scale": "finetune.encoder_lr_scale",
     "head_warmup": "finetune.head_warmup",

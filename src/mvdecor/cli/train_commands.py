@@ -18,7 +18,19 @@ from mvdecor.cli.common import (
     load_category_shapes,
 )
 from mvdecor.cli.overrides import add_set_option, config_from_args
+from mvdecor.config import SPREAD_LABELS
 from mvdecor.errors import ConfigError, MvDecorError
+
+
+def add_spread_labels_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--spread-labels",
+        dest="spread_labels",
+        choices=SPREAD_LABELS,
+        help="with labelled views: spread their labels over the labelled shape's own faces and label "
+        "every view of it through them (seen: the faces they see; fill: the rest from the nearest "
+        "labelled face too; off: the labelled views alone, the paper's)",
+    )
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
@@ -252,6 +264,7 @@ def add_finetune_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--views-per-shape", dest="views_per_shape", type=int, help="labelled views per shape (0: all)"
     )
+    add_spread_labels_option(p)
     p.add_argument("--label-images", help="folder of <shape>/view_<N>.png label images")
     p.add_argument("--unlabelled", nargs="*", metavar="ID", help="shapes for the regulariser (default: all)")
     p.add_argument("--ssl-weight", dest="ssl_weight", type=float, help="lambda (0 disables the regulariser)")
@@ -375,6 +388,7 @@ def add_fewshot_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--views-per-shape", dest="views_per_shape", type=int, help="labelled views per shape (0: all)"
     )
+    add_spread_labels_option(p)
     p.add_argument("--runs", type=int, default=5, help="runs, each with its own draw and seed (default 5)")
     add_keep_checkpoints_option(p, "last")
     p.add_argument("--convention", choices=("shapenet", "partnet"), default="shapenet", help="scoring rules")

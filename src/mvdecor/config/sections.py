@@ -27,6 +27,8 @@ PRIOR_METHODS = ("transfer", "deform", "nearest")
 PRIOR_WEIGHTINGS = ("fixed", "certainty")
 #: Whether label transfer joins a ``nearest`` prior's pair as a third voter (``segment.transfer_vote``).
 TRANSFER_VOTES = ("off", "equal", "auto", "near", "unseen")
+#: How a few labelled views' labels spread over their shapes' own surfaces (``finetune.spread_labels``).
+SPREAD_LABELS = ("off", "seen", "fill")
 #: What a nearest head's pixel embeddings are averaged over before the neighbour search.
 NEAREST_POOLINGS = ("none", "faces")
 #: What a nearest head makes of several candidate position weights: choose one, or average them.
@@ -483,6 +485,18 @@ class FinetuneConfig:
     views_per_shape : int
         0: every view of each labelled shape is labelled; ``v > 0``: only ``v``
         seeded views per shape (the paper's sparse labelled-view setting).
+    spread_labels : str
+        With labelled views rather than whole labelled shapes (``views_per_shape
+        > 0``, or painted label images): ``off`` (default, the paper) trains on
+        the labelled views alone; ``seen`` gives each face a labelled view sees
+        that view's label and then labels *every* view of the labelled shape
+        through those faces (pixels on faces no labelled view sees stay
+        unlabelled); ``fill`` also gives the faces no labelled view sees the
+        label of the nearest labelled face (by centroid), so every view is fully
+        labelled. Labels move only within the labelled shape, along its own
+        surface, so nothing is taken from another shape. The nearest labelled
+        faces (``method: nearest``, and the lookup paired with a network) bank
+        the same spread labels.
     add_modalities : tuple of str
         Input modalities added at fine-tuning (e.g. ``[position]``, each
         pixel's surface point in the shape's normalised frame). A pre-trained
@@ -545,6 +559,7 @@ class FinetuneConfig:
     ssl_mode: str = "sum"
     freeze_backbone_bn: bool = False
     views_per_shape: int = 0
+    spread_labels: str = "off"
     add_modalities: tuple[str, ...] = ()
     pseudo_shapes: int = 0
     pseudo_keep: float = 0.5
@@ -562,6 +577,7 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         section = "finetune"
         one_of(self, section, "method", FINETUNE_METHODS)
+        one_of(self, section, "spread_labels", SPREAD_LABELS)
         one_of(self, section, "nearest_pooling", NEAREST_POOLINGS)
         one_of(self, section, "nearest_position_combine", NEAREST_POSITION_COMBINES)
         at_least(self, section, 1, "nearest_neighbours", "nearest_references", "nearest_stride")
@@ -585,7 +601,7 @@ class FinetuneConfig:
 
 #: The fine-tuning settings a ``nearest`` run reads besides its ``nearest_*`` ones: which views
 #: are labelled, and their order in the bank (``val_views`` and ``seed`` reorder them).
-NEAREST_SHARED_SETTINGS = ("method", "views_per_shape", "val_views", "seed")
+NEAREST_SHARED_SETTINGS = ("method", "views_per_shape", "spread_labels", "val_views", "seed")
 
 
 def finetune_settings_read(section: Mapping[str, Any]) -> dict[str, Any]:

@@ -74,6 +74,7 @@ from mvdecor.train.labelled import (
     collate_views,
     label_vocabulary,
     select_labelled_views,
+    spread_view_labels,
 )
 from mvdecor.train.logs import MetricLogger
 from mvdecor.train.precision import autocast, resolve_precision
@@ -258,21 +259,26 @@ def finetune(
             cfg.seed,
         )
 
+    spreads = cfg.spread_labels != "off" and (cfg.views_per_shape > 0 or bool(label_images))
     if cfg.method == "nearest":
+        # Nothing to choose a network by: the held-out views join the bank.
+        bank_items, spread = [*items, *val_items], {}
+        if spreads:
+            bank_items, spread = _spread_labels(cfg, source, config, stats, names, bank_items, ())
         return _finetune_nearest(
-            # Nothing to choose a network by: the held-out views join the bank.
             config,
             run_dir,
             source,
             embedding,
             stats,
-            [*items, *val_items],
+            bank_items,
             names,
             saved,
             device,
             init,
             labelled_shapes,
             report,
+            face_labels=spread,
         )
     if saved is not None and saved.get("head") == "nearest":
         raise ConfigError(
@@ -321,6 +327,10 @@ def finetune(
     pseudo_shapes, pseudo_items, pseudo_labels = _pseudo_labelled_views(
         cfg, source, labelled_shapes, unlabelled_shapes, config.render.num_views, pseudo_labeller, trains
     )
+    spread: dict[str, np.ndarray] = {}
+    labelled_views = len(items)
+    if spreads:  # the held-out views stay as labelled, and out of training
+        items, spread = _spread_labels(cfg, source, config, stats, names, items, val_items)
     views = LabelledViewDataset(
         source,
         items,
@@ -330,7 +340,7 @@ def finetune(
         cfg.seed,
         cfg.flip_prob,
         pseudo_items=pseudo_items,
-        face_labels=pseudo_labels,
+        face_labels={**pseudo_labels, **spread},
         pseudo_share=cfg.pseudo_share,
         stretch=cfg.stretch,
         stretch_prob=cfg.stretch_prob,
@@ -352,6 +362,7 @@ def finetune(
         held_out_views=len(val_items),
         unlabelled_shapes=unlabelled if cfg.ssl_weight > 0 else [],
         **({"pseudo_labelled_shapes": pseudo_shapes} if pseudo_shapes else {}),
+        **({"spread_labels": {"from_views": labelled_views}} if spread else {}),
         **({"class_weights": class_weights.tolist()} if class_weights is not None else {}),
     )
 
@@ -574,6 +585,21 @@ def _pseudo_labelled_views(
     return chosen, items, labels
 
 
+def _spread_labels(
+    cfg: FinetuneConfig,
+    source: ViewSource,
+    config: Config,
+    stats: ChannelStats,
+    names: Sequence[str],
+    items: Sequence[LabelledView],
+    exclude: Sequence[LabelledView],
+) -> tuple[list[LabelledView], dict[str, np.ndarray]]:
+    """``finetune.spread_labels``: every view of the labelled shapes but ``exclude``, labelled by
+    the faces ``items`` label (:func:`~mvdecor.train.labelled.spread_view_labels`)."""
+    reader = LabelledViewDataset(source, items, config.model.modalities, stats, len(names), cfg.seed)
+    return spread_view_labels(reader, items, config.render.num_views, cfg.spread_labels == "fill", exclude)
+
+
 NEAREST_PRIOR_FOLDER = "nearest-prior"
 
 
@@ -666,8 +692,10 @@ def _finetune_nearest(
     init: str | Path,
     labelled_shapes: Sequence[str],
     report: bool,
+    face_labels: dict[str, np.ndarray] | None = None,
 ) -> FinetuneResult:
-    """``finetune.method: nearest``: the network and a bank of its labelled pixels, nothing trained."""
+    """``finetune.method: nearest``: the network and a bank of its labelled pixels, nothing trained.
+    ``face_labels``: spread labels of the labelled shapes (:func:`_spread_labels`)."""
     cfg = config.finetune
     last_path = run_dir / "checkpoints" / "last.pt"
     if saved is not None:
@@ -676,7 +704,9 @@ def _finetune_nearest(
                 last_path, "holds a trained fine-tuning run (finetune.method network); use a new run folder"
             )
         return FinetuneResult(run_dir, 0, last_path, names, math.nan)
-    views = LabelledViewDataset(source, items, config.model.modalities, stats, len(names), cfg.seed)
+    views = LabelledViewDataset(
+        source, items, config.model.modalities, stats, len(names), cfg.seed, face_labels=face_labels
+    )
     batches = views.batches(items, cfg.views_per_batch)
     features, labels = labelled_pixel_embeddings(embedding.to(device), batches, device)
     pool_faces = cfg.nearest_pooling == "faces"

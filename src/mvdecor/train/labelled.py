@@ -291,3 +291,68 @@ def label_vocabulary(source: ViewSource, shape_ids: Sequence[str]) -> tuple[str,
         top = max(int(source.mesh(s).face_labels.max()) for s in shape_ids)
         names = tuple(str(i) for i in range(top + 1))
     return names
+
+
+def spread_view_labels(
+    views: LabelledViewDataset,
+    items: Sequence[LabelledView],
+    num_views: int,
+    fill: bool,
+    exclude: Sequence[LabelledView] = (),
+) -> tuple[list[LabelledView], dict[str, np.ndarray]]:
+    """The labels of a few labelled views spread over their shapes' own surfaces (``finetune.spread_labels``).
+
+    Each face of a labelled shape that a pixel of ``items`` sees takes the label most
+    of its labelled pixels carry (a face's pixels agree when the views are rendered
+    from face labels; a painted label image may disagree). With ``fill``, every face
+    no labelled view sees then takes the label of the nearest such face (by
+    centroid), as the fusion fills the faces no test view sees. Every view of the
+    shape is then labelled through these face labels: the labelled views lend their
+    labels to the other cameras of the same shape, and nothing is learned from
+    other shapes. Faces the views see unlabelled (``-1``) stay unlabelled.
+
+    Parameters
+    ----------
+    views : reads each item's pixel labels (:meth:`LabelledViewDataset.labels`)
+    items : the labelled views, of one or more shapes
+    num_views : the shapes' cameras; every view index ``0 .. num_views - 1`` is returned
+    fill : label the faces no item sees from the nearest labelled face
+    exclude : views left out of the result (held-out views)
+
+    Returns
+    -------
+    ``(items, face_labels)``: every view of each shape in ``items`` (in order of first
+    appearance, minus ``exclude``), labelled by its faces, and ``shape id -> (F,) int64``
+    face labels (``-1`` unlabelled) for :class:`LabelledViewDataset`'s ``face_labels``.
+    """
+    by_shape: dict[str, list[LabelledView]] = {}
+    for item in items:
+        by_shape.setdefault(item.shape_id, []).append(item)
+    left_out = {(item.shape_id, item.view_index) for item in exclude}
+    spread_items: list[LabelledView] = []
+    face_labels: dict[str, np.ndarray] = {}
+    for shape_id, shape_items in by_shape.items():
+        mesh = views.source.mesh(shape_id)
+        counts = np.zeros((mesh.num_faces, views.num_classes), np.int64)
+        seen = np.zeros(mesh.num_faces, bool)
+        for item in shape_items:
+            view = views.source.view(shape_id, item.view_index)
+            labels = views.labels(item, view)
+            seen[view.face_ids[view.mask]] = True
+            labelled = labels >= 0
+            np.add.at(counts, (view.face_ids[labelled], labels[labelled]), 1)
+        known = counts.sum(axis=1) > 0
+        labels_of_faces = np.where(known, counts.argmax(axis=1), -1).astype(np.int64)
+        if fill and known.any() and not seen.all():
+            from scipy.spatial import cKDTree
+
+            centroids = mesh.triangles.mean(axis=1)
+            _, nearest = cKDTree(centroids[known]).query(centroids[~seen], k=1)
+            labels_of_faces[~seen] = labels_of_faces[known][nearest]
+        face_labels[shape_id] = labels_of_faces
+        spread_items += [
+            LabelledView(shape_id, view_index)
+            for view_index in range(num_views)
+            if (shape_id, view_index) not in left_out
+        ]
+    return spread_items, face_labels
