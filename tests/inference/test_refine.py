@@ -294,3 +294,17 @@ def test_smoothing_couples_faces_whose_shared_vertices_are_duplicated():
     votes[5] = [0.3, 0.7]
     refined = refine_fusion(_fusion(votes, np.ones(12, bool)), split, smoothing=2.0)
     assert (refined.face_labels == 0).all()
+
+
+def test_auto_vote_is_refused_outside_the_protocol_and_others_join():
+    from mvdecor.errors import ConfigError
+    from mvdecor.inference.refine import TransferVoter, check_vote_outside_protocol
+
+    with pytest.raises(ConfigError, match="model.pt: segment.transfer_vote auto"):
+        check_vote_outside_protocol("auto", "model.pt")
+    for vote in ("off", "equal", "near", "unseen"):
+        check_vote_outside_protocol(vote)
+    prior, transfer = object(), object()
+    voter = TransferVoter.joining(prior, transfer, "unseen")
+    assert voter.joined and voter.prior is prior and voter.transfer is transfer
+    assert voter.decision == {"joined": True, "reason": "segment.transfer_vote: unseen"}

@@ -558,20 +558,17 @@ def _with_transfer_vote(folder: AppFolder, config, prior, references: Sequence[s
     """The pair's lookup with label transfer from the labelled meshes as a third voter, as
     ``segment.transfer_vote`` asks (``mvdecor segment --transfer-vote``); with painted views
     only there is no labelled mesh to transfer from, and the pair votes alone."""
-    from mvdecor.inference.refine import TransferVoter
+    from mvdecor.inference.refine import TransferVoter, check_vote_outside_protocol
     from mvdecor.inference.transfer import LabelTransfer
 
     vote = config.segment.transfer_vote
-    if vote == "auto":
-        raise ConfigError(
-            None, "segment.transfer_vote auto is decided by the few-shot protocol; use equal, near or unseen"
-        )
+    check_vote_outside_protocol(vote)
     if not references:
         return TransferVoter(prior, None, {"joined": False, "reason": "no labelled mesh to transfer from"})
     settings = config.transfer
     refs = _folder_references(folder, references, settings.samples)
     transfer = LabelTransfer(refs, max(len(names), 1), align=settings.align, neighbours=settings.neighbours)
-    return TransferVoter(prior, transfer, {"joined": True, "reason": f"segment.transfer_vote: {vote}"})
+    return TransferVoter.joining(prior, transfer, vote)
 
 
 def _unfinished(saved: dict) -> bool:

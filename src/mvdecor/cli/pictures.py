@@ -123,12 +123,10 @@ def _paired_lookup(segmenter, args: argparse.Namespace):
     lookup = SegmenterPrior.from_checkpoint(beside, segment, args.device, args.exclude_classes)
     if segment.transfer_vote == "off":
         return lookup
-    if segment.transfer_vote == "auto":
-        raise MvDecorError(
-            f"{args.model}: segment.transfer_vote auto is decided by the few-shot protocol from its labelled shapes"
-        )
     from mvdecor.cli.segment_commands import transfer_from_run
-    from mvdecor.inference.refine import TransferVoter
+    from mvdecor.inference.refine import TransferVoter, check_vote_outside_protocol
+
+    check_vote_outside_protocol(segment.transfer_vote, args.model)
 
     # Label transfer from the shapes the model was fine-tuned on, as `mvdecor segment` adds it; a
     # picture can do without it (a note says so), as it does without a lookup.
@@ -137,9 +135,7 @@ def _paired_lookup(segmenter, args: argparse.Namespace):
     except MvDecorError as error:
         print(f"note: {error}: the pair's labels without transfer's vote", file=sys.stderr)
         return lookup
-    return TransferVoter(
-        lookup, transfer, {"joined": True, "reason": f"segment.transfer_vote: {segment.transfer_vote}"}
-    )
+    return TransferVoter.joining(lookup, transfer, segment.transfer_vote)
 
 
 def cmd_pictures_segmentation(args: argparse.Namespace) -> int:

@@ -220,9 +220,7 @@ def _load_prior_model(args: argparse.Namespace, segmenter, segment):
         transfer = _model_references(args, segmenter)
     else:
         transfer = transfer_from_run(args, segmenter, segment)
-    return TransferVoter(
-        prior, transfer, {"joined": True, "reason": f"--transfer-vote {segment.transfer_vote}"}
-    )
+    return TransferVoter.joining(prior, transfer, segment.transfer_vote)
 
 
 def _vote_prior(args: argparse.Namespace, segmenter, segment):
@@ -251,6 +249,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     from mvdecor.data.io import load_mesh
     from mvdecor.inference.export import export_segmentation
+    from mvdecor.inference.refine import check_vote_outside_protocol
     from mvdecor.inference.segment import Segmenter
 
     segmenter = Segmenter.from_checkpoint(args.model, args.device, exclude_classes=args.exclude_classes)
@@ -259,11 +258,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     # The command line's inference settings over the model's own.
     changes = inference_overrides(args)
     segment = replace(segmenter.config.segment, **changes["segment"])
-    if segment.transfer_vote == "auto":
-        raise MvDecorError(
-            f"{args.model}: segment.transfer_vote auto is decided by the few-shot protocol from its "
-            "labelled shapes; give --transfer-vote equal, near or unseen (with --references), or off"
-        )
+    check_vote_outside_protocol(segment.transfer_vote, args.model)
     if (
         args.references
         and "prior_method" not in changes["segment"]

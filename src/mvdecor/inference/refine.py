@@ -23,12 +23,14 @@ pre-training adds:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from mvdecor.config import PRIOR_WEIGHTINGS, SegmentConfig
 from mvdecor.data.mesh import LabelledMesh
+from mvdecor.errors import ConfigError
 from mvdecor.inference.fusion import FusionResult, normalized_entropy
 from mvdecor.inference.smoothing import smooth_face_probabilities
 
@@ -37,6 +39,7 @@ __all__ = [
     "TRANSFER_VOTE_SHARE",
     "FacePrior",
     "TransferVoter",
+    "check_vote_outside_protocol",
     "far_unseen_faces",
     "refine_fusion",
     "refine_with",
@@ -79,6 +82,12 @@ class TransferVoter:
         self.transfer = transfer
         self.decision = dict(decision or {})
 
+    @classmethod
+    def joining(cls, prior: FacePrior, transfer: FacePrior, vote: str) -> TransferVoter:
+        """``prior`` with ``transfer`` joined because the configuration's ``segment.transfer_vote``
+        is ``vote`` (segmenting outside the few-shot protocol, which decides ``auto`` itself)."""
+        return cls(prior, transfer, {"joined": True, "reason": f"segment.transfer_vote: {vote}"})
+
     @property
     def joined(self) -> bool:
         return self.transfer is not None
@@ -105,6 +114,26 @@ class TransferVoter:
             return TRANSFER_VOTE_SHARE
         distances = self.transfer.nearest_distances(mesh)  # type: ignore[attr-defined]
         return TRANSFER_VOTE_SHARE * np.exp(-((np.asarray(distances, np.float64) / radius) ** 2))
+
+
+def check_vote_outside_protocol(vote: str, source: str | Path | None = None) -> None:
+    """Refuse ``segment.transfer_vote: auto`` where a model segments outside the few-shot protocol.
+
+    ``auto`` lets transfer vote when it beats the lookup at labelling each labelled shape
+    from the others, a choice the protocol makes from a run's labelled shapes; a saved
+    model, the labelling app and ``pictures`` have no such choice to read.
+
+    Raises
+    ------
+    ConfigError
+        ``vote`` is ``auto`` (``source``: the model or configuration asking for it).
+    """
+    if vote == "auto":
+        raise ConfigError(
+            source,
+            "segment.transfer_vote auto is decided by the few-shot protocol from its labelled shapes; "
+            "use off, equal, near or unseen (--transfer-vote)",
+        )
 
 
 def far_unseen_faces(mesh: LabelledMesh, seen: np.ndarray, distance: float) -> np.ndarray:
