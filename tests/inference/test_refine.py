@@ -300,7 +300,7 @@ def test_auto_vote_is_refused_outside_the_protocol_and_others_join():
     from mvdecor.errors import ConfigError
     from mvdecor.inference.refine import TransferVoter, check_vote_outside_protocol
 
-    with pytest.raises(ConfigError, match="model.pt: segment.transfer_vote auto"):
+    with pytest.raises(ConfigError, match=r"model\.pt: segment\.transfer_vote auto"):
         check_vote_outside_protocol("auto", "model.pt")
     for vote in ("off", "equal", "near", "unseen"):
         check_vote_outside_protocol(vote)
