@@ -567,7 +567,7 @@ def _with_transfer_vote(folder: AppFolder, config, prior, references: Sequence[s
         return TransferVoter(prior, None, {"joined": False, "reason": "no labelled mesh to transfer from"})
     settings = config.transfer
     refs = _folder_references(folder, references, settings.samples)
-    transfer = LabelTransfer(refs, max(len(names), 1), align=settings.align, neighbours=settings.neighbours)
+    transfer = LabelTransfer.from_settings(refs, max(len(names), 1), settings)
     return TransferVoter.joining(prior, transfer, vote)
 
 

@@ -62,11 +62,8 @@ def _load_references(
         return transfer, names
     from mvdecor.inference.transfer import LabelTransfer
 
-    transfer = LabelTransfer(
-        transfer_references(meshes, config, exclude),
-        len(names),
-        align=config.transfer.align,
-        neighbours=config.transfer.neighbours,
+    transfer = LabelTransfer.from_settings(
+        transfer_references(meshes, config, exclude), len(names), config.transfer
     )
     return transfer, names
 
@@ -145,13 +142,8 @@ def transfer_from_run(args: argparse.Namespace, segmenter, segment):
     run_dir = Path(args.model).parent.parent
     kept = run_dir / TRANSFER_REFERENCES_FILE
     if kept.is_file():  # finetune kept them: no dataset needed
-        settings = segmenter.config.transfer
-        return LabelTransfer(
-            load_references(kept, args.exclude_classes),
-            len(segmenter.label_names),
-            align=settings.align,
-            neighbours=settings.neighbours,
-        )
+        references = load_references(kept, args.exclude_classes)
+        return LabelTransfer.from_settings(references, len(segmenter.label_names), segmenter.config.transfer)
     run_file = run_dir / "run.json"
     needs = (
         f"--transfer-vote {segment.transfer_vote} needs --references (the labelled shapes to transfer "

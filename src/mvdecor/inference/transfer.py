@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
+from mvdecor.config import TransferConfig
 from mvdecor.data.mesh import LabelledMesh
 from mvdecor.errors import ConfigError, FileError, LabelError
 from mvdecor.fileio import atomic_path
@@ -324,6 +325,13 @@ class LabelTransfer:
         self.align = align
         self.neighbours = int(neighbours)
         self._trees = [cKDTree(r.points) for r in self.references]
+
+    @classmethod
+    def from_settings(
+        cls, references: Sequence[TransferReference], num_classes: int, settings: TransferConfig
+    ) -> LabelTransfer:
+        """A transfer with a configuration's ``transfer`` section's alignment and neighbours."""
+        return cls(references, num_classes, align=settings.align, neighbours=settings.neighbours)
 
     def _matches(self, mesh: LabelledMesh) -> tuple[np.ndarray, np.ndarray]:
         """The ``neighbours`` nearest reference points of each face centroid, over all references.

@@ -199,7 +199,7 @@ def build_transfer(
                     exclude_classes=exclude_classes,
                 )
             )
-    return LabelTransfer(references, num_classes, align=settings.align, neighbours=settings.neighbours)
+    return LabelTransfer.from_settings(references, num_classes, settings)
 
 
 def _transfer(run: FaceRun) -> LabelTransfer:
