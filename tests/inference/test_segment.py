@@ -162,27 +162,15 @@ def test_shape_prototypes_need_a_face_pooling_head():
         _segmenter(shape_prototypes=1.5)
 
 
-def _box(center, half: float) -> tuple[np.ndarray, np.ndarray]:
-    """A closed cube's 8 corners and 12 outward triangles."""
-    corners = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], np.float64)
-    quads = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
-    faces = [tri for a, b, c, d in quads for tri in ((a, b, c), (a, c, d))]
-    return np.asarray(center) + half * corners, np.asarray(faces)
-
-
 def test_an_unseen_transfer_vote_labels_the_part_inside_a_closed_object():
     """A small cube inside a closed one: no view sees it, and the faces of the outer cube are far
     from it, so transfer labels it; the outer cube keeps the pair's labels, and the result's
     ``vote`` is the vote before any of that."""
-    from mvdecor.data.mesh import LabelledMesh
+    from closed_boxes import box_in_box
     from mvdecor.inference.refine import TransferVoter
     from mvdecor.inference.segment import SegmenterPrior
 
-    outer_vertices, outer_faces = _box((0.0, 0.0, 0.0), 0.6)
-    inner_vertices, inner_faces = _box((0.1, 0.0, 0.0), 0.15)
-    mesh = LabelledMesh(
-        np.concatenate([outer_vertices, inner_vertices]), np.concatenate([outer_faces, inner_faces + 8])
-    )
+    mesh = box_in_box(0.6, (0.1, 0.0, 0.0), 0.15)
 
     host = _segmenter(transfer_prior=0.5, prior_method="nearest", transfer_vote="unseen")
     lookup = SegmenterPrior(_segmenter())
