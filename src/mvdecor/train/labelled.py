@@ -20,7 +20,7 @@ from mvdecor.errors import ConfigError, LabelError
 from mvdecor.models.inputs import ChannelStats, flip_view_array, view_to_array
 from mvdecor.models.nearest import box_coordinates
 from mvdecor.render.renderer import Renderer
-from mvdecor.render.views import RenderedView
+from mvdecor.render.views import RenderedView, seen_faces
 from mvdecor.train.data import ViewSource
 
 #: Value of a label image pixel that carries no label.
@@ -334,13 +334,12 @@ def spread_view_labels(
     for shape_id, shape_items in by_shape.items():
         mesh = views.source.mesh(shape_id)
         counts = np.zeros((mesh.num_faces, views.num_classes), np.int64)
-        seen = np.zeros(mesh.num_faces, bool)
-        for item in shape_items:
-            view = views.source.view(shape_id, item.view_index)
+        rendered = [views.source.view(shape_id, item.view_index) for item in shape_items]
+        for item, view in zip(shape_items, rendered, strict=True):
             labels = views.labels(item, view)
-            seen[view.face_ids[view.mask]] = True
             labelled = labels >= 0
             np.add.at(counts, (view.face_ids[labelled], labels[labelled]), 1)
+        seen = seen_faces(rendered, mesh.num_faces)
         known = counts.sum(axis=1) > 0
         labels_of_faces = np.where(known, counts.argmax(axis=1), -1).astype(np.int64)
         if fill and known.any() and not seen.all():
