@@ -9,6 +9,7 @@ from mvdecor.data.mesh import (
     DEFAULT_FACE_COLOR,
     LabelledMesh,
     concatenate_meshes,
+    labels_from_nearest_faces,
     vertex_labels_to_face_labels,
 )
 from mvdecor.errors import InvalidMeshError, LabelError
@@ -74,6 +75,34 @@ def test_vertex_labels_majority():
     assert vertex_labels_to_face_labels(faces, labels).tolist() == [5, 5, 7]
     # all different: the smallest label
     assert vertex_labels_to_face_labels(np.array([[0, 2, 4]]), labels).tolist() == [5]
+
+
+@pytest.mark.parametrize("fast_build", [False, True])
+def test_labels_from_nearest_faces_matches_brute_force(fast_build):
+    rng = np.random.default_rng(3)
+    centroids = rng.random((300, 3))
+    labels = rng.integers(0, 5, 300)
+    known = rng.random(300) < 0.4
+    fill = ~known & (rng.random(300) < 0.7)
+    out = labels_from_nearest_faces(labels, centroids, known, fill, fast_build=fast_build)
+    # Naive reference: every pairwise distance, the nearest known face's label.
+    known_idx = np.flatnonzero(known)
+    distances = np.linalg.norm(centroids[fill][:, None] - centroids[known_idx][None], axis=2)
+    expected = labels.copy()
+    expected[fill] = labels[known_idx[distances.argmin(axis=1)]]
+    assert out.dtype == np.int64
+    assert np.array_equal(out, expected)
+    assert not np.array_equal(out, labels)  # the fill changed something: the check can fail
+
+
+def test_labels_from_nearest_faces_leaves_input_and_handles_nothing_known():
+    labels = np.array([2, -1, -1])
+    centroids = np.array([[0.0, 0, 0], [1, 0, 0], [5, 0, 0]])
+    nothing = np.zeros(3, bool)
+    assert labels_from_nearest_faces(labels, centroids, nothing, labels < 0).tolist() == [2, -1, -1]
+    out = labels_from_nearest_faces(labels, centroids, labels >= 0, labels < 0)
+    assert out.tolist() == [2, 2, 2]
+    assert labels.tolist() == [2, -1, -1]
 
 
 def test_concatenate_keeps_parts_labels_and_textures():

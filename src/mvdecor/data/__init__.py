@@ -7,6 +7,7 @@ from mvdecor.data.mesh import (
     LabelledMesh,
     Normalization,
     concatenate_meshes,
+    labels_from_nearest_faces,
     vertex_labels_to_face_labels,
 )
 from mvdecor.data.synthetic import CATEGORIES, make_dataset, make_shape
@@ -22,6 +23,7 @@ __all__ = [
     "Normalization",
     "ShapeDataset",
     "concatenate_meshes",
+    "labels_from_nearest_faces",
     "load_label_names",
     "load_labels",
     "load_mesh",

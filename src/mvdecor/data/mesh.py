@@ -315,6 +315,52 @@ def vertex_labels_to_face_labels(faces: np.ndarray, vertex_labels: np.ndarray) -
     return out
 
 
+def labels_from_nearest_faces(
+    face_labels: np.ndarray,
+    centroids: np.ndarray,
+    known: np.ndarray,
+    fill: np.ndarray,
+    *,
+    fast_build: bool = False,
+) -> np.ndarray:
+    """Copy ``face_labels``, giving each ``fill`` face the label of the nearest ``known`` face.
+
+    Nearest by face centroid (Euclidean). Fusion, its refinement and the labelled views' spread
+    all label faces without evidence this way.
+
+    Parameters
+    ----------
+    face_labels : (F,) int
+        Labels of every face; read at the ``known`` faces only.
+    centroids : (F, 3) float
+        Face centroids (``mesh.triangles.mean(axis=1)``).
+    known, fill : (F,) bool
+        Faces to copy labels from, and faces that take them. A face in both keeps its own
+        label only if its nearest known face is itself (distance 0 wins).
+    fast_build : bool
+        Build the k-d tree without balancing (``balanced_tree=False, compact_nodes=False``):
+        faster for one query batch, the same nearest face except between equidistant ones.
+
+    Returns
+    -------
+    (F,) int64
+        A new array; ``face_labels`` unchanged where ``fill`` is False, or everywhere when
+        no face is known or none is to be filled.
+    """
+    labels = np.array(face_labels, dtype=np.int64)
+    known = np.asarray(known, bool)
+    fill = np.asarray(fill, bool)
+    if not known.any() or not fill.any():
+        return labels
+    from scipy.spatial import cKDTree
+
+    known_idx = np.flatnonzero(known)
+    flags = {"balanced_tree": False, "compact_nodes": False} if fast_build else {}
+    _, nearest = cKDTree(np.asarray(centroids)[known_idx], **flags).query(centroids[fill], k=1)
+    labels[fill] = labels[known_idx[nearest]]
+    return labels
+
+
 def concatenate_meshes(
     meshes: Sequence[LabelledMesh], name: str | None = None, source: str | None = None
 ) -> LabelledMesh:

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mvdecor.data.mesh import labels_from_nearest_faces
+
 #: The voting methods :class:`FaceVoter` knows.
 METHODS = ("entropy", "average", "majority")
 
@@ -421,13 +423,8 @@ class FaceVoter:
         confidence = np.take_along_axis(scores, labels[:, None], axis=1)[:, 0]
         labels[~seen] = -1
         confidence[~seen] = 0.0
-        if centroids is not None and not seen.all():
-            from scipy.spatial import cKDTree
-
-            seen_idx = np.flatnonzero(seen)
-            tree = cKDTree(centroids[seen_idx], balanced_tree=False, compact_nodes=False)
-            _, nearest = tree.query(centroids[~seen], k=1)
-            labels[~seen] = labels[seen_idx[nearest]]
+        if centroids is not None:
+            labels = labels_from_nearest_faces(labels, centroids, seen, ~seen, fast_build=True)
         return FusionResult(
             face_scores=scores,
             face_labels=labels,

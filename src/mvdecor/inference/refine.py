@@ -29,7 +29,7 @@ from typing import Protocol
 import numpy as np
 
 from mvdecor.config import PRIOR_WEIGHTINGS, SegmentConfig
-from mvdecor.data.mesh import LabelledMesh
+from mvdecor.data.mesh import LabelledMesh, labels_from_nearest_faces
 from mvdecor.errors import ConfigError
 from mvdecor.inference.fusion import FusionResult, normalized_entropy
 from mvdecor.inference.smoothing import smooth_face_probabilities
@@ -306,15 +306,11 @@ def refine_fusion(
     labels = allowed_idx[scores[:, allowed_idx].argmax(axis=1)].astype(np.int64)
     labels[~evidence] = -1
     if not evidence.all() and evidence.any():
-        from scipy.spatial import cKDTree
-
-        centroids = mesh.triangles.mean(axis=1)
         # From the nearest seen face where one has evidence: an unseen face near a seen one (the
         # back of a panel) follows it, not an unseen face transfer labelled (``transfer_vote: unseen``).
         seen_with_evidence = evidence & fusion.seen
-        have = np.flatnonzero(seen_with_evidence if seen_with_evidence.any() else evidence)
-        _, nearest = cKDTree(centroids[have]).query(centroids[~evidence], k=1)
-        labels[~evidence] = labels[have[nearest]]
+        have = seen_with_evidence if seen_with_evidence.any() else evidence
+        labels = labels_from_nearest_faces(labels, mesh.triangles.mean(axis=1), have, ~evidence)
     scores32 = scores.astype(np.float32)
     confidence = np.where(
         fusion.seen & (labels >= 0),

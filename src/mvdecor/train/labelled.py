@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mvdecor.data.mesh import labels_from_nearest_faces
 from mvdecor.errors import ConfigError, LabelError
 from mvdecor.models.inputs import ChannelStats, flip_view_array, view_to_array
 from mvdecor.models.nearest import box_coordinates
@@ -342,12 +343,10 @@ def spread_view_labels(
         seen = seen_faces(rendered, mesh.num_faces)
         known = counts.sum(axis=1) > 0
         labels_of_faces = np.where(known, counts.argmax(axis=1), -1).astype(np.int64)
-        if fill and known.any() and not seen.all():
-            from scipy.spatial import cKDTree
-
-            centroids = mesh.triangles.mean(axis=1)
-            _, nearest = cKDTree(centroids[known]).query(centroids[~seen], k=1)
-            labels_of_faces[~seen] = labels_of_faces[known][nearest]
+        if fill:
+            labels_of_faces = labels_from_nearest_faces(
+                labels_of_faces, mesh.triangles.mean(axis=1), known, ~seen
+            )
         face_labels[shape_id] = labels_of_faces
         spread_items += [
             LabelledView(shape_id, view_index)
