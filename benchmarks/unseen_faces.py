@@ -37,9 +37,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial import cKDTree
 
-from mvdecor.data import open_dataset
+from mvdecor.data import labels_from_nearest_faces, open_dataset
 from mvdecor.evaluation.segmentation import SegmentationEvaluator
 from mvdecor.inference.refine import far_unseen_faces
 from mvdecor.protocols.predictions import PREDICTIONS_FILE, load_predictions, predictions_file
@@ -50,12 +49,7 @@ VARIANTS = ("as predicted", "unseen by transfer", "far unseen by transfer", "see
 
 def nearest_seen_fill(centroids: np.ndarray, seen: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """``labels`` with every unseen face given the label of the seen face whose centroid is nearest."""
-    out = labels.copy()
-    if seen.any() and not seen.all():
-        seen_index = np.flatnonzero(seen)
-        _, nearest = cKDTree(centroids[seen_index]).query(centroids[~seen], k=1)
-        out[~seen] = labels[seen_index[nearest]]
-    return out
+    return labels_from_nearest_faces(labels, centroids, seen, ~seen)
 
 
 def category_figures(
