@@ -21,6 +21,10 @@ a face with confidence 0 was unseen) and reports, per category and over its runs
   gives), and with every seen face given its true label and the same fill (the
   ceiling of a perfect classifier of the seen faces).
 
+With ``--confusion`` it also lists, per category, the wrong (true part, predicted part)
+pairs that cover 0.5 % or more of the scored area, on seen and on unseen faces, for the
+runs and for transfer's runs: where a method's errors lie that transfer avoids, or shares.
+
 Nothing is segmented again; it needs only the dataset (to read the meshes) and
 the work folder. Example::
 
@@ -72,6 +76,12 @@ def category_figures(
     """
     names = dataset.label_names_of(folder.name)
     sums = dict.fromkeys(("area", "unseen", "seen_ok", "unseen_ok", "fill_ok"), 0.0)
+    # Area of (true part, predicted part) on seen / unseen faces, for the runs and for transfer.
+    confusion = {
+        (source, where): np.zeros((len(names), len(names)))
+        for source in ("predicted", "transfer")
+        for where in ("seen", "unseen")
+    }
     scores: dict[str, list[float]] = {name: [] for name in VARIANTS}
     meshes: dict = {}
     for run in range(runs):
@@ -95,6 +105,16 @@ def category_figures(
             sums["seen_ok"] += (weight * correct)[seen].sum()
             sums["unseen_ok"] += (weight * correct)[~seen].sum()
             sums["fill_ok"] += (weight * (filled == truth))[~seen].sum()
+            for source, labels in (
+                ("predicted", prediction.face_labels),
+                ("transfer", None if transferred is None else transferred[shape_id].face_labels),
+            ):
+                if labels is None:
+                    continue
+                scored = labelled & (truth > 0) if convention == "partnet" else labelled  # not "other"
+                for where, mask in (("seen", seen & scored), ("unseen", ~seen & scored)):
+                    valid = mask & (labels >= 0)
+                    np.add.at(confusion[source, where], (truth[valid], labels[valid]), areas[valid])
             evaluators["as predicted"].process(mesh, None, prediction.face_labels, shape_id=shape_id)
             evaluators["seen faces true"].process(mesh, None, filled, shape_id=shape_id)
             if transferred is not None:
@@ -114,7 +134,25 @@ def category_figures(
         "unseen_accuracy": sums["unseen_ok"] / sums["unseen"] if sums["unseen"] else float("nan"),
         "fill_accuracy": sums["fill_ok"] / sums["unseen"] if sums["unseen"] else float("nan"),
         **{name: float(np.mean(values)) if values else float("nan") for name, values in scores.items()},
+        "confusion": {key: matrix / sums["area"] for key, matrix in confusion.items()},
+        "label_names": names,
     }
+
+
+def confusion_rows(figures: dict, least: float = 0.005) -> list[tuple[str, str, list[float]]]:
+    """The wrong (true part, predicted part) pairs that cover at least ``least`` of the labelled
+    area in any of the four matrices: ``(true, predicted, [seen by the runs, seen by transfer,
+    unseen by the runs, unseen by transfer])``, shares of the area, largest first."""
+    keys = [("predicted", "seen"), ("transfer", "seen"), ("predicted", "unseen"), ("transfer", "unseen")]
+    matrices = [figures["confusion"][key] for key in keys]
+    names = figures["label_names"]
+    rows = []
+    for true in range(len(names)):
+        for guess in range(len(names)):
+            shares = [float(m[true, guess]) for m in matrices]
+            if true != guess and max(shares) >= least:
+                rows.append((names[true], names[guess], shares))
+    return sorted(rows, key=lambda row: -max(row[2]))
 
 
 def _pct(value: float) -> str:
@@ -150,6 +188,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the 'far unseen' column: an unseen face farther than this share of the mesh's "
         "bounding-box diagonal from every seen face takes transfer's label (segment.unseen_transfer_distance)",
     )
+    parser.add_argument(
+        "--confusion",
+        action="store_true",
+        help="also print, per category, the wrong (true, predicted) part pairs covering 0.5 %% or "
+        "more of the labelled area, on seen and unseen faces, for the runs and for transfer",
+    )
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", module="mvdecor.data")  # the loader's notes on skipped pieces
     dataset = open_dataset(args.dataset)
@@ -171,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| " + " | ".join(header + [f"part mIoU, {name}" for name in VARIANTS]) + " |")
     print("| --- |" + " ---: |" * (len(header) - 1 + len(VARIANTS)))
     means: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    confusions: dict[str, list] = {}
     for category in categories:
         figures = category_figures(
             dataset,
@@ -184,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             args.far_distance,
             args.views,
         )
+        confusions[category] = confusion_rows(figures)
         for name in VARIANTS:
             means[name].append(figures[name])
         cells = [
@@ -197,6 +243,20 @@ def main(argv: list[str] | None = None) -> int:
         + " | ".join(f"**{_pct(np.mean(means[n]))}**" for n in VARIANTS)
         + " |"
     )
+    if args.confusion:
+        print()
+        print(
+            "Wrong (true, predicted) part pairs covering 0.5 % or more of the labelled area "
+            "(% of the test shapes' labelled area, over all runs):"
+        )
+        print()
+        print(
+            "| category | true | predicted | seen, runs | seen, transfer | unseen, runs | unseen, transfer |"
+        )
+        print("| --- | --- | --- | ---: | ---: | ---: | ---: |")
+        for category, rows in confusions.items():
+            for true, guess, shares in rows:
+                print(f"| {category} | {true} | {guess} | " + " | ".join(_pct(v) for v in shares) + " |")
     return 0
 
 

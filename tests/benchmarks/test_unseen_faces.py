@@ -38,6 +38,23 @@ def test_figures_split_the_errors_between_seen_and_unseen_faces(tmp_path, script
     figures = script.category_figures(dataset, folder, "net", "transfer", 1, 1, "partnet")
     assert figures["unseen_share"] == 0 and figures["seen_accuracy"] == pytest.approx(1)
     assert figures["as predicted"] == figures["seen faces true"] == 1
+    # The confusion: the runs' errors none; transfer's every scored face (all seen) shifted by one.
+    # PartNet's rule: faces whose truth is "other" (0) are not scored.
+    runs_seen = figures["confusion"]["predicted", "seen"]
+    transfer_seen = figures["confusion"]["transfer", "seen"]
+    areas = [(m.face_areas(), m.face_labels) for m in meshes.values()]
+    scored = sum(a[t > 0].sum() for a, t in areas) / sum(a[t >= 0].sum() for a, t in areas)
+    assert 0 < scored < 1
+    assert np.trace(runs_seen) == pytest.approx(scored)
+    assert not (runs_seen - np.diag(np.diag(runs_seen))).any() and not runs_seen[0].any()
+    assert np.trace(transfer_seen) == 0 and transfer_seen.sum() == pytest.approx(scored)
+    assert not figures["confusion"]["predicted", "unseen"].any()
+    rows = script.confusion_rows(figures)
+    names = figures["label_names"]
+    for true, guess, shares in rows:
+        assert names.index(guess) == (names.index(true) + 1) % len(names)
+        assert shares[0] == shares[2] == shares[3] == 0 and shares[1] >= 0.005
+    assert sum(row[2][1] for row in rows) <= 1 + 1e-9 and rows
     # Half the faces unseen and labelled wrong: the seen ones stay right, the ceiling fills from them.
     mesh = meshes[shapes[0]]
     unseen = np.arange(mesh.num_faces) % 2 == 1
@@ -76,3 +93,8 @@ def test_figures_split_the_errors_between_seen_and_unseen_faces(tmp_path, script
     assert script.main([DATASET, "--work", str(tmp_path), "--tag", "net", "--k", "1", "--runs", "1"]) == 0
     table = capsys.readouterr().out
     assert table.startswith("| category | unseen area %") and "| mug |" in table and "**mean**" in table
+    assert "Wrong (true, predicted)" not in table
+    args = [DATASET, "--work", str(tmp_path), "--tag", "net", "--k", "1", "--runs", "1", "--confusion"]
+    assert script.main(args) == 0
+    table = capsys.readouterr().out
+    assert "| category | true | predicted | seen, runs |" in table
