@@ -105,13 +105,13 @@ def category_figures(
             sums["seen_ok"] += (weight * correct)[seen].sum()
             sums["unseen_ok"] += (weight * correct)[~seen].sum()
             sums["fill_ok"] += (weight * (filled == truth))[~seen].sum()
+            scored = labelled & (truth > 0) if convention == "partnet" else labelled  # not "other"
             for source, labels in (
                 ("predicted", prediction.face_labels),
                 ("transfer", None if transferred is None else transferred[shape_id].face_labels),
             ):
                 if labels is None:
                     continue
-                scored = labelled & (truth > 0) if convention == "partnet" else labelled  # not "other"
                 for where, mask in (("seen", seen & scored), ("unseen", ~seen & scored)):
                     valid = mask & (labels >= 0)
                     np.add.at(confusion[source, where], (truth[valid], labels[valid]), areas[valid])
@@ -229,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
             args.far_distance,
             args.views,
         )
-        confusions[category] = confusion_rows(figures)
+        if args.confusion:
+            confusions[category] = confusion_rows(figures)
         for name in VARIANTS:
             means[name].append(figures[name])
         cells = [
