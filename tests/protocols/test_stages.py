@@ -14,7 +14,7 @@ import torch
 from mvdecor.config import load_config
 from mvdecor.models.checkpoints import save_checkpoint
 from mvdecor.protocols import fewshot
-from mvdecor.protocols.fewshot import cached_fewshot, run_fewshot, training_settings
+from mvdecor.protocols.fewshot import cached_fewshot, lookup_settings, run_fewshot, training_settings
 from mvdecor.protocols.stages import (
     STAGE_RECORD,
     config_sections,
@@ -253,4 +253,17 @@ def test_protocol_runs_compare_only_the_finetune_settings_their_method_reads(tmp
     changed = replace(trained, finetune=replace(trained.finetune, nearest_neighbours=3))
     assert cached_fewshot(changed, tmp_path, init=init, **setting) is not None
     changed = replace(trained, finetune=replace(trained.finetune, lr=5e-4))
+    assert cached_fewshot(changed, tmp_path, init=init, **setting) is None
+    # ...but the preset's pair votes with a lookup made by the nearest_* settings: once a results
+    # file records them, they decide whether it is reused (one without the record matches any).
+    paired = replace(trained, segment=load_config("cpu").segment)
+    assert paired.segment.prior_method == "nearest" and paired.segment.transfer_prior > 0
+    assert lookup_settings(trained, init) is None  # the network alone reads no lookup
+    assert lookup_settings(trained, init, {"pair": {"transfer_prior": 0.5, "prior_method": "nearest"}})
+    record["lookup"] = lookup_settings(paired, init)
+    assert record["lookup"]["nearest_neighbours"] == paired.finetune.nearest_neighbours
+    assert "lr" not in record["lookup"]
+    (tmp_path / "results_mvdecor_k1.json").write_text(json.dumps(json_safe(record)))
+    assert cached_fewshot(paired, tmp_path, init=init, **setting) is not None
+    changed = replace(paired, finetune=replace(paired.finetune, nearest_neighbours=3))
     assert cached_fewshot(changed, tmp_path, init=init, **setting) is None

@@ -61,7 +61,7 @@ from mvdecor.protocols.stages import (
     without_new_defaults,
 )
 from mvdecor.train.checkpoint import check_keep_checkpoints, prune_checkpoints
-from mvdecor.train.finetune import finetune
+from mvdecor.train.finetune import finetune, nearest_prior_config
 from mvdecor.train.labelled import label_vocabulary
 
 
@@ -368,6 +368,7 @@ def run_fewshot(
             "repeated_draws": repeated_draws(labelled_sets),
             "segment": dataclasses.asdict(segment_of[name]),
             "training": training_settings(config, init, views_per_shape),
+            "lookup": lookup_settings(config, init, variants),
             "refinements": {f"{method}+{n}": dict(c) for n, c in variants.items()} if name == method else {},
             "convention": convention,
             "weighting": weighting,
@@ -470,14 +471,16 @@ def finished_fewshot(
     seed: int | None = None,
     convention: str | None = None,
     weighting: str | None = None,
+    lookup: Mapping[str, object] | None = None,
 ) -> dict | None:
     """The summary :func:`run_fewshot` wrote in ``out`` for this setting, if it matches; else None.
 
     A results file is the finished record of its setting (see
     :mod:`mvdecor.protocols.stages`). ``segment`` (the segment settings as a
-    dict), ``training`` (:func:`training_settings`), ``seed``, ``convention``
-    and ``weighting``, when given, must match too; a results file written
-    before one of them was recorded matches any value of it.
+    dict), ``training`` (:func:`training_settings`), ``seed``, ``convention``,
+    ``weighting`` and ``lookup`` (:func:`lookup_settings`), when given, must
+    match too; a results file written before one of them was recorded matches
+    any value of it.
     """
     done = Path(out) / f"results_{_setting_tag(method, k, views_per_shape)}.json"
     if not done.is_file():
@@ -497,6 +500,7 @@ def finished_fewshot(
         and agrees("seed", seed)
         and agrees("convention", convention)
         and agrees("weighting", weighting)
+        and agrees("lookup", None if lookup is None else dict(lookup))
         and (
             training is None
             or previous.get("training") is None
@@ -542,6 +546,27 @@ def training_settings(config: Config, init: str | Path, views_per_shape: int = 0
     if views_per_shape > 0 and "render" not in sections:
         sections = (*sections, "render")
     return _settings_read({"init": init_identity(init), **config_sections(config, sections)})
+
+
+def lookup_settings(
+    config: Config, init: str | Path, refinements: Mapping[str, Mapping[str, object]] | None = None
+) -> dict | None:
+    """The settings of the lookup a 2D network's results depend on besides the network's own, or None.
+
+    The pair's vote (``segment.prior_method: nearest``, in ``config`` or in a refinement
+    variant) and self-training (``finetune.pseudo_shapes``) read the lookup of the run's
+    initial network, made with the ``nearest_*`` settings that :func:`training_settings`
+    leaves out of a trained run's; a finished setting must match them too.
+    """
+    if _face_method(init) is not None:
+        return None
+    segments = [config.segment, *(replace(config.segment, **c) for c in (refinements or {}).values())]
+    uses_lookup = config.finetune.pseudo_shapes > 0 or any(
+        (key := prior_key(segment)) is not None and key[0] == NEAREST_PRIOR for segment in segments
+    )
+    if not uses_lookup:
+        return None
+    return finetune_settings_read(config_sections(nearest_prior_config(config), ("finetune",))["finetune"])
 
 
 def _settings_read(training: dict) -> dict:
@@ -601,6 +626,7 @@ def cached_fewshot(config: Config, out: str | Path, **kwargs: object) -> dict | 
         seed=kwargs.get("seed", 0),
         convention=kwargs.get("convention", "shapenet"),
         weighting=kwargs.get("weighting", "area"),
+        lookup=lookup_settings(config, kwargs.get("init", "scratch"), kwargs.get("refinements")),
     )
     wanted = {
         f"{kwargs['method']}+{n}": dict(c)
