@@ -32,7 +32,7 @@ from mvdecor.inference.segment import Segmenter, SegmenterPrior
 from mvdecor.models.checkpoints import build_model
 from mvdecor.models.embedding import SegmentationNet
 from mvdecor.models.inputs import ChannelStats, channel_count
-from mvdecor.models.nearest import NearestLabelHead
+from mvdecor.models.nearest import NearestLabelHead, position_combine
 from mvdecor.train.finetune import nearest_prior_config, wants_nearest_prior
 
 
@@ -41,11 +41,11 @@ def nearest_head(config: Config, num_classes: int) -> NearestLabelHead:
     ft = config.finetune
     size, dim = ft.nearest_references, config.model.embed_dim
     weights = sorted(set(ft.nearest_position_candidates)) or [ft.nearest_position_weight]
-    weight = tuple(weights) if ft.nearest_position_combine == "average" else weights[0]
+    weight = tuple(weights) if ft.nearest_position_combine != "choose" else weights[0]
     return NearestLabelHead(
         torch.randn(size, dim), torch.arange(size) % num_classes, num_classes, ft.nearest_neighbours,
         ft.nearest_temperature, ft.nearest_stride, torch.rand(size, 3) * 2 - 1, weight,
-        ft.nearest_pooling == "faces",
+        ft.nearest_pooling == "faces", position_combine(ft.nearest_position_combine),
     )  # fmt: skip
 
 

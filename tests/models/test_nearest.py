@@ -135,13 +135,19 @@ def test_position_weighted_head_votes_as_the_reference_loop():
         NearestLabelHead(bank, labels, 4, position_weight=1.0)
 
 
-def test_several_position_weights_average_the_reference_loops_distributions():
-    generator = torch.Generator().manual_seed(5)
+def _three_class_bank(seed: int) -> tuple[torch.Tensor, ...]:
+    """A 30-entry bank of 3 classes with box positions, and one 4 x 5 view of queries with theirs."""
+    generator = torch.Generator().manual_seed(seed)
     bank = torch.randn(30, 6, generator=generator)
     labels = torch.randint(0, 3, (30,), generator=generator)
     bank_positions = torch.rand(30, 3, generator=generator) * 2 - 1
     features = torch.randn(1, 6, 4, 5, generator=generator)
     positions = torch.rand(1, 3, 4, 5, generator=generator) * 2 - 1
+    return bank, labels, bank_positions, features, positions
+
+
+def test_several_position_weights_average_the_reference_loops_distributions():
+    bank, labels, bank_positions, features, positions = _three_class_bank(5)
     weights = (0.0, 0.5, 4.0)
     head = NearestLabelHead(bank, labels, 3, 4, 0.2, 1, bank_positions, position_weight=weights)
     assert head.needs_positions and head.position_weight == weights
@@ -161,6 +167,32 @@ def test_several_position_weights_average_the_reference_loops_distributions():
     for bad in ((), (1.0, -1.0)):
         with pytest.raises(ValueError, match="position weights"):
             NearestLabelHead(bank, labels, 3, 4, 0.2, 1, bank_positions, position_weight=bad)
+
+
+def test_position_weights_joined_by_certainty_follow_each_querys_entropies():
+    bank, labels, bank_positions, features, positions = _three_class_bank(7)
+    weights = (0.0, 0.5, 4.0)
+    each = np.stack(
+        [_reference(features[0], bank, labels, 3, 4, 0.2, positions[0], bank_positions, w) for w in weights]
+    )  # (W, C, H, W)
+    entropy = -(each * np.log(np.clip(each, 1e-12, None))).sum(axis=1)  # (W, H, W)
+    certainty = np.clip(1.0 - entropy / np.log(3), 0.0, None)
+    expected = {
+        "certainty": (each * (certainty / certainty.sum(axis=0))[:, None]).sum(axis=0),
+        "confident": np.take_along_axis(each, entropy.argmin(axis=0)[None, None], axis=0)[0],
+    }
+    averaged = each.mean(axis=0)
+    for combine, want in expected.items():
+        head = NearestLabelHead(bank, labels, 3, 4, 0.2, 1, bank_positions, weights, combine=combine)
+        probs = head(features, positions).exp().numpy()[0]
+        np.testing.assert_allclose(probs, want, atol=1e-5)
+        np.testing.assert_allclose(probs.sum(axis=0), 1.0, atol=1e-5)
+        assert np.abs(probs - averaged).max() > 1e-3  # not the plain average (the check can fail)
+    # One weight: every way of joining is that weight's answer.
+    single = NearestLabelHead(bank, labels, 3, 4, 0.2, 1, bank_positions, 0.5, combine="confident")
+    np.testing.assert_allclose(single(features, positions).exp().numpy()[0], each[1], atol=1e-5)
+    with pytest.raises(ValueError, match="combine"):
+        NearestLabelHead(bank, labels, 3, 4, 0.2, 1, bank_positions, weights, combine="vote")
 
 
 def test_segmentation_net_passes_positions_to_a_head_that_needs_them():

@@ -498,6 +498,16 @@ def test_nearest_method_averages_the_candidate_weights_with_any_number_of_labell
         ft_config(nearest_position_combine="vote")
 
 
+@pytest.mark.parametrize("combine", ["certainty", "confident"])
+def test_nearest_method_joins_the_candidate_weights_by_certainty_through_its_checkpoint(tmp_path, combine):
+    config = ft_config(method="nearest", nearest_position_candidates=[1.0, 0.0],
+                       nearest_position_combine=combine)  # fmt: skip
+    result = finetune(config, CHAIRS, tmp_path / "nn", labelled_shapes=["chair_0000"], progress=False)
+    assert json.loads((result.run_dir / "run.json").read_text())["position_weight"] == [0.0, 1.0]
+    head = Segmenter.from_checkpoint(result.last_checkpoint).model.head
+    assert head.position_weights == (0.0, 1.0) and head.combine == combine
+
+
 def test_nearest_method_pools_each_faces_embeddings(tmp_path):
     import torch
 

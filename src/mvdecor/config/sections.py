@@ -32,7 +32,7 @@ SPREAD_LABELS = ("off", "seen", "fill")
 #: What a nearest head's pixel embeddings are averaged over before the neighbour search.
 NEAREST_POOLINGS = ("none", "faces")
 #: What a nearest head makes of several candidate position weights: choose one, or average them.
-NEAREST_POSITION_COMBINES = ("choose", "average")
+NEAREST_POSITION_COMBINES = ("choose", "average", "certainty", "confident")
 
 #: The largest square image a config may ask for: each rendered buffer of one view is
 #: ``resolution**2`` floats, and a step holds dozens of views and their activations.
@@ -425,7 +425,10 @@ class FinetuneConfig:
         them, with any number of labelled shapes: the head averages the class
         distributions the candidate weights give (no choice made on a few
         labelled shapes, and ``nearest_position_weight`` then plays no part).
-        With no candidates both use ``nearest_position_weight``.
+        ``certainty`` and ``confident``: all of them too, joined face by face
+        (pixel by pixel without pooling): each distribution weighted by its
+        certainty ``1 - H / log C``, or the one of lowest entropy kept.
+        With no candidates all use ``nearest_position_weight``.
     nearest_pooling : str
         ``nearest``: ``none`` (default): each pixel is labelled from its own
         embedding. ``faces``: every pixel embedding (L2-normalised) is first

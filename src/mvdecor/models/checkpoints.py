@@ -226,7 +226,7 @@ def load_segmentation_model(
     embedding = build_model(replace(config, model=replace(config.model, imagenet_checkpoint="")))
     head = None
     if payload.get("head") == "nearest":  # a bank of labelled pixels (finetune.method nearest)
-        from mvdecor.models.nearest import NearestLabelHead
+        from mvdecor.models.nearest import NearestLabelHead, position_combine
 
         state, ft = payload["model"], config.finetune
         head = NearestLabelHead(
@@ -239,6 +239,7 @@ def load_segmentation_model(
             state.get("head.bank_positions"),
             payload.get("nearest_position_weight", ft.nearest_position_weight),  # as chosen by the run
             ft.nearest_pooling == "faces",
+            position_combine(ft.nearest_position_combine),
         )
     model = SegmentationNet(embedding, len(names), head=head)
     _load_weights(model, payload, path, device)

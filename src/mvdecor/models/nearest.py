@@ -22,7 +22,12 @@ box mapped axis by axis onto ``[-1, 1]^3`` (:func:`box_coordinates`): the cue
 that learning-free label transfer lives on (a safe's door is at its front),
 joined with the embedding's appearance and context in one neighbour search.
 Given several weights, the head averages the distributions each one gives
-(one search per weight over the same similarities), rather than betting on one.
+(one search per weight over the same similarities), rather than betting on one;
+or, with ``combine``, weighs each weight's distribution per query by its
+certainty ``1 - H / log C`` (``certainty``), or keeps per query the one with
+the lowest entropy (``confident``): a face whose look decides its label can
+follow the embedding, one whose look is ambiguous (a door flush with a safe's
+body) the position.
 
 With ``pool_faces`` the head labels faces rather than pixels: each pixel's
 L2-normalised embedding is replaced by the mean over every pixel, in all the
@@ -43,6 +48,7 @@ of their part got right (``segment.shape_prototypes``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -51,6 +57,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
+    "POSITION_COMBINES",
     "FaceEmbeddingPool",
     "NearestLabelHead",
     "bank_index",
@@ -59,12 +66,16 @@ __all__ = [
     "labelled_pixel_embeddings",
     "leave_one_shape_out_scores",
     "pool_by_group",
+    "position_combine",
     "sample_bank",
     "shape_prototype_probabilities",
 ]
 
 #: Similarities computed at once, at most (queries x bank entries): bounds the memory.
 _CHUNK_ELEMENTS = 1 << 24
+
+#: How :class:`NearestLabelHead` joins the distributions of several position weights.
+POSITION_COMBINES = ("average", "certainty", "confident")
 
 
 class NearestLabelHead(nn.Module):
@@ -88,6 +99,10 @@ class NearestLabelHead(nn.Module):
     pool_faces : the bank holds face-pooled embeddings and queries must be
         pooled the same way (``finetune.nearest_pooling: faces``); :meth:`forward`,
         which sees single views, then refuses
+    combine : with several position weights, how each query's distributions join
+        (:data:`POSITION_COMBINES`): ``average`` (equal shares), ``certainty``
+        (shares proportional to ``1 - H / log C``, equal where all are uniform)
+        or ``confident`` (the lowest entropy wins; ties: the first weight)
 
     Notes
     -----
@@ -109,8 +124,11 @@ class NearestLabelHead(nn.Module):
         bank_positions: Tensor | None = None,
         position_weight: float | Sequence[float] = 0.0,
         pool_faces: bool = False,
+        combine: str = "average",
     ) -> None:
         super().__init__()
+        if combine not in POSITION_COMBINES:
+            raise ValueError(f"combine must be one of {POSITION_COMBINES}, got {combine!r}")
         if bank_features.ndim != 2 or bank_labels.shape != bank_features.shape[:1]:
             raise ValueError("bank_features must be (N, D) and bank_labels (N,)")
         if len(bank_labels) == 0:
@@ -135,6 +153,7 @@ class NearestLabelHead(nn.Module):
         self.temperature = float(temperature)
         self.stride = int(stride)
         self.pool_faces = bool(pool_faces)
+        self.combine = combine
 
     #: :meth:`forward` takes a mask of the pixels wanted (and searches only for them).
     accepts_mask = True
@@ -161,6 +180,7 @@ class NearestLabelHead(nn.Module):
             bank_squares = (bank_positions**2).sum(dim=1)
         k = min(self.neighbours, len(bank))
         share = 1.0 / len(self.position_weights)
+        averaged = self.combine == "average" or len(self.position_weights) == 1
         out = torch.zeros(len(queries), self.num_classes, device=queries.device)
         chunk = max(1, _CHUNK_ELEMENTS // len(bank))
         for start in range(0, len(queries), chunk):
@@ -172,12 +192,19 @@ class NearestLabelHead(nn.Module):
                 closeness = torch.addmm(bank_squares, query_positions[start : start + chunk], bank_positions.T,
                                         beta=-1.0, alpha=2.0)  # fmt: skip
                 similarity = torch.empty_like(cosine)
+            each = []  # each weight's distributions, when they are not simply averaged
             for w in self.position_weights:
                 if w > 0:
                     torch.add(cosine, closeness, alpha=w, out=similarity)
                 top, index = (similarity if w > 0 else cosine).topk(k, dim=1)
                 weights = torch.softmax(top / self.temperature, dim=1)
-                out[start : start + chunk].scatter_add_(1, self.bank_labels[index], weights * share)
+                if averaged:
+                    out[start : start + chunk].scatter_add_(1, self.bank_labels[index], weights * share)
+                else:
+                    each.append(torch.zeros_like(out[start : start + chunk]).scatter_add_(
+                        1, self.bank_labels[index], weights))  # fmt: skip
+            if not averaged:
+                out[start : start + chunk] = _join_by_certainty(torch.stack(each), self.combine)
         return out
 
     def forward(
@@ -230,6 +257,32 @@ class NearestLabelHead(nn.Module):
             probs = probs.repeat_interleave(self.stride, dim=2).repeat_interleave(self.stride, dim=3)
             probs = probs[:, :, :h, :w]
         return probs.clamp_min(1e-8).log()  # a class no neighbour votes for: finite, no NaN downstream
+
+
+def position_combine(setting: str) -> str:
+    """The head's ``combine`` for a ``finetune.nearest_position_combine`` setting.
+
+    ``choose`` leaves one weight and ``average`` averages several: both are the head's
+    ``average``; ``certainty`` and ``confident`` are passed on as they are.
+    """
+    return setting if setting in POSITION_COMBINES else "average"
+
+
+def _join_by_certainty(distributions: Tensor, combine: str) -> Tensor:
+    """``(W, Q, C)`` class distributions of W position weights -> ``(Q, C)``, per query by certainty.
+
+    ``certainty``: shares proportional to ``1 - H / log C`` (equal where every one is
+    uniform); ``confident``: the distribution of lowest entropy (ties: the first).
+    """
+    num_classes = distributions.shape[-1]
+    entropy = -(distributions * distributions.clamp_min(1e-12).log()).sum(dim=-1)  # (W, Q)
+    if combine == "confident":
+        pick = entropy.argmin(dim=0)  # argmin returns the first of equal values
+        return distributions.gather(0, pick[None, :, None].expand(1, -1, num_classes))[0]
+    certainty = (1.0 - entropy / math.log(max(num_classes, 2))).clamp_min(0.0)
+    total = certainty.sum(dim=0, keepdim=True)
+    shares = torch.where(total > 0, certainty / total.clamp_min(1e-12), 1.0 / len(distributions))
+    return (distributions * shares[..., None]).sum(dim=0)
 
 
 class FaceEmbeddingPool:

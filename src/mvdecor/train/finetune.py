@@ -55,6 +55,7 @@ from mvdecor.models.nearest import (
     labelled_pixel_embeddings,
     leave_one_shape_out_scores,
     pool_by_group,
+    position_combine,
 )
 from mvdecor.train.checkpoint import NETWORK_ENTRIES, load_checkpoint, save_checkpoint
 from mvdecor.train.data import ViewPairDataset, ViewSource, collate_pairs, compute_channel_stats
@@ -718,7 +719,7 @@ def _finetune_nearest(
     candidates = sorted(set(cfg.nearest_position_candidates))
     if weight > 0 or candidates:
         positions, shapes = views.pixel_positions(items)
-    if candidates and cfg.nearest_position_combine == "average":  # every candidate's distribution, averaged
+    if candidates and cfg.nearest_position_combine != "choose":  # every candidate's distribution, joined
         weight = tuple(candidates)
     elif candidates and len(set(item.shape_id for item in items)) >= 2:
         scores = leave_one_shape_out_scores(
@@ -736,7 +737,7 @@ def _finetune_nearest(
         positions = None if positions is None else positions[index]
     head = NearestLabelHead(
         features, labels, len(names), cfg.nearest_neighbours, cfg.nearest_temperature, cfg.nearest_stride,
-        positions, weight, pool_faces,
+        positions, weight, pool_faces, position_combine(cfg.nearest_position_combine),
     )  # fmt: skip
     model = SegmentationNet(embedding, len(names), head=head)
     _write_run_files(
