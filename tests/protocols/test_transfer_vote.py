@@ -10,7 +10,9 @@ import pytest
 from mvdecor.config import load_config
 from mvdecor.correspond.source import ViewSource
 from mvdecor.errors import ConfigError
+from mvdecor.evaluation.segmentation import SegmentationEvaluator
 from mvdecor.inference.segment import SegmenterPrior
+from mvdecor.protocols import methods
 from mvdecor.protocols.fewshot import run_fewshot
 from mvdecor.protocols.methods import (
     FaceRun,
@@ -36,14 +38,30 @@ def _network_config():
 
 def _part_miou(gt, predicted, areas):
     """Naive per-shape part mIoU, area-weighted, under the PartNet rule: faces whose truth is
-    class 0 are left out (the synthetic mugs' 0 is their body, excluded as PartNet's "other")."""
+    class 0 are left out (the synthetic mugs' 0 is their body, excluded as PartNet's "other"),
+    and every part the truth or the prediction holds there counts."""
+    pairs = [(g, p, a) for g, p, a in zip(gt, predicted, areas, strict=True) if g != 0]
     ious = []
-    for part in sorted(set(gt.tolist()) - {0}):
-        pairs = [(g, p, a) for g, p, a in zip(gt, predicted, areas, strict=True) if g != 0]
+    for part in sorted(({g for g, _, _ in pairs} | {p for _, p, _ in pairs}) - {0, -1}):
         inter = sum(a for g, p, a in pairs if g == part and p == part)
         union = sum(a for g, p, a in pairs if g == part or p == part)
         ious.append(inter / union)
     return float(np.mean(ious))
+
+
+def test_the_leave_one_out_score_counts_a_part_predicted_where_there_is_none():
+    gt = np.array([1, 1, 2, 2, 0, 0])
+    areas = np.ones(6)
+    # Part 3 is predicted on a face of part 2: 2 scores 1/2 and 3 scores 0, as the evaluator
+    # would; the faces whose truth is "other" (0) weigh nothing, whatever they are called.
+    predicted = np.array([1, 1, 2, 3, 3, -1])
+    got = methods._part_miou(gt, predicted, areas, (0,))
+    assert got == pytest.approx((1.0 + 0.5 + 0.0) / 3) == pytest.approx(_part_miou(gt, predicted, areas))
+    evaluator = SegmentationEvaluator(["other", "a", "b", "c"], convention="partnet", weighting="faces")
+    evaluator.process(6, gt, np.where(predicted < 0, 0, predicted), shape_id="s")
+    assert got == pytest.approx(evaluator.evaluate()["per_shape"]["s"])
+    # A face with no label (-1) is wrong for its part and predicts none.
+    assert methods._part_miou(gt, np.array([1, -1, 2, 2, 0, 0]), areas, (0,)) == pytest.approx(0.75)
 
 
 def test_transfer_vote_names_a_known_vote():

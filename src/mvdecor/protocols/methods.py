@@ -335,12 +335,16 @@ def _nearest_prior(run: FaceRun) -> FacePrior:
 
 
 def _part_miou(gt: np.ndarray, predicted: np.ndarray, areas: np.ndarray, exclude: Sequence[int]) -> float:
-    """Area-weighted mean IoU over the parts ``gt`` labels: one shape's score, for the
-    leave-one-out choice only. Faces labelled ``-1`` or with an excluded class as their truth
-    weigh nothing (PartNet's rule for its "other"), as in the protocol's evaluator."""
+    """Area-weighted mean IoU over the parts ``gt`` labels or ``predicted`` gives (a part
+    predicted where it is absent scores 0): one shape's score, for the leave-one-out choice
+    only. Faces labelled ``-1`` or with an excluded class as their truth weigh nothing
+    (PartNet's rule for its "other"), and ``-1`` predicts no part; as the protocol's PartNet
+    evaluator, which also averages over the parts present in either. (Under ShapeNet-Part
+    rules the evaluator counts a part absent from both as 1; here it is left out.)"""
     keep = (gt >= 0) & ~np.isin(gt, list(exclude))
+    guessed = predicted[keep]
     ious = []
-    for part in np.unique(gt[keep]):
+    for part in np.union1d(gt[keep], guessed[(guessed >= 0) & ~np.isin(guessed, list(exclude))]):
         truth, guess = keep & (gt == part), keep & (predicted == part)
         ious.append(areas[truth & guess].sum() / max(areas[truth | guess].sum(), 1e-12))
     return float(np.mean(ious)) if ious else float("nan")
