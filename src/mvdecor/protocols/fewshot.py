@@ -352,6 +352,9 @@ def run_fewshot(
             )
     wall_s = round(time.perf_counter() - start, 1)
     summaries = {}
+    # What decided the networks and their lookup: the same for every variant's file.
+    training = training_settings(config, init, views_per_shape)
+    lookup = lookup_settings(config, init, variants)
     # The variants first: the plain method's results file marks the setting finished.
     for name in [*list(segment_of)[1:], method]:
         runs_of = per_run[name]
@@ -367,8 +370,8 @@ def run_fewshot(
             "seed": seed,
             "repeated_draws": repeated_draws(labelled_sets),
             "segment": dataclasses.asdict(segment_of[name]),
-            "training": training_settings(config, init, views_per_shape),
-            "lookup": lookup_settings(config, init, variants),
+            "training": training,
+            "lookup": lookup,
             "refinements": {f"{method}+{n}": dict(c) for n, c in variants.items()} if name == method else {},
             "convention": convention,
             "weighting": weighting,
