@@ -173,6 +173,17 @@ def test_integral_floats_and_numeric_strings_are_still_accepted():
     assert config.render.seed == 3 and config.pretrain.lr == 1.0
 
 
+def test_a_bare_yaml_off_reads_as_the_word_off(tmp_path):
+    path = tmp_path / "off.yaml"
+    path.write_text("preset: cpu\nsegment:\n  transfer_vote: off\n  position_alignment: off\n")
+    config = load_config(str(path))
+    assert config.segment.transfer_vote == "off" and config.segment.position_alignment == "off"
+    # A setting that has no such value still says so, with its choices.
+    path.write_text("preset: cpu\nsegment:\n  prior_method: off\n")
+    with pytest.raises(ConfigError, match=r"segment\.prior_method"):
+        load_config(str(path))
+
+
 def test_renamed_keys_are_read_under_their_old_names_with_a_warning(tmp_path):
     from mvdecor.errors import RenamedKeyWarning
 

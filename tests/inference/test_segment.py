@@ -200,3 +200,39 @@ def test_an_unseen_transfer_vote_labels_the_part_inside_a_closed_object():
     np.testing.assert_array_equal(result.vote.face_scores, alone.face_scores)
     np.testing.assert_array_equal(pair.vote.face_scores, alone.face_scores)
     assert not np.array_equal(result.fusion.face_scores, result.vote.face_scores)
+
+
+def test_position_alignment_carries_a_shapes_positions_before_the_lookup():
+    from mvdecor.models.nearest import NearestLabelHead
+
+    config = load_config(
+        "cpu",
+        {
+            "render": {"rings": 1, "segments": 4, "resolution": 32},
+            "model": {"modalities": ["grey", "normal", "depth"]},
+        },
+    )
+    torch.manual_seed(0)
+    channels = len(channel_names(("grey", "normal", "depth")))
+    generator = torch.Generator().manual_seed(2)
+    head = NearestLabelHead(
+        torch.randn(60, 8, generator=generator), torch.arange(60) % 3, 3, neighbours=5, pool_faces=True,
+        bank_positions=torch.rand(60, 3, generator=generator) * 2 - 1, position_weight=(0.0, 1.0, 4.0),
+    )  # fmt: skip
+    net = SegmentationNet(EmbeddingNet("resnet18", in_channels=channels, embed_dim=8, head="light"), 3, head)
+    stats = ChannelStats(np.zeros(channels), np.ones(channels), ("grey", "normal", "depth"))
+    plain = Segmenter(net, stats, config, ("a", "b", "c"))
+    aligned = plain.with_segment(replace(config.segment, position_alignment="axes"))
+    mesh = _mesh()
+    renderer = Renderer(mesh)
+    cameras = plain.cameras_for(mesh)
+    views = [renderer.render_view(cameras, i) for i in range(len(cameras))]
+    pool = plain._face_pool(views, mesh.bounds(), mesh.num_faces)
+    seen, features, positions = pool.result()
+    moved = head.aligned_positions(features, positions)
+    assert not torch.allclose(moved, positions, atol=1e-3)  # random bank positions: the map moves
+    expected = head.class_probabilities(features, moved).numpy()
+    np.testing.assert_allclose(aligned._pooled_face_probabilities(pool)[seen.numpy()], expected, atol=1e-6)
+    assert not np.allclose(plain._pooled_face_probabilities(pool)[seen.numpy()], expected, atol=1e-3)
+    with pytest.raises(ConfigError, match=r"segment\.position_alignment"):
+        load_config("cpu", {"segment": {"position_alignment": "affine"}})

@@ -15,6 +15,7 @@ from mvdecor.models.nearest import (
     bank_index,
     box_coordinates,
     class_quotas,
+    fit_box_alignment,
     labelled_pixel_embeddings,
     leave_one_shape_out_scores,
     pool_by_group,
@@ -424,3 +425,74 @@ def test_shape_prototypes_weigh_faces_by_the_pixels_that_saw_them():
     assert (empty == 0).all()
     with pytest.raises(ValueError, match="weights"):
         shape_prototype_probabilities(features, probabilities, torch.ones(3))
+
+
+def _naive_box_alignment(queries, positions, bank, bank_positions, weight, iterations, keep, max_scale):
+    """:func:`fit_box_alignment` one query and one axis at a time, in float64."""
+    unit = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    bank = bank / np.linalg.norm(bank, axis=1, keepdims=True)
+    scale, shift = np.ones(3), np.zeros(3)
+
+    def fit(x, y):
+        out_scale, out_shift = np.ones(3), np.zeros(3)
+        for axis in range(3):
+            xs, ys = x[:, axis], y[:, axis]
+            ratio = math.sqrt(sum((b - ys.mean()) ** 2 for b in ys) / sum((a - xs.mean()) ** 2 for a in xs))
+            out_scale[axis] = min(max(ratio, 1 / max_scale), max_scale)
+            out_shift[axis] = ys.mean() - out_scale[axis] * xs.mean()
+        return out_scale, out_shift
+
+    for _ in range(iterations):
+        best, match = [], []
+        for q, at in zip(unit, positions * scale + shift, strict=True):
+            sims = [
+                float(q @ b) - weight * float(((at - p) ** 2).sum())
+                for b, p in zip(bank, bank_positions, strict=True)
+            ]
+            match.append(int(np.argmax(sims)))
+            best.append(max(sims))
+        chosen = sorted(range(len(unit)), key=lambda i: -best[i])[: max(2, int(keep * len(unit)))]
+        x, y = positions[chosen], bank_positions[[match[i] for i in chosen]]
+        scale, shift = fit(x, y)
+        residual = ((x * scale + shift - y) ** 2).sum(axis=1)
+        inliers = residual <= np.quantile(residual, 0.8)
+        scale, shift = fit(x[inliers], y[inliers])
+    return scale, shift
+
+
+def test_box_alignment_against_a_naive_reference():
+    rng = np.random.default_rng(3)
+    bank, bank_positions = rng.normal(size=(60, 8)), rng.uniform(-1, 1, size=(60, 3))
+    queries = bank[:40] + 0.3 * rng.normal(size=(40, 8))
+    positions = rng.uniform(-1, 1, size=(40, 3))
+    expected = _naive_box_alignment(queries, positions, bank, bank_positions, 1.0, 3, 0.5, 1.5)
+    scale, shift = fit_box_alignment(
+        *(torch.from_numpy(a) for a in (queries, positions, bank, bank_positions)),
+        position_weight=1.0, iterations=3, keep=0.5, max_scale=1.5,
+    )  # fmt: skip
+    np.testing.assert_allclose(scale.numpy(), expected[0], atol=1e-4)
+    np.testing.assert_allclose(shift.numpy(), expected[1], atol=1e-4)
+    assert (scale.numpy() >= 1 / 1.5 - 1e-6).all() and (scale.numpy() <= 1.5 + 1e-6).all()
+
+
+def test_box_alignment_keeps_a_shape_on_itself_and_undoes_a_known_stretch():
+    rng = np.random.default_rng(0)
+    bank = torch.from_numpy(rng.normal(size=(300, 16))).float()
+    bank_positions = torch.from_numpy(rng.uniform(-1, 1, size=(300, 3))).float()
+    scale, shift = fit_box_alignment(bank, bank_positions, bank, bank_positions)
+    np.testing.assert_allclose(scale.numpy(), 1.0, atol=1e-5)
+    np.testing.assert_allclose(shift.numpy(), 0.0, atol=1e-5)
+    # The same shape framed by a box that a protruding part stretched: its coordinates are the
+    # labelled ones squeezed and shifted axis by axis; the embedding finds the map back.
+    true_scale, true_shift = torch.tensor([1.25, 0.8, 1.0]), torch.tensor([0.1, -0.2, 0.05])
+    squeezed = (bank_positions - true_shift) / true_scale
+    scale, shift = fit_box_alignment(bank, squeezed, bank, bank_positions)
+    np.testing.assert_allclose(scale.numpy(), true_scale.numpy(), atol=1e-4)
+    np.testing.assert_allclose(shift.numpy(), true_shift.numpy(), atol=1e-4)
+    head = NearestLabelHead(bank, torch.zeros(300, dtype=torch.long), 2, bank_positions=bank_positions,
+                            position_weight=(0.0, 1.0))  # fmt: skip
+    np.testing.assert_allclose(
+        head.aligned_positions(bank, squeezed).numpy(), bank_positions.numpy(), atol=1e-4
+    )
+    with pytest.raises(ValueError, match="keep"):
+        fit_box_alignment(bank, bank_positions, bank, bank_positions, keep=0.0)

@@ -189,6 +189,8 @@ def _scalar_value(value: Any, default: Any, key: str, source: str | None) -> Any
             raise ConfigError(source, f"{key} must be a finite number, got {value!r}")
         return number
     if isinstance(default, str):
+        if value is False:  # YAML reads a bare `off` (`transfer_vote: off`) as false
+            return "off"
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise ConfigError(source, f"{key} must be a string, got {value!r}")
         return str(value)

@@ -239,6 +239,8 @@ class Segmenter:
         if positions is not None:
             positions = positions.to(self.device)
         features = features.to(self.device)
+        if positions is not None and self.config.segment.position_alignment == "axes":
+            positions = self.model.head.aligned_positions(features, positions)
         probs = self.model.head.class_probabilities(features, positions)
         share = self.config.segment.shape_prototypes
         if share > 0:

@@ -63,6 +63,7 @@ __all__ = [
     "bank_index",
     "box_coordinates",
     "class_quotas",
+    "fit_box_alignment",
     "labelled_pixel_embeddings",
     "leave_one_shape_out_scores",
     "pool_by_group",
@@ -206,6 +207,14 @@ class NearestLabelHead(nn.Module):
             if not averaged:
                 out[start : start + chunk] = _join_by_certainty(torch.stack(each), self.combine)
         return out
+
+    def aligned_positions(self, queries: Tensor, query_positions: Tensor) -> Tensor:
+        """``(Q, 3)`` box coordinates of one shape's queries carried onto the bank's frame
+        (:func:`fit_box_alignment`); the same coordinates when the head weighs no position."""
+        if not self.needs_positions:
+            return query_positions
+        scale, shift = fit_box_alignment(queries, query_positions, self.bank_features, self.bank_positions)
+        return query_positions.float() * scale + shift
 
     def forward(
         self, features: Tensor, positions: Tensor | None = None, mask: Tensor | None = None
@@ -367,6 +376,95 @@ def shape_prototype_probabilities(
     logits = (unit @ prototypes.T) / temperature
     logits[:, ~present] = float("-inf")
     return torch.softmax(logits, dim=1)
+
+
+def fit_box_alignment(
+    queries: Tensor,
+    query_positions: Tensor,
+    bank_features: Tensor,
+    bank_positions: Tensor,
+    *,
+    position_weight: float = 1.0,
+    iterations: int = 3,
+    keep: float = 0.5,
+    max_scale: float = 1.5,
+) -> tuple[Tensor, Tensor]:
+    """Per-axis ``scale, shift`` that carry a shape's box coordinates onto its labelled shapes'.
+
+    The box alignment maps each shape's bounding box onto ``[-1, 1]^3``; where a
+    part sticks out (a handle, an open lid, a longer spout) the two boxes frame
+    the shapes differently and the same point of the category lands at other
+    coordinates. This refines the map the way ICP does, with the embedding in
+    the matching: each query (a test face) is matched to the bank entry that
+    maximises ``cos(x, b) - w * |s * pos(x) + t - pos(b)|^2``; the ``keep`` share
+    of queries with the most similar matches, less the fifth whose positions
+    agree least, fit ``s, t`` axis by axis (each axis' scale the ratio of the
+    matched positions' spreads, its shift the difference of their means);
+    ``iterations`` rounds. The scale stays within ``[1 / max_scale, max_scale]``.
+    An embedding that says nothing (a random network's) gives matches the
+    position term keeps local, so the map stays near the identity.
+
+    Parameters
+    ----------
+    queries : ``(Q, D)`` float, the test faces' embeddings (any norm)
+    query_positions : ``(Q, 3)`` float, their box coordinates
+    bank_features : ``(N, D)`` float, unit labelled embeddings
+    bank_positions : ``(N, 3)`` float, their box coordinates
+    position_weight : ``w`` of the matching (> 0)
+    iterations : rounds of matching and fitting (>= 1)
+    keep : share of the queries, the best-matched, that fit the map
+    max_scale : bound of each axis' scale
+
+    Returns
+    -------
+    ``scale (3,)``, ``shift (3,)`` float32: aligned positions are ``scale * pos + shift``.
+    """
+    if query_positions.shape != (len(queries), 3) or bank_positions.shape != (len(bank_features), 3):
+        raise ValueError("positions must be (Q, 3) and (N, 3), one per query and bank entry")
+    if position_weight <= 0 or iterations < 1 or not 0 < keep <= 1 or max_scale < 1:
+        raise ValueError("need position_weight > 0, iterations >= 1, 0 < keep <= 1 and max_scale >= 1")
+    unit = F.normalize(queries.float(), dim=1)
+    bank = F.normalize(bank_features.float(), dim=1)
+    source = query_positions.float()
+    target_all = bank_positions.float()
+    bank_squares = (target_all**2).sum(dim=1)
+    scale = torch.ones(3, device=unit.device)
+    shift = torch.zeros(3, device=unit.device)
+    chunk = max(1, _CHUNK_ELEMENTS // len(bank))
+    for _ in range(iterations):
+        moved = source * scale + shift
+        best = torch.empty(len(unit), device=unit.device)
+        match = torch.empty(len(unit), dtype=torch.long, device=unit.device)
+        for start in range(0, len(unit), chunk):
+            stop = start + chunk
+            similarity = unit[start:stop] @ bank.T
+            # -w |q - b|^2 = w (2 q.b - |b|^2) - w |q|^2: the last term is added after the search.
+            similarity.add_(torch.addmm(bank_squares, moved[start:stop], target_all.T, beta=-1.0, alpha=2.0),
+                            alpha=position_weight)  # fmt: skip
+            best[start:stop], match[start:stop] = similarity.max(dim=1)
+        # The queries are ranked by their best match's whole similarity, position term included.
+        best -= position_weight * (moved**2).sum(dim=1)
+        chosen = best.argsort(descending=True)[: max(2, int(keep * len(unit)))]
+        x, y = source[chosen], target_all[match[chosen]]
+        scale, shift = _fit_axes(x, y, max_scale)
+        # Refit without the fifth of the pairs that agree least with the first fit.
+        residual = ((x * scale + shift - y) ** 2).sum(dim=1)
+        inliers = residual <= residual.quantile(0.8)
+        scale, shift = _fit_axes(x[inliers], y[inliers], max_scale)
+    return scale, shift
+
+
+def _fit_axes(x: Tensor, y: Tensor, max_scale: float) -> tuple[Tensor, Tensor]:
+    """``y ~ scale * x + shift`` axis by axis, the scale the ratio of the spreads (clamped; 1 on a
+    flat axis). Least squares of ``y`` on ``x`` would shrink the map wherever the matches are
+    noisy, since inside a box a noisy match of a point near a wall lies inward; the spreads'
+    ratio (the reduced major axis) keeps noisy matches at the scale the boxes gave."""
+    x_mean, y_mean = x.mean(dim=0), y.mean(dim=0)
+    x_spread, y_spread = x.var(dim=0, unbiased=False), y.var(dim=0, unbiased=False)
+    ratio = (y_spread / x_spread.clamp_min(1e-12)).sqrt()
+    ratio = torch.where(x_spread > 1e-9, ratio, torch.ones_like(ratio))
+    scale = ratio.clamp(1.0 / max_scale, max_scale)
+    return scale, y_mean - scale * x_mean
 
 
 def pool_by_group(features: Tensor, groups: Tensor) -> Tensor:
