@@ -496,3 +496,5 @@ def test_box_alignment_keeps_a_shape_on_itself_and_undoes_a_known_stretch():
     )
     with pytest.raises(ValueError, match="keep"):
         fit_box_alignment(bank, bank_positions, bank, bank_positions, keep=0.0)
+    scale, shift = fit_box_alignment(bank[:1], squeezed[:1], bank, bank_positions)  # one face: no fit
+    assert scale.tolist() == [1.0, 1.0, 1.0] and shift.tolist() == [0.0, 0.0, 0.0]

@@ -425,6 +425,8 @@ def fit_box_alignment(
         raise ValueError("need position_weight > 0, iterations >= 1, 0 < keep <= 1 and max_scale >= 1")
     unit = F.normalize(queries.float(), dim=1)
     bank = F.normalize(bank_features.float(), dim=1)
+    if len(unit) < 2 or len(bank) == 0:  # nothing to fit: the boxes' own map
+        return torch.ones(3, device=unit.device), torch.zeros(3, device=unit.device)
     source = query_positions.float()
     target_all = bank_positions.float()
     bank_squares = (target_all**2).sum(dim=1)
