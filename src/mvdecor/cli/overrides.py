@@ -66,7 +66,6 @@ SHORTCUTS: dict[str, str] = {
     "prior_weighting": "segment.prior_weighting",
     "smoothing": "segment.smoothing",
     "shape_prototypes": "segment.shape_prototypes",
-    "position_alignment": "segment.position_alignment",
     "test_rings": "segment.rings",
     "test_segments": "segment.segments",
     "test_resolution": "segment.resolution",
