@@ -107,8 +107,9 @@ def test_a_segmenter_prior_is_the_other_segmenters_plain_vote_mixed_in():
     assert not np.allclose(vote[seen], alone[seen], atol=1e-3)  # two different votes, or this proves nothing
 
 
-def _pooling_segmenter(**segment) -> Segmenter:
-    """A nearest-labelled-faces network (a random embedding, a random bank) of three classes."""
+def _pooling_segmenter(seed: int = 1, positions: bool = False, **segment) -> Segmenter:
+    """A nearest-labelled-faces network (a random embedding, a random bank) of three classes;
+    with ``positions``, the bank has random box coordinates, weighed at 0, 1 and 4."""
     from mvdecor.models.nearest import NearestLabelHead
 
     config = load_config(
@@ -121,10 +122,15 @@ def _pooling_segmenter(**segment) -> Segmenter:
     )
     torch.manual_seed(0)
     channels = len(channel_names(("grey", "normal", "depth")))
-    generator = torch.Generator().manual_seed(1)
-    head = NearestLabelHead(
-        torch.randn(60, 8, generator=generator), torch.arange(60) % 3, 3, neighbours=5, pool_faces=True
-    )
+    generator = torch.Generator().manual_seed(seed)
+    bank = torch.randn(60, 8, generator=generator)
+    where = {}
+    if positions:
+        where = {
+            "bank_positions": torch.rand(60, 3, generator=generator) * 2 - 1,
+            "position_weight": (0.0, 1.0, 4.0),
+        }
+    head = NearestLabelHead(bank, torch.arange(60) % 3, 3, neighbours=5, pool_faces=True, **where)
     net = SegmentationNet(EmbeddingNet("resnet18", in_channels=channels, embed_dim=8, head="light"), 3, head)
     stats = ChannelStats(np.zeros(channels), np.ones(channels), ("grey", "normal", "depth"))
     return Segmenter(net, stats, config, ("a", "b", "c"))
@@ -203,26 +209,9 @@ def test_an_unseen_transfer_vote_labels_the_part_inside_a_closed_object():
 
 
 def test_position_alignment_carries_a_shapes_positions_before_the_lookup():
-    from mvdecor.models.nearest import NearestLabelHead
-
-    config = load_config(
-        "cpu",
-        {
-            "render": {"rings": 1, "segments": 4, "resolution": 32},
-            "model": {"modalities": ["grey", "normal", "depth"]},
-        },
-    )
-    torch.manual_seed(0)
-    channels = len(channel_names(("grey", "normal", "depth")))
-    generator = torch.Generator().manual_seed(2)
-    head = NearestLabelHead(
-        torch.randn(60, 8, generator=generator), torch.arange(60) % 3, 3, neighbours=5, pool_faces=True,
-        bank_positions=torch.rand(60, 3, generator=generator) * 2 - 1, position_weight=(0.0, 1.0, 4.0),
-    )  # fmt: skip
-    net = SegmentationNet(EmbeddingNet("resnet18", in_channels=channels, embed_dim=8, head="light"), 3, head)
-    stats = ChannelStats(np.zeros(channels), np.ones(channels), ("grey", "normal", "depth"))
-    plain = Segmenter(net, stats, config, ("a", "b", "c"))
-    aligned = plain.with_segment(replace(config.segment, position_alignment="axes"))
+    plain = _pooling_segmenter(seed=2, positions=True)
+    head = plain.model.head
+    aligned = plain.with_segment(replace(plain.config.segment, position_alignment="axes"))
     mesh = _mesh()
     renderer = Renderer(mesh)
     cameras = plain.cameras_for(mesh)

@@ -190,8 +190,7 @@ class NearestLabelHead(nn.Module):
                 # -w |q - b|^2 = w (2 q.b - |b|^2) - w |q|^2; the last term is the same for all of a
                 # query's candidates, so neither the top k nor their softmax depends on it. The
                 # bracket is shared by every weight: one fused pass per weight on top of it.
-                closeness = torch.addmm(bank_squares, query_positions[start : start + chunk], bank_positions.T,
-                                        beta=-1.0, alpha=2.0)  # fmt: skip
+                closeness = _closeness(query_positions[start : start + chunk], bank_positions, bank_squares)
                 similarity = torch.empty_like(cosine)
             each = []  # each weight's distributions, when they are not simply averaged
             for w in self.position_weights:
@@ -266,6 +265,12 @@ class NearestLabelHead(nn.Module):
             probs = probs.repeat_interleave(self.stride, dim=2).repeat_interleave(self.stride, dim=3)
             probs = probs[:, :, :h, :w]
         return probs.clamp_min(1e-8).log()  # a class no neighbour votes for: finite, no NaN downstream
+
+
+def _closeness(query_positions: Tensor, bank_positions: Tensor, bank_squares: Tensor) -> Tensor:
+    """``(Q, N)``: ``2 q.b - |b|^2``, which is ``-|q - b|^2`` up to ``|q|^2``, a term per query that
+    changes no query's ranking of the bank (``bank_squares``: ``|b|^2``, ``(N,)``)."""
+    return torch.addmm(bank_squares, query_positions, bank_positions.T, beta=-1.0, alpha=2.0)
 
 
 def position_combine(setting: str) -> str:
@@ -441,8 +446,7 @@ def fit_box_alignment(
             stop = start + chunk
             similarity = unit[start:stop] @ bank.T
             # -w |q - b|^2 = w (2 q.b - |b|^2) - w |q|^2: the last term is added after the search.
-            similarity.add_(torch.addmm(bank_squares, moved[start:stop], target_all.T, beta=-1.0, alpha=2.0),
-                            alpha=position_weight)  # fmt: skip
+            similarity.add_(_closeness(moved[start:stop], target_all, bank_squares), alpha=position_weight)
             best[start:stop], match[start:stop] = similarity.max(dim=1)
         # The queries are ranked by their best match's whole similarity, position term included.
         best -= position_weight * (moved**2).sum(dim=1)
