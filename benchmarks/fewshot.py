@@ -8,7 +8,11 @@ For one dataset, on one split and one set of seeds:
    the dataset's categories together (``--pretrain-scope dataset``, as the paper
    does on PartNet) or of each benchmarked category alone (``category``): by
    MvDeCor into WORK/pretrain_<scope>, and, with the ``densecl`` method, by
-   DenseCL on the same shapes into WORK/pretrain_densecl_<scope>;
+   DenseCL on the same shapes into WORK/pretrain_densecl_<scope>. With
+   ``--pretrain-pool all`` the pool also holds the test shapes, without their
+   labels, as a user pre-training on the folder of meshes they will segment
+   would; the methods without pre-training read nothing of them, and the
+   correspondence accuracy (step 3) is then measured on shapes the network saw;
 3. measure the MvDeCor network's cross-view correspondence accuracy on the
    test shapes (against a random network and raw normals);
 4. for every setting (k labelled shapes with all views, or k shapes with v
@@ -216,10 +220,21 @@ def changed_pretraining(run_dir: Path, config: Config, method: str) -> list[str]
     return changed
 
 
+def pretrain_pool(split: dict, category: str | None, pool: str) -> list[str]:
+    """The shapes a pre-training reads: ``category``'s (every category's for None) training
+    shapes, and with ``pool == "all"`` their test shapes too (never their labels)."""
+    parts = ("train", "test") if pool == "all" else ("train",)
+    return [s for c, e in split.items() if category in (None, c) for part in parts for s in e[part]]
+
+
 def _refuse_changed_pretraining(
-    parser: argparse.ArgumentParser, run_dir: Path, config: Config, method: str
+    parser: argparse.ArgumentParser, run_dir: Path, config: Config, method: str, pool: str
 ) -> None:
+    # Pre-trainings finished before the pool was recorded read the training shapes.
+    saved_pool = json.loads((run_dir / "done.json").read_text()).get("pool", "train")
     changed = changed_pretraining(run_dir, config, method)
+    if saved_pool != pool:
+        changed.append(f"--pretrain-pool: {saved_pool} -> {pool}")
     if changed:
         parser.error(
             f"{run_dir} holds a finished {method} pre-training with other settings ({'; '.join(changed)}): "
@@ -227,13 +242,14 @@ def _refuse_changed_pretraining(
         )
 
 
-def _write_done(done: Path, last: Path, wall_s: float, device: str) -> None:
-    """Mark a finished pre-training: its length, wall time and the machine it ran on."""
+def _write_done(done: Path, last: Path, wall_s: float, device: str, pool: str) -> None:
+    """Mark a finished pre-training: its length, wall time, shape pool and the machine it ran on."""
     saved = torch.load(last, map_location="cpu", weights_only=False)
     record = {
         "wall_s": round(wall_s, 1),
         "iterations": int(saved["step"]),
         "machine": machine_description(device),
+        "pool": pool,
     }
     _write_json(done, record)
 
@@ -273,6 +289,8 @@ def format_table(record: dict) -> str:
         f"Dataset `{record['dataset']}`, budget `{record['budget']}` (preset `{record['preset']}`), "
         f"{record['machine']}; {record['wall_s'] / 60:.0f} min in all.",
     ]
+    if (record.get("pretrain") or {}).get("pool") == "all":
+        lines.append("Pre-training read the test shapes too, without their labels (`--pretrain-pool all`).")
     # A network pre-trained elsewhere (a GPU machine, say) and scored here: where, and how long.
     for key, runs in (record.get("pretrain") or {}).items():
         if key == "runs" or key.endswith("_runs"):
@@ -386,6 +404,13 @@ def main(argv: list[str] | None = None) -> int:
         "compare with results measured on a CPU without bf16",
     )
     parser.add_argument("--pretrain-scope", choices=("dataset", "category"), default="dataset")
+    parser.add_argument(
+        "--pretrain-pool",
+        choices=("train", "all"),
+        default="train",
+        help="the shapes pre-training reads: the split's training shapes, or all: the test shapes too, "
+        "unlabelled, as a user pre-training on the folder they segment (needs its own --work)",
+    )
     parser.add_argument("--pretrain-iterations", type=int, help="override the budget's pre-training length")
     parser.add_argument("--finetune-iterations", type=int, help="override the budget's fine-tuning length")
     parser.add_argument(
@@ -506,11 +531,11 @@ def main(argv: list[str] | None = None) -> int:
             checkpoints[method][scope] = last
             if args.report_only:
                 continue
-            pool = [s for c, e in split.items() if category in (None, c) for s in e["train"]]
+            pool = pretrain_pool(split, category, args.pretrain_pool)
             train, val = split_shapes(pool, 0.1, args.seed)  # 10% for the validation loss
             done = run_dir / "done.json"
             if done.is_file():
-                _refuse_changed_pretraining(parser, run_dir, method_config, method)
+                _refuse_changed_pretraining(parser, run_dir, method_config, method, args.pretrain_pool)
             else:
                 print(
                     f"pre-training ({method}) on {len(train)} shapes ({scope}), {pre.iterations} iterations",
@@ -524,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
                     split={"train": train, "val": val},
                     progress=not args.quiet,
                 )
-                _write_done(done, last, time.perf_counter() - t0, args.device)
+                _write_done(done, last, time.perf_counter() - t0, args.device, args.pretrain_pool)
     if "pointcontrast" in methods:
         checkpoints["pointcontrast"] = {}
         for scope, category in scopes.items():
@@ -534,9 +559,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.report_only:
                 continue
             if done.is_file():
-                _refuse_changed_pretraining(parser, run_dir, config, "pointcontrast")
+                _refuse_changed_pretraining(parser, run_dir, config, "pointcontrast", args.pretrain_pool)
                 continue
-            pool = [s for c, e in split.items() if category in (None, c) for s in e["train"]]
+            pool = pretrain_pool(split, category, args.pretrain_pool)
             print(
                 f"pre-training (pointcontrast) on {len(pool)} shapes ({scope}), "
                 f"{config.points.pretrain_iterations} iterations",
@@ -546,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
             last = pretrain_pointcontrast(
                 config, dataset.spec, run_dir, shape_ids=pool, progress=not args.quiet
             )
-            _write_done(done, last, time.perf_counter() - t0, args.device)
+            _write_done(done, last, time.perf_counter() - t0, args.device, args.pretrain_pool)
     scope_of = {c: "all" if args.pretrain_scope == "dataset" else c for c in categories}
     init_of = {
         **{m: {c: checkpoints[m][scope_of[c]] for c in categories} for m in checkpoints},
@@ -666,6 +691,7 @@ def main(argv: list[str] | None = None) -> int:
         "refinements": refinements,
         "pretrain": {
             "scope": args.pretrain_scope,
+            "pool": args.pretrain_pool,
             "precision": pre.precision,
             "runs": pretrain_runs.get("mvdecor", {}),
             **{f"{m}_runs": runs for m, runs in pretrain_runs.items() if m != "mvdecor"},

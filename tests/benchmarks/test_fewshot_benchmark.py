@@ -278,3 +278,32 @@ def test_pre_training_alone_can_leave_the_correspondence_for_later(tmp_path, ben
     record = json.loads((results / "tiny-cpu.json").read_text())
     assert set(record["correspondence"]) == {"pretrained", "random_network", "normals", "match_radius"}
     assert json.loads((work / "correspondence.json").read_text())["checkpoint"].endswith("last.pt")
+
+
+def test_the_pre_training_pool_can_hold_the_test_shapes_unlabelled(tmp_path, benchmark, capsys):
+    split = {
+        "mug": {"train": ["m0", "m1"], "test": ["m2"]},
+        "bottle": {"train": ["b0"], "test": ["b1", "b2"]},
+    }
+    assert benchmark.pretrain_pool(split, None, "train") == ["m0", "m1", "b0"]
+    assert benchmark.pretrain_pool(split, None, "all") == ["m0", "m1", "m2", "b0", "b1", "b2"]
+    assert benchmark.pretrain_pool(split, "bottle", "all") == ["b0", "b1", "b2"]
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_YAML)
+    work, results = tmp_path / "work", tmp_path / "results"
+    args = [DATASET, "--name", "tiny", "--config", str(config), "--categories", "mug", "--runs", "1",
+            "--methods", "mvdecor", "--pretrain-iterations", "1", "--device", "cpu", "--test-fraction", "0.34",
+            "--work", str(work), "--results", str(results), "--quiet", "--precision", "fp32", "--settings", "",
+            "--no-correspondence"]  # fmt: skip
+    assert benchmark.main([*args, "--pretrain-pool", "all"]) == 0
+    # 3 shapes per category, 2 categories: all 6 shapes, 10% of them (at least one) for validation.
+    assert "pre-training (mvdecor) on 5 shapes (all)" in capsys.readouterr().out
+    assert json.loads((work / "pretrain_all" / "done.json").read_text())["pool"] == "all"
+    record = json.loads((results / "tiny-cpu.json").read_text())
+    assert record["pretrain"]["pool"] == "all"
+    assert "Pre-training read the test shapes too" in benchmark.format_table(record)
+    # The finished network read the test shapes: the default pool does not reuse it.
+    with pytest.raises(SystemExit):
+        benchmark.main(args)
+    assert "--pretrain-pool: all -> train" in capsys.readouterr().err
