@@ -100,6 +100,7 @@ def test_configuration_is_a_leaf():
             "mvdecor.errors",
             "mvdecor.config.checks",
             "mvdecor.config.sections",
+            "mvdecor.config.inference",
             "mvdecor.config.points",
         }
         assert _imports(path) <= allowed, path.name

@@ -5,7 +5,8 @@ A :class:`Config` has one section per pipeline stage. Presets live in
 and ``cpu`` (small and fast, for laptops and CI). A YAML file only needs the
 keys it changes; unknown keys are an error, so a typo never passes silently.
 The preset or file in use is written next to every result (``Config.to_yaml``).
-The sections themselves are in :mod:`mvdecor.config.sections` (the 3D baselines' in
+The sections themselves are in :mod:`mvdecor.config.sections` (inference's, ``segment`` and
+``transfer``, in :mod:`mvdecor.config.inference`, the 3D baselines' in
 :mod:`mvdecor.config.points`), the checks they run on their values in :mod:`mvdecor.config.checks`.
 """
 
@@ -21,6 +22,13 @@ from typing import Any
 
 import yaml
 
+from mvdecor.config.inference import (
+    PRIOR_METHODS,
+    PRIOR_WEIGHTINGS,
+    TRANSFER_VOTES,
+    SegmentConfig,
+    TransferConfig,
+)
 from mvdecor.config.points import DeformConfig, PointsConfig
 from mvdecor.config.sections import (
     BACKBONE_NAMES,
@@ -33,17 +41,12 @@ from mvdecor.config.sections import (
     PACKAGED_IMAGENET,
     PRECISIONS,
     PRESETS,
-    PRIOR_METHODS,
-    PRIOR_WEIGHTINGS,
     SPREAD_LABELS,
-    TRANSFER_VOTES,
     DenseCLConfig,
     FinetuneConfig,
     ModelConfig,
     PretrainConfig,
     RenderConfig,
-    SegmentConfig,
-    TransferConfig,
     finetune_settings_read,
 )
 from mvdecor.errors import ConfigError, RenamedKeyWarning
