@@ -143,6 +143,8 @@ def test_presets_name_the_pretraining_method_and_densecl_settings(tmp_path):
         ({"pretrain": {"lr": float("nan")}}, "pretrain.lr must be a finite number"),
         ({"pretrain": {"precision": "fp64"}}, "pretrain.precision must be one of fp32, bf16, fp16, auto"),
         ({"pretrain": {"densecl": {"momentum": 1.5}}}, "pretrain.densecl.momentum must be in [0, 1]"),
+        ({"pretrain": {"cross_shape_pairs": 1.5}}, "pretrain.cross_shape_pairs must be in [0, 1]"),
+        ({"pretrain": {"cross_shape_radius": 0}}, "pretrain.cross_shape_radius must be > 0"),
         ({"finetune": {"iterations": -1}}, "finetune.iterations must be >= 1, got -1"),
         ({"finetune": {"views_per_shape": -1}}, "finetune.views_per_shape must be >= 0, got -1"),
         ({"segment": {"rings": -2}}, "segment.rings must be >= 0, got -2"),

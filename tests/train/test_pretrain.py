@@ -15,6 +15,7 @@ import pytest
 import torch
 from tiny_setup import TINY_DATASET, tiny_config
 
+from mvdecor.config import load_config
 from mvdecor.evaluation.embedding import evaluate_embedding
 from mvdecor.train.checkpoint import CheckpointError, load_checkpoint
 from mvdecor.train.data import ViewPairDataset, ViewSource, collate_pairs, split_shapes
@@ -48,6 +49,60 @@ def test_pair_items_are_a_function_of_the_index(tiny):
     for k in range(2):
         idx = batch.index_a[k][batch.valid[k]]
         assert (batch.inputs_a[k].reshape(5, -1)[:, idx].abs().sum(0) > 0).all()
+
+
+def test_cross_shape_pairs_join_two_shapes_of_one_group(tiny):
+    source = ViewSource.from_config(TINY_DATASET, tiny)
+    ids = source.shape_ids()
+    mugs = [s for s in ids if s.startswith("mug")]
+    # The bottles as separate groups: alone in its group, a shape keeps same-shape pairs.
+    groups = {s: "mug" if s in mugs else s for s in ids}
+    for shape_id in ids:
+        source.overlaps(shape_id)  # renders every view: done before recording the pairs' views
+    calls: list[str] = []
+    view = source.view
+
+    def recording_view(shape_id, index):
+        calls.append(shape_id)
+        return view(shape_id, index)
+
+    source.view = recording_view
+    ds = ViewPairDataset(
+        source, ids, tiny.model.modalities, None, 128, 0.15, seed=3, cross_shape=1.0, groups=groups
+    )
+    kinds = set()
+    for k in range(12):
+        calls.clear()
+        item = ds[k]
+        first, second = calls
+        if first in mugs:
+            assert second in mugs and second != first
+            assert item["valid"].any()
+        else:
+            assert second == first
+        kinds.add(first in mugs)
+    assert kinds == {True, False}
+    # Unchanged items without cross-shape pairs, groups or not.
+    plain = ViewPairDataset(source, ids, tiny.model.modalities, None, 128, 0.15, seed=3)
+    none = ViewPairDataset(
+        source, ids, tiny.model.modalities, None, 128, 0.15, seed=3, cross_shape=0.0, groups=groups
+    )
+    for k in range(4):
+        a, b = plain[k], none[k]
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+    with pytest.raises(ValueError, match="cross_shape"):
+        ViewPairDataset(source, ids, tiny.model.modalities, None, 128, 0.15, cross_shape=1.5)
+
+
+def test_pretraining_with_cross_shape_pairs_runs_and_records_them(tmp_path):
+    config = tiny_config(cross_shape_pairs=0.5, iterations=4)
+    result = pretrain(config, TINY_DATASET, tmp_path / "run", progress=False)
+    assert result.step == 4
+    losses = _losses(tmp_path / "run")
+    assert sorted(losses) == [1, 2, 3, 4] and all(np.isfinite(v) for v in losses.values())
+    saved = load_config(str(tmp_path / "run" / "config.yaml"))
+    assert saved.pretrain.cross_shape_pairs == 0.5 and saved.pretrain.cross_shape_radius == 0.05
 
 
 def test_split_is_seeded_and_disjoint():

@@ -46,6 +46,7 @@ from functools import cached_property
 import numpy as np
 
 from mvdecor.config import PretrainConfig, RenderConfig
+from mvdecor.data.mesh import align_points
 from mvdecor.render.cameras import Cameras, focal_from_fov
 from mvdecor.render.views import RenderedView
 
@@ -334,6 +335,57 @@ def match_views(view_a: RenderedView, view_b: RenderedView, radius: float = DEFA
         Sorted by ``index_a``; ``index_a`` and ``index_b`` each without repeats.
     """
     return _match_prepared(PreparedView(view_a), PreparedView(view_b), radius)
+
+
+def match_views_aligned(
+    view_a: RenderedView,
+    view_b: RenderedView,
+    box_a: tuple[np.ndarray, np.ndarray],
+    box_b: tuple[np.ndarray, np.ndarray],
+    radius: float,
+) -> Matches:
+    """Correspondences between views of two *different* shapes, after aligning their boxes.
+
+    A's hit points are mapped onto B's shape by the per-axis bounding-box
+    alignment label transfer uses (:func:`~mvdecor.data.mesh.align_points`,
+    ``box_a`` onto ``box_b``; normals by the inverse scale, so that the
+    same-side test still holds), then matched by reprojection exactly as
+    :func:`match_views` does: the B pixel each aligned point projects to, when
+    it sees a point within ``radius`` on the same side of the surface, one
+    match per pixel on both sides. Two instances of a category never coincide,
+    so ``radius`` is a tolerance on their shape difference (a few hundredths
+    of the unit sphere), not on the pixel footprint.
+
+    Parameters
+    ----------
+    view_a, view_b : RenderedView
+        A view of shape A and a view of shape B, each with hit points in its own
+        shape's normalised frame.
+    box_a, box_b : ((3,), (3,)) float arrays
+        ``(min, max)`` of each shape's bounding box, in the same frames.
+    radius : float
+        Largest distance between B's point and A's aligned point.
+
+    Returns
+    -------
+    Matches
+        Sorted by ``index_a``; ``index_a`` and ``index_b`` each without repeats;
+        ``distance`` is measured after the alignment.
+    """
+    a, b = PreparedView(view_a), PreparedView(view_b)
+    if len(a.fg_index) == 0 or len(b.fg_index) == 0:
+        return Matches.empty(a.shape, b.shape)
+    data = np.empty_like(a.data)
+    data[:3] = align_points(a.data[:3].T, box_a, box_b).T
+    extent_a = np.asarray(box_a[1], np.float64) - np.asarray(box_a[0], np.float64)
+    extent_b = np.asarray(box_b[1], np.float64) - np.asarray(box_b[0], np.float64)
+    # Normals transform by the inverse transpose of the (diagonal) scale; a flat axis keeps its own.
+    ratio = np.where((extent_a > 1e-12) & (extent_b > 1e-12), extent_a / np.maximum(extent_b, 1e-12), 1.0)
+    data[3:] = a.data[3:] * ratio.astype(np.float32)[:, None]
+    rows, index_b, distance = reproject(data, b, radius)
+    index_a = a.fg_index.take(rows)
+    win = _one_per_target(index_a, index_b, distance, b.shape[0] * b.shape[1])
+    return Matches(index_a.take(win), index_b.take(win), distance.take(win), a.shape, b.shape)
 
 
 def _kdtree_query(data: np.ndarray, queries: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:

@@ -420,3 +420,23 @@ def concatenate_meshes(
         name=name if name is not None else meshes[0].name,
         source=source if source is not None else meshes[0].source,
     )
+
+
+def align_points(
+    points: np.ndarray,
+    source_box: tuple[np.ndarray, np.ndarray],
+    target_box: tuple[np.ndarray, np.ndarray],
+) -> np.ndarray:
+    """Map ``points`` (N, 3) so that ``source_box`` lands on ``target_box``, axis by axis.
+
+    An axis on which the source box is flat maps to the target box's centre.
+    Label transfer aligns a test shape to each reference with it, and cross-shape
+    pre-training pairs match two shapes' views after it.
+    """
+    src_lo, src_hi = (np.asarray(b, np.float64) for b in source_box)
+    dst_lo, dst_hi = (np.asarray(b, np.float64) for b in target_box)
+    src_extent = src_hi - src_lo
+    flat = src_extent <= 1e-12
+    scale = np.where(flat, 0.0, (dst_hi - dst_lo) / np.where(flat, 1.0, src_extent))
+    offset = np.where(flat, (dst_lo + dst_hi) / 2, dst_lo)
+    return (np.asarray(points, np.float64) - np.where(flat, 0.0, src_lo)) * scale + offset

@@ -42,7 +42,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from mvdecor.config import TransferConfig
-from mvdecor.data.mesh import LabelledMesh
+from mvdecor.data.mesh import LabelledMesh, align_points
 from mvdecor.errors import ConfigError, FileError, LabelError
 from mvdecor.fileio import atomic_path
 from mvdecor.render.views import RenderedView
@@ -233,24 +233,6 @@ def load_references(path: str | Path, exclude_classes: Sequence[int] = ()) -> li
     if not references:
         raise FileError(path, "holds no transfer reference")
     return references
-
-
-def align_points(
-    points: np.ndarray,
-    source_box: tuple[np.ndarray, np.ndarray],
-    target_box: tuple[np.ndarray, np.ndarray],
-) -> np.ndarray:
-    """Map ``points`` (N, 3) so that ``source_box`` lands on ``target_box``, axis by axis.
-
-    An axis on which the source box is flat maps to the target box's centre.
-    """
-    src_lo, src_hi = (np.asarray(b, np.float64) for b in source_box)
-    dst_lo, dst_hi = (np.asarray(b, np.float64) for b in target_box)
-    src_extent = src_hi - src_lo
-    flat = src_extent <= 1e-12
-    scale = np.where(flat, 0.0, (dst_hi - dst_lo) / np.where(flat, 1.0, src_extent))
-    offset = np.where(flat, (dst_lo + dst_hi) / 2, dst_lo)
-    return (np.asarray(points, np.float64) - np.where(flat, 0.0, src_lo)) * scale + offset
 
 
 def neighbour_vote(labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:

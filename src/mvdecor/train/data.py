@@ -3,14 +3,14 @@
 :class:`ViewPairDataset` turns a :class:`~mvdecor.correspond.source.ViewSource`
 (views of a dataset's shapes and their overlaps) into the pre-training data contract, a
 :class:`ViewPairBatch`. Item ``k`` is a pure function of ``(seed, k)``: which
-shape, which pair of views and which matches are drawn depends on nothing
+shape (or shapes), which pair of views and which matches are drawn depends on nothing
 else, so a resumed run sees exactly the batches an uninterrupted run would, in
 any number of worker processes or ranks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +19,7 @@ import torch
 from mvdecor.correspond import (
     PairSampler,
     match_views,
+    match_views_aligned,
     sample_matches,
 )
 
@@ -79,6 +80,15 @@ def collate_pairs(items: Sequence[dict[str, np.ndarray]]) -> ViewPairBatch:
 class ViewPairDataset(torch.utils.data.Dataset):
     """Item ``k``: a random pair of overlapping views of a random shape, with matches.
 
+    With ``cross_shape > 0``, that share of the items pairs a view of the drawn
+    shape with a view of *another* shape of its group (category), matched by
+    :func:`~mvdecor.correspond.match_views_aligned` after mapping the first
+    shape's bounding box onto the second's: the pair ``(i, j)`` is drawn from the
+    first shape's overlapping pairs, and view ``j`` is taken of the second shape.
+    The paper pairs views of one shape only; these pairs ask the network to give
+    the corresponding regions of two instances one embedding, which is what
+    few-shot labelling of other instances reads.
+
     Parameters
     ----------
     source : where views come from
@@ -90,6 +100,14 @@ class ViewPairDataset(torch.utils.data.Dataset):
         view's foreground (paper: 15%)
     seed : the dataset's seed; item ``k`` depends only on ``(seed, k)``
     length : nominal length (items are generated, so any index is valid)
+    cross_shape : share of items whose two views show two shapes of one group
+        (0: the paper's same-shape pairs only; then items are drawn exactly as
+        without this option)
+    cross_shape_radius : matching tolerance of those pairs after the box
+        alignment (unit-sphere units)
+    groups : shape id -> group (category); shapes are paired only within a
+        group, and a shape alone in its group keeps same-shape pairs. None:
+        one group
     """
 
     def __init__(
@@ -102,9 +120,14 @@ class ViewPairDataset(torch.utils.data.Dataset):
         overlap_threshold: float = 0.15,
         seed: int = 0,
         length: int = 10**12,
+        cross_shape: float = 0.0,
+        cross_shape_radius: float = 0.05,
+        groups: Mapping[str, str] | None = None,
     ) -> None:
         if not shape_ids:
             raise ValueError("no shapes to draw view pairs from")
+        if not 0.0 <= cross_shape <= 1.0:
+            raise ValueError(f"cross_shape must be in [0, 1], got {cross_shape}")
         self.source = source
         self.shape_ids = list(shape_ids)
         self.modalities = tuple(modalities)
@@ -114,6 +137,18 @@ class ViewPairDataset(torch.utils.data.Dataset):
         self.seed = int(seed)
         self.length = int(length)
         self._samplers: dict[str, PairSampler] = {}
+        self.cross_shape = float(cross_shape)
+        self.cross_shape_radius = float(cross_shape_radius)
+        group_of = {shape_id: groups[shape_id] if groups is not None else "" for shape_id in self.shape_ids}
+        members: dict[str, list[str]] = {}
+        for shape_id, group in group_of.items():
+            members.setdefault(group, []).append(shape_id)
+        # Each shape's partners: the other shapes of its group, in the order given.
+        self._partners = {
+            shape_id: [other for other in members[group_of[shape_id]] if other != shape_id]
+            for shape_id in self.shape_ids
+        }
+        self._boxes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
         return self.length
@@ -125,6 +160,13 @@ class ViewPairDataset(torch.utils.data.Dataset):
             self._samplers[shape_id] = sampler
         return sampler
 
+    def box(self, shape_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """The bounding box of a shape's normalised mesh (the frame of its views' hit points)."""
+        box = self._boxes.get(shape_id)
+        if box is None:
+            box = self._boxes[shape_id] = self.source.mesh(shape_id).bounds()
+        return box
+
     def inputs(self, view: RenderedView) -> np.ndarray:
         array = view_to_array(view, self.modalities)
         if self.stats is not None:
@@ -134,9 +176,22 @@ class ViewPairDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng([self.seed, int(index)])
         shape_id = self.shape_ids[int(rng.integers(len(self.shape_ids)))]
+        partner = None
+        # Drawn only when asked, so that same-shape runs keep their exact sequence of items.
+        if self.cross_shape > 0 and rng.random() < self.cross_shape and self._partners[shape_id]:
+            partners = self._partners[shape_id]
+            partner = partners[int(rng.integers(len(partners)))]
         i, j = self.sampler(shape_id).sample(rng)
-        view_a, view_b = self.source.view(shape_id, i), self.source.view(shape_id, j)
-        matches = sample_matches(match_views(view_a, view_b, self.source.radius), self.matches_per_pair, rng)
+        view_a = self.source.view(shape_id, i)
+        if partner is None:
+            view_b = self.source.view(shape_id, j)
+            found = match_views(view_a, view_b, self.source.radius)
+        else:
+            view_b = self.source.view(partner, j)
+            found = match_views_aligned(
+                view_a, view_b, self.box(shape_id), self.box(partner), self.cross_shape_radius
+            )
+        matches = sample_matches(found, self.matches_per_pair, rng)
         n = self.matches_per_pair
         index_a = np.zeros(n, np.int64)
         index_b = np.zeros(n, np.int64)

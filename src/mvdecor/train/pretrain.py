@@ -169,6 +169,9 @@ def build_mvdecor(run: PretrainRun) -> MethodSetup:
         cfg.matches_per_pair,
         cfg.overlap_threshold,
         cfg.seed,
+        cross_shape=cfg.cross_shape_pairs,
+        cross_shape_radius=cfg.cross_shape_radius,
+        groups={shape_id: run.source.dataset.category_of(shape_id) for shape_id in run.train_ids},
     )
     val_set = (
         ViewPairDataset(
