@@ -1,4 +1,4 @@
-"""Pixel correspondences between two rendered views of one shape.
+"""Pixel correspondences between two rendered views of one shape (or of two, aligned).
 
 Two pixels of two views correspond when the 3D points they see (their
 ``hit_points``) lie within a small ``radius`` of each other (the MvDeCor
@@ -12,6 +12,10 @@ authors use ``5e-3`` in unit-sphere units). Two matchers are provided:
   1-2 ms per 256 x 256 pair on one core.
 - :func:`match_views_kdtree`, the exact-nearest reference: for each foreground
   A pixel, the nearest B hit point in 3D. Slower, and meant for tests.
+- :func:`match_views_aligned`, across two *different* shapes: A's hit points
+  are first mapped onto B's shape by the per-axis bounding-box alignment, then
+  reprojected as :func:`match_views` does, with a radius that tolerates the
+  two instances' difference (``pretrain.cross_shape_pairs``).
 
 Both also require the two pixels to see the **same side** of the surface
 (their camera-facing normals have a positive dot product): otherwise the two
@@ -299,8 +303,11 @@ def _one_per_target(
     return np.flatnonzero(np.take(best, index_b) == key)
 
 
-def _match_prepared(a: PreparedView, b: PreparedView, radius: float) -> Matches:
-    rows, index_b, distance = reproject(a.data, b, radius)
+def _match_prepared(
+    a: PreparedView, b: PreparedView, radius: float, data: np.ndarray | None = None
+) -> Matches:
+    """Matches of A's foreground pixels in B; ``data`` replaces A's hit points and normals (``a.data``)."""
+    rows, index_b, distance = reproject(a.data if data is None else data, b, radius)
     index_a = a.fg_index.take(rows)
     win = _one_per_target(index_a, index_b, distance, b.shape[0] * b.shape[1])
     return Matches(index_a.take(win), index_b.take(win), distance.take(win), a.shape, b.shape)
@@ -382,10 +389,7 @@ def match_views_aligned(
     # Normals transform by the inverse transpose of the (diagonal) scale; a flat axis keeps its own.
     ratio = np.where((extent_a > 1e-12) & (extent_b > 1e-12), extent_a / np.maximum(extent_b, 1e-12), 1.0)
     data[3:] = a.data[3:] * ratio.astype(np.float32)[:, None]
-    rows, index_b, distance = reproject(data, b, radius)
-    index_a = a.fg_index.take(rows)
-    win = _one_per_target(index_a, index_b, distance, b.shape[0] * b.shape[1])
-    return Matches(index_a.take(win), index_b.take(win), distance.take(win), a.shape, b.shape)
+    return _match_prepared(a, b, radius, data)
 
 
 def _kdtree_query(data: np.ndarray, queries: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
