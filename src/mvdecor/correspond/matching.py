@@ -2,7 +2,7 @@
 
 Two pixels of two views correspond when the 3D points they see (their
 ``hit_points``) lie within a small ``radius`` of each other (the MvDeCor
-authors use ``5e-3`` in unit-sphere units). Two matchers are provided:
+authors use ``5e-3`` in unit-sphere units). Three matchers are provided:
 
 - :func:`match_views`, the one to use: a **reprojection**. Each foreground hit
   point of view A is projected into view B's camera; the B pixel containing it
@@ -17,12 +17,12 @@ authors use ``5e-3`` in unit-sphere units). Two matchers are provided:
   reprojected as :func:`match_views` does, with a radius that tolerates the
   two instances' difference (``pretrain.cross_shape_pairs``).
 
-Both also require the two pixels to see the **same side** of the surface
+All three also require the two pixels to see the **same side** of the surface
 (their camera-facing normals have a positive dot product): otherwise the two
 sides of a zero-thickness sheet, or of a wall thinner than the radius, would
 match although no camera sees both.
 
-Both keep **one match per pixel on both sides**: each A pixel has at most one B
+All keep **one match per pixel on both sides**: each A pixel has at most one B
 pixel, and where several A pixels claim one B pixel only the closest (in 3D)
 keeps it. The InfoNCE loss treats the other sampled pixels of view B as
 negatives, so many-to-one matches would make false negatives.
