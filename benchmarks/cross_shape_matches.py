@@ -40,16 +40,6 @@ from mvdecor.data.datasets import open_dataset
 from mvdecor.data.splits import make_split
 
 
-def _pixel_labels(source: ViewSource, shape_id: str, view) -> np.ndarray:
-    """``(H * W,)`` part label of every pixel (-1: background or unlabelled)."""
-    labels = source.mesh(shape_id).face_labels
-    face_ids = view.face_ids.reshape(-1)
-    out = np.full(face_ids.shape, -1, np.int64)
-    fg = face_ids >= 0
-    out[fg] = labels[face_ids[fg]]
-    return out
-
-
 def measure_category(
     source: ViewSource,
     shapes: list[str],
@@ -67,9 +57,10 @@ def measure_category(
         shape_a, shape_b = shapes[first], shapes[second]
         i, j = PairSampler(source.overlaps(shape_a), overlap_threshold).sample(rng)
         view_a, view_b = source.view(shape_a, i), source.view(shape_b, j)
-        labels_a = _pixel_labels(source, shape_a, view_a)
-        labels_b = _pixel_labels(source, shape_b, view_b)
-        foreground_b = np.flatnonzero(view_b.face_ids.reshape(-1) >= 0)
+        # Flat (H * W,) part label of every pixel, -1 on background (and unlabelled faces).
+        labels_a = view_a.face_labels(source.mesh(shape_a).face_labels).reshape(-1)
+        labels_b = view_b.face_labels(source.mesh(shape_b).face_labels).reshape(-1)
+        foreground_b = np.flatnonzero(view_b.mask.reshape(-1))
         for radius in radii:
             found = match_views_aligned(view_a, view_b, boxes[shape_a], boxes[shape_b], radius)
             if len(found) == 0:
